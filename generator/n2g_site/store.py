@@ -1,0 +1,277 @@
+"""The work directory: every stage's on-disk output, written atomically.
+
+Layout of a work dir (default ``.n2g/<run-name>/``)::
+
+    run.json                 manifest: model, corpus, mining options (a work dir never mixes two runs)
+    vocab.json               token id -> display string (so render never needs the model)
+    corpus.json              the mined documents: id, title, split ("train" or "heldout")
+    mine/layer_{L:02d}.npz   MinedLayer: top-k windows of the selected neurons + stats of every neuron
+    fit/L{L:02d}/N{N:05d}.json   one fitted N2G graph per neuron (see n2g/graph.py for the schema)
+    docs/                    rendered Markdown + assets for MkDocs (render stage)
+    fragments/               heavy HTML put into pages after Markdown (render stage)
+    mkdocs.yml               the derived MkDocs config (publish stage)
+
+Every file is written to a temporary name in the same folder and renamed into place, so a killed run
+never leaves a half-written file that a later stage would trust.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import UserError
+
+MANIFEST = "run.json"
+VOCAB = "vocab.json"
+CORPUS = "corpus.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj: Any, *, indent: int | None = None) -> None:
+    """Deterministic JSON (sorted keys) written atomically."""
+    text = json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class ExampleSet:
+    """Top-k activating windows for n neurons, k slots each, W tokens per window.
+
+    Windows are cut around the token where the neuron peaked in one mined sequence ("the pivot"),
+    so each slot is one sequence: no sequence appears twice in a neuron's top-k. Empty slots (a
+    corpus too small for k) have ``doc == -1`` and ``value == -inf``. Slots are sorted by value,
+    highest first.
+    """
+
+    tokens: np.ndarray  # int32 [n, k, W]; -1 = padding (window ran past a document edge)
+    acts: np.ndarray  # float32 [n, k, W]; activation of the neuron at each token; NaN at padding
+    doc: np.ndarray  # int32 [n, k]; index into corpus.json, -1 = empty slot
+    start: np.ndarray  # int32 [n, k]; position in the document of the window's first token
+    pivot: np.ndarray  # int32 [n, k]; index in the window of the peak token
+    value: np.ndarray  # float32 [n, k]; the peak activation (= acts at pivot)
+
+    @classmethod
+    def empty(cls, n: int, k: int, width: int) -> ExampleSet:
+        return cls(
+            tokens=np.full((n, k, width), -1, np.int32),
+            acts=np.full((n, k, width), np.nan, np.float32),
+            doc=np.full((n, k), -1, np.int32),
+            start=np.zeros((n, k), np.int32),
+            pivot=np.zeros((n, k), np.int32),
+            value=np.full((n, k), -np.inf, np.float32),
+        )
+
+    def windows(self, row: int) -> list[Window]:
+        """The filled windows of one neuron (row), padding trimmed, best first."""
+        out = []
+        for slot in range(self.doc.shape[1]):
+            if self.doc[row, slot] < 0:
+                continue
+            keep = self.tokens[row, slot] >= 0
+            lead = int(np.argmax(keep))  # padding before the document start
+            out.append(
+                Window(
+                    tokens=self.tokens[row, slot][keep].astype(np.int64),
+                    acts=self.acts[row, slot][keep].astype(np.float64),
+                    doc=int(self.doc[row, slot]),
+                    start=int(self.start[row, slot]) + lead,
+                    pivot=int(self.pivot[row, slot]) - lead,
+                    value=float(self.value[row, slot]),
+                )
+            )
+        return out
+
+
+@dataclass
+class Window:
+    """One top-activating example: token ids and the neuron's activation at each."""
+
+    tokens: np.ndarray  # int64 [W]
+    acts: np.ndarray  # float64 [W]
+    doc: int
+    start: int
+    pivot: int  # index into tokens of the peak
+    value: float
+
+
+# Histogram bins of activations: bin 0 holds everything below 1e-3 (negatives included), then 8 bins per
+# decade up to 1e3, the last bin everything above. hist[:, b] counts values in [HIST_EDGES[b-1], HIST_EDGES[b]).
+HIST_EDGES = np.logspace(-3, 3, 49)
+
+
+@dataclass
+class LayerStats:
+    """Activation statistics of every neuron of a layer over all mined tokens (both splits)."""
+
+    max: np.ndarray  # float32 [d_mlp]
+    min: np.ndarray  # float32 [d_mlp]
+    mean: np.ndarray  # float32 [d_mlp]
+    hist: np.ndarray  # int64 [d_mlp, bins]; counts of activation / max in HIST_EDGES bins (see mine.py)
+    tokens: int  # how many tokens were mined
+
+    def firing_share(self, threshold: float = 0.5) -> np.ndarray:
+        """Share of mined tokens where each neuron reached ``threshold`` x its max (from the histogram).
+
+        Approximate to one bin (a factor of 1.33): bins are counted whole when their lower edge is at or
+        above the cut, and the bin holding the cut is split by its log-scale overlap.
+        """
+        lower = np.concatenate([[-np.inf], HIST_EDGES])  # lower edge of each bin
+        upper = np.concatenate([HIST_EDGES, [np.inf]])
+        cut = threshold * self.max.astype(np.float64)[:, None]  # [d_mlp, 1]
+        whole = lower[None, :] >= cut
+        part = (lower[None, :] < cut) & (upper[None, :] > cut) & np.isfinite(lower)[None, :] & np.isfinite(upper)[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(part, np.log(upper / np.maximum(cut, 1e-12)) / np.log(upper / lower), 0.0)
+        counts = (self.hist * whole).sum(axis=1) + (self.hist * np.nan_to_num(frac)).sum(axis=1)
+        share = counts / max(self.tokens, 1)
+        return np.where(self.max > 0, share, 0.0)
+
+
+@dataclass
+class MinedLayer:
+    """mine/layer_{L:02d}.npz: one layer's mining output."""
+
+    layer: int
+    neurons: np.ndarray  # int64 [n]: the selected neurons, in the row order of train/heldout
+    train: ExampleSet
+    heldout: ExampleSet
+    stats: LayerStats
+
+    def row(self, neuron: int) -> int:
+        hits = np.flatnonzero(self.neurons == neuron)
+        if hits.size == 0:
+            raise KeyError(f"neuron {neuron} of layer {self.layer} was not mined")
+        return int(hits[0])
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, np.ndarray] = {"layer": np.array(self.layer), "neurons": self.neurons}
+        for split in ("train", "heldout"):
+            ex = getattr(self, split)
+            for f in fields(ExampleSet):
+                arrays[f"{split}.{f.name}"] = getattr(ex, f.name)
+        for f in fields(LayerStats):
+            arrays[f"stats.{f.name}"] = np.asarray(getattr(self.stats, f.name))
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> MinedLayer:
+        with np.load(path) as z:
+            sets = {
+                split: ExampleSet(**{f.name: z[f"{split}.{f.name}"] for f in fields(ExampleSet)})
+                for split in ("train", "heldout")
+            }
+            stats = LayerStats(**{f.name: z[f"stats.{f.name}"] for f in fields(LayerStats)})
+            stats.tokens = int(stats.tokens)
+            return cls(layer=int(z["layer"]), neurons=z["neurons"], stats=stats, **sets)
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """Paths inside one run's work dir."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def vocab(self) -> Path:
+        return self.root / VOCAB
+
+    @property
+    def corpus(self) -> Path:
+        return self.root / CORPUS
+
+    def mined(self, layer: int) -> Path:
+        return self.root / "mine" / f"layer_{layer:02d}.npz"
+
+    def fitted(self, layer: int, neuron: int) -> Path:
+        return self.root / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json"
+
+    @property
+    def docs(self) -> Path:
+        return self.root / "docs"
+
+    @property
+    def fragments(self) -> Path:
+        return self.root / "fragments"
+
+    @property
+    def mkdocs_config(self) -> Path:
+        return self.root / "mkdocs.yml"
+
+    def require(self, path: Path, stage: str) -> Path:
+        if not path.exists():
+            raise UserError(
+                f"{path} is missing: run `n2g-site {stage}` with the same options first "
+                f"(or `n2g-site build`, which runs every stage)"
+            )
+        return path
+
+    def check_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
+        """Refuse a work dir made for another model, corpus or mining setup; return its manifest.
+
+        ``identity`` holds what makes mined data comparable (model, corpus, seed, hook, mining options).
+        Everything else in the manifest (e.g. which layers were mined) may grow between runs.
+        """
+        old = read_json(self.manifest) if self.manifest.exists() else {}
+        diffs = [
+            f"{key}={old[key]!r} (now {value!r})"
+            for key, value in identity.items()
+            if key in old and old[key] != value
+        ]
+        if diffs:
+            raise UserError(
+                f"work dir {self.root} was made with {'; '.join(diffs)}: pass another --work-dir, "
+                f"or delete {self.root} to start fresh"
+            )
+        return {**old, **identity}
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json(self.manifest, manifest, indent=2)
+
+    def load_manifest(self) -> dict[str, Any]:
+        return read_json(self.require(self.manifest, "mine"))
+
+    def load_vocab(self) -> list[str]:
+        return read_json(self.require(self.vocab, "mine"))
+
+    def load_corpus_index(self) -> list[dict[str, str]]:
+        return read_json(self.require(self.corpus, "mine"))
+
+
+def dataclass_dict(obj: Any) -> dict[str, Any]:
+    return asdict(obj)
