@@ -150,6 +150,7 @@ class LoadedModel:
 def load_model(spec: str, *, device: str = "cpu", seed: int = 0, hook: str | None = None) -> LoadedModel:
     """Load ``spec`` (see the module docstring); every failure a user can fix raises UserError."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
     if spec == EMBEDDED:
         model = _load_embedded(device)
     elif spec.startswith(RANDOM_PREFIX):
@@ -164,6 +165,19 @@ def load_model(spec: str, *, device: str = "cpu", seed: int = 0, hook: str | Non
         model.hook_template = hook
     _check_hook(model)
     return model
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bars and messages replace the libraries' per-tensor bars and warnings."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    logging.getLogger("transformer_lens").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="transformer_lens")
 
 
 def _check_hook(model: LoadedModel) -> None:
@@ -247,7 +261,10 @@ def embedded_model_dir() -> Path:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM
 
+    from .progress import say
+
     gguf = _embedded_gguf()
+    say(f"model: dequantising the embedded SmolLM2 once into {target} (about 25 s)")
     tok = embedded_tokenizer()
     hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     config = hf.config.to_dict()

@@ -30,6 +30,8 @@ import numpy as np
 from .config import UserError
 
 MANIFEST = "run.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 VOCAB = "vocab.json"
 CORPUS = "corpus.json"
 
@@ -39,6 +41,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; published files must be world-readable
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -136,7 +139,7 @@ class LayerStats:
     max: np.ndarray  # float32 [d_mlp]
     min: np.ndarray  # float32 [d_mlp]
     mean: np.ndarray  # float32 [d_mlp]
-    hist: np.ndarray  # int64 [d_mlp, bins]; counts of activation / max in HIST_EDGES bins (see mine.py)
+    hist: np.ndarray  # int64 [d_mlp, 50]; counts of raw activations in the HIST_EDGES bins above
     tokens: int  # how many tokens were mined
 
     def firing_share(self, threshold: float = 0.5) -> np.ndarray:

@@ -1,0 +1,108 @@
+"""The publish stage: ``docs/`` -> ``site/`` with MkDocs (Material theme).
+
+The build config is derived from the base ``mkdocs.yml`` shipped with n2g-site (the repo's, or the
+wheel's copy): docs_dir, site_dir, site_url, the nav (home, how-to-read page, layer pages; never the neuron
+pages, which are also excluded from search by their front matter), the fragment hook and the stylesheet
+are added, and the result is written to ``<work dir>/mkdocs.yml`` so ``mkdocs serve -f <that file>``
+shows the same site. A ``mkdocs.yml`` in the current folder is not read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import Config, UserError
+from .resources import builtin_path
+from .store import WorkDir, atomic_write_text, read_json
+
+HOOKS = Path(__file__).resolve().parent / "mkdocs_hooks.py"
+CSS = "assets/n2g.css"
+
+
+def _layer_key(path: Path) -> int:
+    match = re.fullmatch(r"L(\d+)", path.stem)
+    return int(match.group(1)) if match else -1
+
+
+def derive_config(cfg: Config, work: WorkDir) -> dict[str, Any]:
+    """The MkDocs config for this run (see module docstring)."""
+    base_path = builtin_path("mkdocs.yml")
+    try:
+        base = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{base_path} is not valid YAML: {exc}") from None
+    docs = work.docs.resolve()
+    if not (docs / "index.md").exists():
+        raise UserError(f"{docs} has no rendered pages: run `n2g-site render` first (or `n2g-site build`)")
+
+    conf = dict(base)
+    conf["docs_dir"] = str(docs)
+    conf["site_dir"] = str(Path(cfg.site_dir).resolve())
+    if cfg.site_url:
+        conf["site_url"] = cfg.site_url
+    conf["use_directory_urls"] = True  # the fragments' relative links assume directory URLs
+    manifest = read_json(work.manifest) if work.manifest.exists() else {}
+    layers = sorted((docs / "layers").glob("L*.md"), key=_layer_key)
+    nav: list[Any] = [{"Home": "index.md"}, {"How to read a graph": "reading.md"}]
+    if layers:
+        nav.append({"Layers": [{f"Layer {_layer_key(p)}": f"layers/{p.name}"} for p in layers]})
+    conf["nav"] = nav
+    conf["not_in_nav"] = "/neurons/"
+    conf["hooks"] = [*(base.get("hooks") or []), str(HOOKS)]
+    conf["extra_css"] = [*(base.get("extra_css") or []), CSS]
+    plugins = base.get("plugins") or []
+    names = [p if isinstance(p, str) else next(iter(p)) for p in plugins]
+    if "search" not in names:
+        plugins = [*plugins, "search"]
+    conf["plugins"] = plugins
+    extra = dict(base.get("extra") or {})
+    extra["n2g_fragments"] = str(work.fragments.resolve())
+    extra.setdefault("generator", False)  # no "Made with Material for MkDocs" line
+    conf["extra"] = extra
+    info = manifest.get("corpus_info") or {}
+    if "copyright" not in base and (info.get("licence") or "wikipedia.org" in str(info.get("url") or "")):
+        src = "Wikipedia" if "wikipedia.org" in str(info.get("url") or "") else info.get("name", "the corpus")
+        conf["copyright"] = f"Example text from {src}, {info.get('licence') or 'CC BY-SA 4.0'}."
+    return conf
+
+
+@contextmanager
+def _quiet():
+    """MkDocs logs every step at INFO: keep only warnings and errors while we build."""
+    logger = logging.getLogger("mkdocs")
+    old = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def publish(cfg: Config, work: WorkDir) -> Path:
+    """Build the site from ``work.docs`` into ``cfg.site_dir``; return the site dir."""
+    from mkdocs import exceptions
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    conf = derive_config(cfg, work)
+    text = yaml.safe_dump(conf, sort_keys=False, allow_unicode=True)
+    atomic_write_text(work.mkdocs_config, text)
+    with _quiet():
+        try:
+            config = load_config(str(work.mkdocs_config))
+            config.plugins.on_startup(command="build", dirty=False)
+            try:
+                build(config)
+            finally:
+                config.plugins.on_shutdown()
+        except exceptions.ConfigurationError as exc:
+            raise UserError(f"{work.mkdocs_config}: {exc}") from None
+        except exceptions.MkDocsException as exc:
+            raise UserError(f"mkdocs build failed: {exc}") from None
+    return Path(conf["site_dir"])

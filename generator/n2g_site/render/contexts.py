@@ -1,0 +1,199 @@
+"""Typed contexts: one dataclass per template, so a template never reaches into raw work-dir data.
+
+Every template receives exactly one of these as ``page`` (plus ``site``, a :class:`SiteInfo`). All
+strings are plain text: Jinja's autoescape escapes them. The only pre-built HTML is
+:attr:`GraphView.svg`, made by Graphviz (which XML-escapes labels) and wrapped in ``Markup``.
+
+URLs are relative to the page that shows them, so the site works under any sub-path; Markdown pages
+(``*.md.j2``) link to ``.md`` sources (MkDocs rewrites those), HTML fragments link to final directory URLs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from markupsafe import Markup
+
+
+@dataclass
+class SiteInfo:
+    """Facts shared by every page."""
+
+    version: str  # n2g-site version that rendered the site
+    model: str  # the model's display name
+    corpus: str  # the corpus's display name
+    build_date: str  # ISO date (UTC) of the render
+
+
+@dataclass
+class Link:
+    """A link with its text."""
+
+    label: str
+    url: str
+
+
+@dataclass
+class TokenView:
+    """One token of an example, as a highlighted ``<span>``."""
+
+    text: str  # display form (see tokens.display_token)
+    act: float  # raw activation of the neuron at this token
+    level: int  # highlight level 0..10 = round(10 * clamp(act / max_activation, 0, 1))
+    pivot: bool  # the token where the neuron peaked in this window
+
+
+@dataclass
+class ExampleView:
+    """One top-activating window (training or held-out)."""
+
+    split: str  # "train" or "heldout"
+    rank: int  # 0-based rank within its split (by peak activation)
+    value: float  # peak activation (at the pivot)
+    norm: float  # value / max_activation
+    doc_title: str
+    doc_url: str | None  # link to the source document when the corpus has one (Wikipedia)
+    tokens: list[TokenView]
+    cut_left: bool  # context before the shown tokens was cut
+    cut_right: bool  # context after the shown tokens was cut
+    fitted: bool  # this training window was one the graph was fitted on
+
+
+@dataclass
+class GraphView:
+    """The drawn N2G graph of a neuron."""
+
+    svg: Markup | None  # inline <svg> (no XML prolog), None if Graphviz failed for this graph
+    nodes: int  # nodes in the fitted trie
+    drawn: int  # nodes drawn after merging equal (depth, token) nodes and capping
+    hidden: int  # merged nodes left out by the cap
+    patterns: int  # complete matches (nodes where a match may stop)
+    depth: int  # longest pattern, in tokens
+    activating: list[str]  # activating tokens (display form), strongest first
+
+
+@dataclass
+class HeldoutView:
+    """Held-out fidelity of the graph as a predictor of firing tokens."""
+
+    precision: float
+    recall: float
+    f1: float
+    tokens: int
+    true_firing: int
+    predicted_firing: int
+
+
+@dataclass
+class HistBar:
+    """One bar of a neuron's activation histogram (raw activation, log-spaced bins of store.HIST_EDGES)."""
+
+    lo: float | None  # lower bin edge (None: the first bin, everything below HIST_EDGES[0], negatives too)
+    hi: float | None  # upper bin edge (None: the last bin, unbounded)
+    count: int
+    height: int  # 0..100, log-scaled bar height in percent
+
+
+@dataclass
+class NeuronPage:
+    """``neuron.md.j2`` (light Markdown) and ``neuron_body.html.j2`` (the heavy fragment)."""
+
+    layer: int
+    neuron: int
+    title: str  # "Layer l · Neuron n"
+    hook: str  # e.g. blocks.3.mlp.hook_post
+    status: str  # "fitted", "dead" (never fired in the mined text) or "unfitted" (no fit file)
+    max_activation: float  # A_max used to normalise highlights (fit file, else the layer stats)
+    stats_max: float  # max / min / mean over every mined token (both splits)
+    stats_min: float
+    stats_mean: float
+    firing: float | None  # share of mined tokens where it reached half its max (store.firing_share)
+    hist: list[HistBar]
+    heldout: HeldoutView | None
+    augmenter: str | None
+    forwards: dict[str, int] | None  # requests / rows / tokens spent fitting this neuron
+    graph: GraphView | None  # None when dead, unfitted or the graph is empty
+    train_examples: list[ExampleView]
+    heldout_examples: list[ExampleView]
+    layer_link: Link  # back to the layer page
+    home_url: str
+    reading_url: str  # the "how to read a graph" page
+    prev: Link | None = None
+    next: Link | None = None
+
+
+@dataclass
+class LayerRow:
+    """One neuron in a layer table."""
+
+    neuron: int
+    url: str  # relative to the layer page
+    status: str
+    max_activation: float
+    mean: float
+    firing: float | None  # as NeuronPage.firing
+    f1: float | None
+    top_tokens: list[str]  # activating tokens from the graph, else the examples' peak tokens
+
+
+@dataclass
+class LayerPage:
+    """``layer.md.j2`` and ``layer_body.html.j2``."""
+
+    layer: int
+    title: str  # "Layer l"
+    hook: str
+    d_mlp: int
+    rows: list[LayerRow]
+    fitted: int
+    dead: int
+    unfitted: int
+    mean_f1: float | None
+    prev: Link | None = None  # links to the neighbouring layer pages (final URLs)
+    next: Link | None = None
+
+
+@dataclass
+class LayerSummary:
+    """A layer as listed on the home page."""
+
+    layer: int
+    md_link: str  # "layers/L3.md"
+    neurons: int
+    fitted: int
+    dead: int
+    mean_f1: float | None
+
+
+@dataclass
+class HomePage:
+    """``index.md.j2``."""
+
+    model_key: str  # the --model value
+    model_name: str
+    architecture: str | None
+    n_layers: int | None
+    d_mlp: int | None
+    hook: str | None
+    corpus_key: str
+    corpus_name: str
+    documents: int | None
+    corpus_url: str | None
+    licence: str | None
+    credit: str | None  # attribution line for the example text
+    tokens_mined: int | None
+    version: str
+    build_date: str
+    mine_options: dict[str, object]
+    fit_options: dict[str, object]
+    layers: list[LayerSummary]
+    neurons: int
+    reading_md: str  # "reading.md"
+
+
+@dataclass
+class ReadingPage:
+    """``reading.md.j2`` and ``reading_body.html.j2`` (a drawn example graph)."""
+
+    example_svg: Markup | None
+    options: dict[str, object] = field(default_factory=dict)  # fit thresholds, to quote them

@@ -1,0 +1,594 @@
+"""The render stage: work dir -> ``docs/`` (light Markdown + assets) and ``fragments/`` (heavy HTML).
+
+Pages and where their heavy HTML lives::
+
+    docs/index.md                 home (model, corpus + credit, options, layers)
+    docs/reading.md               how to read a neuron graph    fragments/reading.html
+    docs/layers/L{l}.md           layer table                   fragments/layers/L{l}.html
+    docs/neurons/L{l}/N{n}.md     one page per neuron           fragments/neurons/L{l}/N{n}.html
+    docs/assets/...               the templates' assets (n2g.css)
+
+Neuron and layer Markdown is a title and the placeholder paragraph ``N2G-FRAGMENT``; the MkDocs hook
+(``mkdocs_hooks.py``) swaps in the fragment by plain string replacement, so Python-Markdown never parses
+the heavy HTML (see design.md, "The site"). All SVGs of a layer are drawn in a few batched ``dot`` runs.
+
+The stage writes into fresh staging folders and swaps them in at the end, so a killed render leaves the
+previous ``docs/`` untouched and no stale page of an earlier selection survives.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+import numpy as np
+from markupsafe import Markup
+
+from .. import __version__ as _pkg_version  # fallback when run.json lacks a version
+from ..config import Config, UserError
+from ..n2g.graph import Graph, Node
+from ..resources import builtin_path
+from ..store import HIST_EDGES, MinedLayer, WorkDir, Window, read_json
+from .contexts import (
+    ExampleView,
+    GraphView,
+    HeldoutView,
+    HistBar,
+    HomePage,
+    LayerPage,
+    LayerRow,
+    LayerSummary,
+    Link,
+    NeuronPage,
+    ReadingPage,
+    SiteInfo,
+    TokenView,
+)
+from .svg import graph_dot, render_svgs
+from .tokens import display_token
+
+PLACEHOLDER = "N2G-FRAGMENT"
+TEMPLATES = (
+    "neuron.md.j2",
+    "neuron_body.html.j2",
+    "layer.md.j2",
+    "layer_body.html.j2",
+    "index.md.j2",
+    "reading.md.j2",
+    "reading_body.html.j2",
+)
+MAX_TRAIN_EXAMPLES = 10  # training windows shown per neuron
+MAX_HELDOUT_EXAMPLES = 5  # held-out windows shown per neuron
+SHOW_BEFORE = 24  # tokens shown before the pivot (windows are mined wider)
+SHOW_AFTER = 8  # tokens shown after it
+TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
+FIRING_THRESHOLD = 0.5  # "fires" = activation >= this share of the neuron's max (N2G's threshold)
+
+
+@dataclass
+class RenderSummary:
+    pages: int  # Markdown pages written
+    neurons: int  # neuron pages among them
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.pages} pages ({self.neurons} neurons) in {self.seconds:.1f} s"
+
+
+# ----------------------------------------------------------------------------------------------- Jinja
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number for display: '–' for missing/NaN, else ``digits`` significant digits."""
+    if value is None:
+        return "–"
+    value = float(value)
+    if math.isnan(value):
+        return "–"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return f"{value:.{digits}g}"
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * float(value):.{digits}f}%"
+
+
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()#+!|"})
+
+
+def _md(value: Any) -> str:
+    """Backslash-escape Markdown syntax in a value placed in a Markdown template (autoescape does HTML)."""
+    return str(value).translate(_MD_SPECIAL)
+
+
+def make_env(cfg: Config) -> jinja2.Environment:
+    """Jinja environment: user templates (``cfg.templates``) over the built-in ones, autoescaped."""
+    loaders: list[jinja2.BaseLoader] = []
+    if cfg.templates is not None:
+        if not Path(cfg.templates).is_dir():
+            raise UserError(f"--templates {str(cfg.templates)!r} is not a folder: pass a folder of templates")
+        loaders.append(jinja2.FileSystemLoader(str(cfg.templates)))
+    loaders.append(jinja2.FileSystemLoader(str(builtin_path("templates"))))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,  # every template, Markdown included
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        num=_num, pct=_pct, md=_md, token=lambda v: display_token(v) if isinstance(v, str) else str(v)
+    )
+    return env
+
+
+def _template_file(env: jinja2.Environment, name: str) -> str:
+    try:
+        _, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        return filename or name
+    except jinja2.TemplateNotFound:
+        return name
+
+
+def load_templates(env: jinja2.Environment) -> dict[str, jinja2.Template]:
+    """Compile every template up front so a broken one fails before any page is written."""
+    out = {}
+    for name in TEMPLATES:
+        try:
+            out[name] = env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            where = exc.filename or _template_file(env, exc.name or name)
+            raise UserError(
+                f"template {where}, line {exc.lineno}: {exc.message}; fix the template "
+                f"(or remove it from --templates to use the built-in one)"
+            ) from None
+        except jinja2.TemplateNotFound as exc:
+            raise UserError(f"template {exc.name!r} not found in --templates or the built-in templates") from None
+    return out
+
+
+def _render(env: jinja2.Environment, template: jinja2.Template, **context: Any) -> str:
+    try:
+        return template.render(**context)
+    except jinja2.TemplateError as exc:
+        where = _template_file(env, template.name or "?")
+        line = ""
+        if getattr(exc, "lineno", None):
+            line = f", line {exc.lineno}"
+        raise UserError(f"template {where}{line} does not render: {exc}") from None
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+
+def neuron_md_path(layer: int, neuron: int) -> str:
+    return f"neurons/L{layer}/N{neuron}.md"
+
+
+def layer_md_path(layer: int) -> str:
+    return f"layers/L{layer}.md"
+
+
+def _float(x: Any, default: float = float("nan")) -> float:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return default
+    return value
+
+
+def _hist_view(counts: np.ndarray) -> list[HistBar]:
+    """Bars of one neuron's activation histogram (store.HIST_EDGES: bin 0 is everything below 1e-3,
+    then log-spaced bins); empty bins above the highest filled one are dropped."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape != (len(HIST_EDGES) + 1,) or int(counts.sum()) == 0:
+        return []
+    last = int(np.flatnonzero(counts)[-1])
+    lower = [None, *HIST_EDGES.tolist()]
+    upper = [*HIST_EDGES.tolist(), None]
+    top = math.log1p(int(counts.max()))
+    return [
+        HistBar(
+            lo=lower[i],
+            hi=upper[i],
+            count=int(counts[i]),
+            height=round(100 * math.log1p(int(counts[i])) / top) if top > 0 else 0,
+        )
+        for i in range(last + 1)
+    ]
+
+
+class _Corpus:
+    def __init__(self, index: list[dict[str, str]], manifest: dict[str, Any]):
+        self.index = index
+        info = manifest.get("corpus_info") or {}
+        base = info.get("url")
+        self.wiki = bool(base) and "wikipedia.org" in str(base)
+        self.base = str(base).rstrip("/") if base else None
+
+    def title(self, doc: int) -> str:
+        if 0 <= doc < len(self.index):
+            return str(self.index[doc].get("title") or self.index[doc].get("id") or f"document {doc}")
+        return f"document {doc}"
+
+    def url(self, doc: int) -> str | None:
+        if not self.wiki or not (0 <= doc < len(self.index)):
+            return None
+        title = self.index[doc].get("title")
+        if not title:
+            return None
+        return f"{self.base}/wiki/{quote(str(title).replace(' ', '_'), safe='')}"
+
+
+def _example(
+    window: Window,
+    *,
+    split: str,
+    rank: int,
+    a_max: float,
+    shown: list[str],
+    corpus: _Corpus,
+    fitted: bool,
+) -> ExampleView:
+    """``shown`` is the vocabulary in display form (display_token of every entry, computed once)."""
+    lo = max(0, window.pivot - SHOW_BEFORE)
+    hi = min(len(window.tokens), window.pivot + SHOW_AFTER + 1)
+    tokens = []
+    for i in range(lo, hi):
+        tid = int(window.tokens[i])
+        act = float(window.acts[i])
+        norm = act / a_max if a_max > 0 and not math.isnan(act) else 0.0
+        tokens.append(
+            TokenView(
+                text=shown[tid] if 0 <= tid < len(shown) else f"<{tid}>",
+                act=act,
+                level=round(10 * min(max(norm, 0.0), 1.0)),
+                pivot=i == window.pivot,
+            )
+        )
+    return ExampleView(
+        split=split,
+        rank=rank,
+        value=window.value,
+        norm=window.value / a_max if a_max > 0 else 0.0,
+        doc_title=corpus.title(window.doc),
+        doc_url=corpus.url(window.doc),
+        tokens=tokens,
+        cut_left=lo > 0,
+        cut_right=hi < len(window.tokens),
+        fitted=fitted,
+    )
+
+
+def _activating(graph: Graph) -> list[str]:
+    best: dict[str | None, Node] = {}
+    for node in graph.activating_tokens:
+        if node.key not in best or node.activation > best[node.key].activation:
+            best[node.key] = node
+    ranked = sorted(best.values(), key=lambda n: (-n.activation, -n.count, n.id))
+    return [display_token(n.token) for n in ranked if n.key is not None]
+
+
+# ----------------------------------------------------------------------------------------- the stage
+
+
+@dataclass
+class _Neuron:
+    """What one neuron's pages need, gathered from the mined layer and its fit file."""
+
+    neuron: int
+    fit: dict[str, Any] | None
+    graph: Graph | None
+    status: str
+
+
+def _read_fit(work: WorkDir, layer: int, neuron: int) -> dict[str, Any] | None:
+    path = work.fitted(layer, neuron)
+    if not path.exists():
+        return None
+    try:
+        return read_json(path)
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}): delete it and rerun `n2g-site fit`") from None
+
+
+class _Writer:
+    """Plain writes into the staging folders (the whole tree is swapped in at the end)."""
+
+    def __init__(self, docs: Path, fragments: Path):
+        self.docs, self.fragments = docs, fragments
+        self.pages = 0
+        self._dirs: set[Path] = set()
+
+    def _write(self, path: Path, text: str) -> None:
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        path.write_text(text, encoding="utf-8")
+
+    def page(self, md_path: str, text: str) -> None:
+        self._write(self.docs / md_path, text)
+        self.pages += 1
+
+    def fragment(self, md_path: str, html: str) -> None:
+        self._write(self.fragments / (md_path[: -len(".md")] + ".html"), html)
+
+
+def _swap(staged: Path, final: Path) -> None:
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    staged.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _copy_assets(cfg: Config, docs: Path) -> None:
+    """Copy ``assets/`` of the built-in templates, then the user's (which override by file name)."""
+    sources = [builtin_path("templates") / "assets"]
+    if cfg.templates is not None:
+        sources.append(Path(cfg.templates) / "assets")
+    for src in sources:
+        if src.is_dir():
+            shutil.copytree(src, docs / "assets", dirs_exist_ok=True)
+
+
+def render_site(cfg: Config, work: WorkDir) -> RenderSummary:
+    """Render every page of the run in ``work`` into ``work.docs`` and ``work.fragments``."""
+    t0 = time.perf_counter()
+    manifest = read_json(work.require(work.manifest, "mine"))
+    shown = [display_token(t) for t in work.load_vocab()]
+    corpus = _Corpus(work.load_corpus_index(), manifest)
+    env = make_env(cfg)
+    tpl = load_templates(env)
+
+    model_info = manifest.get("model_info") or {}
+    corpus_info = manifest.get("corpus_info") or {}
+    site = SiteInfo(
+        version=str(manifest.get("n2g_site_version") or _pkg_version),
+        model=str(model_info.get("name") or manifest.get("model") or "?"),
+        corpus=str(corpus_info.get("name") or manifest.get("corpus") or "?"),
+        build_date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    )
+    layers = sorted(int(layer) for layer in manifest.get("layers", []))
+    selected = {int(k): [int(n) for n in v] for k, v in (manifest.get("neurons") or {}).items()}
+    hook_pattern = str(model_info.get("hook") or "blocks.{layer}.mlp.hook_post")
+
+    staged_docs = work.root / ".docs.staging"
+    staged_frag = work.root / ".fragments.staging"
+    for path in (staged_docs, staged_frag):
+        if path.exists():
+            shutil.rmtree(path)
+    out = _Writer(staged_docs, staged_frag)
+
+    summaries: list[LayerSummary] = []
+    neuron_count = 0
+    fit_options: dict[str, Any] = {}
+    tokens_mined: int | None = None
+
+    for li, layer in enumerate(layers):
+        mined = MinedLayer.load(work.require(work.mined(layer), "mine"))
+        tokens_mined = int(mined.stats.tokens)
+        d_mlp = int(mined.stats.max.shape[0])
+        neurons = selected.get(layer) or [int(n) for n in mined.neurons]
+        mined_set = {int(n) for n in mined.neurons}
+        neurons = [n for n in neurons if n in mined_set]
+        hook = hook_pattern.replace("{layer}", str(layer))
+        firing_share = mined.stats.firing_share(FIRING_THRESHOLD)
+
+        # Gather fits and draw every graph of the layer in batched dot runs.
+        items: list[_Neuron] = []
+        for n in neurons:
+            fit = _read_fit(work, layer, n)
+            graph = None
+            if fit is None:
+                status = "dead" if float(mined.stats.max[n]) <= 0 else "unfitted"
+            else:
+                status = "dead" if fit.get("status") == "dead" else "fitted"
+                if not fit_options and isinstance(fit.get("config"), dict):
+                    fit_options = dict(fit["config"])
+                if status == "fitted" and fit.get("graph"):
+                    try:
+                        graph = Graph.from_json(fit["graph"])
+                    except (ValueError, TypeError, KeyError) as exc:
+                        raise UserError(
+                            f"{work.fitted(layer, n)}: bad graph ({exc}); delete it and rerun `n2g-site fit`"
+                        ) from None
+                    if not graph.nodes:
+                        graph = None
+            items.append(_Neuron(n, fit, graph, status))
+        dots = {it.neuron: graph_dot(it.graph) for it in items if it.graph is not None}
+        svgs = render_svgs(
+            {n: d.source for n, d in dots.items()},
+            {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots},
+        )
+
+        rows: list[LayerRow] = []
+        f1s: list[float] = []
+        layer_link_from_neuron = Link(f"Layer {layer}", f"../../../layers/L{layer}/")
+        for i, it in enumerate(items):
+            n, fit = it.neuron, it.fit or {}
+            row = mined.row(n)
+            stats_max = float(mined.stats.max[n])
+            a_max = _float(fit.get("max_activation"), 0.0)
+            if not a_max > 0:
+                a_max = stats_max if stats_max > 0 else 1.0
+            hist = _hist_view(mined.stats.hist[n])
+            firing = float(firing_share[n])
+            fitted_windows = {
+                (int(e.get("doc", -1)), int(e.get("window_start", -1))) for e in fit.get("examples") or []
+            }
+            show = it.status != "dead"
+            train = [
+                _example(w, split="train", rank=r, a_max=a_max, shown=shown, corpus=corpus,
+                         fitted=(w.doc, w.start) in fitted_windows)
+                for r, w in enumerate(mined.train.windows(row)[:MAX_TRAIN_EXAMPLES])
+            ] if show else []
+            heldout_ex = [
+                _example(w, split="heldout", rank=r, a_max=a_max, shown=shown, corpus=corpus, fitted=False)
+                for r, w in enumerate(mined.heldout.windows(row)[:MAX_HELDOUT_EXAMPLES])
+            ] if show else []
+            ho = fit.get("heldout")
+            heldout = None
+            if isinstance(ho, dict):
+                heldout = HeldoutView(
+                    precision=_float(ho.get("precision")),
+                    recall=_float(ho.get("recall")),
+                    f1=_float(ho.get("f1")),
+                    tokens=int(ho.get("tokens") or 0),
+                    true_firing=int(ho.get("true_firing") or 0),
+                    predicted_firing=int(ho.get("predicted_firing") or 0),
+                )
+                if not math.isnan(heldout.f1):
+                    f1s.append(heldout.f1)
+            gview = None
+            if it.graph is not None:
+                d = dots[n]
+                svg = svgs.get(n)
+                gview = GraphView(
+                    svg=Markup(svg) if svg else None,
+                    nodes=d.nodes,
+                    drawn=d.drawn,
+                    hidden=d.hidden,
+                    patterns=sum(1 for node in it.graph.nodes if node.end is not None),
+                    depth=it.graph.depth,
+                    activating=_activating(it.graph),
+                )
+            page = NeuronPage(
+                layer=layer,
+                neuron=n,
+                title=f"Layer {layer} · Neuron {n}",
+                hook=str(fit.get("hook") or hook),
+                status=it.status,
+                max_activation=a_max,
+                stats_max=stats_max,
+                stats_min=float(mined.stats.min[n]),
+                stats_mean=float(mined.stats.mean[n]),
+                firing=firing,
+                hist=hist,
+                heldout=heldout,
+                augmenter=fit.get("augmenter"),
+                forwards=fit.get("forwards") if isinstance(fit.get("forwards"), dict) else None,
+                graph=gview,
+                train_examples=train,
+                heldout_examples=heldout_ex,
+                layer_link=layer_link_from_neuron,
+                home_url="../../../",
+                reading_url="../../../reading/",
+                prev=Link(f"Neuron {items[i - 1].neuron}", f"../N{items[i - 1].neuron}/") if i > 0 else None,
+                next=Link(f"Neuron {items[i + 1].neuron}", f"../N{items[i + 1].neuron}/")
+                if i + 1 < len(items) else None,
+            )
+            md_path = neuron_md_path(layer, n)
+            out.page(md_path, _render(env, tpl["neuron.md.j2"], page=page, site=site, placeholder=PLACEHOLDER))
+            out.fragment(md_path, _render(env, tpl["neuron_body.html.j2"], page=page, site=site))
+            neuron_count += 1
+            top = gview.activating[:TOP_TOKENS] if gview else []
+            if not top:
+                seen: list[str] = []
+                for ex in train:
+                    t = next((t.text for t in ex.tokens if t.pivot), None)
+                    if t is not None and t not in seen:
+                        seen.append(t)
+                top = seen[:TOP_TOKENS]
+            rows.append(
+                LayerRow(
+                    neuron=n,
+                    url=f"../../neurons/L{layer}/N{n}/",
+                    status=it.status,
+                    max_activation=stats_max,
+                    mean=page.stats_mean,
+                    firing=firing,
+                    f1=heldout.f1 if heldout and not math.isnan(heldout.f1) else None,
+                    top_tokens=top,
+                )
+            )
+
+        mean_f1 = float(np.mean(f1s)) if f1s else None
+        lpage = LayerPage(
+            layer=layer,
+            title=f"Layer {layer}",
+            hook=hook,
+            d_mlp=d_mlp,
+            rows=rows,
+            fitted=sum(r.status == "fitted" for r in rows),
+            dead=sum(r.status == "dead" for r in rows),
+            unfitted=sum(r.status == "unfitted" for r in rows),
+            mean_f1=mean_f1,
+            prev=Link(f"Layer {layers[li - 1]}", f"../L{layers[li - 1]}/") if li > 0 else None,
+            next=Link(f"Layer {layers[li + 1]}", f"../L{layers[li + 1]}/") if li + 1 < len(layers) else None,
+        )
+        md_path = layer_md_path(layer)
+        out.page(md_path, _render(env, tpl["layer.md.j2"], page=lpage, site=site, placeholder=PLACEHOLDER))
+        out.fragment(md_path, _render(env, tpl["layer_body.html.j2"], page=lpage, site=site))
+        summaries.append(
+            LayerSummary(layer, md_path, len(rows), lpage.fitted, lpage.dead, mean_f1)
+        )
+
+    # How to read a graph, with a drawn toy graph.
+    reading = ReadingPage(example_svg=_reading_svg(), options=fit_options)
+    out.page("reading.md", _render(env, tpl["reading.md.j2"], page=reading, site=site, placeholder=PLACEHOLDER))
+    out.fragment("reading.md", _render(env, tpl["reading_body.html.j2"], page=reading, site=site))
+
+    # Home.
+    licence = corpus_info.get("licence")
+    credit = None
+    if corpus.wiki:
+        credit = f"Example text from Wikipedia, licensed {licence or 'CC BY-SA 4.0'}."
+    elif licence:
+        credit = f"Example text from {site.corpus}, licensed {licence}."
+    home = HomePage(
+        model_key=str(manifest.get("model") or "?"),
+        model_name=site.model,
+        architecture=model_info.get("architecture"),
+        n_layers=model_info.get("n_layers"),
+        d_mlp=model_info.get("d_mlp"),
+        hook=model_info.get("hook"),
+        corpus_key=str(manifest.get("corpus") or "?"),
+        corpus_name=site.corpus,
+        documents=corpus_info.get("documents"),
+        corpus_url=corpus_info.get("url"),
+        licence=licence,
+        credit=credit,
+        tokens_mined=tokens_mined,
+        version=site.version,
+        build_date=site.build_date,
+        mine_options=dict(manifest.get("mine") or {}),
+        fit_options=fit_options,
+        layers=summaries,
+        neurons=neuron_count,
+        reading_md="reading.md",
+    )
+    out.page("index.md", _render(env, tpl["index.md.j2"], page=home, site=site))
+    _copy_assets(cfg, staged_docs)
+
+    _swap(staged_docs, work.docs)
+    _swap(staged_frag, work.fragments)
+    return RenderSummary(pages=out.pages, neurons=neuron_count, seconds=time.perf_counter() - t0)
+
+
+def _reading_svg() -> Markup | None:
+    """A toy graph for the reading page: ' Paris' after ' in' (one token apart) or right after ' to'."""
+    nodes = [
+        Node(0, -1, 0, "paris", " Paris", 1.0, 0.95, None, 3),
+        Node(1, 0, 1, "in", " in", 0.92, 0.05, 0.95, 2),
+        Node(2, 0, 1, None, "", 0.2, 0.0, None, 1),
+        Node(3, 2, 2, "to", " to", 0.81, 0.0, 0.7, 1),
+        Node(4, -1, 0, "france", " France", 1.0, 0.62, None, 1),
+        Node(5, 4, 1, "in", " in", 0.88, 0.04, 0.62, 1),
+    ]
+    svg = render_svgs({0: graph_dot(Graph(nodes)).source}, {0: "Example N2G graph"}).get(0)
+    return Markup(svg) if svg else None

@@ -1,0 +1,236 @@
+"""Neuron graphs as SVG: DOT source per graph (via the ``graphviz`` package's quoting), drawn in batches.
+
+Layout follows the original N2G: ``rankdir=RL`` puts the activating tokens on the right and their context
+extending to the left; edges are declared activating -> context and drawn with ``dir=back``, so arrows
+point from the context toward the token it activates. Differences from the original drawing:
+
+- trie nodes with the same (depth, key) are merged into one drawn node (trie -> DAG, edges deduplicated);
+- ignore nodes (key ``None``) are drawn as a small dashed "any token" node instead of being hidden;
+- nodes where a match may stop (``end`` not null) get a bold outline;
+- at most ``max_nodes`` nodes are drawn (shallow, frequent ones first), the rest are counted as hidden.
+
+Drawing runs one ``dot`` process per chunk of ~200 graphs (the graphs concatenated on its stdin, the SVG
+documents it writes split apart), chunks in parallel, never one process per neuron and no temporary files.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import graphviz
+
+from ..config import UserError
+from ..n2g.graph import Graph
+from .tokens import display_token
+
+log = logging.getLogger(__name__)
+
+MAX_NODES = 150
+CHUNK = 200
+ACT_RGB = (0xE0, 0x31, 0x31)  # activating tokens: white -> red by activation
+CTX_RGB = (0x33, 0x70, 0xE0)  # context tokens: white -> blue by importance
+FONT = "Helvetica,Arial,sans-serif"
+
+
+@dataclass
+class DotGraph:
+    """DOT source of one neuron graph and what was drawn."""
+
+    source: str
+    nodes: int  # trie nodes
+    drawn: int  # drawn nodes (after merging and the cap)
+    hidden: int  # merged nodes left out by the cap
+
+
+def _mix(rgb: tuple[int, int, int], v: float) -> str:
+    v = min(max(float(v), 0.0), 1.0)
+    r, g, b = (round(255 - v * (255 - c)) for c in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _esc(text: str) -> str:
+    """A label/tooltip as literal text for DOT: backslashes doubled, never an HTML-like label."""
+    # dot reads "&name;" entities in labels: write "&" as "&amp;" so a token like "&amp;" stays literal.
+    return graphviz.escape(text.replace("&", "&amp;"))
+
+
+def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) -> DotGraph:
+    """DOT source for one N2G graph (see module docstring for the layout)."""
+    # Merge trie nodes by (depth, key); shallow and frequent first, so the cap keeps the core.
+    order = sorted(graph.nodes, key=lambda n: (n.depth, -n.count, n.id))
+    drawn: dict[tuple[int, str | None], dict] = {}
+    node_of: dict[int, tuple[int, str | None]] = {}
+    total = len({(n.depth, n.key) for n in graph.nodes})
+    for node in order:
+        key = (node.depth, node.key)
+        if key not in drawn:
+            if node.parent >= 0 and node_of.get(node.parent) is None:
+                continue  # its parent was capped away
+            if len(drawn) >= max_nodes:
+                continue
+            drawn[key] = {
+                "token": node.token,
+                "importance": node.importance,
+                "activation": node.activation,
+                "end": node.end,
+                "count": 0,
+                "id": f"n{len(drawn)}",
+            }
+        elif node.parent >= 0 and node_of.get(node.parent) is None:
+            continue
+        d = drawn[key]
+        d["importance"] = max(d["importance"], node.importance)
+        d["activation"] = max(d["activation"], node.activation)
+        if node.end is not None:
+            d["end"] = node.end if d["end"] is None else max(d["end"], node.end)
+        d["count"] += node.count
+        node_of[node.id] = key
+
+    dot = graphviz.Digraph(
+        name=name,
+        graph_attr={
+            "rankdir": "RL",
+            "bgcolor": "transparent",
+            "nodesep": "0.12",
+            "ranksep": "0.3",
+            "fontname": FONT,
+        },
+        node_attr={
+            "shape": "box",
+            "style": "filled",  # plain boxes: "rounded" doubles the SVG size
+            "fontname": FONT,
+            "fontsize": "11",
+            "height": "0.3",
+            "margin": "0.08,0.03",
+            "color": "#555555",
+            "penwidth": "1",
+        },
+        edge_attr={"color": "#888888", "arrowsize": "0.6", "dir": "back"},
+    )
+    for (depth, key), d in drawn.items():
+        attrs: dict[str, str] = {}
+        ends = d["end"] is not None
+        if key is None:
+            label = "any token"
+            tip = "any one token"
+            attrs.update(style="dashed", fontsize="8", height="0.2", fontcolor="#777777",
+                         color="#999999")
+        else:
+            label = display_token(d["token"])
+            if depth == 0:
+                fill = _mix(ACT_RGB, d["activation"])
+                tip = f"{label}: activating token, activation {d['activation']:.2f}"
+                dark = d["activation"] > 0.7
+            else:
+                fill = _mix(CTX_RGB, d["importance"])
+                tip = f"{label}: context, importance {d['importance']:.2f}"
+                dark = d["importance"] > 0.75
+            attrs.update(fillcolor=fill, fontcolor="#ffffff" if dark else "#000000")
+        if ends:
+            tip += f"; a match may stop here (predicts {d['end']:.2f})"
+            attrs.update(penwidth="2.6", color="#000000")
+        dot.node(d["id"], label=_esc(label), tooltip=_esc(tip), **attrs)
+    edges: set[tuple[str, str]] = set()
+    for node in graph.nodes:
+        if node.parent < 0 or node.id not in node_of or node.parent not in node_of:
+            continue
+        edge = (drawn[node_of[node.parent]]["id"], drawn[node_of[node.id]]["id"])
+        if edge not in edges:
+            edges.add(edge)
+            dot.edge(*edge)
+    return DotGraph(source=dot.source, nodes=len(graph.nodes), drawn=len(drawn), hidden=total - len(drawn))
+
+
+_PROLOG = re.compile(r"\A.*?(?=<svg\b)", re.S)
+_COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
+_ITEM_TITLE = re.compile(r"\n?<title>[^<]*</title>")  # dot's per-node/edge titles ("n3->n7"): noise
+# With several input files, dot prefixes ids ("page0,1_graph0"), so match any id.
+_GRAPH_TITLE = re.compile(r'(<g id="[^"]*" class="graph"[^>]*>)\s*<title>[^<]*</title>')
+
+
+def clean_svg(svg: str, title: str) -> str:
+    """Make ``dot``'s SVG inlineable: no XML prolog/doctype/comments; a <title> and aria-label from ``title``."""
+    svg = _PROLOG.sub("", svg, count=1)
+    svg = _COMMENT.sub("", svg)
+    svg = _GRAPH_TITLE.sub(r"\1", svg, count=1)
+    svg = _ITEM_TITLE.sub("", svg)
+    t = html.escape(title, quote=True)
+    svg = svg.replace(
+        "<svg ", f'<svg class="n2g-graph" role="img" aria-label="{t}" ', 1
+    )
+    end = svg.index(">", svg.index("<svg")) + 1
+    return f"{svg[:end]}\n<title>{t}</title>{svg[end:]}".strip()
+
+
+def dot_binary() -> str:
+    path = shutil.which("dot")
+    if path is None:
+        raise UserError(
+            "Graphviz's `dot` program is not on PATH: install Graphviz (e.g. `apt-get install graphviz` "
+            "or `brew install graphviz`) to draw the neuron graphs"
+        )
+    return path
+
+
+_SVG_START = re.compile(r"<\?xml\b")
+
+
+def _run(dot: str, source: str) -> list[str]:
+    """Run ``dot -Tsvg`` on concatenated graphs; return one SVG document per graph it drew."""
+    proc = subprocess.run(
+        [dot, "-Tsvg"], input=source.encode("utf-8"), capture_output=True, check=False
+    )
+    if proc.returncode != 0:
+        log.warning("dot failed: %s", proc.stderr.decode("utf-8", "replace").strip()[:500])
+    text = proc.stdout.decode("utf-8", "replace")
+    starts = [m.start() for m in _SVG_START.finditer(text)]
+    return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=False)]
+
+
+def _draw_chunk(dot: str, sources: list[str]) -> list[str | None]:
+    """One ``dot`` process for a whole chunk; if it stops early (a graph it cannot read), the chunk
+    is redrawn one graph at a time so only the bad graph is lost."""
+    svgs = _run(dot, "\n".join(sources))
+    if len(svgs) == len(sources):
+        return list(svgs)
+    out: list[str | None] = []
+    for source in sources:
+        one = _run(dot, source)
+        out.append(one[0] if len(one) == 1 else None)
+    return out
+
+
+def render_svgs(
+    sources: Mapping[Hashable, str],
+    titles: Mapping[Hashable, str] | None = None,
+    *,
+    chunk: int = CHUNK,
+    jobs: int | None = None,
+) -> dict[Hashable, str | None]:
+    """Draw many DOT sources: the graphs of a chunk are concatenated on one ``dot`` process's stdin and
+    its output split per graph; chunks run in parallel (``jobs``, default: the CPU count).
+
+    Returns each key's cleaned SVG (see :func:`clean_svg`), or None where ``dot`` drew nothing.
+    """
+    if not sources:
+        return {}
+    dot = dot_binary()
+    titles = titles or {}
+    keys = list(sources)
+    jobs = jobs or min(os.cpu_count() or 2, 8)
+    chunks = [keys[i : i + chunk] for i in range(0, len(keys), chunk)]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        drawn = list(pool.map(lambda ks: _draw_chunk(dot, [sources[k] for k in ks]), chunks))
+    out: dict[Hashable, str | None] = {}
+    for ks, svgs in zip(chunks, drawn, strict=True):
+        for key, svg in zip(ks, svgs, strict=True):
+            out[key] = clean_svg(svg, titles.get(key, "N2G graph")) if svg and "<svg" in svg else None
+    return out

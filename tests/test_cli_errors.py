@@ -1,0 +1,70 @@
+"""User mistakes end with one clear line naming the bad value, exit code 2, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from n2g_site.cli import app
+
+
+def run(*args):
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["mine", "--model", "no-such-model-xyz"], "'no-such-model-xyz' is not a known model"),
+        (["mine", "--model", "random:huge"], "unknown random size 'huge'"),
+        (["mine", "--model", "random:tiny", "--layers", "0,5"], "layer 5 is out of range"),
+        (["mine", "--model", "random:tiny", "--neurons", "64"], "neuron 64 is out of range"),
+        (["mine", "--model", "random:tiny", "--layers", "x"], "--layers 'x'"),
+        (["mine", "--model", "random:tiny", "--held-out", "1.5"], "--held-out 1.5"),
+    ],
+)
+def test_bad_option_values(tmp_path, args, needle):
+    code, out = run(*args, "--work-dir", str(tmp_path / "w"))
+    assert code == 2, out
+    assert needle in " ".join(out.split())
+    assert "Traceback" not in out
+
+
+def test_empty_corpus_dir(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "blank.txt").write_text("   \n\t\n")
+    code, out = run("mine", "--model", "random:tiny", "--corpus", str(tmp_path / "empty"), "--work-dir", str(tmp_path / "w"))
+    assert code == 2 and "holds no text" in out and "Traceback" not in out
+
+
+def test_missing_corpus_path(tmp_path):
+    code, out = run("mine", "--model", "random:tiny", "--corpus", str(tmp_path / "nope"), "--work-dir", str(tmp_path / "w"))
+    assert code == 2 and "does not exist" in out
+
+
+def test_stage_before_its_input_says_which_stage_to_run(tmp_path):
+    code, out = run("fit", "--model", "random:tiny", "--work-dir", str(tmp_path / "w"))
+    assert code == 2 and "n2g-site mine" in out
+
+
+def test_console_script_prints_one_line_and_exits_2(tmp_path):
+    """The installed entry point itself (not the in-process runner)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "n2g_site.cli", "mine", "--model", "no-such-model-xyz", "--work-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert any("no-such-model-xyz" in line for line in lines)
+    assert lines[-1].startswith("error:") or "error:" in proc.stderr
+
+
+def test_help_explains_every_option():
+    code, out = run("build", "--help")
+    assert code == 0
+    for flag in ("--model", "--corpus", "--layers", "--neurons", "--all", "--top-k", "--work-dir", "--site-dir",
+                 "--importance-threshold", "--config"):
+        assert flag in out

@@ -1,0 +1,277 @@
+"""Render + publish: token display, SVG drawing, and a whole synthetic site built with MkDocs (no model)."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from n2g_site.config import Config, UserError
+from n2g_site.n2g.graph import Graph
+from n2g_site.publish import derive_config, publish
+from n2g_site.render.pages import render_site
+from n2g_site.render.svg import MAX_NODES, graph_dot, render_svgs
+from n2g_site.render.tokens import display_token
+from n2g_site.resources import builtin_path
+from render_fixtures import BIG, DEAD, HOSTILE, UNFITTED, big_graph, make_workdir, small_graph
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+# ------------------------------------------------------------------------------------------ tokens
+
+
+@pytest.mark.parametrize(
+    ("token", "shown"),
+    [
+        ("\n", "⏎"),
+        ("\t", "⇥"),
+        (" ", "␣"),
+        ("   ", "␣␣␣"),
+        (" \n", "␣⏎"),
+        ("\x07", "\\x07"),
+        ("\x00", "\\x00"),
+        (" Paris", " Paris"),
+        ("a\nb", "a⏎b"),
+        ("<script>", "<script>"),  # no HTML escaping here
+        ("&amp;", "&amp;"),
+        ("中文", "中文"),
+        ("😀", "😀"),
+        ("", "∅"),
+    ],
+)
+def test_display_token(token: str, shown: str) -> None:
+    assert display_token(token) == shown
+
+
+def test_builtin_resources_exist() -> None:
+    assert (builtin_path("templates") / "neuron.md.j2").is_file()
+    assert builtin_path("mkdocs.yml").is_file()
+
+
+# --------------------------------------------------------------------------------------------- svg
+
+
+def _svg_texts(svg: str) -> list[str]:
+    root = ET.fromstring(svg)  # well-formed XML, or this raises
+    return [el.text or "" for el in root.iter(f"{SVG_NS}text")]
+
+
+def test_svg_labels_are_literal_text() -> None:
+    tokens = [*HOSTILE, "\\", '\\"', "a\\lb", "\\N", "&#45;", "&lt;"]
+    nodes = [{"id": i, "parent": -1, "depth": 0, "key": t, "token": t, "importance": 1.0,
+              "activation": 0.5, "end": None, "count": 1} for i, t in enumerate(tokens)]
+    graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
+    svg = render_svgs({"g": graph_dot(graph).source}, {"g": 'Title <with> "quotes"'})["g"]
+    assert svg.startswith("<svg") and "<?xml" not in svg and "<!DOCTYPE" not in svg
+    assert sorted(_svg_texts(svg)) == sorted(display_token(t) for t in tokens)
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    root = ET.fromstring(svg)
+    assert root.get("aria-label") == 'Title <with> "quotes"'
+    assert root.find(f"{SVG_NS}title").text == 'Title <with> "quotes"'
+
+
+def test_graph_merges_equal_depth_and_key() -> None:
+    # Two activating tokens share the same context " in" at depth 1: drawn once, with two edges.
+    graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": [
+        {"id": 0, "parent": -1, "depth": 0, "key": "paris", "token": " Paris", "importance": 1.0,
+         "activation": 0.9, "end": None, "count": 1},
+        {"id": 1, "parent": 0, "depth": 1, "key": "in", "token": " in", "importance": 0.9,
+         "activation": 0.0, "end": 0.9, "count": 1},
+        {"id": 2, "parent": -1, "depth": 0, "key": "france", "token": " France", "importance": 1.0,
+         "activation": 0.6, "end": None, "count": 1},
+        {"id": 3, "parent": 2, "depth": 1, "key": "in", "token": " in", "importance": 0.8,
+         "activation": 0.0, "end": 0.6, "count": 1},
+        {"id": 4, "parent": 0, "depth": 1, "key": None, "token": "", "importance": 0.1,
+         "activation": 0.0, "end": None, "count": 1},
+        {"id": 5, "parent": 2, "depth": 1, "key": None, "token": "", "importance": 0.1,
+         "activation": 0.0, "end": None, "count": 1},
+    ]})
+    dot = graph_dot(graph)
+    assert (dot.nodes, dot.drawn, dot.hidden) == (6, 4, 0)
+    assert dot.source.count("->") == 4
+    assert "rankdir=RL" in dot.source and "dir=back" in dot.source
+    assert dot.source.count("penwidth=2.6") == 1  # the merged " in" node, where matches may stop
+    assert "dashed" in dot.source and "any token" in dot.source
+
+
+def test_graph_cap_counts_hidden_nodes() -> None:
+    graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": big_graph(60)})
+    dot = graph_dot(graph)
+    assert dot.drawn == MAX_NODES
+    assert dot.hidden == 3 + 2 * 3 * 60 - MAX_NODES
+    svg = render_svgs({0: dot.source})[0]
+    assert svg is not None and len(ET.fromstring(svg).findall(f".//{SVG_NS}g[@class='node']")) == MAX_NODES
+
+
+def test_many_graphs_are_drawn_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    import n2g_site.render.svg as svg_mod
+
+    calls = []
+    real = svg_mod._run
+    def counting(dot: str, source: str) -> list[str]:
+        calls.append(source.count("digraph"))
+        return real(dot, source)
+
+    monkeypatch.setattr(svg_mod, "_run", counting)
+    graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": small_graph()})
+    source = graph_dot(graph).source
+    out = render_svgs({i: source for i in range(45)}, chunk=20)
+    assert sorted(calls) == [5, 20, 20]
+    assert all(s and s.startswith("<svg") for s in out.values())
+
+
+def test_a_graph_dot_cannot_read_loses_only_itself() -> None:
+    graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": small_graph()})
+    good = graph_dot(graph).source
+    out = render_svgs({0: good, 1: "digraph {", 2: good})
+    assert out[0] and out[2] and out[1] is None
+
+
+# ------------------------------------------------------------------------------------ whole site
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.hrefs.append(value)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("n2g")
+    work = make_workdir(root / "work")
+    cfg = Config(site_dir=root / "site", site_url="https://example.org/repo/")
+    summary = render_site(cfg, work)
+    assert summary.neurons == 6 and summary.pages == 6 + 2 + 2  # neurons, layers, home + reading
+    out = publish(cfg, work)
+    assert out == (root / "site").resolve()
+    return out
+
+
+def _page(site: Path, rel: str) -> str:
+    return (site / rel / "index.html").read_text(encoding="utf-8")
+
+
+def test_site_pages_exist(site: Path) -> None:
+    for rel in ("", "reading", "layers/L0", "layers/L3", "neurons/L0/N3", "neurons/L3/N17", "neurons/L0/N2"):
+        assert (site / rel / "index.html").is_file(), rel
+    assert (site / "assets" / "n2g.css").is_file()
+    assert "N2G-FRAGMENT" not in "".join(p.read_text(encoding="utf-8") for p in site.rglob("index.html"))
+
+
+def test_neuron_page(site: Path) -> None:
+    html = _page(site, "neurons/L0/N3")
+    assert "Layer 0 · Neuron 3" in html
+    assert html.count("<svg class=\"n2g-graph\"") == 1
+    assert html.count('<div class="n2g-ex">') >= 5
+    assert html.count('class="n2g-badge n2g-heldout"') >= 1 and html.count('class="n2g-badge n2g-train"') >= 5
+    assert re.search(r'<span class="a\d+ pv" title="[^"]+"> Paris</span>', html)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert" not in html
+    assert "F1 0.69" in html
+    assert "London &amp; &lt;Co&gt;" in html or "Paris" in html  # doc titles shown, escaped
+    assert 'href="../N2/"' in html and 'href="../../../layers/L0/"' in html
+
+
+def test_links_are_relative(site: Path) -> None:
+    for rel in ("", "layers/L0", "neurons/L0/N3", "reading"):
+        parser = _Text()
+        parser.feed(_page(site, rel))
+        local = [h for h in parser.hrefs if not h.startswith(("http://", "https://", "#", "data:", "mailto:"))]
+        assert local and not [h for h in local if h.startswith("/")], rel
+
+
+def test_big_graph_says_how_many_are_hidden(site: Path) -> None:
+    html = _page(site, "neurons/L3/N17")
+    assert f"{MAX_NODES} nodes drawn" in html and "more hidden" in html
+
+
+def test_dead_and_unfitted_neurons(site: Path) -> None:
+    dead = _page(site, f"neurons/L{DEAD[0]}/N{DEAD[1]}")
+    assert "never fired in the mined text" in dead and "<svg class=\"n2g-graph\"" not in dead
+    unfitted = _page(site, f"neurons/L{UNFITTED[0]}/N{UNFITTED[1]}")
+    assert "has not been fitted" in unfitted and unfitted.count('<div class="n2g-ex">') >= 5
+    assert "<svg class=\"n2g-graph\"" in _page(site, f"neurons/L{BIG[0]}/N{BIG[1]}")
+
+
+def test_layer_and_home_pages(site: Path) -> None:
+    layer = _page(site, "layers/L0")
+    for n in (0, 1, 2, 3):
+        assert f'href="../../neurons/L0/N{n}/"' in layer
+    assert "<em>dead</em>" in layer and "<code class=\"n2g-tok\"> Paris</code>" in layer
+    home = _page(site, "")
+    assert "SmolLM2-135M-Instruct (dequantised Q4_1)" in home
+    assert "CC BY-SA 4.0" in home and "Wikipedia" in home
+    assert 'href="layers/L0/"' in home and 'href="reading/"' in home
+
+
+def test_neuron_pages_not_in_search_or_nav(site: Path) -> None:
+    index = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    locations = [doc["location"] for doc in index["docs"]]
+    assert any(loc.startswith("layers/") for loc in locations)
+    assert not [loc for loc in locations if loc.startswith("neurons/")]
+    for rel in ("", "neurons/L0/N3"):
+        nav = re.search(r'<nav class="md-nav md-nav--primary".*?<div class="md-content"', _page(site, rel), re.S)
+        assert nav and "layers/L0/" in nav.group(0) and "neurons/" not in nav.group(0), rel
+
+
+def test_derived_config(tmp_path: Path) -> None:
+    work = make_workdir(tmp_path / "work")
+    cfg = Config(site_dir=tmp_path / "site")
+    render_site(cfg, work)
+    conf = derive_config(cfg, work)
+    assert Path(conf["docs_dir"]).is_absolute() and Path(conf["site_dir"]).is_absolute()
+    assert "site_url" not in conf
+    assert "search" in conf["plugins"] and conf["not_in_nav"]
+    assert conf["hooks"][0].endswith("mkdocs_hooks.py")
+    assert conf["extra"]["n2g_fragments"] == str(work.fragments.resolve())
+    assert "neurons" not in json.dumps(conf["nav"])
+    assert conf["theme"]["font"] is False
+
+
+def test_template_syntax_error_names_file(tmp_path: Path) -> None:
+    work = make_workdir(tmp_path / "work")
+    mine = tmp_path / "tpl"
+    mine.mkdir()
+    (mine / "layer.md.j2").write_text("# ok\n\n{% for x in %}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"layer\.md\.j2.*line 3"):
+        render_site(Config(templates=mine), work)
+    assert not work.docs.exists()  # nothing half-written
+
+
+def test_template_render_error_is_user_error(tmp_path: Path) -> None:
+    work = make_workdir(tmp_path / "work")
+    mine = tmp_path / "tpl"
+    mine.mkdir()
+    (mine / "index.md.j2").write_text("# {{ page.no_such_field }}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"index\.md\.j2"):
+        render_site(Config(templates=mine), work)
+
+
+def test_user_template_overrides_builtin(tmp_path: Path) -> None:
+    work = make_workdir(tmp_path / "work")
+    mine = tmp_path / "tpl"
+    (mine / "assets").mkdir(parents=True)
+    (mine / "index.md.j2").write_text("# Custom {{ page.neurons }} {{ '<b>' }}\n", encoding="utf-8")
+    (mine / "assets" / "extra.css").write_text("body{}", encoding="utf-8")
+    render_site(replace(Config(), templates=mine), work)
+    assert (work.docs / "index.md").read_text(encoding="utf-8") == "# Custom 6 &lt;b&gt;\n"
+    assert (work.docs / "assets" / "extra.css").is_file() and (work.docs / "assets" / "n2g.css").is_file()
+
+
+def test_missing_work_dir_is_user_error(tmp_path: Path) -> None:
+    from n2g_site.store import WorkDir
+
+    with pytest.raises(UserError, match="n2g-site mine"):
+        render_site(Config(), WorkDir(tmp_path / "nothing"))
