@@ -41,8 +41,8 @@ def test_top_k_matches_a_direct_forward_over_every_row(mined, tiny_model):
         ml = MinedLayer.load(work.mined(layer))
         for split, examples in (("train", ml.train), ("heldout", ml.heldout)):
             mine_rows = [r for r in rows if r.split == split]
-            maxima = np.stack([
-                tiny_model.mlp_activations(torch.tensor([r.tokens]), [layer])[layer][0].max(dim=0).values.numpy()
+            maxima = np.stack([  # the doc-start token is never a peak
+                tiny_model.mlp_activations(torch.tensor([r.tokens]), [layer])[layer][0, 1:].max(dim=0).values.numpy()
                 for r in mine_rows
             ])  # [rows, d_mlp]
             for row, neuron in enumerate(ml.neurons):
@@ -97,3 +97,21 @@ def test_work_dir_from_other_options_is_refused(mined, tiny_model):
     cfg, work = mined
     with pytest.raises(UserError, match="was made with.*top_k"):
         mine(replace(cfg, mine=replace(cfg.mine, top_k=9)), lambda: tiny_model, work)
+
+
+def test_top_k_larger_than_the_rows_leaves_empty_slots():
+    from n2g_site.mine import TopK
+
+    top = TopK(n=2, k=5, before=2, after=1)
+    tokens = torch.tensor([[9, 1, 2, 3], [9, 4, 5, 0]])
+    acts = torch.tensor([[[0.0, 0.0], [1.0, 5.0], [3.0, 0.0], [2.0, 1.0]],
+                         [[0.0, 0.0], [4.0, 2.0], [0.5, 6.0], [9.0, 9.0]]])  # row 1 position 3 is padding
+    lengths = torch.tensor([4, 3])
+    valid = (torch.arange(4)[None, :] < lengths[:, None]) & (tokens != 9)
+    top.update(acts, tokens, lengths, valid, torch.tensor([0, 1]), torch.tensor([-1, -1]))
+    result = top.result()
+    assert result.doc.tolist() == [[1, 0, -1, -1, -1], [1, 0, -1, -1, -1]]
+    assert result.value[0, :2].tolist() == [4.0, 3.0] and result.value[1, :2].tolist() == [6.0, 5.0]
+    window = result.windows(1)[0]
+    assert window.tokens.tolist() == [9, 4, 5] and window.pivot == 2 and window.value == 6.0
+    assert len(result.windows(0)) == 2

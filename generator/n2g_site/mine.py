@@ -55,11 +55,11 @@ class TopK:
         self.doc = torch.from_numpy(empty.doc)
         self.start = torch.from_numpy(empty.start)
 
-    def update(self, acts: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
+    def update(self, acts: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor,
                docs: torch.Tensor, offsets: torch.Tensor) -> None:
-        """Merge a batch: ``acts`` [B, T, n] of the selected neurons, ``tokens`` [B, T] right-padded."""
+        """Merge a batch: ``acts`` [B, T, n] of the selected neurons, ``tokens`` [B, T] right-padded,
+        ``valid`` [B, T] the positions that may be a peak (text tokens, not padding or doc-start)."""
         batch, width = tokens.shape
-        valid = torch.arange(width)[None, :] < lengths[:, None]
         seq_max, seq_arg = acts.masked_fill(~valid[:, :, None], -torch.inf).max(dim=1)  # [B, n]
         top_val, top_idx = torch.cat([self.value, seq_max.T], dim=1).topk(self.k, dim=1)
         is_new = top_idx >= self.k
@@ -71,7 +71,8 @@ class TopK:
         self.acts = self.acts.gather(1, old[:, :, None].expand(-1, -1, window)).clone()
         self.doc = self.doc.gather(1, old).clone()
         self.start = self.start.gather(1, old).clone()
-        rows, slots = is_new.nonzero(as_tuple=True)
+        self.doc[~torch.isfinite(top_val)] = -1  # slots still empty (fewer candidate rows than k so far)
+        rows, slots = (is_new & torch.isfinite(top_val)).nonzero(as_tuple=True)
         b = top_idx[rows, slots] - self.k
         peak = seq_arg[b, rows]
         pos = peak[:, None] + torch.arange(-self.before, self.after + 1)[None, :]
@@ -225,6 +226,8 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
             split = np.array([r.split for r in batch])
             acts = model.mlp_activations(tokens, layers)
             valid = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
+            if model.bos_id is not None:  # the doc-start token is no text: its (often huge) activation is skipped
+                valid &= tokens != model.bos_id
             for layer in layers:
                 layer_acts = acts[layer].cpu()
                 stats[layer].update(layer_acts[valid])
@@ -232,7 +235,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
                 for name in ("train", "heldout"):
                     sel = torch.from_numpy(np.flatnonzero(split == name))
                     if len(sel):
-                        tops[(layer, name)].update(chosen[sel], tokens[sel], lengths[sel], docs[sel], offsets[sel])
+                        tops[(layer, name)].update(chosen[sel], tokens[sel], lengths[sel], valid[sel], docs[sel], offsets[sel])
             done = int(lengths.sum())
             tokens_done += done
             advance(progress, done)

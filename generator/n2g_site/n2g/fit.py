@@ -71,6 +71,8 @@ def fit_neurons(tasks: Sequence[NeuronTask], source: ActivationSource, cfg: FitC
             end = prune.right_end(text, ex.pivot, cfg.post_context, cfg.sentence_ends)
             cands = prune.candidates(ex.tokens, ex.pivot, bos_id=vocab.bos_id, step=cfg.prune_step,
                                      max_context=cfg.prune_max_context, end=end)
+            if not cands:
+                continue
             plans.append((task, ex, cands, len(requests)))
             requests += [Request(task.layer, task.neuron, c.tokens) for c in cands]
     answers = source(requests)

@@ -53,10 +53,15 @@ def right_end(token_text: Sequence[str], pivot: int, post_context: int, sentence
 
 def candidates(window: Sequence[int], pivot: int, *, bos_id: int | None, step: int, max_context: int,
                end: int) -> list[Candidate]:
-    """Shortest first. ``window[pivot]`` is the peak; left context never includes a leading doc-start token."""
+    """Shortest first. ``window[pivot]`` is the peak; left context never includes a leading doc-start token.
+
+    Empty when the pivot is that doc-start token itself (there is no text to explain).
+    """
     lead = () if bos_id is None else (bos_id,)
     first = 1 if bos_id is not None and len(window) and window[0] == bos_id else 0
     available = pivot + 1 - first  # tokens from the first real token up to the pivot, inclusive
+    if available < 1:
+        return []
     lengths = [n for n in range(step, max_context + 1, step) if n <= available]
     if available <= max_context and available not in lengths:
         lengths.append(available)

@@ -241,7 +241,7 @@ def _example(
     corpus: _Corpus,
     fitted: bool,
 ) -> ExampleView:
-    """``shown`` is the vocabulary in display form (display_token of every entry, computed once)."""
+    """``shown`` is the vocabulary in inline display form (display_token of every entry, computed once)."""
     lo = max(0, window.pivot - SHOW_BEFORE)
     hi = min(len(window.tokens), window.pivot + SHOW_AFTER + 1)
     tokens = []
@@ -350,7 +350,7 @@ def render_site(cfg: Config, work: WorkDir) -> RenderSummary:
     """Render every page of the run in ``work`` into ``work.docs`` and ``work.fragments``."""
     t0 = time.perf_counter()
     manifest = read_json(work.require(work.manifest, "mine"))
-    shown = [display_token(t) for t in work.load_vocab()]
+    shown = [display_token(t, inline=True) for t in work.load_vocab()]
     corpus = _Corpus(work.load_corpus_index(), manifest)
     env = make_env(cfg)
     tpl = load_templates(env)

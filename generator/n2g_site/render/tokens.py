@@ -23,8 +23,11 @@ def _char(ch: str) -> str:
     return ch
 
 
-def display_token(s: str) -> str:
+def display_token(s: str, *, inline: bool = False) -> str:
     """A token as it should be shown.
+
+    ``inline=True`` is for running example text: spaces stay spaces there, even in a whitespace-only
+    token, so sentences read naturally (newlines, tabs and control characters are still made visible).
 
     ``"\\n"`` -> ``"⏎"``, ``"\\t"`` -> ``"⇥"``, other control characters -> ``"\\x07"``-style escapes,
     and a token made only of whitespace shows each space as ``"␣"``. A token with letters keeps its
@@ -35,6 +38,6 @@ def display_token(s: str) -> str:
     """
     if not s:
         return EMPTY
-    if s.isspace():
+    if s.isspace() and not inline:
         return "".join(SPACE if unicodedata.category(ch) == "Zs" else _char(ch) for ch in s)
     return "".join(_char(ch) for ch in s)

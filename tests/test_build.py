@@ -1,0 +1,78 @@
+"""End to end: `n2g-site build` through the CLI, on the random tiny model (fast) and the embedded model (slow)."""
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from n2g_site.cli import app
+from n2g_site.store import read_json
+
+
+class _Spans(HTMLParser):
+    """Counts highlighted token spans and example blocks in a neuron page."""
+
+    def __init__(self):
+        super().__init__()
+        self.svg = 0
+        self.tokens = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "svg":
+            self.svg += 1
+        classes = (dict(attrs).get("class") or "").split()
+        if tag == "span" and any(re.fullmatch(r"a\d+", c) for c in classes):
+            self.tokens += 1
+
+
+def build(tmp_path: Path, *args: str) -> tuple[Path, Path]:
+    work, site = tmp_path / "work", tmp_path / "site"
+    result = CliRunner().invoke(app, ["build", *args, "--work-dir", str(work), "--site-dir", str(site)])
+    assert result.exit_code == 0, result.output
+    return work, site
+
+
+def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
+    work, site = build(tmp_path, "--model", "random:tiny", "--corpus", str(text_corpus), "--neurons", "0-2",
+                       "--top-k", "5")
+    assert (site / "index.html").exists()
+    for layer in (0, 1):
+        assert (site / "layers" / f"L{layer}" / "index.html").exists()
+        for neuron in range(3):
+            page = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").read_text()
+            fit = read_json(work / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json")
+            parser = _Spans()
+            parser.feed(page)
+            if fit["status"] == "fitted":
+                assert parser.svg >= 1
+            assert parser.tokens > 0
+    # a second build does no compute (resume) and gives the same neuron JSON
+    before = {p: p.read_bytes() for p in (work / "fit").rglob("*.json")}
+    result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(text_corpus), "--neurons", "0-2",
+                                      "--top-k", "5", "--work-dir", str(work), "--site-dir", str(site)])
+    assert result.exit_code == 0
+    assert "nothing to do" in result.output
+    assert before == {p: p.read_bytes() for p in (work / "fit").rglob("*.json")}
+
+
+@pytest.mark.slow
+def test_demo_build_on_the_embedded_model_and_corpus(tmp_path):
+    """The demo path, shrunk: SmolLM2-135M on Wikipedia text, 2 layers x 2 neurons, 6k tokens."""
+    work, site = build(tmp_path, "--layers", "0,29", "--neurons", "0-1", "--max-tokens", "6000", "--top-k", "8")
+    manifest = read_json(work / "run.json")
+    assert manifest["model_info"]["n_layers"] == 30 and manifest["model_info"]["d_mlp"] == 1536
+    home = (site / "index.html").read_text()
+    assert "SmolLM2" in home and "CC BY-SA" in home
+    for layer in (0, 29):
+        assert (site / "layers" / f"L{layer}" / "index.html").exists()
+        for neuron in (0, 1):
+            page = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").read_text()
+            parser = _Spans()
+            parser.feed(page)
+            assert parser.svg >= 1
+            # at least 5 highlighted examples of real corpus text
+            assert page.count('<div class="n2g-ex">') >= 5
+            fit = read_json(work / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json")
+            assert fit["status"] == "fitted" and fit["graph"]["nodes"]
