@@ -240,23 +240,21 @@ def test_derived_config(tmp_path: Path) -> None:
     assert conf["theme"]["font"] is False
 
 
-def test_template_syntax_error_names_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "text", "match"),
+    [
+        ("layer.md.j2", "# ok\n\n{% for x in %}\n", r"layer\.md\.j2.*line 3"),  # syntax error: file and line
+        ("index.md.j2", "# {{ page.no_such_field }}\n", r"index\.md\.j2"),  # render error: file
+    ],
+)
+def test_broken_user_template_is_a_user_error(tmp_path: Path, name: str, text: str, match: str) -> None:
     work = make_workdir(tmp_path / "work")
     mine = tmp_path / "tpl"
     mine.mkdir()
-    (mine / "layer.md.j2").write_text("# ok\n\n{% for x in %}\n", encoding="utf-8")
-    with pytest.raises(UserError, match=r"layer\.md\.j2.*line 3"):
+    (mine / name).write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=match):
         render_site(Config(templates=mine), work)
     assert not work.docs.exists()  # nothing half-written
-
-
-def test_template_render_error_is_user_error(tmp_path: Path) -> None:
-    work = make_workdir(tmp_path / "work")
-    mine = tmp_path / "tpl"
-    mine.mkdir()
-    (mine / "index.md.j2").write_text("# {{ page.no_such_field }}\n", encoding="utf-8")
-    with pytest.raises(UserError, match=r"index\.md\.j2"):
-        render_site(Config(templates=mine), work)
 
 
 def test_user_template_overrides_builtin(tmp_path: Path) -> None:
