@@ -19,9 +19,9 @@ class UserError(Exception):
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_CORPUS = "wiki"
-# The demo: 4 neurons in each of 6 evenly spaced layers (see README "What the demo covers").
+# The demo: 8 neurons in each of 6 evenly spaced layers (see README "What the demo covers").
 DEFAULT_LAYER_COUNT = 6
-DEFAULT_NEURONS = "0-3"
+DEFAULT_NEURONS = "0-7"
 
 
 def parse_ranges(text: str, *, what: str) -> tuple[int, ...]:
@@ -53,7 +53,7 @@ class MineConfig:
     context_before: int = 40  # tokens kept before the peak token (N2G's prune looks back at most 30)
     context_after: int = 12  # tokens kept after it (prune keeps at most 5 of right context)
     seq_len: int = 256  # mined sequence length; longer documents are cut into windows of this size
-    max_tokens: int = 40_000  # corpus budget for mining (0 = the whole corpus)
+    max_tokens: int = 100_000  # corpus budget for mining (0 = the whole corpus)
     held_out: float = 0.2  # share of documents held out for evaluation (split by document id hash)
     batch_tokens: int = 4096  # tokens per forward batch while mining
 

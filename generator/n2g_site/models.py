@@ -266,7 +266,11 @@ def embedded_model_dir() -> Path:
     gguf = _embedded_gguf()
     say(f"model: dequantising the embedded SmolLM2 once into {target} (about 25 s)")
     tok = embedded_tokenizer()
-    hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF reader draws its own per-tensor bar
+    try:
+        hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    finally:
+        del os.environ["TQDM_DISABLE"]
     config = hf.config.to_dict()
     config.pop("quantization_config", None)
     config["architectures"] = ["LlamaForCausalLM"]
