@@ -129,7 +129,7 @@ def fit_json(layer: int, neuron: int, nodes: list[dict], *, a_max: float, status
                       "prune_end": PIVOT + 3, "scale_factor": 1.0, "lines": 2}],
         "heldout": None if status == "dead" else {"precision": 0.8, "recall": 0.6, "f1": 0.69, "tokens": 1200,
                                                   "true_firing": 20, "predicted_firing": 15},
-        "forwards": {"requests": 123, "rows": 100, "tokens": 9000},
+        "cost": {"prune": {"requests": 60, "tokens": 1200}, "saliency": {"requests": 63, "tokens": 7800}, "augment": {"requests": 0, "tokens": 0}, "augment_saliency": {"requests": 0, "tokens": 0}},
     }
 
 

@@ -60,3 +60,46 @@ def task_from_texts(source: SyntheticSource, layer: int, neuron: int, texts: Seq
         examples.append(Example(tokens=tokens, acts=acts, pivot=int(np.argmax(acts)), rank=rank))
     top = max(float(ex.acts.max()) for ex in examples)
     return NeuronTask(layer, neuron, examples, max_activation=top)
+
+
+def paris_after_two(tokens: Sequence[int], t: int) -> float:
+    """Fires 1.0 on ' Paris' when ' in' is two tokens back (anything in between); 0.2 on other ' Paris'."""
+    if tokens[t] != ID[" Paris"]:
+        return 0.0
+    return 1.0 if t > 1 and tokens[t - 2] == ID[" in"] else 0.2
+
+
+def paris_after_place_word(tokens: Sequence[int], t: int) -> float:
+    """Fires 1.0 on ' Paris' after any of ' in', ' at', ' near'; 0.2 on other ' Paris'."""
+    if tokens[t] != ID[" Paris"]:
+        return 0.0
+    return 1.0 if t > 0 and tokens[t - 1] in (ID[" in"], ID[" at"], ID[" near"]) else 0.2
+
+
+def paris_anywhere(tokens: Sequence[int], t: int) -> float:
+    """Fires 0.9 on every ' Paris', whatever comes before."""
+    return 0.9 if tokens[t] == ID[" Paris"] else 0.0
+
+
+def never(tokens: Sequence[int], t: int) -> float:
+    """A dead neuron: slightly negative everywhere (as gated MLP neurons are when off)."""
+    return -0.01
+
+
+def almost_everything(tokens: Sequence[int], t: int) -> float:
+    """Fires 1.0 on every word; not on the doc-start token, the mask or punctuation."""
+    return 0.0 if tokens[t] in (ID["<|endoftext|>"], ID["<mask>"], ID["."], ID["\n"]) else 1.0
+
+
+class TableProposer:
+    """An augmentation proposer with fixed candidates, like a masked LM that knows a few words."""
+
+    name = "table"
+
+    def __init__(self, words: Sequence[str]) -> None:
+        self.candidates = [(ID[w], 0.1) for w in words]
+        self.asked = 0
+
+    def __call__(self, prompts, positions):
+        self.asked += sum(map(len, positions))
+        return [[list(self.candidates) for _ in where] for where in positions]

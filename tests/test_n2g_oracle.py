@@ -1,12 +1,31 @@
-"""The fitted graph of a synthetic neuron with a known rule predicts that rule on new text."""
+"""Oracles: synthetic neurons with known rules. The fitted graph must have the expected shape and predict
+the rule on new text.
+
+Tolerance, everywhere: the prediction fires (>= 0.5) exactly on the tokens where the rule's normalised
+activation is >= 0.5, and where it fires its value equals the rule's normalised value within 1e-3 (values
+are rounded to 3 decimals, as in the original).
+"""
 
 import numpy as np
+import pytest
 
 from n2g_site.config import FitConfig
 from n2g_site.n2g.fit import fit_neurons
 from n2g_site.n2g.predict import KeyIndex, Predictor
 
-from synthetic import VOCAB, SyntheticSource, encode, paris_after_in, task_from_texts
+from synthetic import (
+    VOCAB,
+    SyntheticSource,
+    TableProposer,
+    almost_everything,
+    encode,
+    never,
+    paris_after_in,
+    paris_after_place_word,
+    paris_after_two,
+    paris_anywhere,
+    task_from_texts,
+)
 
 TRAIN = [
     " He lives in Paris and visited London.",
@@ -14,19 +33,93 @@ TRAIN = [
     " the city in Paris is beautiful.",
     " He went to Paris from London and lives in Paris.",
 ]
+NEW_TEXT = " She went to Paris and lives in Paris near the big city in a Paris at Paris near Paris in London."
+KEYS = KeyIndex(VOCAB.text)
 
 
-def test_paris_after_in_is_recovered():
-    source = SyntheticSource({(0, 7): paris_after_in})
-    task = task_from_texts(source, 0, 7, TRAIN)
-    [fitted] = fit_neurons([task], source, FitConfig(), VOCAB)
-    roots = [n.key for n in fitted.graph.activating_tokens]
-    assert roots == ["paris"]
-    assert [k for k, _ in fitted.graph.patterns()] == [["paris", "in"]]
-    predict = Predictor(fitted.graph, KeyIndex(VOCAB.text))
-    new = [0] + encode(" She went to Paris and lives in Paris near the big city in London.")
-    truth = np.array([paris_after_in(new, t) for t in range(len(new))])
-    pred = predict(new)
-    # Exact on firing: predicted value >= 0.5 exactly where the rule gives 1.0, and the value itself is 1.0.
+def fit_one(rule, texts=TRAIN, proposer=None, **options):
+    source = SyntheticSource({(0, 7): rule})
+    task = task_from_texts(source, 0, 7, texts)
+    [fitted] = fit_neurons([task], source, FitConfig(**options), VOCAB, proposer)
+    return fitted, task
+
+
+def assert_predicts(fitted, task, rule, text=NEW_TEXT):
+    tokens = [0] + encode(text)
+    truth = np.array([rule(tokens, t) for t in range(len(tokens))]) / task.max_activation
+    pred = Predictor(fitted.graph, KEYS)(tokens)
     np.testing.assert_array_equal(pred >= 0.5, truth >= 0.5)
-    np.testing.assert_allclose(pred[truth >= 0.5], 1.0, atol=1e-3)
+    np.testing.assert_allclose(pred[truth >= 0.5], truth[truth >= 0.5], atol=1e-3)
+
+
+def test_single_token_trigger():
+    fitted, task = fit_one(paris_anywhere)
+    assert [k for k, _ in fitted.graph.patterns()] == [["paris"]]
+    assert_predicts(fitted, task, paris_anywhere)
+
+
+def test_token_after_a_specific_context_token():
+    fitted, task = fit_one(paris_after_in)
+    assert [n.key for n in fitted.graph.activating_tokens] == ["paris"]
+    assert [k for k, _ in fitted.graph.patterns()] == [["paris", "in"]]
+    assert_predicts(fitted, task, paris_after_in)
+
+
+def test_token_after_any_of_a_set_is_learned_through_augmentation():
+    """Training text only shows ' in Paris'; the proposer offers other words for ' in', and the ones
+    that keep the neuron firing (' at', ' near') join the graph; ' on' and ' to' do not."""
+    without, task = fit_one(paris_after_place_word)
+    assert sorted(k[1] for k, _ in without.graph.patterns()) == ["in"]
+    proposer = TableProposer([" at", " near", " on", " to"])
+    fitted, task = fit_one(paris_after_place_word, proposer=proposer)
+    assert proposer.asked > 0
+    assert sorted(k for k, _ in fitted.graph.patterns()) == [["paris", "at"], ["paris", "in"], ["paris", "near"]]
+    assert_predicts(fitted, task, paris_after_place_word)
+    record = fitted.examples[0]
+    assert record["variants"] > 0 and 0 < record["positive_variants"] < record["variants"]
+    assert fitted.cost["augment"]["requests"] > 0 and fitted.cost["augment_saliency"]["requests"] > 0
+
+
+def test_trigger_with_a_skipped_position_in_between():
+    texts = [" He lives in a Paris.", " She was in the Paris on Monday.", " born in big Paris and London."]
+    fitted, task = fit_one(paris_after_two, texts)
+    assert [k for k, _ in fitted.graph.patterns()] == [["paris", None, "in"]]
+    ignore = [n for n in fitted.graph.nodes if n.key is None]
+    assert len(ignore) == 1 and ignore[0].depth == 1
+    assert_predicts(fitted, task, paris_after_two,
+                    " She went in a Paris and in Paris near in the Paris at big Paris in London.")
+
+
+def test_a_neuron_that_never_fires_has_no_graph():
+    fitted, task = fit_one(never)
+    assert fitted.dead and fitted.graph.nodes == [] and fitted.examples == []
+    assert sum(c["requests"] for c in fitted.cost.values()) == 0  # no forward pass spent on it
+    assert not Predictor(fitted.graph, KEYS)([0] + encode(NEW_TEXT)).any()
+
+
+def test_a_neuron_that_fires_on_almost_everything():
+    fitted, task = fit_one(almost_everything, pivot_threshold=0.9)
+    patterns = fitted.graph.patterns()
+    assert all(len(keys) == 1 for keys, _ in patterns)  # no context: nothing before a token matters
+    seen = {VOCAB.keys[t] for ex in task.examples for t in ex.tokens} - {VOCAB.keys[i] for i in (0, 1)} - {".", "\n"}
+    assert {keys[0] for keys, _ in patterns} == seen
+    # New text made of words the training text contains: everything fires except punctuation.
+    assert_predicts(fitted, task, almost_everything, " He lives in Paris and London. She was born on Monday.")
+
+
+def test_fit_is_independent_of_example_order():
+    source = SyntheticSource({(0, 7): paris_after_in})
+    one = task_from_texts(source, 0, 7, TRAIN)
+    two = task_from_texts(source, 0, 7, TRAIN[::-1])
+    graphs = [fit_neurons([t], source, FitConfig(), VOCAB)[0].graph for t in (one, two)]
+    assert sorted(map(str, graphs[0].patterns())) == sorted(map(str, graphs[1].patterns()))
+
+
+@pytest.mark.parametrize("option", ["importance_threshold", "activation_threshold"])
+def test_thresholds_are_honoured(option):
+    """At threshold 1.0 nothing passes the strict '>' tests: no context, or no line at all."""
+    fitted, _ = fit_one(paris_after_in, **{option: 1.0})
+    if option == "importance_threshold":
+        assert [k for k, _ in fitted.graph.patterns()] == [["paris"]]
+    else:
+        assert fitted.graph.nodes == []

@@ -67,10 +67,8 @@ _OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
      f"Tokens per forward batch (mine and fit). Default: {_MINE.batch_tokens}."),
     ("--train-examples", "fit", "train_examples", int,
      f"Top training windows a graph is fitted on. Default: {_FIT.train_examples}."),
-    ("--activation-threshold", "fit", "activation_threshold", float,
-     f"A token activates when activation / max > this. Default: {_FIT.activation_threshold}."),
-    ("--importance-threshold", "fit", "importance_threshold", float,
-     f"A context token is kept when its saliency > this. Default: {_FIT.importance_threshold}."),
+    ("--pivot-threshold", "fit", "pivot_threshold", float,
+     f"Pivots of a window: tokens at >= this share of its peak (1 = the peak only). Default: {_FIT.pivot_threshold}."),
     ("--prune-threshold", "fit", "prune_threshold", float,
      f"Prune keeps the shortest context holding > this share of the peak. Default: {_FIT.prune_threshold}."),
     ("--prune-step", "fit", "prune_step", int,
@@ -79,8 +77,26 @@ _OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
      f"Longest left context prune tries. Default: {_FIT.prune_max_context}."),
     ("--post-context", "fit", "post_context", int,
      f"Tokens kept after the peak, within its sentence. Default: {_FIT.post_context}."),
-    ("--augmenter", "fit", "augmenter", click.Choice(["none"]),
-     "Token-replacement augmentation. This release: none."),
+    ("--sentence-ends", "fit", "sentence_ends", str,
+     "Characters that end a sentence for --post-context. Default: '.', '!' and newline."),
+    ("--activation-threshold", "fit", "activation_threshold", float,
+     f"A token activates when activation / max > this. Default: {_FIT.activation_threshold}."),
+    ("--importance-threshold", "fit", "importance_threshold", float,
+     f"A context token is kept when its saliency > this. Default: {_FIT.importance_threshold}."),
+    ("--augmenter", "fit", "augmenter", click.Choice(["auto", "self", "mlm", "none"]),
+     "Replacement tokens for augmentation: 'self' (the analysed model's own next-token guesses, offline), "
+     "'mlm' (a masked LM, the paper's DistilBERT; downloads), 'none', or 'auto' (mlm if its model is on "
+     "disk, else self). Default: auto."),
+    ("--augment-importance-threshold", "fit", "augment_importance_threshold", float,
+     f"Tokens at least this important for the peak are replaced. Default: {_FIT.augment_importance_threshold}."),
+    ("--augment-per-position", "fit", "augment_per_position", int,
+     f"Replacements tried per replaced token. Default: {_FIT.augment_per_position}."),
+    ("--augment-min-prob", "fit", "augment_min_prob", float,
+     f"Skip replacement candidates below this probability. Default: {_FIT.augment_min_prob}."),
+    ("--augment-keep-threshold", "fit", "augment_keep_threshold", float,
+     f"A variant counts as positive when its peak >= this share of the original's. Default: {_FIT.augment_keep_threshold}."),
+    ("--mlm-model", "fit", "mlm_model", str,
+     f"Masked LM for --augmenter mlm (a Hugging Face name or folder). Default: {_FIT.mlm_model}."),
 ]
 
 
@@ -158,6 +174,12 @@ def _fit(cfg: Config, session: _Session) -> None:
     fit(cfg, session.model, WorkDir(cfg.work_path))
 
 
+def _relate(cfg: Config, session: _Session) -> None:
+    from .relate import relate
+
+    relate(cfg, session.model, WorkDir(cfg.work_path))
+
+
 def _render(cfg: Config) -> None:
     from .render.pages import render_site
 
@@ -177,7 +199,7 @@ def _publish(cfg: Config) -> None:
 def app() -> None:
     """Neuron to Graph for every MLP neuron of a language model, published as a static site.
 
-    `n2g-site build` runs the stages mine -> fit -> render -> publish into site/. Each stage writes its
+    `n2g-site build` runs the stages mine -> fit -> relate -> render -> publish into site/. Each stage writes its
     files under the work dir and skips work already done, so a stopped build resumes where it stopped,
     and each stage can be rerun alone with the same options.
     """
@@ -187,11 +209,12 @@ def app() -> None:
 @_common
 @_handle_errors
 def build(cfg: Config) -> None:
-    """Run every stage: mine, fit, render, publish. With no options: the demo (see README)."""
+    """Run every stage: mine, fit, relate, render, publish. With no options: the demo (see README)."""
     started = time.perf_counter()
     session = _Session(cfg)
     _mine(cfg, session)
     _fit(cfg, session)
+    _relate(cfg, session)
     _render(cfg)
     _publish(cfg)
     say(f"build: done in {time.perf_counter() - started:.0f} s")
@@ -211,6 +234,14 @@ def mine(cfg: Config) -> None:
 def fit(cfg: Config) -> None:
     """Fit one N2G graph per selected neuron (prune, saliency, trie) and score it on held-out windows."""
     _fit(cfg, _Session(cfg))
+
+
+@app.command()
+@_common
+@_handle_errors
+def relate(cfg: Config) -> None:
+    """Find similar neurons by graph content; compute logit effects (loads the model only if they are missing)."""
+    _relate(cfg, _Session(cfg))
 
 
 @app.command()

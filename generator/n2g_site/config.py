@@ -71,32 +71,49 @@ class MineConfig:
         return self.context_before + 1 + self.context_after
 
 
+AUGMENTERS = ("auto", "self", "mlm", "none")
+
+
 @dataclass(frozen=True)
 class FitConfig:
-    """N2G hyperparameters. Defaults are those of the original code's paper runs (n2g-algorithm.md sec 9)."""
+    """N2G hyperparameters. Defaults are those of the original code's paper runs (n2g-algorithm.md sec 9).
 
-    train_examples: int = 10  # top training examples a graph is fitted on (paper: 10 of 20)
-    activation_threshold: float = 0.5  # a token "activates" when norm act > this (strict), graph + activator
-    importance_threshold: float = 0.75  # a context token is kept when its importance > this (strict)
+    Each field is a command-line option (``--train-examples`` ...) and a key of ``[fit]`` in n2g.toml; each
+    neuron's fit file records the values it was fitted with. README "N2G hyperparameters" maps them to the
+    original code's names.
+    """
+
+    train_examples: int = 10  # top training windows a graph is fitted on (paper: 10 of 20)
+    pivot_threshold: float = 1.0  # pivots: tokens at >= this share of the window's peak (1 = the peak only)
     prune_threshold: float = 0.5  # prune keeps the shortest context where the pivot keeps > this share
     prune_step: int = 5  # prune grows the left context by this many tokens at a time
     prune_max_context: int = 30  # ... up to this many tokens (the longest candidate is taken if none pass)
     post_context: int = 5  # tokens kept after the pivot, within its sentence
-    sentence_ends: str = ".!\n"  # characters that end a sentence (prune never keeps right context past them)
-    augmenter: str = "none"  # token-replacement augmentation: none (this release), self, mlm (see issue #3)
+    sentence_ends: str = ".!\n"  # characters that end a sentence (prune keeps no right context past them)
+    activation_threshold: float = 0.5  # a token "activates" when norm act > this (strict), graph + activator
+    importance_threshold: float = 0.75  # a context token is kept when its importance > this (strict)
+    augmenter: str = "auto"  # auto (mlm if its model is on disk, else self), self, mlm, none
+    augment_importance_threshold: float = 0.8  # tokens this important (>=) for the peak get replaced
+    augment_per_position: int = 5  # replacements tried per replaced token
+    augment_min_prob: float = 1e-5  # replacement candidates below this probability are not tried
+    augment_keep_threshold: float = 0.5  # a variant is positive when its peak >= this share of the prompt's
+    mlm_model: str = "distilbert-base-uncased"  # the masked LM of the mlm augmenter (Hugging Face name or dir)
 
     def validate(self) -> None:
         _positive(self, "train_examples", "prune_step", "prune_max_context")
-        for name in ("activation_threshold", "importance_threshold", "prune_threshold"):
+        if self.augment_per_position < 0:
+            raise UserError(f"--augment-per-position {self.augment_per_position} must be 0 or more")
+        for name in ("activation_threshold", "importance_threshold", "prune_threshold", "pivot_threshold",
+                     "augment_importance_threshold", "augment_min_prob", "augment_keep_threshold"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise UserError(f"--{name.replace('_', '-')} {value} must lie between 0 and 1")
+        if self.pivot_threshold == 0:
+            raise UserError("--pivot-threshold 0 would make every token a pivot: use a share above 0, e.g. 0.75")
         if self.post_context < 0:
             raise UserError(f"--post-context {self.post_context} must be 0 or more")
-        if self.augmenter != "none":
-            raise UserError(
-                f"--augmenter {self.augmenter!r} is not available in this release: use 'none'"
-            )
+        if self.augmenter not in AUGMENTERS:
+            raise UserError(f"--augmenter {self.augmenter!r} is not one of {', '.join(AUGMENTERS)}")
 
 
 def _positive(obj: Any, *names: str) -> None:

@@ -8,8 +8,9 @@ neuron's held-out top windows (evaluate.py; the full evaluation against baseline
     {"schema": "n2g-site/neuron-fit/1", "layer", "neuron", "hook", "status": "fitted" | "dead",
      "max_activation": A_max, "augmenter", "config": {fit options}, "bos", "mask",
      "graph": {graph.py schema}, "examples": [{rank, doc, window_start, pivot, prune_start, prune_end,
-     prune_passed, scale_factor, lines}], "heldout": evaluate.Scores | null,
-     "forwards": {"requests", "rows", "tokens", "forwards"} (this neuron's share of its group's work)}
+     prune_passed, scale_factor, variants, positive_variants, lines}], "heldout": evaluate.Scores | null,
+     "cost": {phase: {"requests", "tokens"}} for phase in prune, saliency, augment, augment_saliency
+             (this neuron's activation requests before the engine dedupes them)}
 
 A neuron is *dead* when its best training window peaks at or below 0: it gets a file (and a page that
 says so) but no graph.
@@ -27,9 +28,9 @@ from .config import Config
 from .engine import BatchedEngine
 from .evaluate import score
 from .models import LoadedModel
-from .n2g.augment import make_augmenter
+from .augmenters import make_proposer
 from .n2g.fit import Example, FittedNeuron, NeuronTask, Vocabulary, fit_neurons
-from .n2g.graph import Graph, normalise
+from .n2g.graph import normalise
 from .n2g.predict import KeyIndex, Predictor
 from .progress import advance, bar, say
 from .store import MinedLayer, WorkDir, read_json, write_json
@@ -89,47 +90,47 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     model = load_model()
     engine = BatchedEngine(model, cfg.mine.batch_tokens)
     text = work.load_vocab()
-    vocab = Vocabulary(text=text, keys=[normalise(t) for t in text], bos_id=model.bos_id, mask_id=model.mask_id)
+    vocab = Vocabulary(text=text, keys=[normalise(t) for t in text], bos_id=model.bos_id, mask_id=model.mask_id,
+                       special=frozenset(int(i) for i in model.tokenizer.all_special_ids))
     keys = KeyIndex(text)
-    augmenter = make_augmenter(cfg.fit.augmenter)
+    proposer = make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens)
+    augmenter = proposer.name if proposer is not None else "none"
     started = time.perf_counter()
     fitted = dead = 0
-    say(f"fit: {total} neurons in layers {','.join(map(str, todo))} ({skipped} already done)")
+    say(f"fit: {total} neurons in layers {','.join(map(str, todo))} ({skipped} already done), augmenter {augmenter!r}")
     with bar("fit", total, "neurons") as progress:
         for layer, layer_neurons in todo.items():
             mined = MinedLayer.load(work.mined(layer))
             for at in range(0, len(layer_neurons), GROUP):
                 group = _tasks(mined, layer_neurons[at : at + GROUP], cfg.fit.train_examples)
-                live = [t for t in group if t.max_activation > 0 and t.examples]
-                before = engine.counters.as_dict()
-                results = {(r.task.layer, r.task.neuron): r for r in fit_neurons(live, engine, cfg.fit, vocab, augmenter)}
-                spent = {k: (v - before[k]) / max(len(live), 1) for k, v in engine.counters.as_dict().items()}
-                for task in group:
-                    result = results.get((task.layer, task.neuron))
-                    heldout = _heldout(mined, task, result, keys) if result else None
+                for result in fit_neurons(group, engine, cfg.fit, vocab, proposer):
+                    task = result.task
+                    heldout = None if result.dead else _heldout(mined, task, result, keys)
                     write_json(work.fitted(task.layer, task.neuron), {
                         "schema": SCHEMA,
                         "layer": task.layer,
                         "neuron": task.neuron,
                         "hook": model.hook_name(task.layer),
-                        "status": "fitted" if result else "dead",
+                        "status": "dead" if result.dead else "fitted",
                         "max_activation": round(task.max_activation, 6),
-                        "augmenter": augmenter.name,
+                        "augmenter": augmenter,
                         "config": options,
                         "bos": info.get("bos"),
                         "mask": info.get("mask"),
-                        "graph": (result.graph if result else Graph()).to_json(),
-                        "examples": result.examples if result else [],
+                        "graph": result.graph.to_json(),
+                        "examples": result.examples,
                         "heldout": heldout.as_dict() if heldout else None,
-                        "forwards": {k: round(v) for k, v in spent.items()} if result else None,
+                        "cost": result.cost,
                     })
-                    fitted += 1 if result else 0
-                    dead += 0 if result else 1
+                    dead += int(result.dead)
+                    fitted += int(not result.dead)
                     advance(progress)
     seconds = time.perf_counter() - started
     c = engine.counters
+    extra = getattr(proposer, "tokens_run", 0)
     say(f"fit: {fitted} graphs, {dead} dead neurons in {seconds:.1f} s ({total / seconds:.2f} neurons/s); "
-        f"{c.forwards} forward calls, {c.rows:,} rows, {c.tokens:,} tokens ({c.tokens / max(seconds, 1e-9):,.0f} tokens/s)")
+        f"{c.forwards} forward calls, {c.rows:,} rows, {c.tokens:,} tokens ({c.tokens / max(seconds, 1e-9):,.0f} tokens/s)"
+        + (f"; {extra:,} tokens through the {augmenter} proposer" if extra else ""))
     return FitSummary(fitted, skipped, dead, seconds, c.tokens)
 
 

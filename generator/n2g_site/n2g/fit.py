@@ -1,12 +1,16 @@
 """Fit N2G graphs for a group of neurons, in batched rounds over an ActivationSource.
 
-Round 1 (prune): every candidate context of every example of every neuron in one request list.
-Round 2 (saliency): every occlusion row of every pruned prompt in one request list.
-Then lines -> one trie per neuron. Augmentation (a later round between these two) plugs in via augment.py.
+1. prune: every candidate context of every pivot of every example of every neuron, in one request list;
+2. saliency: every occlusion row of every pruned prompt;
+3. augment: variants of each pruned prompt with one important token replaced (when a proposer is given),
+   all measured in one request list;
+4. saliency of the variants that activate.
+Then lines -> one trie per neuron. Each neuron's requests are counted per phase (``FittedNeuron.cost``).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -14,9 +18,11 @@ import numpy as np
 
 from ..config import FitConfig
 from . import prune, saliency
-from .augment import Augmenter, NoAugmenter
+from .augment import Proposer, make_variants
 from .graph import Graph, Line, build_graph, make_lines
 from .requests import ActivationSource, Request
+
+PHASES = ("prune", "saliency", "augment", "augment_saliency")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,13 @@ class NeuronTask:
 class FittedNeuron:
     task: NeuronTask
     graph: Graph
-    examples: list[dict] = field(default_factory=list)  # how each example was pruned, and its line count
+    examples: list[dict] = field(default_factory=list)  # per pivot: how it was pruned and augmented
+    cost: dict[str, dict[str, int]] = field(default_factory=dict)  # phase -> {"requests", "tokens"}
+
+    @property
+    def dead(self) -> bool:
+        """Never activated above 0 in its training windows: nothing to explain, the graph is empty."""
+        return not self.task.max_activation > 0 or not self.task.examples
 
 
 @dataclass(frozen=True)
@@ -54,65 +66,159 @@ class Vocabulary:
     keys: Sequence[str]
     bos_id: int | None
     mask_id: int
+    special: frozenset[int] = frozenset()
+
+
+@dataclass
+class _Sample:
+    """A prompt measured once (row 0) and, if it activates, by occlusion."""
+
+    task: NeuronTask
+    tokens: tuple[int, ...]
+    acts: np.ndarray
+    norm: np.ndarray
+    active: list[int]
+    record: dict  # the pruned example's record (variants share their base's)
+    scale: float  # full-context / pruned-context peak (a variant keeps its base's)
+    peak: int  # index of the pivot in tokens
+    base: _Sample | None = None  # the pruned prompt a variant was made from
+    importance: np.ndarray | None = None
+
+
+class _Counted:
+    """Sends requests to the source and charges each one to its neuron and phase."""
+
+    def __init__(self, source: ActivationSource) -> None:
+        self.source = source
+        self.cost: dict[tuple[int, int], dict[str, dict[str, int]]] = defaultdict(
+            lambda: {phase: {"requests": 0, "tokens": 0} for phase in PHASES})
+
+    def __call__(self, phase: str, requests: list[Request]) -> list[np.ndarray]:
+        for r in requests:
+            entry = self.cost[(r.layer, r.neuron)][phase]
+            entry["requests"] += 1
+            entry["tokens"] += len(r.tokens)
+        return self.source(requests) if requests else []
+
+
+def _pivots(ex: Example, threshold: float, first: int) -> list[int]:
+    acts = ex.acts[first:]
+    if acts.size == 0:
+        return []
+    top = float(np.max(acts))
+    if threshold >= 1:
+        return [ex.pivot]
+    return [int(i) + first for i in np.flatnonzero(acts >= threshold * top)] if top > 0 else [ex.pivot]
 
 
 def fit_neurons(tasks: Sequence[NeuronTask], source: ActivationSource, cfg: FitConfig, vocab: Vocabulary,
-                augmenter: Augmenter | None = None) -> list[FittedNeuron]:
-    augmenter = augmenter or NoAugmenter()
+                proposer: Proposer | None = None) -> list[FittedNeuron]:
     lead = vocab.bos_id is not None
     first = 1 if lead else 0
+    send = _Counted(source)
 
-    # Round 1: prune.
+    def active_of(norm: np.ndarray) -> list[int]:
+        return [i for i in range(first, len(norm)) if norm[i] > cfg.activation_threshold]
+
+    # Round 1: prune every pivot of every example (of the neurons that ever activate).
     plans = []
     requests: list[Request] = []
     for task in tasks:
+        if not task.max_activation > 0:
+            continue
         for ex in task.examples:
             text = [vocab.text[t] for t in ex.tokens]
-            end = prune.right_end(text, ex.pivot, cfg.post_context, cfg.sentence_ends)
-            cands = prune.candidates(ex.tokens, ex.pivot, bos_id=vocab.bos_id, step=cfg.prune_step,
-                                     max_context=cfg.prune_max_context, end=end)
-            if not cands:
-                continue
-            plans.append((task, ex, cands, len(requests)))
-            requests += [Request(task.layer, task.neuron, c.tokens) for c in cands]
-    answers = source(requests)
-    pruned = []
-    for task, ex, cands, at in plans:
-        choice = prune.choose(cands, answers[at : at + len(cands)], float(ex.acts[ex.pivot]),
-                              cfg.prune_threshold, skip_lead=lead)
+            for pivot in _pivots(ex, cfg.pivot_threshold, first):
+                end = prune.right_end(text, pivot, cfg.post_context, cfg.sentence_ends)
+                cands = prune.candidates(ex.tokens, pivot, bos_id=vocab.bos_id, step=cfg.prune_step,
+                                         max_context=cfg.prune_max_context, end=end)
+                if cands:
+                    plans.append((task, ex, pivot, cands, len(requests)))
+                    requests += [Request(task.layer, task.neuron, c.tokens) for c in cands]
+    answers = send("prune", requests)
+    samples: list[_Sample] = []
+    for task, ex, pivot, cands, at in plans:
+        choice = prune.choose(cands, answers[at : at + len(cands)], float(ex.acts[pivot]), cfg.prune_threshold,
+                              skip_lead=lead)
         norm = np.round(choice.acts * choice.scale_factor / task.max_activation, 3)
-        active = [i for i in range(first, len(norm)) if norm[i] > cfg.activation_threshold]
-        pruned.append((task, ex, choice, norm, active))
-
-    # (Augmentation would add variant prompts here; the "none" augmenter adds none.)
-    augmenter([p[2].candidate.tokens for p in pruned], [p[4] for p in pruned])
-
-    # Round 2: saliency, only where some position is active.
-    requests = []
-    spans = []
-    for task, _, choice, _, active in pruned:
-        rows = saliency.masked_rows(choice.candidate.tokens, max(active), vocab.mask_id, first) if active else []
-        spans.append((len(requests), len(rows)))
-        requests += [Request(task.layer, task.neuron, row) for row in rows]
-    answers = source(requests)
-
-    lines: dict[tuple[int, int], list[Line]] = {(t.layer, t.neuron): [] for t in tasks}
-    records: dict[tuple[int, int], list[dict]] = {(t.layer, t.neuron): [] for t in tasks}
-    for (task, ex, choice, norm, active), (at, count) in zip(pruned, spans):
-        toks = choice.candidate.tokens
-        example_lines: list[Line] = []
-        if active:
-            imp = saliency.importance(choice.acts, answers[at : at + count], first)
-            example_lines = make_lines(
-                [vocab.text[t] for t in toks], [vocab.keys[t] for t in toks], norm, imp,
-                activation_threshold=cfg.activation_threshold, importance_threshold=cfg.importance_threshold,
-                skip=[lead and i == 0 for i in range(len(toks))], positions=active,
-            )
-        lines[(task.layer, task.neuron)] += example_lines
-        records[(task.layer, task.neuron)].append({
-            "rank": ex.rank, "doc": ex.doc, "window_start": ex.start, "pivot": ex.pivot,
+        record = {
+            "rank": ex.rank, "doc": ex.doc, "window_start": ex.start, "pivot": pivot,
             "prune_start": choice.candidate.start, "prune_end": choice.candidate.end,
             "prune_passed": choice.passed, "scale_factor": round(choice.scale_factor, 6),
-            "lines": len(example_lines),
-        })
-    return [FittedNeuron(t, build_graph(lines[(t.layer, t.neuron)]), records[(t.layer, t.neuron)]) for t in tasks]
+            "variants": 0, "positive_variants": 0, "lines": 0,
+        }
+        samples.append(_Sample(task, choice.candidate.tokens, choice.acts, norm, active_of(norm), record,
+                               choice.scale_factor, choice.candidate.pivot))
+
+    # Round 2: saliency of the pruned prompts, up to the last active position (and the peak, whose
+    # important tokens augmentation replaces).
+    augmenting = proposer is not None and cfg.augment_per_position > 0
+    _measure_importance(send, "saliency", [s for s in samples if s.active or augmenting], vocab.mask_id, first,
+                        last=lambda s: max(s.active + [s.peak]))
+
+    # Round 3: augmentation.
+    variants: list[_Sample] = []
+    if augmenting:
+        positions = [
+            [k for k in range(first, s.peak + 1) if s.importance[k, s.peak] >= cfg.augment_importance_threshold]
+            for s in samples
+        ]
+        prompts = [s.tokens for s in samples]
+        proposals = proposer(prompts, positions)
+        made = make_variants(prompts, positions, proposals, text=vocab.text, keys=vocab.keys,
+                             special=vocab.special, per_position=cfg.augment_per_position,
+                             min_prob=cfg.augment_min_prob)
+        requests = [Request(s.task.layer, s.task.neuron, v.tokens) for s, vs in zip(samples, made) for v in vs]
+        answers = iter(send("augment", requests))
+        for s, vs in zip(samples, made):
+            peak = float(np.max(s.acts[first:]))
+            for v in vs:
+                acts = next(answers)
+                norm = np.round(acts * s.scale / s.task.max_activation, 3)
+                positive = float(np.max(acts[first:])) >= cfg.augment_keep_threshold * peak
+                s.record["variants"] += 1
+                s.record["positive_variants"] += int(positive)
+                sample = _Sample(s.task, v.tokens, acts, norm, active_of(norm), s.record, s.scale, s.peak, base=s)
+                if sample.active:
+                    variants.append(sample)
+        # Round 4: saliency of the variants that activate.
+        _measure_importance(send, "augment_saliency", variants, vocab.mask_id, first, last=lambda s: max(s.active))
+
+    # Lines -> graphs.
+    lines: dict[tuple[int, int], list[Line]] = {(t.layer, t.neuron): [] for t in tasks}
+    for s in samples + variants:
+        if not s.active:
+            continue
+        toks = s.tokens
+        also = None
+        if s.base is not None and s.base.importance is not None:
+            also = s.base.importance > cfg.importance_threshold
+        made_lines = make_lines(
+            [vocab.text[t] for t in toks], [vocab.keys[t] for t in toks], s.norm, s.importance,
+            activation_threshold=cfg.activation_threshold, importance_threshold=cfg.importance_threshold,
+            skip=[lead and i == 0 for i in range(len(toks))], positions=s.active, also_important=also,
+        )
+        s.record["lines"] += len(made_lines)
+        lines[(s.task.layer, s.task.neuron)] += made_lines
+    records: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    for s in samples:
+        records[(s.task.layer, s.task.neuron)].append(s.record)
+    return [
+        FittedNeuron(t, build_graph(lines[(t.layer, t.neuron)]), records[(t.layer, t.neuron)],
+                     send.cost[(t.layer, t.neuron)])
+        for t in tasks
+    ]
+
+
+def _measure_importance(send: _Counted, phase: str, samples: Sequence[_Sample], mask_id: int, first: int,
+                        last) -> None:
+    """Fill ``sample.importance`` (a full square matrix; zero where not measured) by occlusion."""
+    requests: list[Request] = []
+    spans = []
+    for s in samples:
+        rows = saliency.masked_rows(s.tokens, last(s), mask_id, first)
+        spans.append((len(requests), len(rows)))
+        requests += [Request(s.task.layer, s.task.neuron, row) for row in rows]
+    answers = send(phase, requests)
+    for s, (at, count) in zip(samples, spans):
+        s.importance = saliency.importance(s.acts, answers[at : at + count], first)

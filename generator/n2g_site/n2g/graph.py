@@ -132,6 +132,7 @@ def make_lines(
     importance_threshold: float,
     skip: Sequence[bool] | None = None,
     positions: Iterable[int] | None = None,
+    also_important: Sequence[Sequence[bool]] | None = None,
 ) -> list[Line]:
     """Lines of one pruned sample (``make_line`` in the original).
 
@@ -139,7 +140,8 @@ def make_lines(
     ``skip[j]`` marks positions that take no slot (the BOS token). One line is made for each position whose
     normalised activation exceeds ``activation_threshold`` (strictly); its context keeps the positions whose
     importance exceeds ``importance_threshold`` (strictly), unimportant positions in between become ignore
-    elements, and everything left of the leftmost important position is dropped.
+    elements, and everything left of the leftmost important position is dropped. For an augmented sample,
+    ``also_important[k][i]`` marks what was important in the sample it was made from (same positions).
     """
     skip = skip if skip is not None else [False] * len(tokens)
     lines = []
@@ -151,7 +153,8 @@ def make_lines(
         for j in range(i, -1, -1):
             if skip[j]:
                 continue
-            important = j == i or importance[j][i] > importance_threshold
+            important = (j == i or importance[j][i] > importance_threshold
+                         or (also_important is not None and also_important[j][i]))
             elements.append(
                 Element(
                     key=keys[j] if important else None,

@@ -1,0 +1,139 @@
+"""Replacement proposers for N2G augmentation (the torch side of ``n2g/augment.py``).
+
+- ``self`` (:class:`SelfProposer`): the analysed model's own next-token distribution at the position before
+  the replaced token, i.e. the tokens this model finds plausible in that context. Needs no second model,
+  so it works offline; one forward pass to the logits per prompt.
+- ``mlm`` (:class:`MlmProposer`): a masked LM fills the replaced token's slot, as in the paper
+  (``distilbert-base-uncased``). Candidates are words of the masked LM, kept when the analysed model's
+  tokenizer encodes them (with the replaced token's leading space and casing) as a single token.
+- ``auto``: ``mlm`` when its model loads from the local Hugging Face cache or a folder, else ``self``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from .config import FitConfig, UserError
+from .models import LoadedModel
+
+CANDIDATES = 32  # candidates fetched per position before filtering (per_position of them are kept)
+
+
+class SelfProposer:
+    name = "self"
+
+    def __init__(self, model: LoadedModel, batch_tokens: int = 4096) -> None:
+        self.model = model
+        self.batch_tokens = batch_tokens
+        self.tokens_run = 0
+
+    def __call__(self, prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]]
+                 ) -> list[list[list[tuple[int, float]]]]:
+        out: list[list[list[tuple[int, float]]]] = [[[] for _ in where] for where in positions]
+        jobs = sorted((i for i, where in enumerate(positions) if where), key=lambda i: max(positions[i]))
+        batch: list[int] = []
+        for i in jobs + [None]:  # None flushes the last batch
+            width = max(positions[i]) if i is not None else 0
+            if batch and (i is None or (len(batch) + 1) * width > self.batch_tokens):
+                self._run(batch, prompts, positions, out)
+                batch = []
+            if i is not None:
+                batch.append(i)
+        return out
+
+    def _run(self, batch: list[int], prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]],
+             out: list[list[list[tuple[int, float]]]]) -> None:
+        width = max(max(positions[i]) for i in batch)  # logits at k-1 predict position k
+        tokens = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            prefix = prompts[i][: max(positions[i])]
+            tokens[row, : len(prefix)] = torch.tensor(prefix)
+            self.tokens_run += len(prefix)
+        with torch.inference_mode():
+            logits = self.model.bridge(tokens.to(self.model.device)).float().cpu()
+        probs = logits.softmax(dim=-1)
+        for row, i in enumerate(batch):
+            for j, k in enumerate(positions[i]):
+                top = probs[row, k - 1].topk(CANDIDATES)
+                out[i][j] = list(zip(top.indices.tolist(), top.values.tolist()))
+
+
+class MlmProposer:
+    name = "mlm"
+
+    def __init__(self, tokenizer: Any, mlm: Any, text: Sequence[str], encode: Callable[[str], list[int]],
+                 first: int) -> None:
+        self.tokenizer, self.mlm = tokenizer, mlm.eval()
+        self.text, self.encode, self.first = text, encode, first
+        self.tokens_run = 0
+
+    @classmethod
+    def load(cls, name: str, text: Sequence[str], encode: Callable[[str], list[int]], first: int, *,
+             local_only: bool) -> MlmProposer:
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+            mlm = AutoModelForMaskedLM.from_pretrained(name, local_files_only=local_only)
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"--mlm-model {name!r} could not be loaded ({type(exc).__name__}): it needs a network or a local "
+                "copy (pass its folder), or use --augmenter self"
+            ) from None
+        return cls(tokenizer, mlm, text, encode, first)
+
+    def __call__(self, prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]]
+                 ) -> list[list[list[tuple[int, float]]]]:
+        out: list[list[list[tuple[int, float]]]] = [[[] for _ in where] for where in positions]
+        texts, slots = [], []
+        for i, (prompt, where) in enumerate(zip(prompts, positions)):
+            for j, k in enumerate(where):
+                before = "".join(self.text[t] for t in prompt[self.first : k])
+                after = "".join(self.text[t] for t in prompt[k + 1 :])
+                word = self.text[prompt[k]]
+                space = word[: len(word) - len(word.lstrip())]
+                texts.append(f"{before}{space}{self.tokenizer.mask_token}{after}")
+                slots.append((i, j, space, word.strip()))
+        if not texts:
+            return out
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True)
+        self.tokens_run += int(enc["attention_mask"].sum())
+        with torch.inference_mode():
+            logits = self.mlm(**enc).logits.float()
+        for row, (i, j, space, original) in enumerate(slots):
+            where = (enc["input_ids"][row] == self.tokenizer.mask_token_id).nonzero()
+            if where.numel() == 0:  # truncated away
+                continue
+            probs = logits[row, int(where[0, 0])].softmax(dim=-1)
+            top = probs.topk(min(CANDIDATES, probs.numel()))
+            for word_id, prob in zip(top.indices.tolist(), top.values.tolist()):
+                word = self.tokenizer.convert_ids_to_tokens(word_id)
+                if not word or word.startswith("##") or word in self.tokenizer.all_special_tokens:
+                    continue
+                if original.istitle():
+                    word = word.capitalize()
+                elif original.isupper() and len(original) > 1:
+                    word = word.upper()
+                ids = self.encode(space + word)
+                if len(ids) == 1:
+                    out[i][j].append((ids[0], float(prob)))
+        return out
+
+
+def make_proposer(cfg: FitConfig, model: LoadedModel, text: Sequence[str], batch_tokens: int
+                  ) -> SelfProposer | MlmProposer | None:
+    """The proposer for ``--augmenter`` (None for 'none'); 'auto' never touches the network."""
+    first = 0 if model.bos_id is None else 1
+    if cfg.augmenter == "none":
+        return None
+    if cfg.augmenter == "self":
+        return SelfProposer(model, batch_tokens)
+    if cfg.augmenter == "mlm":
+        return MlmProposer.load(cfg.mlm_model, text, model.encode, first, local_only=False)
+    try:
+        return MlmProposer.load(cfg.mlm_model, text, model.encode, first, local_only=True)
+    except UserError:
+        return SelfProposer(model, batch_tokens)

@@ -1,0 +1,65 @@
+"""The real proposers: the analysed model's own next-token guesses, and a masked LM (tiny, built in-process)."""
+
+import pytest
+import torch
+
+from n2g_site.augmenters import MlmProposer, SelfProposer, make_proposer
+from n2g_site.config import FitConfig, UserError
+
+
+def test_self_proposer_reads_the_next_token_distribution(tiny_model):
+    prompt = tuple([tiny_model.bos_id] + tiny_model.encode(" He lives in Paris and London"))
+    out = SelfProposer(tiny_model, batch_tokens=16)([prompt, prompt[:3], prompt], [[2, 4], [], [1]])
+    assert [len(o) for o in out] == [2, 0, 1]
+    logits = tiny_model.bridge(torch.tensor([prompt[:4]])).float()
+    expected = logits[0, 3].softmax(-1).topk(5)
+    got = out[0][1][:5]  # position 4 is predicted from the logits at position 3
+    assert [t for t, _ in got] == expected.indices.tolist()
+    assert [p for _, p in got] == pytest.approx(expected.values.tolist(), rel=1e-4)
+    assert all(a[1] >= b[1] for a, b in zip(out[0][0], out[0][0][1:]))  # most likely first
+
+
+@pytest.fixture(scope="module")
+def tiny_mlm(tmp_path_factory):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import DistilBertConfig, DistilBertForMaskedLM, PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "he", "lives", "in", "at", "near", "paris", "london",
+             "and", "the", "city", "##s", ".", "big"]
+    core = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    core.normalizer = normalizers.BertNormalizer(lowercase=True)
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]",
+                                        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=len(words), dim=16, n_layers=1, n_heads=2, hidden_dim=32,
+                              max_position_embeddings=64)
+    return tokenizer, DistilBertForMaskedLM(config)
+
+
+def test_mlm_proposer_gives_single_tokens_of_the_analysed_model(tiny_model, tiny_mlm):
+    tokenizer, mlm = tiny_mlm
+    text = tiny_model.token_strings()
+    proposer = MlmProposer(tokenizer, mlm, text, tiny_model.encode, first=1)
+    prompt = tuple([tiny_model.bos_id] + tiny_model.encode(" He lives in Paris"))
+    k = prompt.index(tiny_model.encode(" in")[0])
+    [[candidates]] = proposer([prompt], [[k]])
+    assert candidates, "the tiny MLM's words all exist as single SmolLM2 tokens"
+    for token, prob in candidates:
+        assert 0 < prob <= 1
+        assert text[token].startswith(" ")  # keeps the replaced token's leading space
+        assert "##" not in text[token] and text[token].strip() in tokenizer.get_vocab()
+    paris = prompt.index(tiny_model.encode(" Paris")[0])
+    [[capitalised]] = proposer([prompt], [[paris]])
+    words = [text[t].strip() for t, _ in capitalised if text[t].strip().isalpha()]
+    assert words and all(w[0].isupper() for w in words)  # title case follows the replaced word
+
+
+def test_auto_falls_back_to_self_offline_and_mlm_fails_clearly(tiny_model, tmp_path):
+    text = tiny_model.token_strings()
+    cfg = FitConfig(augmenter="auto", mlm_model=str(tmp_path / "no-such-mlm"))
+    assert make_proposer(cfg, tiny_model, text, 1024).name == "self"
+    with pytest.raises(UserError, match="--mlm-model .* could not be loaded"):
+        make_proposer(FitConfig(augmenter="mlm", mlm_model=str(tmp_path / "no-such-mlm")), tiny_model, text, 1024)
+    assert make_proposer(FitConfig(augmenter="none"), tiny_model, text, 1024) is None
