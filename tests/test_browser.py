@@ -1,5 +1,7 @@
 """A real browser (Debian chromium, headless, driven by Playwright) on a site served from a sub-path."""
 
+import json
+import os
 import shutil
 import threading
 from functools import partial
@@ -24,12 +26,18 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def served_site(tmp_path_factory):
+def www(tmp_path_factory):
+    return tmp_path_factory.mktemp("www")
+
+
+@pytest.fixture(scope="module")
+def served_site(www):
     """The tiny model's site built for https://example/sub/ and served at http://127.0.0.1:PORT/sub/."""
-    root = tmp_path_factory.mktemp("www")
+    root = www
+    corpus = root / "corpus"
+    corpus.mkdir()
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
     url = f"http://127.0.0.1:{server.server_address[1]}/sub/"
-    corpus = tmp_path_factory.mktemp("corpus")
     (corpus / "a.txt").write_text("In Paris the <script>alert(1)</script> museums open at nine. " * 8)
     (corpus / "b.txt").write_text("Rivers flow into the sea & the sea is deep. " * 8)
     result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(corpus), "--neurons", "0-1",
@@ -86,3 +94,98 @@ def test_prose_search_finds_the_reading_guide(served_site, page):
     result = page.locator(".md-search-result__link").first
     result.wait_for(state="visible", timeout=15000)
     assert "reading" in result.get_attribute("href")
+
+
+# ------------------------------------------------------------------------------------- token search
+
+
+def _an_activating_token(www: Path) -> tuple[str, int, int]:
+    """A token the graph of L0 N0 (or another) fires on, with that neuron: read from the fit files."""
+    for path in sorted((www / "work" / "fit").rglob("N*.json")):
+        fit = json.loads(path.read_text(encoding="utf-8"))
+        for node in (fit.get("graph") or {}).get("nodes", []):
+            if node["depth"] == 0 and node["token"].strip() and node["token"].strip().isalpha():
+                return node["token"], fit["layer"], fit["neuron"]
+    pytest.skip("no graph of the tiny model has an alphabetic activating token")
+
+
+def test_token_search_lists_the_neuron_and_opens_its_page(served_site, www, page):
+    token, layer, neuron = _an_activating_token(www)
+    page.goto(served_site + "reading/")
+    box = page.locator("input.n2g-ts-input")
+    box.click()
+    page.keyboard.type(token.strip().upper() + " ", delay=30)  # case and spaces do not matter
+    link = page.locator(f".n2g-ts-panel a[href$='/sub/neurons/L{layer}/N{neuron}/']").first
+    link.wait_for(state="visible", timeout=10000)
+    assert token.strip() in link.inner_text()
+    link.click()
+    page.wait_for_url(f"**/sub/neurons/L{layer}/N{neuron}/")
+    page.locator("svg.n2g-graph").first.wait_for(state="visible")
+    assert page.errors == []
+
+
+def test_search_hash_and_folding_match_python(served_site, page):
+    from n2g_site.render.search_index import fnv1a32, search_key
+
+    page.goto(served_site)
+    samples = ["paris", "<script>alert(1)</script>", '"', "&amp;", "中文", "😀", "é", "a b"]
+    assert page.evaluate("s => s.map(n2gSearch.hash)", samples) == [fnv1a32(x) for x in samples]
+    queries = [" Paris", "PARIS ", "<Script>", " ", "É"]
+    assert page.evaluate("s => s.map(n2gSearch.key)", queries) == [search_key(q) for q in queries]
+    assert page.evaluate("n2gSearch.root").endswith("/sub/")
+
+
+def test_exact_token_ranks_first(served_site, page):
+    page.goto(served_site)
+    entry = {"t": ["PARIS", " Paris", "paris"], "a": [[3, 7, 0.95, 0], [2, 5, 0.9, 1], [4, 1, 0.5, 2]]}
+    order = page.evaluate("e => n2gSearch.ranked(e, e.a, 'paris').map(r => r.layer)", entry)
+    assert order == [4, 3, 2]  # exact spelling first, then by activation
+    order = page.evaluate("e => n2gSearch.ranked(e, e.a, 'Paris').map(r => r.layer)", entry)
+    assert order == [2, 3, 4]  # ' Paris' equals 'Paris' up to spaces
+
+
+def test_hostile_query_and_results_stay_text(served_site, page):
+    page.goto(served_site)
+    page.locator("input.n2g-ts-input").click()
+    page.keyboard.type("<script>alert(1)</script>", delay=10)
+    page.locator(".n2g-ts-panel").wait_for(state="visible", timeout=10000)
+    panel = page.locator(".n2g-ts-panel")
+    assert "<script>" in panel.inner_text() or panel.locator("a").count() > 0
+    assert panel.locator("script, img").count() == 0
+    page.locator("input.n2g-ts-input").fill("")
+    page.keyboard.type("<", delay=10)
+    page.wait_for_timeout(500)
+    assert page.errors == []
+
+
+# ------------------------------------------------------------------------------------ layer table
+
+
+def test_layer_table_sorts_and_filters(served_site, page):
+    page.goto(served_site + "layers/L0/")
+    rows = page.locator("table.n2g-sortable tbody tr")
+    assert rows.count() == 2
+    page.locator("input.n2g-filter").fill("N1")
+    assert page.locator("table.n2g-sortable tbody tr:not([hidden])").count() == 1
+    page.locator("input.n2g-filter").fill("")
+    header = page.locator("table.n2g-sortable th", has_text="Max act.")
+    header.click()
+    values = page.locator("table.n2g-sortable tbody tr td:nth-child(2)").evaluate_all(
+        "cells => cells.map(c => Number(c.dataset.v))")
+    assert values == sorted(values, reverse=True) and header.get_attribute("aria-sort") == "descending"
+    header.click()
+    values = page.locator("table.n2g-sortable tbody tr td:nth-child(2)").evaluate_all(
+        "cells => cells.map(c => Number(c.dataset.v))")
+    assert values == sorted(values)
+    assert page.errors == []
+
+
+def test_neuron_page_screenshot(served_site, page, tmp_path):
+    page.goto(served_site + "neurons/L1/N0/")
+    page.locator("svg.n2g-graph").first.wait_for(state="visible")
+    shot = tmp_path / "neuron-L1-N0.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if folder := os.environ.get("N2G_ARTIFACTS"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(folder) / shot.name)

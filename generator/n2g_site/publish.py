@@ -2,8 +2,8 @@
 
 The build config is derived from the base ``mkdocs.yml`` shipped with n2g-site (the repo's, or the
 wheel's copy): docs_dir, site_dir, site_url, the nav (home, how-to-read page, layer pages; never the neuron
-pages, which are also excluded from search by their front matter), the fragment hook and the stylesheet
-are added, and the result is written to ``<work dir>/mkdocs.yml`` so ``mkdocs serve -f <that file>``
+pages, which are also excluded from search by their front matter), the fragment hook, the stylesheet and the script
+(token search, table sorting) are added, and the result is written to ``<work dir>/mkdocs.yml`` so ``mkdocs serve -f <that file>``
 shows the same site. A ``mkdocs.yml`` in the current folder is not read.
 """
 
@@ -23,6 +23,7 @@ from .store import WorkDir, atomic_write_text, read_json
 
 HOOKS = Path(__file__).resolve().parent / "mkdocs_hooks.py"
 CSS = "assets/n2g.css"
+JS = "assets/n2g.js"  # token search box, sortable layer tables
 
 
 def _layer_key(path: Path) -> int:
@@ -56,6 +57,7 @@ def derive_config(cfg: Config, work: WorkDir) -> dict[str, Any]:
     conf["not_in_nav"] = "/neurons/"
     conf["hooks"] = [*(base.get("hooks") or []), str(HOOKS)]
     conf["extra_css"] = [*(base.get("extra_css") or []), CSS]
+    conf["extra_javascript"] = [*(base.get("extra_javascript") or []), JS]
     plugins = base.get("plugins") or []
     names = [p if isinstance(p, str) else next(iter(p)) for p in plugins]
     if "search" not in names:

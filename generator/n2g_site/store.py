@@ -7,6 +7,8 @@ Layout of a work dir (default ``.n2g/<run-name>/``)::
     corpus.json              the mined documents: id, title, split ("train" or "heldout")
     mine/layer_{L:02d}.npz   MinedLayer: top-k windows of the selected neurons + stats of every neuron
     fit/L{L:02d}/N{N:05d}.json   one fitted N2G graph per neuron (see n2g/graph.py for the schema)
+    relate/similar.json      nearest neurons by graph content (relate stage, see relate.py)
+    relate/logit_{L:02d}.json  tokens each neuron's output weights promote / suppress (relate stage)
     docs/                    rendered Markdown + assets for MkDocs (render stage)
     fragments/               heavy HTML put into pages after Markdown (render stage)
     mkdocs.yml               the derived MkDocs config (publish stage)
@@ -223,6 +225,13 @@ class WorkDir:
 
     def fitted(self, layer: int, neuron: int) -> Path:
         return self.root / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json"
+
+    @property
+    def similar(self) -> Path:
+        return self.root / "relate" / "similar.json"
+
+    def logit_effects(self, layer: int) -> Path:
+        return self.root / "relate" / f"logit_{layer:02d}.json"
 
     @property
     def docs(self) -> Path:

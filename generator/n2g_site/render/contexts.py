@@ -95,6 +95,31 @@ class HistBar:
 
 
 @dataclass
+class SimilarView:
+    """A neighbouring neuron by graph content (relate stage)."""
+
+    label: str  # "L3 N17"
+    url: str  # relative to the neuron page
+    similarity: float  # cosine of the two graphs' token vectors, 0..1
+    tokens: list[str]  # its activating tokens (display form), strongest first
+
+
+@dataclass
+class LogitToken:
+    text: str  # display form
+    value: float  # direct effect on the token's logit per unit of activation
+
+
+@dataclass
+class LogitView:
+    """Tokens the neuron's output weights promote and suppress most (relate stage)."""
+
+    promoted: list[LogitToken]
+    suppressed: list[LogitToken]
+    norm: str  # what was folded in (final norm scale, centring)
+
+
+@dataclass
 class NeuronPage:
     """``neuron.md.j2`` (light Markdown) and ``neuron_body.html.j2`` (the heavy fragment)."""
 
@@ -111,7 +136,7 @@ class NeuronPage:
     hist: list[HistBar]
     heldout: HeldoutView | None
     augmenter: str | None
-    forwards: dict[str, int] | None  # requests / rows / tokens spent fitting this neuron
+    cost: dict[str, dict[str, int]] | None  # phase -> {"requests", "tokens"} spent fitting this neuron
     graph: GraphView | None  # None when dead, unfitted or the graph is empty
     train_examples: list[ExampleView]
     heldout_examples: list[ExampleView]
@@ -120,6 +145,8 @@ class NeuronPage:
     reading_url: str  # the "how to read a graph" page
     prev: Link | None = None
     next: Link | None = None
+    similar: list[SimilarView] = field(default_factory=list)  # empty: not related (or no neighbour)
+    logits: LogitView | None = None
 
 
 @dataclass

@@ -6,7 +6,8 @@ Pages and where their heavy HTML lives::
     docs/reading.md               how to read a neuron graph    fragments/reading.html
     docs/layers/L{l}.md           layer table                   fragments/layers/L{l}.html
     docs/neurons/L{l}/N{n}.md     one page per neuron           fragments/neurons/L{l}/N{n}.html
-    docs/assets/...               the templates' assets (n2g.css)
+    docs/assets/...               the templates' assets (n2g.css, n2g.js)
+    docs/token-search/*.json     the token-search index (search_index.py)
 
 Neuron and layer Markdown is a title and the placeholder paragraph ``N2G-FRAGMENT``; the MkDocs hook
 (``mkdocs_hooks.py``) swaps in the fragment by plain string replacement, so Python-Markdown never parses
@@ -46,15 +47,20 @@ from .contexts import (
     LayerRow,
     LayerSummary,
     Link,
+    LogitToken,
+    LogitView,
     NeuronPage,
     ReadingPage,
+    SimilarView,
     SiteInfo,
     TokenView,
 )
+from .search_index import SearchIndex
 from .svg import graph_dot, render_svgs
 from .tokens import display_token
 
 PLACEHOLDER = "N2G-FRAGMENT"
+SEARCH_DIR = "token-search"  # docs/token-search/: the token-search index (search_index.py)
 TEMPLATES = (
     "neuron.md.j2",
     "neuron_body.html.j2",
@@ -97,6 +103,14 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
+def _sortval(value: Any) -> str:
+    """A number for a table cell's ``data-v`` (client-side sort): '' when missing."""
+    if value is None:
+        return ""
+    value = float(value)
+    return "" if math.isnan(value) or math.isinf(value) else f"{value:.6g}"
+
+
 def _pct(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -128,7 +142,7 @@ def make_env(cfg: Config) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(
-        num=_num, pct=_pct, md=_md, token=lambda v: display_token(v) if isinstance(v, str) else str(v)
+        num=_num, pct=_pct, md=_md, sortval=_sortval, token=lambda v: display_token(v) if isinstance(v, str) else str(v)
     )
     return env
 
@@ -283,6 +297,56 @@ def _activating(graph: Graph) -> list[str]:
 # ----------------------------------------------------------------------------------------- the stage
 
 
+class _Related:
+    """The relate stage's outputs, when present (a site renders without them)."""
+
+    def __init__(self, work: WorkDir, shown: list[str]):
+        self.work, self.shown = work, shown
+        self.similar: dict[str, list] = {}
+        self.tokens: dict[str, list[str]] = {}
+        if work.similar.exists():
+            try:
+                data = read_json(work.similar)
+                self.similar = data.get("neurons") or {}
+                self.tokens = data.get("tokens") or {}
+            except ValueError:
+                pass
+        self._logits: dict[str, Any] = {}
+        self._norm = ""
+
+    def load_layer(self, layer: int) -> None:
+        self._logits, self._norm = {}, ""
+        path = self.work.logit_effects(layer)
+        if path.exists():
+            try:
+                data = read_json(path)
+            except ValueError:
+                return
+            self._logits = data.get("neurons") or {}
+            self._norm = str(data.get("norm") or "")
+
+    def similar_views(self, layer: int, neuron: int) -> list[SimilarView]:
+        return [
+            SimilarView(label=f"L{l2} N{n2}", url=f"../../L{l2}/N{n2}/", similarity=float(sim),
+                        tokens=list(self.tokens.get(f"{l2}/{n2}") or []))
+            for l2, n2, sim in self.similar.get(f"{layer}/{neuron}") or []
+        ]
+
+    def _tok(self, tid: int) -> str:
+        return display_token(self.shown[tid]) if 0 <= tid < len(self.shown) else f"<{tid}>"
+
+    def logit_view(self, neuron: int) -> LogitView | None:
+        entry = self._logits.get(str(neuron))
+        if not entry:
+            return None
+        return LogitView(
+            promoted=[LogitToken(self._tok(int(t)), float(v)) for t, v in entry.get("up") or []],
+            suppressed=[LogitToken(self._tok(int(t)), float(v)) for t, v in entry.get("down") or []],
+            norm=self._norm,
+        )
+
+
+
 @dataclass
 class _Neuron:
     """What one neuron's pages need, gathered from the mined layer and its fit file."""
@@ -350,7 +414,10 @@ def render_site(cfg: Config, work: WorkDir) -> RenderSummary:
     """Render every page of the run in ``work`` into ``work.docs`` and ``work.fragments``."""
     t0 = time.perf_counter()
     manifest = read_json(work.require(work.manifest, "mine"))
-    shown = [display_token(t, inline=True) for t in work.load_vocab()]
+    vocab = work.load_vocab()
+    shown = [display_token(t, inline=True) for t in vocab]
+    related = _Related(work, vocab)
+    search = SearchIndex()
     corpus = _Corpus(work.load_corpus_index(), manifest)
     env = make_env(cfg)
     tpl = load_templates(env)
@@ -387,6 +454,7 @@ def render_site(cfg: Config, work: WorkDir) -> RenderSummary:
         mined_set = {int(n) for n in mined.neurons}
         neurons = [n for n in neurons if n in mined_set]
         hook = hook_pattern.replace("{layer}", str(layer))
+        related.load_layer(layer)
         firing_share = mined.stats.firing_share(FIRING_THRESHOLD)
 
         # Gather fits and draw every graph of the layer in batched dot runs.
@@ -410,6 +478,8 @@ def render_site(cfg: Config, work: WorkDir) -> RenderSummary:
                     if not graph.nodes:
                         graph = None
             items.append(_Neuron(n, fit, graph, status))
+            if graph is not None:
+                search.add_graph(layer, n, graph)
         dots = {it.neuron: graph_dot(it.graph) for it in items if it.graph is not None}
         svgs = render_svgs(
             {n: d.source for n, d in dots.items()},
@@ -481,7 +551,7 @@ def render_site(cfg: Config, work: WorkDir) -> RenderSummary:
                 hist=hist,
                 heldout=heldout,
                 augmenter=fit.get("augmenter"),
-                forwards=fit.get("forwards") if isinstance(fit.get("forwards"), dict) else None,
+                cost=fit.get("cost") if isinstance(fit.get("cost"), dict) else None,
                 graph=gview,
                 train_examples=train,
                 heldout_examples=heldout_ex,
@@ -491,6 +561,8 @@ def render_site(cfg: Config, work: WorkDir) -> RenderSummary:
                 prev=Link(f"Neuron {items[i - 1].neuron}", f"../N{items[i - 1].neuron}/") if i > 0 else None,
                 next=Link(f"Neuron {items[i + 1].neuron}", f"../N{items[i + 1].neuron}/")
                 if i + 1 < len(items) else None,
+                similar=related.similar_views(layer, n),
+                logits=related.logit_view(n),
             )
             md_path = neuron_md_path(layer, n)
             out.page(md_path, _render(env, tpl["neuron.md.j2"], page=page, site=site, placeholder=PLACEHOLDER))
@@ -574,6 +646,7 @@ def render_site(cfg: Config, work: WorkDir) -> RenderSummary:
     )
     out.page("index.md", _render(env, tpl["index.md.j2"], page=home, site=site))
     _copy_assets(cfg, staged_docs)
+    search.write(staged_docs / SEARCH_DIR)
 
     _swap(staged_docs, work.docs)
     _swap(staged_frag, work.fragments)

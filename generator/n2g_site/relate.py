@@ -1,0 +1,318 @@
+"""The relate stage: similar neurons (by graph content) and logit effects (by output weights).
+
+Writes, in the work dir::
+
+    relate/similar.json        {"schema", "k", "features", "neurons": {"L/N": [[layer, neuron, cosine], ...]},
+                                "tokens": {"L/N": [top activating tokens, display form]}}
+    relate/logit_{L:02d}.json  {"schema", "layer", "norm", "k", "neurons": {"N": {"up": [[token_id, value], ...],
+                                                                           "down": [...]}}}
+
+**Similar neurons.** Each fitted graph becomes a sparse vector over features of its tokens (normalised as
+N2G matches them, :func:`~n2g_site.render.search_index.search_key`): ``a:<key>`` for an activating token
+(weight: its normalised activation), ``c:<key>`` for a context token and ``p:<activating>|<context>`` for
+a token right before an activating one (weight: half its importance). Weights are multiplied by an inverse
+document frequency (so a context token shared by half the graphs counts little) and rows L2-normalised;
+the cosine of every pair is one sparse product, taken in blocks of rows with a vectorised top-k per block
+(:func:`nearest`), never a Python loop over pairs. The neighbours span all layers. Recomputed on every
+run (it needs only the fit files and takes seconds).
+
+**Logit effects.** The direct effect of a neuron on the logits is its output direction (``W_out[n]``:
+GELU MLPs' output matrix row; for SwiGLU, the down projection's column for that neuron) projected through
+the unembedding: ``W_out[n] @ W_U``, for all selected neurons of a layer in one matmul. The final norm's
+elementwise scale (LayerNorm/RMSNorm weight) is folded in, and for LayerNorm the direction is mean-centred
+first, as the norm would do; the division by the residual stream's norm is a positive per-position scalar
+and is left out (it does not change the ranking), as are the norm's bias and the unembedding bias, which
+do not depend on the neuron. Weights come from TransformerLens' ``TransformerBridge``
+(``bridge.blocks[l].mlp.W_out`` [d_mlp, d_model], ``bridge.W_U`` [d_model, d_vocab], ``bridge.ln_final``),
+unprocessed (the bridge does not fold the norm in by itself). A layer's file is computed only when it is
+missing or lacks a selected neuron, so the model is loaded only then.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import Config, UserError
+from .n2g.graph import Graph
+from .progress import say
+from .store import WorkDir, read_json, write_json
+
+SIMILAR_SCHEMA = "n2g-site/similar/1"
+LOGIT_SCHEMA = "n2g-site/logit-effects/1"
+SIMILAR_K = 10  # neighbours kept per neuron
+LOGIT_K = 10  # promoted / suppressed tokens kept per neuron
+BLOCK = 256  # rows per block of the similarity product
+CONTEXT_WEIGHT = 0.5
+
+
+# -------------------------------------------------------------------------------------- similarity
+
+
+def graph_features(graph: Graph) -> dict[str, float]:
+    """Weighted features of one graph (see module docstring); the largest weight per feature."""
+    from .render.search_index import search_key
+
+    out: dict[str, float] = {}
+
+    def put(name: str, value: float) -> None:
+        if value > out.get(name, 0.0):
+            out[name] = value
+
+    keys = {n.id: (search_key(n.token) if n.key is not None and n.token else None) for n in graph.nodes}
+    for node in graph.nodes:
+        key = keys[node.id]
+        if key is None:
+            continue
+        if node.depth == 0:
+            put("a:" + key, max(float(node.activation), 1e-3))
+        else:
+            weight = CONTEXT_WEIGHT * max(float(node.importance), 1e-3)
+            put("c:" + key, weight)
+            if node.depth == 1 and keys.get(node.parent) is not None:
+                put(f"p:{keys[node.parent]}|{key}", weight)
+    return out
+
+
+def feature_matrix(features: Sequence[dict[str, float]]) -> Any:
+    """CSR matrix [n, F] of IDF-weighted, L2-normalised feature rows (float32)."""
+    from scipy import sparse
+
+    vocab: dict[str, int] = {}
+    indptr, indices, data = [0], [], []
+    for row in features:
+        for name, value in row.items():
+            indices.append(vocab.setdefault(name, len(vocab)))
+            data.append(value)
+        indptr.append(len(indices))
+    x = sparse.csr_matrix(
+        (np.asarray(data, np.float32), np.asarray(indices, np.int64), np.asarray(indptr, np.int64)),
+        shape=(len(features), max(len(vocab), 1)),
+    )
+    df = np.bincount(x.indices, minlength=x.shape[1]).astype(np.float32)
+    idf = np.log((1.0 + x.shape[0]) / (1.0 + df)) + 1.0
+    x = (x @ sparse.diags(idf.astype(np.float32))).tocsr()
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return (sparse.diags((1.0 / norms).astype(np.float32)) @ x).tocsr()
+
+
+def nearest(x: Any, k: int, *, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` rows by cosine for every row of the row-normalised CSR ``x`` (itself excluded).
+
+    Returns (index [n, k], similarity [n, k]); missing neighbours (similarity 0) have index -1.
+    """
+    n = x.shape[0]
+    k_eff = min(k, max(n - 1, 0))
+    idx = np.full((n, k), -1, np.int64)
+    sim = np.zeros((n, k), np.float32)
+    if k_eff == 0:
+        return idx, sim
+    xt = x.T.tocsc()
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        s = (x[lo:hi] @ xt).toarray()
+        s[np.arange(hi - lo), np.arange(lo, hi)] = -1.0  # not its own neighbour
+        top = np.argpartition(-s, k_eff - 1, axis=1)[:, :k_eff]
+        vals = np.take_along_axis(s, top, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        vals = np.take_along_axis(vals, order, axis=1)
+        keep = vals > 1e-6
+        idx[lo:hi, :k_eff] = np.where(keep, top, -1)
+        sim[lo:hi, :k_eff] = np.where(keep, vals, 0.0)
+    return idx, sim
+
+
+def similar_neurons(graphs: Sequence[tuple[int, int, Graph]], k: int = SIMILAR_K) -> dict[str, list[list]]:
+    """``{"L/N": [[layer, neuron, cosine], ...]}`` for every (layer, neuron, graph), strongest first."""
+    if not graphs:
+        return {}
+    x = feature_matrix([graph_features(g) for _, _, g in graphs])
+    idx, sim = nearest(x, k)
+    out: dict[str, list[list]] = {}
+    for row, (layer, neuron, _) in enumerate(graphs):
+        out[f"{layer}/{neuron}"] = [
+            [graphs[j][0], graphs[j][1], round(float(s), 3)]
+            for j, s in zip(idx[row], sim[row], strict=True) if j >= 0
+        ]
+    return out
+
+
+# ---------------------------------------------------------------------------------- logit effects
+
+
+@dataclass
+class Unembed:
+    """What the logit-effect projection needs from a model, as float32 torch tensors on the CPU."""
+
+    w_out: Callable[[int], Any]  # layer -> [d_mlp, d_model]
+    w_u: Any  # [d_model, d_vocab]
+    norm_scale: Any | None  # [d_model] final-norm weight, None if the model has none
+    centre: bool  # LayerNorm: mean-centre directions first
+    norm: str  # human description of what was folded in
+
+
+def unembed_of(bridge: Any) -> Unembed:
+    """Read the weights from a TransformerLens 4 ``TransformerBridge`` (native, HF and TL-legacy boots)."""
+    import torch
+
+    with torch.no_grad():
+        w_u = bridge.W_U.detach().float().cpu()
+        scale = None
+        ln = getattr(bridge, "ln_final", None)
+        if ln is not None:
+            params = dict(ln.named_parameters())
+            weight = next((p for name, p in params.items() if name.endswith("weight")), None)
+            if weight is not None and weight.ndim == 1 and weight.shape[0] == w_u.shape[0]:
+                scale = weight.detach().float().cpu()
+    kind = str(getattr(bridge.cfg, "normalization_type", "") or "")
+    centre = kind.upper().startswith("LN")
+    if scale is not None:
+        norm = f"final {'LayerNorm' if centre else 'RMSNorm' if kind.upper().startswith('RMS') else 'norm'} scale folded in"
+    else:
+        norm = "no final-norm scale found (not folded)"
+    if centre:
+        norm += "; directions mean-centred as LayerNorm does"
+
+    def w_out(layer: int) -> Any:
+        with torch.no_grad():
+            return bridge.blocks[layer].mlp.W_out.detach().float().cpu()
+
+    return Unembed(w_out=w_out, w_u=w_u, norm_scale=scale, centre=centre, norm=norm)
+
+
+def logit_effects(u: Unembed, layer: int, neurons: Sequence[int], k: int = LOGIT_K) -> tuple[np.ndarray, ...]:
+    """Top promoted and suppressed tokens of each neuron: (up_ids, up_vals, down_ids, down_vals), each [n, k].
+
+    One matmul for all ``neurons`` of the layer (in chunks that bound memory to ~256 x d_vocab floats).
+    """
+    import torch
+
+    with torch.no_grad():
+        w = u.w_out(layer)[torch.as_tensor(list(neurons), dtype=torch.long)]
+        if u.centre:
+            w = w - w.mean(dim=1, keepdim=True)
+        if u.norm_scale is not None:
+            w = w * u.norm_scale
+        k = min(k, u.w_u.shape[1])
+        parts: list[list[Any]] = [[], [], [], []]
+        for lo in range(0, w.shape[0], 256):
+            eff = w[lo : lo + 256] @ u.w_u
+            up = torch.topk(eff, k, dim=1)
+            down = torch.topk(-eff, k, dim=1)
+            for out, t in zip(parts, (up.indices, up.values, down.indices, -down.values), strict=True):
+                out.append(t)
+        if not parts[0]:
+            empty = np.zeros((0, k))
+            return empty.astype(np.int64), empty, empty.astype(np.int64), empty
+        return tuple(torch.cat(p).numpy() for p in parts)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------- the stage
+
+
+def _selection(work: WorkDir) -> dict[int, list[int]]:
+    manifest = work.load_manifest()
+    return {int(k): [int(n) for n in v] for k, v in (manifest.get("neurons") or {}).items()}
+
+
+def _logit_current(work: WorkDir, layer: int, neurons: Iterable[int]) -> bool:
+    path = work.logit_effects(layer)
+    if not path.exists():
+        return False
+    try:
+        have = read_json(path).get("neurons") or {}
+    except ValueError:
+        return False
+    return all(str(n) in have for n in neurons)
+
+
+def _read_graph(work: WorkDir, layer: int, neuron: int) -> Graph | None:
+    path = work.fitted(layer, neuron)
+    if not path.exists():
+        return None
+    try:
+        fit = read_json(path)
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}): delete it and rerun `n2g-site fit`") from None
+    if fit.get("status") != "fitted" or not fit.get("graph"):
+        return None
+    try:
+        graph = Graph.from_json(fit["graph"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    return graph if graph.nodes else None
+
+
+def top_tokens(graph: Graph, k: int = 3) -> list[str]:
+    """The graph's strongest activating tokens in display form, one per key."""
+    from .render.tokens import display_token
+
+    seen: set[str | None] = set()
+    out = []
+    for node in sorted(graph.activating_tokens, key=lambda n: (-n.activation, -n.count, n.id)):
+        if node.key is None or node.key in seen:
+            continue
+        seen.add(node.key)
+        out.append(display_token(node.token))
+        if len(out) == k:
+            break
+    return out
+
+
+def write_similar(work: WorkDir, graphs: Sequence[tuple[int, int, Graph]], k: int = SIMILAR_K) -> int:
+    """Write ``relate/similar.json``: neighbours of every graph, and each graph's top tokens to label them."""
+    similar = similar_neurons(graphs, k)
+    tokens = {f"{layer}/{neuron}": top_tokens(g) for layer, neuron, g in graphs}
+    write_json(work.similar, {"schema": SIMILAR_SCHEMA, "k": k, "features": "graph tokens, tf-idf, cosine",
+                              "neurons": similar, "tokens": tokens})
+    return len(similar)
+
+
+def relate(cfg: Config, load_model: Callable[[], Any], work: WorkDir) -> None:
+    """Similar neurons from the fitted graphs; logit effects of every layer whose file is missing."""
+    del cfg  # every option that matters is in the work dir's manifest
+    started = time.perf_counter()
+    selection = _selection(work)
+    graphs = [(layer, n, g) for layer in sorted(selection) for n in selection[layer]
+              if (g := _read_graph(work, layer, n)) is not None]
+    count = write_similar(work, graphs)
+    say(f"relate: similar neurons of {count} graphs ({time.perf_counter() - started:.1f} s)")
+
+    todo = [layer for layer in sorted(selection) if not _logit_current(work, layer, selection[layer])]
+    if not todo:
+        say("relate: logit effects are up to date")
+        return
+    started = time.perf_counter()
+    model = load_model()
+    u = unembed_of(model.bridge)
+    vocab = work.load_vocab()
+    for layer in todo:
+        neurons = selection[layer]
+        up_i, up_v, down_i, down_v = logit_effects(u, layer, neurons)
+        write_json(work.logit_effects(layer), {
+            "schema": LOGIT_SCHEMA,
+            "layer": layer,
+            "norm": u.norm,
+            "k": int(up_i.shape[1]) if up_i.ndim == 2 else 0,
+            "vocab": len(vocab),
+            "neurons": {
+                str(n): {
+                    "up": [[int(t), _r(v)] for t, v in zip(up_i[i], up_v[i], strict=True)],
+                    "down": [[int(t), _r(v)] for t, v in zip(down_i[i], down_v[i], strict=True)],
+                }
+                for i, n in enumerate(neurons)
+            },
+        })
+    say(f"relate: logit effects of {len(todo)} layer(s) ({time.perf_counter() - started:.1f} s; {u.norm})")
+
+
+def _r(v: float) -> float:
+    v = float(v)
+    return round(v, 4) if math.isfinite(v) else 0.0

@@ -1,0 +1,103 @@
+"""The relate stage: graph-content similarity (sparse cosine, blocked top-k) and logit effects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from n2g_site.n2g.graph import Graph, normalise
+from n2g_site.relate import (
+    feature_matrix,
+    graph_features,
+    logit_effects,
+    nearest,
+    relate,
+    similar_neurons,
+    unembed_of,
+)
+from n2g_site.store import read_json, write_json
+
+
+def _graph(rows: list[tuple[int, int, str, float]]) -> Graph:
+    nodes = [{"id": i, "parent": p, "depth": d, "key": normalise(t) if t else None, "token": t,
+              "importance": 1.0 if d == 0 else v, "activation": v if d == 0 else 0.1, "end": v, "count": 1}
+             for i, (p, d, t, v) in enumerate(rows)]
+    return Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
+
+
+def test_the_known_nearest_neighbour_wins() -> None:
+    paris_in = _graph([(-1, 0, " Paris", 0.9), (0, 1, " in", 0.9), (-1, 0, " London", 0.6)])
+    paris_in_too = _graph([(-1, 0, "Paris", 0.8), (0, 1, " In", 0.85)])  # same pattern, other case/space
+    london = _graph([(-1, 0, " London", 0.9), (0, 1, " to", 0.8)])
+    numbers = _graph([(-1, 0, " 1999", 0.9), (0, 1, " in", 0.8)])
+    noise = [_graph([(-1, 0, f" w{i}", 0.9), (0, 1, f" c{i}", 0.8)]) for i in range(20)]
+    graphs = [(0, 0, paris_in), (0, 1, paris_in_too), (1, 0, london), (1, 1, numbers)]
+    graphs += [(2, i, g) for i, g in enumerate(noise)]
+    out = similar_neurons(graphs, k=3)
+    assert out["0/0"][0][:2] == [0, 1] and out["0/1"][0][:2] == [0, 0]
+    assert out["0/0"][0][2] > out["0/0"][1][2] > 0
+    assert out["1/0"][0][:2] == [0, 0]  # shares " London"
+    assert out["2/0"] == []  # shares nothing with anyone: no neighbour listed
+    assert all(0 < s <= 1.0001 for row in out.values() for _, _, s in row)
+
+
+def test_blocked_topk_matches_a_dense_cosine() -> None:
+    rng = np.random.default_rng(1)
+    feats = [{f"f{j}": float(rng.uniform(0.1, 1)) for j in rng.choice(40, size=rng.integers(1, 6), replace=False)}
+             for _ in range(97)]
+    x = feature_matrix(feats)
+    dense = x.toarray()
+    assert np.allclose(np.linalg.norm(dense, axis=1), 1, atol=1e-5)
+    sims = dense @ dense.T
+    np.fill_diagonal(sims, -1)
+    idx, sim = nearest(x, 5, block=16)  # several blocks
+    for row in range(97):
+        expected = np.sort(sims[row])[::-1][:5]
+        expected = expected[expected > 1e-6]
+        assert np.allclose(sim[row, : len(expected)], expected, atol=1e-5)
+        assert np.allclose(sims[row, idx[row, : len(expected)]], expected, atol=1e-5)
+        assert (idx[row, len(expected):] == -1).all()
+
+
+def test_features_fold_tokens_as_n2g_matches_them() -> None:
+    f = graph_features(_graph([(-1, 0, " Paris", 0.9), (0, 1, " In", 0.8), (0, 1, "", 0.3)]))
+    assert set(f) == {"a:paris", "c:in", "p:paris|in"}
+
+
+def test_logit_effects_equal_a_direct_matmul(tiny_model) -> None:
+    import torch
+
+    bridge = tiny_model.bridge
+    u = unembed_of(bridge)
+    assert "LayerNorm" in u.norm
+    neurons = [0, 5, 63]
+    up_i, up_v, down_i, down_v = logit_effects(u, 1, neurons, k=7)
+    with torch.no_grad():
+        w = bridge.blocks[1].mlp.W_out[neurons].float()
+        w = w - w.mean(dim=1, keepdim=True)
+        w = w * bridge.ln_final._original_component.weight.float()
+        eff = (w @ bridge.W_U.float()).numpy()
+    for row in range(len(neurons)):
+        order = np.argsort(-eff[row])
+        assert list(up_i[row]) == list(order[:7])
+        assert np.allclose(up_v[row], eff[row, order[:7]], atol=1e-5)
+        assert list(down_i[row]) == list(order[::-1][:7])
+        assert np.allclose(down_v[row], eff[row, order[::-1][:7]], atol=1e-5)
+
+
+def test_relate_stage_loads_the_model_only_for_missing_logits(tmp_path) -> None:
+    from render_fixtures import LAYERS, make_workdir
+
+    work = make_workdir(tmp_path / "work")
+    for layer, neurons in LAYERS.items():
+        write_json(work.logit_effects(layer), {"neurons": {str(n): {"up": [[1, 0.5]], "down": [[2, -0.5]]}
+                                                           for n in neurons}})
+
+    def no_model():
+        raise AssertionError("the model must not load when every logit file is current")
+
+    relate(None, no_model, work)
+    similar = read_json(work.similar)
+    assert set(similar["neurons"]) == {"0/0", "0/3", "3/3", "3/17"}  # fitted graphs only (no dead/unfitted)
+    assert similar["neurons"]["0/0"][0][2] == pytest.approx(1.0, abs=1e-3)  # the same small graph
+    assert similar["tokens"]["0/0"][0] == " Paris"

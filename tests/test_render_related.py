@@ -1,0 +1,75 @@
+"""Render + publish with the relate stage's outputs: similar neurons, logit effects, token search, layer tables."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from n2g_site.config import Config
+from n2g_site.publish import publish
+from n2g_site.relate import relate
+from n2g_site.render.pages import render_site
+from n2g_site.render.search_index import shard_name, shard_of
+from n2g_site.store import write_json
+from render_fixtures import ID, LAYERS, make_workdir
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("related")
+    work = make_workdir(root / "work")
+    script, quote, amp = ID["<script>alert(1)</script>"], ID['"'], ID["&amp;"]
+    for layer, neurons in LAYERS.items():
+        write_json(work.logit_effects(layer), {
+            "norm": "final RMSNorm scale folded in",
+            "neurons": {str(n): {"up": [[script, 0.91], [amp, 0.5]], "down": [[quote, -0.7]]} for n in neurons},
+        })
+    relate(None, lambda: pytest.fail("no model needed"), work)
+    cfg = Config(site_dir=root / "site", site_url="https://example.org/repo/")
+    render_site(cfg, work)
+    return publish(cfg, work)
+
+
+def _page(site: Path, rel: str) -> str:
+    return (site / rel / "index.html").read_text(encoding="utf-8")
+
+
+def test_similar_neurons_are_listed_with_their_similarity(site: Path) -> None:
+    html = _page(site, "neurons/L0/N0")
+    block = html[html.index('id="similar"'):html.index('id="logits"')]
+    assert '<a href="../N3/">' not in block  # links go through the layer folder, from any layer
+    assert re.search(r'<a href="\.\./\.\./L0/N3/">L0 N3</a> · 1\b', block)  # the same graph: cosine 1
+    assert '<a href="../../L3/N3/">L3 N3</a>' in block
+    assert "&lt;script&gt;" in block  # neighbours' tokens, escaped
+
+
+def test_logit_effects_are_escaped_text(site: Path) -> None:
+    html = _page(site, "neurons/L3/N3")
+    block = html[html.index('id="logits"'):html.index('id="examples"')]
+    assert '<code class="n2g-tok">&lt;script&gt;alert(1)&lt;/script&gt;</code></td><td>0.91' in block
+    assert '<code class="n2g-tok">&amp;amp;</code>' in block
+    assert '<code class="n2g-tok">&#34;</code>' in block or '<code class="n2g-tok">&quot;</code>' in block
+    assert "final RMSNorm scale folded in" in block
+    assert "<script>alert" not in html
+
+
+def test_token_search_index_is_published(site: Path) -> None:
+    folder = site / "token-search"
+    meta = json.loads((folder / "tokens.json").read_text())
+    assert meta["neurons"] == 4  # fitted graphs
+    shard = json.loads((folder / shard_name(shard_of("paris", meta["shards"]))).read_text(encoding="utf-8"))
+    assert {(r[0], r[1]) for r in shard["paris"]["a"]} == {(0, 0), (0, 3), (3, 3), (3, 17)}
+    assert (site / "assets" / "n2g.js").is_file()
+    assert re.search(r'<script src="(\.\./)*assets/n2g\.js"', _page(site, "neurons/L0/N0"))
+    assert re.search(r'<script src="assets/n2g\.js"', _page(site, ""))
+
+
+def test_layer_table_is_sortable(site: Path) -> None:
+    html = _page(site, "layers/L0")
+    assert '<table class="n2g-sortable"' in html
+    assert re.search(r'<td data-v="\d+"><a href="\.\./\.\./neurons/L0/N0/">N0</a>', html)
+    assert '<td data-v="0.69">0.69</td>' in html  # F1
+    assert '<td data-v="">–</td>' in html  # missing F1 (unfitted) sorts last
