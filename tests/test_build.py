@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from n2g_site.cli import app
+from n2g_site.schemas import validate
 from n2g_site.store import read_json
 
 
@@ -43,6 +44,8 @@ def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
         for neuron in range(3):
             page = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").read_text()
             fit = read_json(work / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json")
+            validate(fit, "neuron-fit")
+            assert fit["augmenter"] == "self"  # auto, offline
             parser = _Spans()
             parser.feed(page)
             if fit["status"] == "fitted":

@@ -80,3 +80,9 @@ def test_model_dir_without_weights_is_a_user_error(tmp_path, llama_dir):
 def test_bad_hook_lists_the_real_ones():
     with pytest.raises(UserError, match="does not exist.*hook_post"):
         load_model("random:tiny", hook="blocks.{layer}.mlp.nope")
+
+
+def test_mask_token_by_string_or_id(tiny_model):
+    assert tiny_model.token_id("<|im_end|>") == 2 == tiny_model.token_id("2")
+    with pytest.raises(UserError, match="--mask-token 'two tokens here'"):
+        tiny_model.token_id("two tokens here")

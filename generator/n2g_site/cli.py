@@ -79,10 +79,15 @@ _OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
      f"Tokens kept after the peak, within its sentence. Default: {_FIT.post_context}."),
     ("--sentence-ends", "fit", "sentence_ends", str,
      "Characters that end a sentence for --post-context. Default: '.', '!' and newline."),
+    ("--mask-token", "fit", "mask_token", str,
+     "Token that replaces each token in turn to measure saliency (a token string or id). "
+     "Default: the model's pad token, else UNK, else EOS (SmolLM2: <|im_end|>)."),
     ("--activation-threshold", "fit", "activation_threshold", float,
      f"A token activates when activation / max > this. Default: {_FIT.activation_threshold}."),
     ("--importance-threshold", "fit", "importance_threshold", float,
      f"A context token is kept when its saliency > this. Default: {_FIT.importance_threshold}."),
+    ("--fire-threshold", "fit", "fire_threshold", float,
+     f"Scoring: a token fires when activation / max >= this. Default: {_FIT.fire_threshold}."),
     ("--augmenter", "fit", "augmenter", click.Choice(["auto", "self", "mlm", "none"]),
      "Replacement tokens for augmentation: 'self' (the analysed model's own next-token guesses, offline), "
      "'mlm' (a masked LM, the paper's DistilBERT; downloads), 'none', or 'auto' (mlm if its model is on "

@@ -90,8 +90,10 @@ class FitConfig:
     prune_max_context: int = 30  # ... up to this many tokens (the longest candidate is taken if none pass)
     post_context: int = 5  # tokens kept after the pivot, within its sentence
     sentence_ends: str = ".!\n"  # characters that end a sentence (prune keeps no right context past them)
+    mask_token: str | None = None  # saliency mask (a token string or id); None = the model's pad/unk/eos
     activation_threshold: float = 0.5  # a token "activates" when norm act > this (strict), graph + activator
     importance_threshold: float = 0.75  # a context token is kept when its importance > this (strict)
+    fire_threshold: float = 0.5  # scoring: a token fires when its normalised activation >= this
     augmenter: str = "auto"  # auto (mlm if its model is on disk, else self), self, mlm, none
     augment_importance_threshold: float = 0.8  # tokens this important (>=) for the peak get replaced
     augment_per_position: int = 5  # replacements tried per replaced token
@@ -103,7 +105,7 @@ class FitConfig:
         _positive(self, "train_examples", "prune_step", "prune_max_context")
         if self.augment_per_position < 0:
             raise UserError(f"--augment-per-position {self.augment_per_position} must be 0 or more")
-        for name in ("activation_threshold", "importance_threshold", "prune_threshold", "pivot_threshold",
+        for name in ("activation_threshold", "importance_threshold", "prune_threshold", "pivot_threshold", "fire_threshold",
                      "augment_importance_threshold", "augment_min_prob", "augment_keep_threshold"):
             value = getattr(self, name)
             if not 0 <= value <= 1:

@@ -90,7 +90,8 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     model = load_model()
     engine = BatchedEngine(model, cfg.mine.batch_tokens)
     text = work.load_vocab()
-    vocab = Vocabulary(text=text, keys=[normalise(t) for t in text], bos_id=model.bos_id, mask_id=model.mask_id,
+    mask_id = model.mask_id if cfg.fit.mask_token is None else model.token_id(cfg.fit.mask_token)
+    vocab = Vocabulary(text=text, keys=[normalise(t) for t in text], bos_id=model.bos_id, mask_id=mask_id,
                        special=frozenset(int(i) for i in model.tokenizer.all_special_ids))
     keys = KeyIndex(text)
     proposer = make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens)
@@ -105,7 +106,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
                 group = _tasks(mined, layer_neurons[at : at + GROUP], cfg.fit.train_examples)
                 for result in fit_neurons(group, engine, cfg.fit, vocab, proposer):
                     task = result.task
-                    heldout = None if result.dead else _heldout(mined, task, result, keys)
+                    heldout = None if result.dead else _heldout(mined, task, result, keys, cfg.fit.fire_threshold)
                     write_json(work.fitted(task.layer, task.neuron), {
                         "schema": SCHEMA,
                         "layer": task.layer,
@@ -116,7 +117,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
                         "augmenter": augmenter,
                         "config": options,
                         "bos": info.get("bos"),
-                        "mask": info.get("mask"),
+                        "mask": text[mask_id],
                         "graph": result.graph.to_json(),
                         "examples": result.examples,
                         "heldout": heldout.as_dict() if heldout else None,
@@ -134,7 +135,8 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     return FitSummary(fitted, skipped, dead, seconds, c.tokens)
 
 
-def _heldout(mined: MinedLayer, task: NeuronTask, result: FittedNeuron, keys: KeyIndex):
+def _heldout(mined: MinedLayer, task: NeuronTask, result: FittedNeuron, keys: KeyIndex, threshold: float):
     predict = Predictor(result.graph, keys)
     windows = mined.heldout.windows(mined.row(task.neuron))
-    return score((w.acts / task.max_activation, predict(w.tokens)) for w in windows) if windows else None
+    pairs = ((w.acts / task.max_activation, predict(w.tokens)) for w in windows)
+    return score(pairs, threshold) if windows else None

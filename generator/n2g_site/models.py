@@ -108,6 +108,18 @@ class LoadedModel:
             "mask": tok.convert_ids_to_tokens(self.mask_id),
         }
 
+    def token_id(self, token: str) -> int:
+        """The id of a token given as its string (``<|im_end|>``) or its number (``2``)."""
+        if token.isdigit() and int(token) < self.d_vocab:
+            return int(token)
+        vocab = self.tokenizer.get_vocab()
+        if token in vocab:
+            return int(vocab[token])
+        ids = self.encode(token)
+        if len(ids) == 1:
+            return ids[0]
+        raise UserError(f"--mask-token {token!r} is not one token of {self.spec!r}: pass a single token or its id")
+
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 

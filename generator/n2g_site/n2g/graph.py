@@ -5,7 +5,7 @@ the activating token, element d is the token d positions before it, or ``None`` 
 token of any value) where the token in between was not important. The trie stores every line from its
 root; a node whose line may stop there carries ``end``, the normalised activation predicted for a match.
 
-JSON form (``graph`` in a neuron's fit file, schema ``n2g-site/graph/1``)::
+JSON form (``graph`` in a neuron's fit file; JSON Schema in ``schemas/graph.schema.json``)::
 
     {"nodes": [{"id": 0, "parent": -1, "depth": 0, "key": "paris", "token": " Paris",
                 "importance": 1.0, "activation": 0.92, "end": null, "count": 3}, ...]}
@@ -113,11 +113,15 @@ class Graph:
 
     @classmethod
     def from_json(cls, data: dict) -> Graph:
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"graph schema {data.get('schema')!r} is not {SCHEMA!r}")
+        """Load and validate (JSON Schema ``schemas/graph.schema.json``, then parent/depth order)."""
+        from ..schemas import validate
+
+        validate(data, "graph")
         nodes = [Node(**n) for n in data["nodes"]]
         for i, node in enumerate(nodes):
-            if node.id != i or node.parent >= i or (node.parent == -1) != (node.depth == 0):
+            if node.id != i or node.parent >= i or (node.parent == -1) != (node.depth == 0) or (
+                node.parent >= 0 and nodes[node.parent].depth != node.depth - 1
+            ):
                 raise ValueError(f"graph node {i} is out of order or has a bad parent/depth")
         return cls(nodes)
 
