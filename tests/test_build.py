@@ -51,6 +51,15 @@ def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
             if fit["status"] == "fitted":
                 assert parser.svg >= 1
             assert parser.tokens > 0
+    # the evaluate stage scored every neuron against both baselines on both datasets
+    summary = read_json(work / "evaluate" / "summary.json")
+    assert set(summary["layers"]) == {"0", "1"}
+    for layer in (0, 1):
+        assert summary["layers"][str(layer)]["layer_neurons"] == 64
+        csv_rows = (work / "evaluate" / f"layer_{layer:02d}.csv").read_text().splitlines()
+        assert len(csv_rows) - 1 == sum(
+            read_json(work / "evaluate" / f"L{layer:02d}" / f"N{n:05d}.json")["status"] == "fitted" for n in range(3)
+        ) * 2 * 3  # datasets x methods
     # a second build does no compute (resume) and gives the same neuron JSON
     before = {p: p.read_bytes() for p in (work / "fit").rglob("*.json")}
     result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(text_corpus), "--neurons", "0-2",

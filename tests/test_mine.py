@@ -115,3 +115,15 @@ def test_top_k_larger_than_the_rows_leaves_empty_slots():
     window = result.windows(1)[0]
     assert window.tokens.tolist() == [9, 4, 5] and window.pivot == 2 and window.value == 6.0
     assert len(result.windows(0)) == 2
+
+
+def test_ordinary_text_is_whole_held_out_rows_with_true_activations(mined, tiny_model):
+    cfg, work = mined
+    index = read_json(work.corpus)
+    ml = MinedLayer.load(work.mined(1))
+    rows = ml.ordinary.rows(2)
+    assert rows and sum(len(t) for t, _ in rows) >= min(cfg.mine.ordinary_tokens, 1)
+    assert all(index[d]["split"] == "heldout" for d in ml.ordinary.doc)
+    for tokens, acts in rows:
+        direct = tiny_model.mlp_activations(torch.tensor([tokens]), [1])[1][0, :, int(ml.neurons[2])]
+        np.testing.assert_allclose(acts, direct.numpy(), rtol=2e-3, atol=2e-3)  # stored as float16

@@ -52,6 +52,8 @@ _OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
      "A folder of Jinja templates that override the built-in ones (same names)."),
     ("--site-url", None, "site_url", str,
      "Public URL of the site, e.g. https://user.github.io/repo/ (sets the sub-path)."),
+    ("--ngram", None, "ngram", int,
+     "Evaluate: the n-gram baseline matches the activating token with its n-1 predecessors. Default: 5."),
     ("--top-k", "mine", "top_k", int, f"Top-activating windows kept per neuron and split. Default: {_MINE.top_k}."),
     ("--max-tokens", "mine", "max_tokens", int,
      f"Corpus tokens to mine (0 = all). Default: {_MINE.max_tokens}."),
@@ -63,6 +65,8 @@ _OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
      f"Tokens per mined sequence; longer documents are cut. Default: {_MINE.seq_len}."),
     ("--held-out", "mine", "held_out", float,
      f"Share of documents held out for evaluation. Default: {_MINE.held_out}."),
+    ("--ordinary-tokens", "mine", "ordinary_tokens", int,
+     f"Held-out text kept whole, whatever it activates, for scoring on ordinary text. Default: {_MINE.ordinary_tokens}."),
     ("--batch-tokens", "mine", "batch_tokens", int,
      f"Tokens per forward batch (mine and fit). Default: {_MINE.batch_tokens}."),
     ("--train-examples", "fit", "train_examples", int,
@@ -179,6 +183,12 @@ def _fit(cfg: Config, session: _Session) -> None:
     fit(cfg, session.model, WorkDir(cfg.work_path))
 
 
+def _evaluate(cfg: Config) -> None:
+    from .evaluate import evaluate
+
+    evaluate(cfg, WorkDir(cfg.work_path))
+
+
 def _relate(cfg: Config, session: _Session) -> None:
     from .relate import relate
 
@@ -214,11 +224,12 @@ def app() -> None:
 @_common
 @_handle_errors
 def build(cfg: Config) -> None:
-    """Run every stage: mine, fit, relate, render, publish. With no options: the demo (see README)."""
+    """Run every stage: mine, fit, evaluate, relate, render, publish. With no options: the demo (see README)."""
     started = time.perf_counter()
     session = _Session(cfg)
     _mine(cfg, session)
     _fit(cfg, session)
+    _evaluate(cfg)
     _relate(cfg, session)
     _render(cfg)
     _publish(cfg)
@@ -247,6 +258,14 @@ def fit(cfg: Config) -> None:
 def relate(cfg: Config) -> None:
     """Find similar neurons by graph content; compute logit effects (loads the model only if they are missing)."""
     _relate(cfg, _Session(cfg))
+
+
+@app.command()
+@_common
+@_handle_errors
+def evaluate(cfg: Config) -> None:
+    """Score each graph and the token-lookup and n-gram baselines on held-out text; print a per-layer table."""
+    _evaluate(cfg)
 
 
 @app.command()

@@ -55,12 +55,15 @@ class MineConfig:
     seq_len: int = 256  # mined sequence length; longer documents are cut into windows of this size
     max_tokens: int = 100_000  # corpus budget for mining (0 = the whole corpus)
     held_out: float = 0.2  # share of documents held out for evaluation (split by document id hash)
+    ordinary_tokens: int = 4096  # held-out text kept whole (any activation) to catch graphs that over-fire
     batch_tokens: int = 4096  # tokens per forward batch while mining
 
     def validate(self) -> None:
         _positive(self, "top_k", "context_before", "seq_len", "batch_tokens")
         if self.context_after < 0:
             raise UserError(f"--context-after {self.context_after} must be 0 or more")
+        if self.ordinary_tokens < 0:
+            raise UserError(f"--ordinary-tokens {self.ordinary_tokens} must be 0 or more")
         if self.max_tokens < 0:
             raise UserError(f"--max-tokens {self.max_tokens} must be 0 (whole corpus) or more")
         if not 0 < self.held_out < 1:
@@ -141,10 +144,13 @@ class Config:
     hook: str | None = None  # override the neuron hook, e.g. "blocks.{layer}.mlp.hook_pre"
     templates: Path | None = None  # a folder whose templates override the built-in ones
     site_url: str | None = None  # public URL (sets the sub-path on GitHub Pages)
+    ngram: int = 5  # evaluate: the n-gram baseline matches the activating token and its n-1 predecessors
     mine: MineConfig = field(default_factory=MineConfig)
     fit: FitConfig = field(default_factory=FitConfig)
 
     def validate(self) -> Config:
+        if self.ngram < 1:
+            raise UserError(f"--ngram {self.ngram} must be 1 or more (1 = the token alone)")
         self.mine.validate()
         self.fit.validate()
         if self.layers is not None:

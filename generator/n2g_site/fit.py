@@ -26,7 +26,7 @@ import numpy as np
 
 from .config import Config
 from .engine import BatchedEngine
-from .evaluate import score
+from .evaluate import score_predictor
 from .models import LoadedModel
 from .augmenters import make_proposer
 from .n2g.fit import Example, FittedNeuron, NeuronTask, Vocabulary, fit_neurons
@@ -106,7 +106,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
                 group = _tasks(mined, layer_neurons[at : at + GROUP], cfg.fit.train_examples)
                 for result in fit_neurons(group, engine, cfg.fit, vocab, proposer):
                     task = result.task
-                    heldout = None if result.dead else _heldout(mined, task, result, keys, cfg.fit.fire_threshold)
+                    heldout = None if result.dead else _heldout(mined, task, result, keys, cfg.fit.fire_threshold, model.bos_id)
                     write_json(work.fitted(task.layer, task.neuron), {
                         "schema": SCHEMA,
                         "layer": task.layer,
@@ -135,8 +135,10 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     return FitSummary(fitted, skipped, dead, seconds, c.tokens)
 
 
-def _heldout(mined: MinedLayer, task: NeuronTask, result: FittedNeuron, keys: KeyIndex, threshold: float):
-    predict = Predictor(result.graph, keys)
-    windows = mined.heldout.windows(mined.row(task.neuron))
-    pairs = ((w.acts / task.max_activation, predict(w.tokens)) for w in windows)
-    return score(pairs, threshold) if windows else None
+def _heldout(mined: MinedLayer, task: NeuronTask, result: FittedNeuron, keys: KeyIndex, threshold: float,
+             bos: int | None):
+    """A first score on the held-out top windows (the evaluate stage adds baselines and ordinary text)."""
+    windows = [(w.tokens, w.acts) for w in mined.heldout.windows(mined.row(task.neuron))]
+    if not windows:
+        return None
+    return score_predictor(Predictor(result.graph, keys), windows, task.max_activation, threshold, bos)

@@ -3,7 +3,9 @@
 For each neuron it keeps, per split (train / held-out), the top-k windows: the token where the neuron
 peaked in a mined sequence, with ``context_before`` tokens before and ``context_after`` after, and the
 neuron's activation at each. Each sequence contributes at most one window per neuron. For *every* neuron
-of the chosen layers it also accumulates max, min, mean and a histogram of activations. Memory is bounded:
+of the chosen layers it also accumulates max, min, mean and a histogram of activations, and it keeps the
+first ``ordinary_tokens`` of held-out text whole with the selected neurons' activations ("ordinary text":
+scored by the evaluate stage, where a graph that fires everywhere is caught). Memory is bounded:
 O(neurons x k x window) for the examples and O(d_mlp x bins) for the stats, whatever the corpus size.
 
 Output: ``mine/layer_{L:02d}.npz`` (store.MinedLayer), ``corpus.json``, ``vocab.json``, and the run
@@ -25,7 +27,7 @@ from .config import Config, UserError
 from .corpus import TokenRow, describe, load_documents, sequences
 from .models import LoadedModel
 from .progress import advance, bar, say
-from .store import HIST_EDGES, ExampleSet, LayerStats, MinedLayer, WorkDir, write_json
+from .store import HIST_EDGES, ExampleSet, LayerStats, MinedLayer, OrdinaryText, WorkDir, write_json
 
 POOL_ROWS = 512  # rows read ahead and sorted by length, so batches carry little padding
 
@@ -94,6 +96,36 @@ class TopK:
             pivot=np.where(self.doc.numpy() >= 0, self.before, 0).astype(np.int32),
             value=self.value.numpy().astype(np.float32),
         )
+
+
+class OrdinarySampler:
+    """Keeps the first held-out rows whole, up to a token budget, with the selected neurons' activations."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.tokens: list[torch.Tensor] = []
+        self.acts: list[torch.Tensor] = []  # [n, len] each
+        self.docs: list[int] = []
+
+    def wants(self) -> bool:
+        return self.used < self.budget
+
+    def add(self, tokens: torch.Tensor, acts: torch.Tensor, length: int, doc: int) -> None:
+        """One row: ``tokens`` [T], ``acts`` [T, n] of the selected neurons."""
+        self.tokens.append(tokens[:length].clone())
+        self.acts.append(acts[:length].T.to(torch.float16).clone())
+        self.docs.append(doc)
+        self.used += length
+
+    def result(self, n: int) -> OrdinaryText:
+        width = max((len(t) for t in self.tokens), default=0)
+        tokens = np.full((len(self.tokens), width), -1, np.int32)
+        acts = np.full((n, len(self.tokens), width), np.nan, np.float16)
+        for r, (t, a) in enumerate(zip(self.tokens, self.acts)):
+            tokens[r, : len(t)] = t.numpy()
+            acts[:, r, : len(t)] = a.numpy()
+        return OrdinaryText(tokens=tokens, acts=acts, doc=np.array(self.docs, dtype=np.int32))
 
 
 class StatsAccumulator:
@@ -211,6 +243,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     tops = {(layer, split): TopK(len(todo[layer]), m.top_k, m.context_before, m.context_after)
             for layer in layers for split in ("train", "heldout")}
     stats = {layer: StatsAccumulator(model.d_mlp) for layer in layers}
+    ordinary = {layer: OrdinarySampler(m.ordinary_tokens) for layer in layers}
     tokens_done = 0
     started = time.perf_counter()
     say(f"mine: layers {','.join(map(str, layers))} of {cfg.model}, {sum(map(len, todo.values()))} neurons, "
@@ -236,6 +269,9 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
                     sel = torch.from_numpy(np.flatnonzero(split == name))
                     if len(sel):
                         tops[(layer, name)].update(chosen[sel], tokens[sel], lengths[sel], valid[sel], docs[sel], offsets[sel])
+                for i in np.flatnonzero(split == "heldout"):
+                    if ordinary[layer].wants():
+                        ordinary[layer].add(tokens[i], chosen[i], int(lengths[i]), int(docs[i]))
             done = int(lengths.sum())
             tokens_done += done
             advance(progress, done)
@@ -249,6 +285,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
             train=tops[(layer, "train")].result(),
             heldout=tops[(layer, "heldout")].result(),
             stats=stats[layer].result(),
+            ordinary=ordinary[layer].result(len(todo[layer])),
         ).save(work.mined(layer))
         short = int((tops[(layer, "train")].result().doc < 0).sum())
         if short:

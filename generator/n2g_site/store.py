@@ -6,7 +6,11 @@ Layout of a work dir (default ``.n2g/<run-name>/``)::
     vocab.json               token id -> display string (so render never needs the model)
     corpus.json              the mined documents: id, title, split ("train" or "heldout")
     mine/layer_{L:02d}.npz   MinedLayer: top-k windows of the selected neurons + stats of every neuron
+                             + the selected neurons' activations on a sample of ordinary held-out text
     fit/L{L:02d}/N{N:05d}.json   one fitted N2G graph per neuron (see n2g/graph.py for the schema)
+    evaluate/L{L:02d}/N{N:05d}.json  N2G and baselines scored on held-out text (evaluate.py)
+    evaluate/layer_{L:02d}.csv   the same, one row per neuron x dataset x method
+    evaluate/summary.json        per-layer means, dead and always-on counts
     relate/similar.json      nearest neurons by graph content (relate stage, see relate.py)
     relate/logit_{L:02d}.json  tokens each neuron's output weights promote / suppress (relate stage)
     docs/                    rendered Markdown + assets for MkDocs (render stage)
@@ -23,7 +27,7 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +167,28 @@ class LayerStats:
 
 
 @dataclass
+class OrdinaryText:
+    """The first held-out rows of the mining pass, whole (not chosen by activation): where a graph that
+    fires too often is caught. Rows are right-padded with -1 tokens and NaN activations."""
+
+    tokens: np.ndarray  # int32 [R, T]
+    acts: np.ndarray  # float16 [n, R, T]: activations of the selected neurons (MinedLayer.neurons order)
+    doc: np.ndarray  # int32 [R]: index into corpus.json
+
+    @classmethod
+    def empty(cls) -> OrdinaryText:
+        return cls(np.zeros((0, 0), np.int32), np.zeros((0, 0, 0), np.float16), np.zeros(0, np.int32))
+
+    def rows(self, row: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(tokens, activations) of each text row for one neuron, padding trimmed."""
+        out = []
+        for r in range(self.tokens.shape[0]):
+            keep = self.tokens[r] >= 0
+            out.append((self.tokens[r][keep].astype(np.int64), self.acts[row, r][keep].astype(np.float64)))
+        return out
+
+
+@dataclass
 class MinedLayer:
     """mine/layer_{L:02d}.npz: one layer's mining output."""
 
@@ -171,6 +197,7 @@ class MinedLayer:
     train: ExampleSet
     heldout: ExampleSet
     stats: LayerStats
+    ordinary: OrdinaryText = field(default_factory=OrdinaryText.empty)  # empty: mined with --ordinary-tokens 0
 
     def row(self, neuron: int) -> int:
         hits = np.flatnonzero(self.neurons == neuron)
@@ -186,6 +213,8 @@ class MinedLayer:
                 arrays[f"{split}.{f.name}"] = getattr(ex, f.name)
         for f in fields(LayerStats):
             arrays[f"stats.{f.name}"] = np.asarray(getattr(self.stats, f.name))
+        for f in fields(OrdinaryText):
+            arrays[f"ordinary.{f.name}"] = getattr(self.ordinary, f.name)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
@@ -199,7 +228,8 @@ class MinedLayer:
             }
             stats = LayerStats(**{f.name: z[f"stats.{f.name}"] for f in fields(LayerStats)})
             stats.tokens = int(stats.tokens)
-            return cls(layer=int(z["layer"]), neurons=z["neurons"], stats=stats, **sets)
+            ordinary = OrdinaryText(**{f.name: z[f"ordinary.{f.name}"] for f in fields(OrdinaryText)})
+            return cls(layer=int(z["layer"]), neurons=z["neurons"], stats=stats, ordinary=ordinary, **sets)
 
 
 @dataclass(frozen=True)
@@ -232,6 +262,16 @@ class WorkDir:
 
     def logit_effects(self, layer: int) -> Path:
         return self.root / "relate" / f"logit_{layer:02d}.json"
+
+    def evaluated(self, layer: int, neuron: int) -> Path:
+        return self.root / "evaluate" / f"L{layer:02d}" / f"N{neuron:05d}.json"
+
+    def evaluated_layer(self, layer: int) -> Path:
+        return self.root / "evaluate" / f"layer_{layer:02d}.csv"
+
+    @property
+    def evaluation_summary(self) -> Path:
+        return self.root / "evaluate" / "summary.json"
 
     @property
     def docs(self) -> Path:
