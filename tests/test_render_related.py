@@ -73,3 +73,17 @@ def test_layer_table_is_sortable(site: Path) -> None:
     assert re.search(r'<td data-v="\d+"><a href="\.\./\.\./neurons/L0/N0/">N0</a>', html)
     assert '<td data-v="0.69">0.69</td>' in html  # F1
     assert '<td data-v="">–</td>' in html  # missing F1 (unfitted) sorts last
+
+
+def test_parallel_render_writes_the_same_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import n2g_site.render.pages as pages
+
+    monkeypatch.setattr(pages, "PARALLEL_MIN_NEURONS", 0)
+    trees = []
+    for jobs in (1, 2):
+        work = make_workdir(tmp_path / f"w{jobs}")
+        render_site(Config(site_dir=tmp_path / "s"), work, jobs=jobs)
+        trees.append({str(p.relative_to(work.root)): p.read_bytes()
+                      for folder in (work.docs, work.fragments) for p in sorted(folder.rglob("*")) if p.is_file()})
+    assert trees[0].keys() == trees[1].keys() and len(trees[0]) > 10
+    assert [k for k in trees[0] if trees[0][k] != trees[1][k]] == []

@@ -20,8 +20,11 @@ previous ``docs/`` untouched and no stale page of an earlier selection survives.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,7 +58,7 @@ from .contexts import (
     SiteInfo,
     TokenView,
 )
-from .search_index import SearchIndex
+from .search_index import SearchIndex, graph_entries
 from .svg import graph_dot, render_svgs
 from .tokens import display_token
 
@@ -75,6 +78,7 @@ MAX_HELDOUT_EXAMPLES = 5  # held-out windows shown per neuron
 SHOW_BEFORE = 24  # tokens shown before the pivot (windows are mined wider)
 SHOW_AFTER = 8  # tokens shown after it
 TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
+PARALLEL_MIN_NEURONS = 400  # below this, worker start-up costs more than it saves
 FIRING_THRESHOLD = 0.5  # "fires" = activation >= this share of the neuron's max (N2G's threshold)
 
 
@@ -410,205 +414,296 @@ def _copy_assets(cfg: Config, docs: Path) -> None:
             shutil.copytree(src, docs / "assets", dirs_exist_ok=True)
 
 
-def render_site(cfg: Config, work: WorkDir) -> RenderSummary:
-    """Render every page of the run in ``work`` into ``work.docs`` and ``work.fragments``."""
-    t0 = time.perf_counter()
+@dataclass
+class _Shared:
+    """What rendering any layer needs (built once per process)."""
+
+    work: WorkDir
+    manifest: dict[str, Any]
+    shown: list[str]  # vocabulary, inline display form
+    corpus: _Corpus
+    related: _Related
+    env: jinja2.Environment
+    tpl: dict[str, jinja2.Template]
+    site: SiteInfo
+    layers: list[int]
+    selected: dict[int, list[int]]
+    hook_pattern: str
+    staged_docs: Path
+    staged_frag: Path
+
+
+@dataclass
+class _LayerResult:
+    summary: LayerSummary
+    entries: list[tuple[int, int, list]]  # (layer, neuron, search_index.graph_entries) per graph
+    fit_options: dict[str, Any]
+    tokens_mined: int
+    pages: int
+    neurons: int
+
+
+def _shared(cfg: Config, work: WorkDir, staged_docs: Path, staged_frag: Path) -> _Shared:
     manifest = read_json(work.require(work.manifest, "mine"))
     vocab = work.load_vocab()
-    shown = [display_token(t, inline=True) for t in vocab]
-    related = _Related(work, vocab)
-    search = SearchIndex()
-    corpus = _Corpus(work.load_corpus_index(), manifest)
     env = make_env(cfg)
-    tpl = load_templates(env)
-
     model_info = manifest.get("model_info") or {}
     corpus_info = manifest.get("corpus_info") or {}
-    site = SiteInfo(
-        version=str(manifest.get("n2g_site_version") or _pkg_version),
-        model=str(model_info.get("name") or manifest.get("model") or "?"),
-        corpus=str(corpus_info.get("name") or manifest.get("corpus") or "?"),
-        build_date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    return _Shared(
+        work=work,
+        manifest=manifest,
+        shown=[display_token(t, inline=True) for t in vocab],
+        corpus=_Corpus(work.load_corpus_index(), manifest),
+        related=_Related(work, vocab),
+        env=env,
+        tpl=load_templates(env),
+        site=SiteInfo(
+            version=str(manifest.get("n2g_site_version") or _pkg_version),
+            model=str(model_info.get("name") or manifest.get("model") or "?"),
+            corpus=str(corpus_info.get("name") or manifest.get("corpus") or "?"),
+            build_date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        ),
+        layers=sorted(int(layer) for layer in manifest.get("layers", [])),
+        selected={int(k): [int(n) for n in v] for k, v in (manifest.get("neurons") or {}).items()},
+        hook_pattern=str(model_info.get("hook") or "blocks.{layer}.mlp.hook_post"),
+        staged_docs=staged_docs,
+        staged_frag=staged_frag,
     )
-    layers = sorted(int(layer) for layer in manifest.get("layers", []))
-    selected = {int(k): [int(n) for n in v] for k, v in (manifest.get("neurons") or {}).items()}
-    hook_pattern = str(model_info.get("hook") or "blocks.{layer}.mlp.hook_post")
 
+
+_WORKER: _Shared | None = None
+
+
+def _init_worker(cfg: Config, root: Path, staged_docs: Path, staged_frag: Path) -> None:
+    global _WORKER
+    _WORKER = _shared(cfg, WorkDir(root), staged_docs, staged_frag)
+
+
+def _layer_task(li: int) -> _LayerResult:
+    assert _WORKER is not None
+    return _render_layer(_WORKER, li)
+
+
+def _render_layers(cfg: Config, sh: _Shared, jobs: int | None) -> list[_LayerResult]:
+    """Every layer, in worker processes when there is enough work (results in layer order)."""
+    n_neurons = sum(len(sh.selected.get(layer, [])) for layer in sh.layers)
+    jobs = jobs if jobs is not None else (os.cpu_count() or 1)
+    jobs = min(jobs, len(sh.layers))
+    if jobs <= 1 or n_neurons < PARALLEL_MIN_NEURONS:
+        return [_render_layer(sh, li) for li in range(len(sh.layers))]
+    # spawn: no fork of a process that may hold torch threads; each worker loads the shared inputs once.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(cfg, sh.work.root, sh.staged_docs, sh.staged_frag)) as pool:
+        return list(pool.map(_layer_task, range(len(sh.layers))))
+
+
+def _render_layer(sh: _Shared, li: int) -> _LayerResult:
+    """Render one layer: its neuron pages (graphs drawn in batched ``dot`` runs) and its layer page."""
+    layers, selected, env, tpl, site = sh.layers, sh.selected, sh.env, sh.tpl, sh.site
+    shown, corpus, related, work = sh.shown, sh.corpus, sh.related, sh.work
+    out = _Writer(sh.staged_docs, sh.staged_frag)
+    layer = layers[li]
+    entries: list[tuple[int, int, list]] = []
+    fit_options: dict[str, Any] = {}
+    neuron_count = 0
+    mined = MinedLayer.load(work.require(work.mined(layer), "mine"))
+    tokens_mined = int(mined.stats.tokens)
+    d_mlp = int(mined.stats.max.shape[0])
+    neurons = selected.get(layer) or [int(n) for n in mined.neurons]
+    mined_set = {int(n) for n in mined.neurons}
+    neurons = [n for n in neurons if n in mined_set]
+    hook = sh.hook_pattern.replace("{layer}", str(layer))
+    related.load_layer(layer)
+    firing_share = mined.stats.firing_share(FIRING_THRESHOLD)
+
+    # Gather fits and draw every graph of the layer in batched dot runs.
+    items: list[_Neuron] = []
+    for n in neurons:
+        fit = _read_fit(work, layer, n)
+        graph = None
+        if fit is None:
+            status = "dead" if float(mined.stats.max[n]) <= 0 else "unfitted"
+        else:
+            status = "dead" if fit.get("status") == "dead" else "fitted"
+            if not fit_options and isinstance(fit.get("config"), dict):
+                fit_options = dict(fit["config"])
+            if status == "fitted" and fit.get("graph"):
+                try:
+                    graph = Graph.from_json(fit["graph"])
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise UserError(
+                        f"{work.fitted(layer, n)}: bad graph ({exc}); delete it and rerun `n2g-site fit`"
+                    ) from None
+                if not graph.nodes:
+                    graph = None
+        items.append(_Neuron(n, fit, graph, status))
+        if graph is not None:
+            entries.append((layer, n, graph_entries(graph)))
+    dots = {it.neuron: graph_dot(it.graph) for it in items if it.graph is not None}
+    svgs = render_svgs(
+        {n: d.source for n, d in dots.items()},
+        {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots},
+    )
+
+    rows: list[LayerRow] = []
+    f1s: list[float] = []
+    layer_link_from_neuron = Link(f"Layer {layer}", f"../../../layers/L{layer}/")
+    for i, it in enumerate(items):
+        n, fit = it.neuron, it.fit or {}
+        row = mined.row(n)
+        stats_max = float(mined.stats.max[n])
+        a_max = _float(fit.get("max_activation"), 0.0)
+        if not a_max > 0:
+            a_max = stats_max if stats_max > 0 else 1.0
+        hist = _hist_view(mined.stats.hist[n])
+        firing = float(firing_share[n])
+        fitted_windows = {
+            (int(e.get("doc", -1)), int(e.get("window_start", -1))) for e in fit.get("examples") or []
+        }
+        show = it.status != "dead"
+        train = [
+            _example(w, split="train", rank=r, a_max=a_max, shown=shown, corpus=corpus,
+                     fitted=(w.doc, w.start) in fitted_windows)
+            for r, w in enumerate(mined.train.windows(row)[:MAX_TRAIN_EXAMPLES])
+        ] if show else []
+        heldout_ex = [
+            _example(w, split="heldout", rank=r, a_max=a_max, shown=shown, corpus=corpus, fitted=False)
+            for r, w in enumerate(mined.heldout.windows(row)[:MAX_HELDOUT_EXAMPLES])
+        ] if show else []
+        ho = fit.get("heldout")
+        heldout = None
+        if isinstance(ho, dict):
+            heldout = HeldoutView(
+                precision=_float(ho.get("precision")),
+                recall=_float(ho.get("recall")),
+                f1=_float(ho.get("f1")),
+                tokens=int(ho.get("tokens") or 0),
+                true_firing=int(ho.get("true_firing") or 0),
+                predicted_firing=int(ho.get("predicted_firing") or 0),
+            )
+            if not math.isnan(heldout.f1):
+                f1s.append(heldout.f1)
+        gview = None
+        if it.graph is not None:
+            d = dots[n]
+            svg = svgs.get(n)
+            gview = GraphView(
+                svg=Markup(svg) if svg else None,
+                nodes=d.nodes,
+                drawn=d.drawn,
+                hidden=d.hidden,
+                patterns=sum(1 for node in it.graph.nodes if node.end is not None),
+                depth=it.graph.depth,
+                activating=_activating(it.graph),
+            )
+        page = NeuronPage(
+            layer=layer,
+            neuron=n,
+            title=f"Layer {layer} · Neuron {n}",
+            hook=str(fit.get("hook") or hook),
+            status=it.status,
+            max_activation=a_max,
+            stats_max=stats_max,
+            stats_min=float(mined.stats.min[n]),
+            stats_mean=float(mined.stats.mean[n]),
+            firing=firing,
+            hist=hist,
+            heldout=heldout,
+            augmenter=fit.get("augmenter"),
+            cost=fit.get("cost") if isinstance(fit.get("cost"), dict) else None,
+            graph=gview,
+            train_examples=train,
+            heldout_examples=heldout_ex,
+            layer_link=layer_link_from_neuron,
+            home_url="../../../",
+            reading_url="../../../reading/",
+            prev=Link(f"Neuron {items[i - 1].neuron}", f"../N{items[i - 1].neuron}/") if i > 0 else None,
+            next=Link(f"Neuron {items[i + 1].neuron}", f"../N{items[i + 1].neuron}/")
+            if i + 1 < len(items) else None,
+            similar=related.similar_views(layer, n),
+            logits=related.logit_view(n),
+        )
+        md_path = neuron_md_path(layer, n)
+        out.page(md_path, _render(env, tpl["neuron.md.j2"], page=page, site=site, placeholder=PLACEHOLDER))
+        out.fragment(md_path, _render(env, tpl["neuron_body.html.j2"], page=page, site=site))
+        neuron_count += 1
+        top = gview.activating[:TOP_TOKENS] if gview else []
+        if not top:
+            seen: list[str] = []
+            for ex in train:
+                t = next((t.text for t in ex.tokens if t.pivot), None)
+                if t is not None and t not in seen:
+                    seen.append(t)
+            top = seen[:TOP_TOKENS]
+        rows.append(
+            LayerRow(
+                neuron=n,
+                url=f"../../neurons/L{layer}/N{n}/",
+                status=it.status,
+                max_activation=stats_max,
+                mean=page.stats_mean,
+                firing=firing,
+                f1=heldout.f1 if heldout and not math.isnan(heldout.f1) else None,
+                top_tokens=top,
+            )
+        )
+
+    mean_f1 = float(np.mean(f1s)) if f1s else None
+    lpage = LayerPage(
+        layer=layer,
+        title=f"Layer {layer}",
+        hook=hook,
+        d_mlp=d_mlp,
+        rows=rows,
+        fitted=sum(r.status == "fitted" for r in rows),
+        dead=sum(r.status == "dead" for r in rows),
+        unfitted=sum(r.status == "unfitted" for r in rows),
+        mean_f1=mean_f1,
+        prev=Link(f"Layer {layers[li - 1]}", f"../L{layers[li - 1]}/") if li > 0 else None,
+        next=Link(f"Layer {layers[li + 1]}", f"../L{layers[li + 1]}/") if li + 1 < len(layers) else None,
+    )
+    md_path = layer_md_path(layer)
+    out.page(md_path, _render(env, tpl["layer.md.j2"], page=lpage, site=site, placeholder=PLACEHOLDER))
+    out.fragment(md_path, _render(env, tpl["layer_body.html.j2"], page=lpage, site=site))
+    return _LayerResult(
+        summary=LayerSummary(layer, md_path, len(rows), lpage.fitted, lpage.dead, mean_f1),
+        entries=entries,
+        fit_options=fit_options,
+        tokens_mined=tokens_mined,
+        pages=out.pages,
+        neurons=neuron_count,
+    )
+
+
+def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> RenderSummary:
+    """Render every page of the run in ``work`` into ``work.docs`` and ``work.fragments``.
+
+    Layers render in ``jobs`` worker processes (default: the CPU count) when there are at least
+    :data:`PARALLEL_MIN_NEURONS` neurons; the output does not depend on ``jobs``.
+    """
+    t0 = time.perf_counter()
     staged_docs = work.root / ".docs.staging"
     staged_frag = work.root / ".fragments.staging"
     for path in (staged_docs, staged_frag):
         if path.exists():
             shutil.rmtree(path)
+    sh = _shared(cfg, work, staged_docs, staged_frag)
+    manifest, env, tpl, site, corpus = sh.manifest, sh.env, sh.tpl, sh.site, sh.corpus
+    model_info = manifest.get("model_info") or {}
+    corpus_info = manifest.get("corpus_info") or {}
     out = _Writer(staged_docs, staged_frag)
+    search = SearchIndex()
 
-    summaries: list[LayerSummary] = []
-    neuron_count = 0
-    fit_options: dict[str, Any] = {}
-    tokens_mined: int | None = None
-
-    for li, layer in enumerate(layers):
-        mined = MinedLayer.load(work.require(work.mined(layer), "mine"))
-        tokens_mined = int(mined.stats.tokens)
-        d_mlp = int(mined.stats.max.shape[0])
-        neurons = selected.get(layer) or [int(n) for n in mined.neurons]
-        mined_set = {int(n) for n in mined.neurons}
-        neurons = [n for n in neurons if n in mined_set]
-        hook = hook_pattern.replace("{layer}", str(layer))
-        related.load_layer(layer)
-        firing_share = mined.stats.firing_share(FIRING_THRESHOLD)
-
-        # Gather fits and draw every graph of the layer in batched dot runs.
-        items: list[_Neuron] = []
-        for n in neurons:
-            fit = _read_fit(work, layer, n)
-            graph = None
-            if fit is None:
-                status = "dead" if float(mined.stats.max[n]) <= 0 else "unfitted"
-            else:
-                status = "dead" if fit.get("status") == "dead" else "fitted"
-                if not fit_options and isinstance(fit.get("config"), dict):
-                    fit_options = dict(fit["config"])
-                if status == "fitted" and fit.get("graph"):
-                    try:
-                        graph = Graph.from_json(fit["graph"])
-                    except (ValueError, TypeError, KeyError) as exc:
-                        raise UserError(
-                            f"{work.fitted(layer, n)}: bad graph ({exc}); delete it and rerun `n2g-site fit`"
-                        ) from None
-                    if not graph.nodes:
-                        graph = None
-            items.append(_Neuron(n, fit, graph, status))
-            if graph is not None:
-                search.add_graph(layer, n, graph)
-        dots = {it.neuron: graph_dot(it.graph) for it in items if it.graph is not None}
-        svgs = render_svgs(
-            {n: d.source for n, d in dots.items()},
-            {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots},
-        )
-
-        rows: list[LayerRow] = []
-        f1s: list[float] = []
-        layer_link_from_neuron = Link(f"Layer {layer}", f"../../../layers/L{layer}/")
-        for i, it in enumerate(items):
-            n, fit = it.neuron, it.fit or {}
-            row = mined.row(n)
-            stats_max = float(mined.stats.max[n])
-            a_max = _float(fit.get("max_activation"), 0.0)
-            if not a_max > 0:
-                a_max = stats_max if stats_max > 0 else 1.0
-            hist = _hist_view(mined.stats.hist[n])
-            firing = float(firing_share[n])
-            fitted_windows = {
-                (int(e.get("doc", -1)), int(e.get("window_start", -1))) for e in fit.get("examples") or []
-            }
-            show = it.status != "dead"
-            train = [
-                _example(w, split="train", rank=r, a_max=a_max, shown=shown, corpus=corpus,
-                         fitted=(w.doc, w.start) in fitted_windows)
-                for r, w in enumerate(mined.train.windows(row)[:MAX_TRAIN_EXAMPLES])
-            ] if show else []
-            heldout_ex = [
-                _example(w, split="heldout", rank=r, a_max=a_max, shown=shown, corpus=corpus, fitted=False)
-                for r, w in enumerate(mined.heldout.windows(row)[:MAX_HELDOUT_EXAMPLES])
-            ] if show else []
-            ho = fit.get("heldout")
-            heldout = None
-            if isinstance(ho, dict):
-                heldout = HeldoutView(
-                    precision=_float(ho.get("precision")),
-                    recall=_float(ho.get("recall")),
-                    f1=_float(ho.get("f1")),
-                    tokens=int(ho.get("tokens") or 0),
-                    true_firing=int(ho.get("true_firing") or 0),
-                    predicted_firing=int(ho.get("predicted_firing") or 0),
-                )
-                if not math.isnan(heldout.f1):
-                    f1s.append(heldout.f1)
-            gview = None
-            if it.graph is not None:
-                d = dots[n]
-                svg = svgs.get(n)
-                gview = GraphView(
-                    svg=Markup(svg) if svg else None,
-                    nodes=d.nodes,
-                    drawn=d.drawn,
-                    hidden=d.hidden,
-                    patterns=sum(1 for node in it.graph.nodes if node.end is not None),
-                    depth=it.graph.depth,
-                    activating=_activating(it.graph),
-                )
-            page = NeuronPage(
-                layer=layer,
-                neuron=n,
-                title=f"Layer {layer} · Neuron {n}",
-                hook=str(fit.get("hook") or hook),
-                status=it.status,
-                max_activation=a_max,
-                stats_max=stats_max,
-                stats_min=float(mined.stats.min[n]),
-                stats_mean=float(mined.stats.mean[n]),
-                firing=firing,
-                hist=hist,
-                heldout=heldout,
-                augmenter=fit.get("augmenter"),
-                cost=fit.get("cost") if isinstance(fit.get("cost"), dict) else None,
-                graph=gview,
-                train_examples=train,
-                heldout_examples=heldout_ex,
-                layer_link=layer_link_from_neuron,
-                home_url="../../../",
-                reading_url="../../../reading/",
-                prev=Link(f"Neuron {items[i - 1].neuron}", f"../N{items[i - 1].neuron}/") if i > 0 else None,
-                next=Link(f"Neuron {items[i + 1].neuron}", f"../N{items[i + 1].neuron}/")
-                if i + 1 < len(items) else None,
-                similar=related.similar_views(layer, n),
-                logits=related.logit_view(n),
-            )
-            md_path = neuron_md_path(layer, n)
-            out.page(md_path, _render(env, tpl["neuron.md.j2"], page=page, site=site, placeholder=PLACEHOLDER))
-            out.fragment(md_path, _render(env, tpl["neuron_body.html.j2"], page=page, site=site))
-            neuron_count += 1
-            top = gview.activating[:TOP_TOKENS] if gview else []
-            if not top:
-                seen: list[str] = []
-                for ex in train:
-                    t = next((t.text for t in ex.tokens if t.pivot), None)
-                    if t is not None and t not in seen:
-                        seen.append(t)
-                top = seen[:TOP_TOKENS]
-            rows.append(
-                LayerRow(
-                    neuron=n,
-                    url=f"../../neurons/L{layer}/N{n}/",
-                    status=it.status,
-                    max_activation=stats_max,
-                    mean=page.stats_mean,
-                    firing=firing,
-                    f1=heldout.f1 if heldout and not math.isnan(heldout.f1) else None,
-                    top_tokens=top,
-                )
-            )
-
-        mean_f1 = float(np.mean(f1s)) if f1s else None
-        lpage = LayerPage(
-            layer=layer,
-            title=f"Layer {layer}",
-            hook=hook,
-            d_mlp=d_mlp,
-            rows=rows,
-            fitted=sum(r.status == "fitted" for r in rows),
-            dead=sum(r.status == "dead" for r in rows),
-            unfitted=sum(r.status == "unfitted" for r in rows),
-            mean_f1=mean_f1,
-            prev=Link(f"Layer {layers[li - 1]}", f"../L{layers[li - 1]}/") if li > 0 else None,
-            next=Link(f"Layer {layers[li + 1]}", f"../L{layers[li + 1]}/") if li + 1 < len(layers) else None,
-        )
-        md_path = layer_md_path(layer)
-        out.page(md_path, _render(env, tpl["layer.md.j2"], page=lpage, site=site, placeholder=PLACEHOLDER))
-        out.fragment(md_path, _render(env, tpl["layer_body.html.j2"], page=lpage, site=site))
-        summaries.append(
-            LayerSummary(layer, md_path, len(rows), lpage.fitted, lpage.dead, mean_f1)
-        )
+    results = _render_layers(cfg, sh, jobs)
+    summaries = [r.summary for r in results]
+    neuron_count = sum(r.neurons for r in results)
+    out.pages += sum(r.pages for r in results)
+    fit_options: dict[str, Any] = next((r.fit_options for r in results if r.fit_options), {})
+    tokens_mined: int | None = results[-1].tokens_mined if results else None
+    for r in results:
+        for layer, neuron, entries in r.entries:
+            search.add(layer, neuron, entries)
 
     # How to read a graph, with a drawn toy graph.
     reading = ReadingPage(example_svg=_reading_svg(), options=fit_options)

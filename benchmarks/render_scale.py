@@ -1,0 +1,226 @@
+"""Render + publish at scale: a synthetic N-neuron work dir (no model), then the relate (similar neurons),
+render and publish stages, timed, with page, site and search-shard sizes.
+
+    .venv/bin/python benchmarks/render_scale.py --neurons 50000            # the issue's target size
+    .venv/bin/python benchmarks/render_scale.py --neurons 5000 --keep /tmp/bench5k
+
+The work dir mimics SmolLM2-135M (1,536 neurons per layer, layers filled in order): per neuron 20 training
+and 20 held-out windows of 53 tokens (the mine defaults), a fitted graph of 20-150 nodes (a trie over a
+Zipf-distributed 8,000-token vocabulary, hostile tokens included), held-out scores, fit cost; per layer
+stats of every neuron and logit effects (10 promoted and 10 suppressed tokens per neuron). Targets (2 cores):
+render + build under 5 minutes, neuron page under 60 KB, largest search shard under 100 KB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from n2g_site.config import Config
+from n2g_site.n2g.graph import normalise
+from n2g_site.store import HIST_EDGES, ExampleSet, LayerStats, MinedLayer, WorkDir, write_json
+
+PER_LAYER = 1536
+K = 20
+BEFORE, AFTER = 40, 12
+W = BEFORE + 1 + AFTER
+VOCAB_SIZE = 8000
+HOSTILE = ["<script>alert(1)</script>", '"', "'", "&amp;", "\n", "\t", " ", "\x07", "中文", "😀"]
+TARGETS = {"render + build (s)": 300.0, "median page (KB)": 60.0, "largest page (KB)": 60.0,
+           "largest shard (KB)": 100.0}
+
+
+def _vocab() -> list[str]:
+    rng = np.random.default_rng(7)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words = ["<|endoftext|>", *HOSTILE]
+    seen = set(words)
+    while len(words) < VOCAB_SIZE:
+        w = "".join(rng.choice(letters, rng.integers(2, 9)))
+        w = (" " if rng.random() < 0.7 else "") + (w.title() if rng.random() < 0.2 else w)
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    return words
+
+
+def _zipf(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Token ids with a Zipf-like frequency (id 1.. so the doc token 0 is rare)."""
+    return np.minimum(rng.zipf(1.15, n), VOCAB_SIZE - 1).astype(np.int32)
+
+
+def _graph(rng: np.random.Generator, vocab: list[str], size: int) -> list[dict]:
+    """A random trie of about ``size`` nodes: 1-6 activating tokens, context up to depth 6, ignore nodes."""
+    nodes: list[dict] = []
+    n_roots = int(rng.integers(1, 7))
+    frontier: list[int] = []
+    for _ in range(n_roots):
+        tok = vocab[int(_zipf(rng, 1)[0])]
+        nodes.append({"id": len(nodes), "parent": -1, "depth": 0, "key": normalise(tok), "token": tok,
+                      "importance": 1.0, "activation": round(float(rng.uniform(0.5, 1.0)), 3),
+                      "end": round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < 0.3 else None,
+                      "count": int(rng.integers(1, 10))})
+        frontier.append(len(nodes) - 1)
+    while len(nodes) < size and frontier:
+        parent = frontier[int(rng.integers(len(frontier)))]
+        depth = nodes[parent]["depth"] + 1
+        if depth > 6:
+            frontier.remove(parent)
+            continue
+        ignore = rng.random() < 0.1
+        tok = "" if ignore else vocab[int(_zipf(rng, 1)[0])]
+        nodes.append({"id": len(nodes), "parent": parent, "depth": depth, "key": None if ignore else normalise(tok),
+                      "token": tok, "importance": round(float(rng.uniform(0.2 if ignore else 0.75, 1.0)), 3),
+                      "activation": round(float(rng.uniform(0, 0.4)), 3),
+                      "end": None if ignore or rng.random() < 0.5 else round(float(rng.uniform(0.5, 1.0)), 3),
+                      "count": int(rng.integers(1, 5))})
+        frontier.append(len(nodes) - 1)
+    return nodes
+
+
+def _examples(rng: np.random.Generator, n: int, peak: np.ndarray, docs: int) -> ExampleSet:
+    ex = ExampleSet.empty(n, K, W)
+    ex.tokens[:] = _zipf(rng, n * K * W).reshape(n, K, W)
+    ex.acts[:] = rng.uniform(-0.1, 0.4, (n, K, W)).astype(np.float32) * peak[:, None, None]
+    value = peak[:, None] * np.linspace(1.0, 0.4, K, dtype=np.float32)[None, :]
+    ex.acts[:, :, BEFORE] = value
+    ex.value[:] = value
+    ex.pivot[:] = BEFORE
+    ex.doc[:] = rng.integers(0, docs, (n, K))
+    ex.start[:] = rng.integers(0, 200, (n, K))
+    return ex
+
+
+def _make_layer(args: tuple[str, int, list[int], int]) -> int:
+    root, layer, neurons, docs = args
+    work = WorkDir(Path(root))
+    rng = np.random.default_rng(layer)
+    vocab = _vocab()
+    stats_max = rng.uniform(0.5, 8.0, PER_LAYER).astype(np.float32)
+    hist = np.zeros((PER_LAYER, len(HIST_EDGES) + 1), np.int64)
+    hist[:, 1:40] = rng.integers(0, 500, (PER_LAYER, 39))
+    hist[:, 0] = 1_000_000 - hist.sum(axis=1)
+    stats = LayerStats(max=stats_max, min=-stats_max / 5, mean=stats_max / 20, hist=hist, tokens=1_000_000)
+    peak = stats_max[neurons]
+    extra = {}
+    if "ordinary" in {f.name for f in dataclasses.fields(MinedLayer)}:  # held-out text rows (newer work dirs)
+        from n2g_site.store import OrdinaryText
+
+        extra["ordinary"] = OrdinaryText(tokens=np.zeros((0, 0), np.int32),
+                                         acts=np.zeros((len(neurons), 0, 0), np.float16), doc=np.zeros(0, np.int32))
+    MinedLayer(layer=layer, neurons=np.array(neurons, np.int64),
+               train=_examples(rng, len(neurons), peak, docs), heldout=_examples(rng, len(neurons), peak, docs),
+               stats=stats, **extra).save(work.mined(layer))
+    logits = {}
+    for n in neurons:
+        size = int(np.clip(rng.lognormal(math.log(45), 0.6), 20, 150))
+        f1 = float(rng.uniform(0, 1))
+        write_json(work.fitted(layer, n), {
+            "schema": "n2g-site/neuron-fit/1", "layer": layer, "neuron": n,
+            "hook": f"blocks.{layer}.mlp.hook_post", "status": "fitted", "max_activation": float(stats_max[n]),
+            "augmenter": "self", "config": {"train_examples": 10, "activation_threshold": 0.5},
+            "graph": {"schema": "n2g-site/graph/1", "nodes": _graph(rng, vocab, size)},
+            "examples": [{"rank": r, "doc": 0, "window_start": 0} for r in range(10)],
+            "heldout": {"precision": f1, "recall": f1, "f1": f1, "tokens": 1000, "true_firing": 20,
+                        "predicted_firing": 18},
+            "cost": {"prune": {"requests": 60, "tokens": 1200}, "saliency": {"requests": 63, "tokens": 7800}},
+        })
+        ids = rng.integers(0, VOCAB_SIZE, 20)
+        vals = np.sort(rng.normal(0, 0.1, 20))[::-1]
+        logits[str(n)] = {"up": [[int(t), round(float(v), 4)] for t, v in zip(ids[:10], vals[:10])],
+                          "down": [[int(t), round(float(v), 4)] for t, v in zip(ids[10:], vals[::-1][:10])]}
+    write_json(work.logit_effects(layer), {"schema": "n2g-site/logit-effects/1", "layer": layer,
+                                           "norm": "final RMSNorm scale folded in", "neurons": logits})
+    return len(neurons)
+
+
+def make_workdir(root: Path, neurons: int, jobs: int) -> WorkDir:
+    work = WorkDir(root)
+    layers = math.ceil(neurons / PER_LAYER)
+    selection = {layer: list(range(min(PER_LAYER, neurons - layer * PER_LAYER))) for layer in range(layers)}
+    docs = 2000
+    write_json(work.manifest, {
+        "n2g_site_version": "bench", "model": "synthetic", "corpus": "synthetic",
+        "model_info": {"name": "synthetic", "n_layers": layers, "d_mlp": PER_LAYER,
+                       "hook": "blocks.{layer}.mlp.hook_post"},
+        "corpus_info": {"name": "synthetic", "documents": docs},
+        "mine": {"top_k": K, "context_before": BEFORE, "context_after": AFTER},
+        "layers": sorted(selection), "neurons": {str(k): v for k, v in selection.items()},
+    }, indent=2)
+    write_json(work.vocab, _vocab())
+    write_json(work.corpus, [{"id": f"d{i}", "title": f"Document {i} <&>", "split": "train"} for i in range(docs)])
+    with ProcessPoolExecutor(jobs) as pool:
+        list(pool.map(_make_layer, [(str(root), layer, ns, docs) for layer, ns in selection.items()]))
+    return work
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--neurons", type=int, default=50_000)
+    parser.add_argument("--keep", type=Path, help="build here and keep it (default: a temporary folder)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+
+    from n2g_site.publish import publish
+    from n2g_site.relate import relate
+    from n2g_site.render.pages import render_site
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="n2g-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    try:
+        work_root = root / "work"
+        if not (work_root / "run.json").exists():
+            t = time.perf_counter()
+            make_workdir(work_root, args.neurons, args.jobs)
+            times["synthesise work dir (not timed against targets)"] = time.perf_counter() - t
+        work = WorkDir(work_root)
+        cfg = Config(site_dir=root / "site", work_dir=work_root)
+        t = time.perf_counter()
+        relate(cfg, lambda: sys.exit("the benchmark has logit files: no model may load"), work)
+        times["relate: similar neurons"] = time.perf_counter() - t
+        t = time.perf_counter()
+        render_site(cfg, work)
+        times["render"] = time.perf_counter() - t
+        t = time.perf_counter()
+        publish(cfg, work)
+        times["mkdocs build (publish)"] = time.perf_counter() - t
+
+        site = root / "site"
+        pages = [p.stat().st_size for p in (site / "neurons").rglob("index.html")]
+        shards = [p.stat().st_size for p in (site / "token-search").glob("tokens-*.json")]
+        total = times["relate: similar neurons"] + times["render"] + times["mkdocs build (publish)"]
+        measured = {"render + build (s)": total, "median page (KB)": statistics.median(pages) / 1000,
+                    "largest page (KB)": max(pages) / 1000, "largest shard (KB)": max(shards) / 1000}
+        print(f"\n{len(pages)} neuron pages, {args.neurons} neurons, {os.cpu_count()} CPUs\n")
+        print("| step | seconds | per neuron |\n|---|---|---|")
+        for name, sec in times.items():
+            print(f"| {name} | {sec:.1f} | {1000 * sec / args.neurons:.2f} ms |")
+        print("\n| measure | value | target | ratio to target |\n|---|---|---|---|")
+        for name, value in measured.items():
+            print(f"| {name} | {value:.1f} | {TARGETS[name]:.0f} | {value / TARGETS[name]:.2f} |")
+        print(f"| total site size (MB) | {_dir_bytes(site) / 1e6:.0f} | | |")
+        print(f"| search shards | {len(shards)} (median {statistics.median(shards) / 1000:.1f} KB) | | |")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
