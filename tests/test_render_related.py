@@ -87,3 +87,18 @@ def test_parallel_render_writes_the_same_files(tmp_path: Path, monkeypatch: pyte
                       for folder in (work.docs, work.fragments) for p in sorted(folder.rglob("*")) if p.is_file()})
     assert trees[0].keys() == trees[1].keys() and len(trees[0]) > 10
     assert [k for k in trees[0] if trees[0][k] != trees[1][k]] == []
+
+
+def test_fast_node_lines_match_graphviz_node() -> None:
+    """svg.py writes node statements itself (speed); they must equal what graphviz's Digraph.node writes."""
+    import graphviz
+
+    from n2g_site.render.svg import _esc, _node_line
+    from render_fixtures import HOSTILE
+
+    for token in [*HOSTILE, "\\", '\\"', "a\\lb", "\\N", "&#45;", "&lt;", "<b>x</b>", "<x>", "a b", "1.5"]:
+        attrs = {"fillcolor": "#e23b3b", "fontcolor": "#000000", "penwidth": "2.6", "style": "dashed",
+                 "fontsize": "8", "tooltip": f"{token}: context"}
+        dot = graphviz.Digraph()
+        dot.node("n3", label=_esc(token), **{**attrs, "tooltip": _esc(attrs["tooltip"])})
+        assert _node_line("n3", token, dict(attrs)) == dot.body[-1], token

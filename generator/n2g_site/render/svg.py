@@ -15,6 +15,7 @@ documents it writes split apart), chunks in parallel, never one process per neur
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import graphviz
+from graphviz.quoting import quote as _quote
 
 from ..config import UserError
 from ..n2g.graph import Graph
@@ -60,6 +62,22 @@ def _esc(text: str) -> str:
     """A label/tooltip as literal text for DOT: backslashes doubled, never an HTML-like label."""
     # dot reads "&name;" entities in labels: write "&" as "&amp;" so a token like "&amp;" stays literal.
     return graphviz.escape(text.replace("&", "&amp;"))
+
+
+@functools.lru_cache(maxsize=8192)
+def _quote_fixed(value: str) -> str:
+    """DOT quoting of an attribute value this module generates (colours, sizes, styles), cached."""
+    return _quote(value)
+
+
+def _node_line(node_id: str, label: str, attrs: dict[str, str]) -> str:
+    """One node statement, exactly as ``Digraph.node`` writes it (label first, then attributes sorted),
+    without its per-call overhead: labels and tooltips go through graphviz's quoting as before."""
+    parts = [f"label={_quote(_esc(label))}"]
+    for key in sorted(attrs):
+        value = attrs[key]
+        parts.append(f"{key}={_quote(_esc(value)) if key == 'tooltip' else _quote_fixed(value)}")
+    return f"\t{node_id} [{' '.join(parts)}]\n"
 
 
 def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) -> DotGraph:
@@ -137,7 +155,8 @@ def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) ->
         if ends:
             tip += f"; a match may stop here (predicts {d['end']:.2f})"
             attrs.update(penwidth="2.6", color="#000000")
-        dot.node(d["id"], label=_esc(label), tooltip=_esc(tip), **attrs)
+        attrs["tooltip"] = tip
+        dot.body.append(_node_line(d["id"], label, attrs))
     edges: set[tuple[str, str]] = set()
     for node in graph.nodes:
         if node.parent < 0 or node.id not in node_of or node.parent not in node_of:
@@ -145,7 +164,7 @@ def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) ->
         edge = (drawn[node_of[node.parent]]["id"], drawn[node_of[node.id]]["id"])
         if edge not in edges:
             edges.add(edge)
-            dot.edge(*edge)
+            dot.body.append(f"\t{edge[0]} -> {edge[1]}\n")  # ids are n<number>: no quoting needed
     return DotGraph(source=dot.source, nodes=len(graph.nodes), drawn=len(drawn), hidden=total - len(drawn))
 
 
