@@ -1,0 +1,106 @@
+"""The fidelity page: per-layer charts and table of N2G against its baselines (evaluate stage output).
+
+Reads ``evaluate/summary.json``; when the run was not evaluated the page says so instead. It also states,
+from the numbers, whether the paper's trend holds here: N2G's precision and recall between those of the
+recall-oriented token lookup and the precision-oriented n-gram baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jinja2
+from markupsafe import Markup
+
+from ..evaluate import DATASETS, METHODS
+from ..store import WorkDir, read_json
+from .plots import METHOD_STYLE, chart, render_chart
+
+DATASET_LABELS = {"heldout": "held-out top windows", "ordinary": "ordinary held-out text"}
+METRIC_LABELS = {"precision": "precision", "recall": "recall", "f1": "F1"}
+
+
+@dataclass
+class MethodScores:
+    method: str  # label: N2G, token lookup, n-gram
+    precision: float | None
+    recall: float | None
+    f1: float | None
+
+
+@dataclass
+class LayerFidelity:
+    layer: int
+    neurons: int  # evaluated neurons
+    layer_neurons: int  # all neurons of the layer (for dead / always-on)
+    dead: int  # never above 0 on the mined text
+    always_on: int  # fire (>= half their max) on at least half the mined tokens
+    scores: dict[str, list[MethodScores]]  # dataset -> one entry per method
+
+
+@dataclass
+class DatasetView:
+    key: str
+    label: str
+    charts: list[Markup]  # precision, recall, F1 charts (inline SVG)
+    trend: str  # one sentence: does the paper's ordering hold on this dataset?
+
+
+@dataclass
+class FidelityPage:
+    """``fidelity.md.j2`` and ``fidelity_body.html.j2``."""
+
+    evaluated: bool
+    fire_threshold: float | None = None
+    ngram: int | None = None
+    datasets: list[DatasetView] = field(default_factory=list)
+    layers: list[LayerFidelity] = field(default_factory=list)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
+
+
+def _trend(summary: dict, dataset: str) -> str:
+    """Compare layer-averaged precision and recall of N2G with the two baselines."""
+    parts = []
+    for metric in ("precision", "recall"):
+        avg = {m: _mean([s[dataset][m][metric] for s in summary.values()]) for m in METHODS}
+        if any(v is None for v in avg.values()):
+            return "Not enough firing tokens in this dataset to compare the methods."
+        low, high = sorted((avg["token_lookup"], avg["ngram"]))
+        between = low <= avg["n2g"] <= high
+        parts.append(
+            f"N2G's mean {metric} {avg['n2g']:.2f} is {'between' if between else 'outside'} token lookup "
+            f"({avg['token_lookup']:.2f}) and n-gram ({avg['ngram']:.2f})"
+        )
+    return "; ".join(parts) + "."
+
+
+def fidelity_page(env: jinja2.Environment, work: WorkDir) -> FidelityPage:
+    if not work.evaluation_summary.exists():
+        return FidelityPage(evaluated=False)
+    data = read_json(work.evaluation_summary)
+    summary = dict(sorted(data["layers"].items(), key=lambda kv: int(kv[0])))
+    layers = [int(k) for k in summary]
+    datasets = []
+    for dataset in DATASETS:
+        charts = [
+            Markup(render_chart(env, chart(
+                f"{METRIC_LABELS[metric]}, {DATASET_LABELS[dataset]}", layers,
+                {m: [summary[str(l)][dataset][m][metric] for l in layers] for m in METHODS},
+            )))
+            for metric in ("precision", "recall", "f1")
+        ]
+        datasets.append(DatasetView(dataset, DATASET_LABELS[dataset], charts, _trend(summary, dataset)))
+    rows = [
+        LayerFidelity(
+            layer=int(layer), neurons=s["neurons"], layer_neurons=s["layer_neurons"], dead=s["dead"],
+            always_on=s["always_on"],
+            scores={d: [MethodScores(METHOD_STYLE[m][0], **{k: s[d][m][k] for k in ("precision", "recall", "f1")})
+                        for m in METHODS] for d in DATASETS},
+        )
+        for layer, s in summary.items()
+    ]
+    return FidelityPage(True, data["fire_threshold"], data["ngram"], datasets, rows)

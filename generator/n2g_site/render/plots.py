@@ -1,0 +1,104 @@
+"""Per-layer fidelity charts as inline SVG, drawn at build time (no plotting library, no JavaScript).
+
+One chart per (dataset, metric): x = layer, y = the metric's mean over the layer's neurons (0..1), one line
+per method (N2G, token lookup, n-gram). The geometry is computed here; ``chart.svg.j2`` draws it, so a site
+may restyle it with its own template. Colours are the Okabe-Ito palette (distinguishable with colour-blind
+vision), and each line also differs by marker shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jinja2
+
+METHOD_STYLE = {  # method -> (label, colour, marker)
+    "n2g": ("N2G", "#0072B2", "circle"),
+    "token_lookup": ("token lookup", "#E69F00", "square"),
+    "ngram": ("n-gram", "#009E73", "diamond"),
+}
+WIDTH, HEIGHT = 300, 190
+LEFT, RIGHT, TOP, BOTTOM = 36, 10, 26, 30
+
+
+@dataclass
+class Point:
+    x: float
+    y: float
+    value: float
+    layer: int
+
+
+@dataclass
+class Line:
+    label: str
+    colour: str
+    marker: str
+    points: list[Point]
+
+    @property
+    def path(self) -> str:
+        """SVG polyline points, broken where a layer has no value (separate runs)."""
+        return " ".join(f"{p.x:.1f},{p.y:.1f}" for p in self.points)
+
+
+@dataclass
+class Tick:
+    pos: float
+    label: str
+
+
+@dataclass
+class ChartView:
+    """``chart.svg.j2``."""
+
+    title: str
+    description: str  # the SVG's <desc>: the numbers, for screen readers
+    width: int
+    height: int
+    left: int
+    right: float
+    top: int
+    bottom: float
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    lines: list[Line]
+
+
+def chart(title: str, layers: list[int], values: dict[str, list[float | None]]) -> ChartView:
+    """``values``: method -> one value per layer (None = undefined, not drawn)."""
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    span = max(len(layers) - 1, 1)
+
+    def x(i: int) -> float:
+        return LEFT + (plot_w * i / span if len(layers) > 1 else plot_w / 2)
+
+    def y(v: float) -> float:
+        return TOP + plot_h * (1 - v)
+
+    lines = []
+    for method, series in values.items():
+        label, colour, marker = METHOD_STYLE[method]
+        points = [Point(x(i), y(v), v, layers[i]) for i, v in enumerate(series) if v is not None]
+        lines.append(Line(label, colour, marker, points))
+    step = max(1, round(len(layers) / 8))
+    described = "; ".join(
+        f"{line.label}: " + ", ".join(f"layer {p.layer} {p.value:.2f}" for p in line.points) for line in lines
+    )
+    return ChartView(
+        title=title,
+        description=f"{title}. {described}",
+        width=WIDTH,
+        height=HEIGHT,
+        left=LEFT,
+        right=WIDTH - RIGHT,
+        top=TOP,
+        bottom=TOP + plot_h,
+        x_ticks=[Tick(x(i), str(layer)) for i, layer in enumerate(layers) if i % step == 0 or i == len(layers) - 1],
+        y_ticks=[Tick(y(v), f"{v:g}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
+        lines=lines,
+    )
+
+
+def render_chart(env: jinja2.Environment, view: ChartView) -> str:
+    return env.get_template("chart.svg.j2").render(chart=view)
