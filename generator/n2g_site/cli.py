@@ -52,6 +52,11 @@ _OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
      "A folder of Jinja templates that override the built-in ones (same names)."),
     ("--site-url", None, "site_url", str,
      "Public URL of the site, e.g. https://user.github.io/repo/ (sets the sub-path)."),
+    ("--shard", None, "shard", str,
+     "Fit only part i of n (i from 0), e.g. '0/3', '1/3', '2/3' in three processes or machines; "
+     "then `n2g-site merge` the work dirs. Default: everything."),
+    ("--checkpoint-seconds", None, "checkpoint_seconds", float,
+     "Mine: save a resumable checkpoint this often (0 = after every batch). Default: 120."),
     ("--ngram", None, "ngram", int,
      "Evaluate: the n-gram baseline matches the activating token with its n-1 predecessors. Default: 5."),
     ("--top-k", "mine", "top_k", int, f"Top-activating windows kept per neuron and split. Default: {_MINE.top_k}."),
@@ -140,8 +145,9 @@ def _config(kwargs: dict[str, Any]) -> Config:
 def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def run(**kwargs: Any) -> None:
+        extra = {k: kwargs.pop(k) for k in ("sources",) if k in kwargs}  # command arguments, not options
         try:
-            command(_config(kwargs))
+            command(_config(kwargs), **extra)
         except UserError as exc:
             console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
             sys.exit(2)
@@ -258,6 +264,17 @@ def fit(cfg: Config) -> None:
 def relate(cfg: Config) -> None:
     """Find similar neurons by graph content; compute logit effects (loads the model only if they are missing)."""
     _relate(cfg, _Session(cfg))
+
+
+@app.command("merge")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
+@_common
+@_handle_errors
+def merge_command(cfg: Config, sources: tuple[Path, ...]) -> None:
+    """Copy the fit files of sharded runs' work dirs (SOURCES) into --work-dir."""
+    from .merge import merge as merge_work_dirs
+
+    merge_work_dirs(WorkDir(cfg.work_path), sources)
 
 
 @app.command()

@@ -145,10 +145,25 @@ class Config:
     templates: Path | None = None  # a folder whose templates override the built-in ones
     site_url: str | None = None  # public URL (sets the sub-path on GitHub Pages)
     ngram: int = 5  # evaluate: the n-gram baseline matches the activating token and its n-1 predecessors
+    shard: str | None = None  # "i/n": fit only the i-th of n disjoint parts of the neurons (i from 0)
+    checkpoint_seconds: float = 120.0  # mine: save a resumable checkpoint this often
     mine: MineConfig = field(default_factory=MineConfig)
     fit: FitConfig = field(default_factory=FitConfig)
 
+    @property
+    def shard_index(self) -> tuple[int, int]:
+        """(i, n) of ``--shard i/n``; (0, 1) when not sharded."""
+        if self.shard is None:
+            return 0, 1
+        match = re.fullmatch(r"(\d+)/(\d+)", self.shard.strip())
+        if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+            raise UserError(f"--shard {self.shard!r} must be 'i/n' with 0 <= i < n, e.g. '0/3', '1/3', '2/3'")
+        return int(match.group(1)), int(match.group(2))
+
     def validate(self) -> Config:
+        self.shard_index  # noqa: B018 - validates
+        if self.checkpoint_seconds < 0:
+            raise UserError(f"--checkpoint-seconds {self.checkpoint_seconds} must be 0 (every batch) or more")
         if self.ngram < 1:
             raise UserError(f"--ngram {self.ngram} must be 1 or more (1 = the token alone)")
         self.mine.validate()

@@ -79,3 +79,26 @@ class BatchedEngine:
         self.counters.tokens += sum(len(row) for row in batch)
         self.counters.forwards += 1
         return acts.float().cpu().numpy()
+
+
+class ReferenceEngine:
+    """The original code's call pattern, for benchmarks and parity checks: one request at a time, each a
+    full-model ``run_with_cache`` of a single sequence (no batching, no early stop, no dedupe)."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.counters = EngineCounters()
+
+    def __call__(self, requests: Sequence[Request]) -> list[np.ndarray]:
+        out = []
+        for req in requests:
+            name = self.model.hook_name(req.layer)
+            with torch.inference_mode():
+                _, cache = self.model.bridge.run_with_cache(
+                    torch.tensor([req.tokens], device=self.model.device), names_filter=[name])
+            out.append(cache[name][0, :, req.neuron].float().cpu().numpy().astype(np.float64))
+            self.counters.rows += 1
+            self.counters.tokens += len(req.tokens)
+            self.counters.forwards += 1
+        self.counters.requests += len(requests)
+        return out

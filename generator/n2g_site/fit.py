@@ -68,24 +68,32 @@ def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask
     return tasks
 
 
+def plan(cfg: Config, n_layers: int, d_mlp: int) -> list[tuple[int, tuple[int, ...]]]:
+    """The fixed groups of neurons fitted together (this shard's share of them).
+
+    Groups are cut from the whole selection, not from what is left to do, so a resumed or sharded run
+    batches every neuron with the same companions as an uninterrupted one and writes identical files.
+    """
+    neurons = cfg.select_neurons(d_mlp)
+    groups = [(layer, tuple(neurons[i : i + GROUP])) for layer in cfg.select_layers(n_layers)
+              for i in range(0, len(neurons), GROUP)]
+    index, count = cfg.shard_index
+    return [g for k, g in enumerate(groups) if k % count == index]
+
+
 def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> FitSummary:
     manifest = work.load_manifest()
     info = manifest["model_info"]
-    layers = cfg.select_layers(info["n_layers"])
-    neurons = cfg.select_neurons(info["d_mlp"])
     options = asdict(cfg.fit)
-    todo: dict[int, list[int]] = {}
-    skipped = 0
-    for layer in layers:
+    groups = plan(cfg, info["n_layers"], info["d_mlp"])
+    for layer in sorted({layer for layer, _ in groups}):
         work.require(work.mined(layer), "mine")
-        for neuron in neurons:
-            if _is_current(work.fitted(layer, neuron), options):
-                skipped += 1
-            else:
-                todo.setdefault(layer, []).append(neuron)
-    total = sum(map(len, todo.values()))
+    todo = [g for g in groups if not all(_is_current(work.fitted(g[0], n), options) for n in g[1])]
+    total = sum(len(g[1]) for g in todo)
+    skipped = sum(len(g[1]) for g in groups) - total
+    shard = f" (shard {cfg.shard})" if cfg.shard else ""
     if not total:
-        say(f"fit: all {skipped} selected neurons are already fitted, nothing to do")
+        say(f"fit: all {skipped} selected neurons{shard} are already fitted, nothing to do")
         return FitSummary(0, skipped, 0, 0.0, 0)
     model = load_model()
     engine = BatchedEngine(model, cfg.mine.batch_tokens)
@@ -98,34 +106,37 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     augmenter = proposer.name if proposer is not None else "none"
     started = time.perf_counter()
     fitted = dead = 0
-    say(f"fit: {total} neurons in layers {','.join(map(str, todo))} ({skipped} already done), augmenter {augmenter!r}")
+    layers = sorted({layer for layer, _ in todo})
+    say(f"fit: {total} neurons in layers {','.join(map(str, layers))}{shard} ({skipped} already done), "
+        f"augmenter {augmenter!r}")
+    mined: MinedLayer | None = None
     with bar("fit", total, "neurons") as progress:
-        for layer, layer_neurons in todo.items():
-            mined = MinedLayer.load(work.mined(layer))
-            for at in range(0, len(layer_neurons), GROUP):
-                group = _tasks(mined, layer_neurons[at : at + GROUP], cfg.fit.train_examples)
-                for result in fit_neurons(group, engine, cfg.fit, vocab, proposer):
-                    task = result.task
-                    heldout = None if result.dead else _heldout(mined, task, result, keys, cfg.fit.fire_threshold, model.bos_id)
-                    write_json(work.fitted(task.layer, task.neuron), {
-                        "schema": SCHEMA,
-                        "layer": task.layer,
-                        "neuron": task.neuron,
-                        "hook": model.hook_name(task.layer),
-                        "status": "dead" if result.dead else "fitted",
-                        "max_activation": round(task.max_activation, 6),
-                        "augmenter": augmenter,
-                        "config": options,
-                        "bos": info.get("bos"),
-                        "mask": text[mask_id],
-                        "graph": result.graph.to_json(),
-                        "examples": result.examples,
-                        "heldout": heldout.as_dict() if heldout else None,
-                        "cost": result.cost,
-                    })
-                    dead += int(result.dead)
-                    fitted += int(not result.dead)
-                    advance(progress)
+        for layer, neurons in todo:
+            if mined is None or mined.layer != layer:
+                mined = MinedLayer.load(work.mined(layer))
+            group = _tasks(mined, list(neurons), cfg.fit.train_examples)
+            for result in fit_neurons(group, engine, cfg.fit, vocab, proposer):
+                task = result.task
+                heldout = None if result.dead else _heldout(mined, task, result, keys, cfg.fit.fire_threshold, model.bos_id)
+                write_json(work.fitted(task.layer, task.neuron), {
+                    "schema": SCHEMA,
+                    "layer": task.layer,
+                    "neuron": task.neuron,
+                    "hook": model.hook_name(task.layer),
+                    "status": "dead" if result.dead else "fitted",
+                    "max_activation": round(task.max_activation, 6),
+                    "augmenter": augmenter,
+                    "config": options,
+                    "bos": info.get("bos"),
+                    "mask": text[mask_id],
+                    "graph": result.graph.to_json(),
+                    "examples": result.examples,
+                    "heldout": heldout.as_dict() if heldout else None,
+                    "cost": result.cost,
+                })
+                dead += int(result.dead)
+                fitted += int(not result.dead)
+                advance(progress)
     seconds = time.perf_counter() - started
     c = engine.counters
     extra = getattr(proposer, "tokens_run", 0)

@@ -15,9 +15,13 @@ not mined again.
 
 from __future__ import annotations
 
+import io
+import json
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +31,16 @@ from .config import Config, UserError
 from .corpus import TokenRow, describe, load_documents, sequences
 from .models import LoadedModel
 from .progress import advance, bar, say
-from .store import HIST_EDGES, ExampleSet, LayerStats, MinedLayer, OrdinaryText, WorkDir, write_json
+from .store import (
+    HIST_EDGES,
+    ExampleSet,
+    LayerStats,
+    MinedLayer,
+    OrdinaryText,
+    WorkDir,
+    atomic_write_bytes,
+    write_json,
+)
 
 POOL_ROWS = 512  # rows read ahead and sorted by length, so batches carry little padding
 
@@ -86,6 +99,15 @@ class TopK:
         self.start[rows, slots] = (offsets[b] + peak - self.before).to(torch.int32)
         self.value = top_val
 
+    FIELDS = ("value", "tokens", "acts", "doc", "start")
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name).numpy() for name in self.FIELDS}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, torch.from_numpy(state[name].copy()))
+
     def result(self) -> ExampleSet:
         n, k = self.value.shape
         return ExampleSet(
@@ -117,6 +139,22 @@ class OrdinarySampler:
         self.acts.append(acts[:length].T.to(torch.float16).clone())
         self.docs.append(doc)
         self.used += length
+
+    def state(self) -> dict[str, np.ndarray]:
+        n = self.acts[0].shape[0] if self.acts else 0
+        return {
+            "tokens": torch.cat(self.tokens).numpy() if self.tokens else np.zeros(0, np.int64),
+            "lengths": np.array([len(t) for t in self.tokens], dtype=np.int64),
+            "acts": torch.cat(self.acts, dim=1).numpy() if self.acts else np.zeros((n, 0), np.float16),
+            "docs": np.array(self.docs, dtype=np.int64),
+        }
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        bounds = np.cumsum(np.concatenate([[0], state["lengths"]]))
+        self.tokens = [torch.from_numpy(state["tokens"][a:b].copy()) for a, b in zip(bounds, bounds[1:])]
+        self.acts = [torch.from_numpy(state["acts"][:, a:b].copy()) for a, b in zip(bounds, bounds[1:])]
+        self.docs = [int(d) for d in state["docs"]]
+        self.used = int(state["lengths"].sum())
 
     def result(self, n: int) -> OrdinaryText:
         width = max((len(t) for t in self.tokens), default=0)
@@ -150,6 +188,15 @@ class StatsAccumulator:
         index = torch.bucketize(flat, self.edges, right=True) + torch.arange(flat.shape[1]) * bins
         self.hist += torch.bincount(index.flatten(), minlength=self.hist.numel())
 
+    def state(self) -> dict[str, np.ndarray]:
+        return {"max": self.max.numpy(), "min": self.min.numpy(), "sum": self.sum.numpy(),
+                "hist": self.hist.numpy(), "count": np.array(self.count)}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        for name in ("max", "min", "sum", "hist"):
+            setattr(self, name, torch.from_numpy(state[name].copy()))
+        self.count = int(state["count"])
+
     def result(self) -> LayerStats:
         d_mlp = self.max.shape[0]
         return LayerStats(
@@ -159,6 +206,45 @@ class StatsAccumulator:
             hist=self.hist.reshape(d_mlp, -1).numpy(),
             tokens=self.count,
         )
+
+
+class Checkpoint:
+    """``mine/checkpoint.npz``: the running state of an unfinished pass, saved atomically now and then.
+
+    The batch stream is deterministic (same corpus order, pools and batches), so a rerun with the same
+    options skips the batches the checkpoint covers and continues; the final files equal those of an
+    uninterrupted pass. A checkpoint for another plan (other layers or neurons) is ignored.
+    """
+
+    def __init__(self, work: WorkDir, plan: dict[int, tuple[int, ...]]) -> None:
+        self.path = work.root / "mine" / "checkpoint.npz"
+        self.key = json.dumps({str(k): list(v) for k, v in sorted(plan.items())})
+
+    def save(self, batches: int, tokens: int, parts: dict[str, Any]) -> None:
+        arrays = {"_key": np.array(self.key), "_batches": np.array(batches), "_tokens": np.array(tokens)}
+        for part, obj in parts.items():
+            arrays.update({f"{part}/{name}": value for name, value in obj.state().items()})
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(self.path, buf.getvalue())
+
+    def load(self, parts: dict[str, Any]) -> tuple[int, int]:
+        """Restore ``parts`` in place; returns (batches, tokens) done, (0, 0) if there is nothing to resume."""
+        if not self.path.exists():
+            return 0, 0
+        try:
+            with np.load(self.path) as z:
+                if str(z["_key"]) != self.key:
+                    return 0, 0
+                for part, obj in parts.items():
+                    prefix = f"{part}/"
+                    obj.restore({k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)})
+                return int(z["_batches"]), int(z["_tokens"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # not ours or unreadable: start over
+            return 0, 0
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def identity(cfg: Config, model: LoadedModel | None) -> dict:
@@ -244,12 +330,23 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
             for layer in layers for split in ("train", "heldout")}
     stats = {layer: StatsAccumulator(model.d_mlp) for layer in layers}
     ordinary = {layer: OrdinarySampler(m.ordinary_tokens) for layer in layers}
-    tokens_done = 0
+    parts: dict[str, Any] = {}
+    for layer in layers:
+        parts.update({f"{layer}/train": tops[(layer, "train")], f"{layer}/heldout": tops[(layer, "heldout")],
+                      f"{layer}/stats": stats[layer], f"{layer}/ordinary": ordinary[layer]})
+    checkpoint = Checkpoint(work, todo)
+    resume_batches, tokens_done = checkpoint.load(parts)
     started = time.perf_counter()
+    last_save = time.monotonic()
     say(f"mine: layers {','.join(map(str, layers))} of {cfg.model}, {sum(map(len, todo.values()))} neurons, "
-        f"corpus {cfg.corpus!r}, budget {m.max_tokens or 'all'} tokens")
+        f"corpus {cfg.corpus!r}, budget {m.max_tokens or 'all'} tokens"
+        + (f"; resuming after {tokens_done:,} tokens" if resume_batches else ""))
+    mined_now = 0
     with bar("mine", m.max_tokens or None, "tokens") as progress:
-        for batch in _batches(_budget(rows, m.max_tokens), m.batch_tokens):
+        for number, batch in enumerate(_batches(_budget(rows, m.max_tokens), m.batch_tokens)):
+            if number < resume_batches:  # covered by the checkpoint: only its documents are re-read
+                advance(progress, sum(len(r.tokens) for r in batch))
+                continue
             lengths = torch.tensor([len(r.tokens) for r in batch])
             tokens = torch.zeros((len(batch), int(lengths.max())), dtype=torch.long)
             for i, row in enumerate(batch):
@@ -274,7 +371,11 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
                         ordinary[layer].add(tokens[i], chosen[i], int(lengths[i]), int(docs[i]))
             done = int(lengths.sum())
             tokens_done += done
+            mined_now += done
             advance(progress, done)
+            if time.monotonic() - last_save >= cfg.checkpoint_seconds:
+                checkpoint.save(number + 1, tokens_done, parts)
+                last_save = time.monotonic()
     seconds = time.perf_counter() - started
     if tokens_done == 0:
         raise UserError(f"--corpus {cfg.corpus!r} produced no tokens to mine")
@@ -303,6 +404,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         "layers": sorted(mined),
         "neurons": {str(layer): list(mined[layer]) for layer in sorted(mined)},
     })
+    checkpoint.remove()
     say(f"mine: {tokens_done:,} tokens from {len(index):,} documents in {seconds:.1f} s "
-        f"({tokens_done / seconds:,.0f} tokens/s)")
+        f"({mined_now / max(seconds, 1e-9):,.0f} tokens/s)")
     return MineSummary(layers, tokens_done, len(index), seconds, False)
