@@ -68,3 +68,16 @@ def test_help_explains_every_option():
     for flag in ("--model", "--corpus", "--layers", "--neurons", "--all", "--top-k", "--work-dir", "--site-dir",
                  "--importance-threshold", "--config"):
         assert flag in out
+
+
+def test_unwritable_work_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, out = run("mine", "--model", "random:tiny", "--work-dir", str(blocker / "work"))
+    assert code == 2 and "--work-dir" in out and "is not a writable folder" in " ".join(out.split())
+
+
+def test_top_k_larger_than_the_corpus_allows(tmp_path, text_corpus):
+    code, out = run("mine", "--model", "random:tiny", "--corpus", str(text_corpus), "--top-k", "500",
+                    "--work-dir", str(tmp_path / "w"))
+    assert code == 2 and "--top-k 500 is more than the" in " ".join(out.split())

@@ -51,3 +51,11 @@ def test_embedded_wiki_corpus_is_shuffled_and_has_titles():
             break
     assert all(d.text.strip() and d.title for d in docs)
     assert len({d.id for d in docs}) == 50
+
+
+def test_invalid_utf8_can_be_skipped_and_counted(tmp_path, capsys):
+    (tmp_path / "bad.txt").write_bytes(b"caf\xe9 au lait")
+    (tmp_path / "good.txt").write_text("fine text")
+    docs = list(load_documents(str(tmp_path), bad_utf8="skip"))
+    assert [d.id for d in docs] == ["good.txt"]
+    assert "skipped 1 file(s) that are not valid UTF-8: bad.txt" in " ".join(capsys.readouterr().err.split())

@@ -125,5 +125,5 @@ def test_ordinary_text_is_whole_held_out_rows_with_true_activations(mined, tiny_
     assert rows and sum(len(t) for t, _ in rows) >= min(cfg.mine.ordinary_tokens, 1)
     assert all(index[d]["split"] == "heldout" for d in ml.ordinary.doc)
     for tokens, acts in rows:
-        direct = tiny_model.mlp_activations(torch.tensor([tokens]), [1])[1][0, :, int(ml.neurons[2])]
+        direct = tiny_model.mlp_activations(torch.from_numpy(tokens)[None], [1])[1][0, :, int(ml.neurons[2])]
         np.testing.assert_allclose(acts, direct.numpy(), rtol=2e-3, atol=2e-3)  # stored as float16

@@ -22,7 +22,7 @@ import click
 from . import __version__
 from .config import Config, FitConfig, MineConfig, UserError, load_toml, merge
 from .progress import console, say
-from .store import WorkDir
+from .store import WorkDir, ensure_writable
 
 _MINE = MineConfig()
 _FIT = FitConfig()
@@ -52,6 +52,9 @@ _OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
      "A folder of Jinja templates that override the built-in ones (same names)."),
     ("--site-url", None, "site_url", str,
      "Public URL of the site, e.g. https://user.github.io/repo/ (sets the sub-path)."),
+    ("--bad-utf8", None, "bad_utf8", click.Choice(["fail", "skip"]),
+     "A corpus file that is not valid UTF-8: stop and name it (fail) or leave it out and count it (skip). "
+     "Default: fail."),
     ("--shard", None, "shard", str,
      "Fit only part i of n (i from 0), e.g. '0/3', '1/3', '2/3' in three processes or machines; "
      "then `n2g-site merge` the work dirs. Default: everything."),
@@ -180,6 +183,7 @@ class _Session:
 def _mine(cfg: Config, session: _Session) -> None:
     from .mine import mine
 
+    ensure_writable(cfg.work_path, "--work-dir")
     mine(cfg, session.model, WorkDir(cfg.work_path))
 
 
@@ -211,6 +215,7 @@ def _render(cfg: Config) -> None:
 def _publish(cfg: Config) -> None:
     from .publish import publish
 
+    ensure_writable(cfg.site_dir, "--site-dir")
     site = publish(cfg, WorkDir(cfg.work_path))
     say(f"publish: site written to {site} (open {site / 'index.html'})")
 

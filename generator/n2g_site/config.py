@@ -145,6 +145,7 @@ class Config:
     templates: Path | None = None  # a folder whose templates override the built-in ones
     site_url: str | None = None  # public URL (sets the sub-path on GitHub Pages)
     ngram: int = 5  # evaluate: the n-gram baseline matches the activating token and its n-1 predecessors
+    bad_utf8: str = "fail"  # a corpus file that is not UTF-8: "fail" (name it and stop) or "skip" (count it)
     shard: str | None = None  # "i/n": fit only the i-th of n disjoint parts of the neurons (i from 0)
     checkpoint_seconds: float = 120.0  # mine: save a resumable checkpoint this often
     mine: MineConfig = field(default_factory=MineConfig)
@@ -162,6 +163,8 @@ class Config:
 
     def validate(self) -> Config:
         self.shard_index  # noqa: B018 - validates
+        if self.bad_utf8 not in ("fail", "skip"):
+            raise UserError(f"--bad-utf8 {self.bad_utf8!r} must be 'fail' or 'skip'")
         if self.checkpoint_seconds < 0:
             raise UserError(f"--checkpoint-seconds {self.checkpoint_seconds} must be 0 (every batch) or more")
         if self.ngram < 1:

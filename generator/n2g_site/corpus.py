@@ -61,14 +61,18 @@ def _order_key(doc_id: str, seed: int) -> bytes:
     return hashlib.sha1(f"order:{seed}:{doc_id}".encode()).digest()
 
 
-def load_documents(spec: str, *, seed: int = 0) -> Iterator[Document]:
-    """Documents of ``spec`` in a deterministic order. Raises UserError if there is no text at all."""
+def load_documents(spec: str, *, seed: int = 0, bad_utf8: str = "fail") -> Iterator[Document]:
+    """Documents of ``spec`` in a deterministic order. Raises UserError if there is no text at all.
+
+    ``bad_utf8``: what a local file that is not valid UTF-8 does: "fail" (stop, naming the file) or
+    "skip" (leave it out and say how many were left out at the end).
+    """
     if spec == EMBEDDED:
         docs: Iterator[Document] = _wiki(seed)
     elif spec.startswith(HF_PREFIX):
         docs = _hf(spec[len(HF_PREFIX):])
     else:
-        docs = _local(Path(spec).expanduser(), spec)
+        docs = _local(Path(spec).expanduser(), spec, bad_utf8)
     found = False
     for doc in docs:
         if doc.text.strip():
@@ -97,7 +101,7 @@ def _wiki(seed: int) -> Iterator[Document]:
         yield Document(id=title, title=entry.get("title") or title, text=entry.get("extract") or "")
 
 
-def _local(path: Path, spec: str) -> Iterator[Document]:
+def _local(path: Path, spec: str, bad_utf8: str = "fail") -> Iterator[Document]:
     if not path.exists():
         raise UserError(f"--corpus {spec!r} does not exist: pass 'wiki', a folder or file of .txt/.jsonl, or hf:<dataset>")
     if path.is_file():
@@ -106,16 +110,28 @@ def _local(path: Path, spec: str) -> Iterator[Document]:
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".jsonl"))
         if not files:
             raise UserError(f"--corpus {spec!r} has no .txt or .jsonl files: add some, or pass 'wiki'")
+    skipped: list[str] = []
     for file in files:
         rel = file.name if file == path else str(file.relative_to(path))
         try:
             text = file.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise UserError(f"corpus file {str(file)!r} is not valid UTF-8 (byte {exc.start}): convert or remove it") from None
+            if bad_utf8 == "skip":
+                skipped.append(rel)
+                continue
+            raise UserError(
+                f"corpus file {str(file)!r} is not valid UTF-8 (byte {exc.start}): convert or remove it, "
+                "or pass --bad-utf8 skip"
+            ) from None
         if file.suffix == ".jsonl":
             yield from _jsonl(text, rel)
         else:
             yield Document(id=rel, title=file.stem, text=text)
+    if skipped:
+        from .progress import say
+
+        say(f"[yellow]corpus: skipped {len(skipped)} file(s) that are not valid UTF-8: {', '.join(skipped[:5])}"
+            + (" ..." if len(skipped) > 5 else ""))
 
 
 def _jsonl(text: str, rel: str) -> Iterator[Document]:

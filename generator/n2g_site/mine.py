@@ -321,9 +321,22 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         return MineSummary(list(cfg.select_layers(model.n_layers)), 0, 0, 0.0, True)
     m = cfg.mine
     seq_len = min(m.seq_len, model.n_ctx)
+
+    def stream(index: list[dict[str, str]]) -> Iterator[TokenRow]:
+        docs = load_documents(cfg.corpus, seed=cfg.seed, bad_utf8=cfg.bad_utf8)
+        rows = sequences(docs, model.encode, bos_id=model.bos_id, seq_len=seq_len, held_out=m.held_out,
+                         seed=cfg.seed, index=index)
+        return _budget(rows, m.max_tokens)
+
+    if not cfg.corpus.startswith("hf:"):  # local text: tokenizing it once more costs ~1 s per 1M tokens
+        train_rows = sum(row.split == "train" for row in stream([]))
+        if train_rows < m.top_k:
+            raise UserError(
+                f"--top-k {m.top_k} is more than the {train_rows} training sequences {cfg.corpus!r} gives "
+                f"(--max-tokens {m.max_tokens or 'all'}): lower --top-k, raise --max-tokens, or add text"
+            )
     index: list[dict[str, str]] = []
-    rows = sequences(load_documents(cfg.corpus, seed=cfg.seed), model.encode, bos_id=model.bos_id,
-                     seq_len=seq_len, held_out=m.held_out, seed=cfg.seed, index=index)
+    rows = stream(index)
     layers = sorted(todo)
     picks = {layer: torch.tensor(todo[layer]) for layer in layers}
     tops = {(layer, split): TopK(len(todo[layer]), m.top_k, m.context_before, m.context_after)
@@ -343,7 +356,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         + (f"; resuming after {tokens_done:,} tokens" if resume_batches else ""))
     mined_now = 0
     with bar("mine", m.max_tokens or None, "tokens") as progress:
-        for number, batch in enumerate(_batches(_budget(rows, m.max_tokens), m.batch_tokens)):
+        for number, batch in enumerate(_batches(rows, m.batch_tokens)):
             if number < resume_batches:  # covered by the checkpoint: only its documents are re-read
                 advance(progress, sum(len(r.tokens) for r in batch))
                 continue

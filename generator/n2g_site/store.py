@@ -42,6 +42,20 @@ VOCAB = "vocab.json"
 CORPUS = "corpus.json"
 
 
+def ensure_writable(folder: Path, flag: str) -> None:
+    """Create ``folder`` if needed and check a file can be written there, else a UserError naming ``flag``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".n2g-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(
+            f"{flag} {str(folder)!r} is not a writable folder ({exc.strerror or type(exc).__name__}): "
+            f"pass another {flag}"
+        ) from None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
