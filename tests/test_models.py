@@ -86,3 +86,22 @@ def test_mask_token_by_string_or_id(tiny_model):
     assert tiny_model.token_id("<|im_end|>") == 2 == tiny_model.token_id("2")
     with pytest.raises(UserError, match="--mask-token 'two tokens here'"):
         tiny_model.token_id("two tokens here")
+
+
+def test_a_batch_that_runs_out_of_memory_is_split_and_gives_the_same_values(tiny_model, monkeypatch):
+    tokens = torch.tensor([tiny_model.encode("The cat sat on the mat in Paris.")] * 5)
+    expected = tiny_model.mlp_activations(tokens, [0, 1])
+    real = type(tiny_model)._forward_hooks
+    sizes = []
+
+    def small_memory(self, batch, layers):
+        sizes.append(batch.shape[0])
+        if batch.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, batch, layers)
+
+    monkeypatch.setattr(type(tiny_model), "_forward_hooks", small_memory)
+    got = tiny_model.mlp_activations(tokens, [0, 1])
+    assert max(s for s in sizes if s <= 2) <= 2 and sizes[0] == 5
+    for layer in (0, 1):
+        torch.testing.assert_close(got[layer], expected[layer])

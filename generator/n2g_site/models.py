@@ -136,7 +136,24 @@ class LoadedModel:
 
         The forward pass stops right after the deepest requested layer's hook, so nothing past it is
         computed. Rows may be right-padded: the model is causal, so padding never changes earlier positions.
+        Batch size adapts to memory: a batch that runs out of (GPU) memory is split in halves and retried,
+        and the halves' results are joined, so callers may ask for large batches.
         """
+        import torch
+
+        try:
+            return self._forward_hooks(tokens, layers)
+        except torch.OutOfMemoryError:
+            if tokens.shape[0] == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = tokens.shape[0] // 2
+            first = self.mlp_activations(tokens[:half], layers)
+            second = self.mlp_activations(tokens[half:], layers)
+            return {layer: torch.cat([first[layer], second[layer]]) for layer in first}
+
+    def _forward_hooks(self, tokens: Any, layers: Sequence[int]) -> dict[int, Any]:
         import torch
 
         deepest = max(layers)

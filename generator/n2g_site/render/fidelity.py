@@ -104,3 +104,42 @@ def fidelity_page(env: jinja2.Environment, work: WorkDir) -> FidelityPage:
         for layer, s in summary.items()
     ]
     return FidelityPage(True, data["fire_threshold"], data["ngram"], datasets, rows)
+
+
+@dataclass
+class NeuronScoreRow:
+    method: str  # N2G, token lookup, n-gram
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    correlation: float | None
+    predicted_firing: int
+
+
+@dataclass
+class NeuronFidelity:
+    """A neuron's evaluate output, for its page (``neuron_scores.html.j2``)."""
+
+    fire_threshold: float
+    ngram: int
+    datasets: list[tuple[str, int, int, list[NeuronScoreRow]]]  # (label, tokens, true firing, rows)
+
+
+def neuron_fidelity(work: WorkDir, layer: int, neuron: int) -> NeuronFidelity | None:
+    """None when the neuron was not evaluated (or is dead: nothing to score)."""
+    path = work.evaluated(layer, neuron)
+    if not path.exists():
+        return None
+    data = read_json(path)
+    if not data.get("datasets"):
+        return None
+    datasets = []
+    for key in DATASETS:
+        methods = data["datasets"].get(key)
+        if not methods:
+            continue
+        first = methods["n2g"]
+        rows = [NeuronScoreRow(METHOD_STYLE[m][0], s["precision"], s["recall"], s["f1"], s["correlation"],
+                               s["predicted_firing"]) for m, s in methods.items()]
+        datasets.append((DATASET_LABELS[key], first["tokens"], first["true_firing"], rows))
+    return NeuronFidelity(data["fire_threshold"], data["ngram"], datasets)
