@@ -5,7 +5,7 @@ render and publish stages, timed, with page, site and search-shard sizes.
     .venv/bin/python benchmarks/render_scale.py --neurons 5000 --keep /tmp/bench5k
 
 The work dir mimics SmolLM2-135M (1,536 neurons per layer, layers filled in order): per neuron 20 training
-and 20 held-out windows of 53 tokens (the mine defaults), a fitted graph of 20-150 nodes (a trie over a
+and 20 held-out windows of 53 tokens (the mine defaults; activations as sparse as the demo's), a fitted graph of 20-150 nodes (a trie over a
 Zipf-distributed 8,000-token vocabulary, hostile tokens included), held-out scores, fit cost; per layer
 stats of every neuron and logit effects (10 promoted and 10 suppressed tokens per neuron). Targets (2 cores):
 render + build under 5 minutes, neuron page under 60 KB, largest search shard under 100 KB.
@@ -93,7 +93,12 @@ def _graph(rng: np.random.Generator, vocab: list[str], size: int) -> list[dict]:
 def _examples(rng: np.random.Generator, n: int, peak: np.ndarray, docs: int) -> ExampleSet:
     ex = ExampleSet.empty(n, K, W)
     ex.tokens[:] = _zipf(rng, n * K * W).reshape(n, K, W)
-    ex.acts[:] = rng.uniform(-0.1, 0.4, (n, K, W)).astype(np.float32) * peak[:, None, None]
+    # Like the demo's SmolLM2 windows (measured: 12-31% of shown tokens at >= 5% of the max, ~40% negative):
+    # 40% slightly negative, 40% near zero, 20% between 5% and 50% of the peak.
+    kind = rng.random((n, K, W))
+    acts = np.where(kind < 0.4, rng.uniform(-0.1, 0, (n, K, W)),
+                    np.where(kind < 0.8, rng.uniform(0, 0.04, (n, K, W)), rng.uniform(0.05, 0.5, (n, K, W))))
+    ex.acts[:] = acts.astype(np.float32) * peak[:, None, None]
     value = peak[:, None] * np.linspace(1.0, 0.4, K, dtype=np.float32)[None, :]
     ex.acts[:, :, BEFORE] = value
     ex.value[:] = value
@@ -110,7 +115,8 @@ def _make_layer(args: tuple[str, int, list[int], int]) -> int:
     vocab = _vocab()
     stats_max = rng.uniform(0.5, 8.0, PER_LAYER).astype(np.float32)
     hist = np.zeros((PER_LAYER, len(HIST_EDGES) + 1), np.int64)
-    hist[:, 1:40] = rng.integers(0, 500, (PER_LAYER, 39))
+    top = np.searchsorted(HIST_EDGES, stats_max, side="right")  # bins up to each neuron's max
+    hist[:, 1:50] = rng.integers(0, 500, (PER_LAYER, 49)) * (np.arange(1, 50)[None, :] <= top[:, None])
     hist[:, 0] = 1_000_000 - hist.sum(axis=1)
     stats = LayerStats(max=stats_max, min=-stats_max / 5, mean=stats_max / 20, hist=hist, tokens=1_000_000)
     peak = stats_max[neurons]

@@ -40,8 +40,12 @@ def served_site(www):
     url = f"http://127.0.0.1:{server.server_address[1]}/sub/"
     (corpus / "a.txt").write_text("In Paris the <script>alert(1)</script> museums open at nine. " * 8)
     (corpus / "b.txt").write_text("Rivers flow into the sea & the sea is deep. " * 8)
+    for i, text in enumerate(["The cat sat on the mat in Paris.", "She moved to London in 1999.",
+                              'He said "hello" & left.', "Tabs\tand\nnewlines, 中文 and emoji 😀.",
+                              "Numbers: 1, 2, 3 and 42.", "Rome is in Italy; Paris is in France."]):
+        (corpus / f"c{i}.txt").write_text((text + " ") * 6)
     result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(corpus), "--neurons", "0-1",
-                                      "--top-k", "3", "--site-url", url, "--work-dir", str(root / "work"),
+                                      "--top-k", "2", "--site-url", url, "--work-dir", str(root / "work"),
                                       "--site-dir", str(root / "sub")])
     assert result.exit_code == 0, result.output
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -81,9 +85,11 @@ def test_home_to_layer_to_neuron_with_a_visible_graph(served_site, page):
 
 
 def test_script_tokens_show_as_text_and_never_run(served_site, page):
-    page.goto(served_site + "neurons/L0/N1/")
-    text = page.locator("body").inner_text()
-    assert "script" in text  # the corpus' <script> tag is shown as tokens ...
+    texts = []
+    for rel in ("neurons/L0/N0/", "neurons/L0/N1/", "neurons/L1/N0/", "neurons/L1/N1/"):
+        page.goto(served_site + rel)
+        texts.append(page.locator("body").inner_text())
+    assert any("<script>" in t or "script>" in t for t in texts)  # the corpus' <script> tag shows as text ...
     assert page.errors == []  # ... and no alert() dialog or script error happened
 
 

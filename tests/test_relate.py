@@ -101,3 +101,34 @@ def test_relate_stage_loads_the_model_only_for_missing_logits(tmp_path) -> None:
     assert set(similar["neurons"]) == {"0/0", "0/3", "3/3", "3/17"}  # fitted graphs only (no dead/unfitted)
     assert similar["neurons"]["0/0"][0][2] == pytest.approx(1.0, abs=1e-3)  # the same small graph
     assert similar["tokens"]["0/0"][0] == " Paris"
+
+
+def test_logit_effects_of_a_swiglu_llama_use_the_down_projection(tmp_path) -> None:
+    """A tiny random Llama (SmolLM2's architecture) as a local HF folder: W_out[n] is down_proj's column n,
+    W_U is lm_head transposed, and the final RMSNorm weight is folded in (no centring)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from n2g_site.models import embedded_tokenizer, load_model
+
+    tok = embedded_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      tie_word_embeddings=False)
+    torch.manual_seed(0)
+    reference = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        reference.model.norm.weight.uniform_(0.5, 1.5)  # a non-trivial norm scale to fold in
+    reference.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    u = unembed_of(load_model(str(tmp_path)).bridge)
+    assert "RMSNorm" in u.norm and not u.centre
+    neurons = [0, 47]
+    up_i, up_v, down_i, down_v = logit_effects(u, 1, neurons, k=5)
+    with torch.no_grad():
+        direction = reference.model.layers[1].mlp.down_proj.weight[:, neurons].T * reference.model.norm.weight
+        eff = (direction @ reference.lm_head.weight.T).numpy()
+    for row in range(len(neurons)):
+        order = np.argsort(-eff[row])
+        assert list(up_i[row]) == list(order[:5]) and list(down_i[row]) == list(order[::-1][:5])
+        assert np.allclose(up_v[row], eff[row, order[:5]], atol=1e-5)
