@@ -59,7 +59,7 @@ def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
         csv_rows = (work / "evaluate" / f"layer_{layer:02d}.csv").read_text().splitlines()
         assert len(csv_rows) - 1 == sum(
             read_json(work / "evaluate" / f"L{layer:02d}" / f"N{n:05d}.json")["status"] == "fitted" for n in range(3)
-        ) * 2 * 3  # datasets x methods
+        ) * 2 * 4  # datasets x methods
     # a second build does no compute (resume) and gives the same neuron JSON
     before = {p: p.read_bytes() for p in (work / "fit").rglob("*.json")}
     result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(text_corpus), "--neurons", "0-2",

@@ -38,10 +38,12 @@ def test_nan_truth_and_the_doc_start_token_are_not_scored():
     assert (s.tokens, s.true_firing, s.predicted_firing) == (2, 1, 0)
 
 
-def test_token_lookup_predicts_the_mean_seen_for_each_token():
+def test_token_lookup_predicts_the_mean_or_max_seen_for_each_token():
     windows = [(np.array([0, 3, 4, 3]), np.array([0.9, 1.0, 0.2, 0.4]))]
     lookup = TokenLookup(windows, vocab_size=10, skip=0)
     np.testing.assert_allclose(lookup(np.array([3, 4, 5, 0, -1, 99])), [0.7, 0.2, 0, 0, 0, 0])
+    biggest = TokenLookup(windows, vocab_size=10, skip=0, stat="max")  # the original code's TokenPredictor
+    np.testing.assert_allclose(biggest(np.array([3, 4, 5, 0])), [1.0, 0.2, 0, 0])
 
 
 def test_ngram_predicts_only_the_exact_firing_context():

@@ -2,10 +2,10 @@
 
 Both predict *normalised* activations (activation / A_max), like a graph.
 
-- :class:`TokenLookup`: each token id predicts the mean normalised activation it had, over all its
-  occurrences in the training windows; unseen tokens predict 0. (The original stored the maximum; the mean
-  is the baseline the issue tracker asked for: a token that fires only sometimes is not always predicted
-  to fire.) Recall-oriented: it fires on every occurrence of a token that fired on average.
+- :class:`TokenLookup`: each token id predicts the mean (``stat="mean"``) or the maximum (``stat="max"``,
+  the original code's ``TokenPredictor``) normalised activation it had over its occurrences in the
+  training windows; unseen tokens predict 0. The max variant is recall-oriented (a token that fired once
+  is predicted to fire everywhere); the mean variant fires only on tokens that fire on average.
 - :class:`NGram`: the exact run of ``n`` tokens ending at a training token whose normalised activation was
   at least the firing threshold predicts the mean normalised activation seen there; anything else
   predicts 0. Precision-oriented. (The original compared the *raw* activation with 0.5, which almost no
@@ -39,14 +39,20 @@ def _ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
 
 
 class TokenLookup:
-    def __init__(self, windows: Iterable[tuple[np.ndarray, np.ndarray]], vocab_size: int, skip: int | None) -> None:
+    def __init__(self, windows: Iterable[tuple[np.ndarray, np.ndarray]], vocab_size: int, skip: int | None,
+                 stat: str = "mean") -> None:
         sums = np.zeros(vocab_size, dtype=np.float64)
         counts = np.zeros(vocab_size, dtype=np.int64)
+        best = np.full(vocab_size, -np.inf)
         for tokens, norm in windows:
             keep = (tokens >= 0) & (tokens < vocab_size) & (tokens != (-1 if skip is None else skip))
             np.add.at(sums, tokens[keep], norm[keep])
             np.add.at(counts, tokens[keep], 1)
-        self.table = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+            np.maximum.at(best, tokens[keep], norm[keep])
+        if stat == "max":
+            self.table = np.where(counts > 0, best, 0.0)
+        else:
+            self.table = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
         tokens = np.asarray(tokens, dtype=np.int64)

@@ -8,8 +8,8 @@ precision needs some predicted firing, recall some true firing, F1 = 2TP / (2TP 
 correlation (Pearson, predicted vs true normalised activation over all tokens, comparable to
 simulation-based scoring) needs both sides to vary.
 
-The evaluate stage scores every fitted neuron's graph and the two baselines (baselines.py), fitted on the
-same training windows, on two datasets of held-out documents:
+The evaluate stage scores every fitted neuron's graph and the baselines (baselines.py: token lookup by
+mean and by max, n-gram), fitted on the same training windows, on two datasets of held-out documents:
 
 - ``heldout``: the neuron's top-activating held-out windows (the paper's test set: same distribution as
   training, so it rewards recall);
@@ -41,7 +41,7 @@ from .progress import advance, bar, console, say
 from .store import MinedLayer, WorkDir, atomic_write_text, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-eval/1"
-METHODS = ("n2g", "token_lookup", "ngram")
+METHODS = ("n2g", "token_lookup", "token_max", "ngram")
 DATASETS = ("heldout", "ordinary")
 METRICS = ("precision", "recall", "f1", "correlation")
 ALWAYS_ON_SHARE = 0.5  # a neuron is "always on" when it fires on at least half of the mined tokens
@@ -166,7 +166,8 @@ def _evaluate_neuron(fit: dict, mined: MinedLayer, keys: KeyIndex, vocab_size: i
     train = [(w.tokens, w.acts / a_max) for w in mined.train.windows(row)[:train_examples]]
     predictors = {
         "n2g": Predictor(Graph.from_json(fit["graph"]), keys),
-        "token_lookup": TokenLookup(train, vocab_size, bos),
+        "token_lookup": TokenLookup(train, vocab_size, bos, "mean"),
+        "token_max": TokenLookup(train, vocab_size, bos, "max"),
         "ngram": NGram(train, n, threshold, bos),
     }
     datasets = {
@@ -212,7 +213,7 @@ def print_table(summary: dict) -> None:
         return " / ".join("–" if d[m] is None else f"{d[m]:.2f}" for m in ("precision", "recall", "f1"))
 
     table = Table(title="Fidelity per layer: precision / recall / F1 (means over neurons)")
-    for column in ("layer", "neurons", "dataset", "N2G", "token lookup", "n-gram"):
+    for column in ("layer", "neurons", "dataset", "N2G", "token mean", "token max", "n-gram"):
         table.add_column(column)
     for layer, s in summary.items():
         for dataset in DATASETS:

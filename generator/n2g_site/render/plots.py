@@ -14,7 +14,8 @@ import jinja2
 
 METHOD_STYLE = {  # method -> (label, colour, marker)
     "n2g": ("N2G", "#0072B2", "circle"),
-    "token_lookup": ("token lookup", "#E69F00", "square"),
+    "token_lookup": ("token lookup (mean)", "#E69F00", "square"),
+    "token_max": ("token lookup (max)", "#CC79A7", "triangle"),
     "ngram": ("n-gram", "#009E73", "diamond"),
 }
 WIDTH, HEIGHT = 300, 190
