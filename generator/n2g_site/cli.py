@@ -38,7 +38,7 @@ _OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
      "'hf:<dataset>' (downloads)."),
     ("--layers", None, "layers", str,
      "Layers to analyse, e.g. '0,3-5'. Default: 6 evenly spaced layers, first and last included."),
-    ("--neurons", None, "neurons", str, "Neurons of each layer, e.g. '0-15'. Default: '0-7'."),
+    ("--neurons", None, "neurons", str, "Neurons of each layer, e.g. '0-15'. Default: '0-3'."),
     ("--work-dir", None, "work_dir", click.Path(path_type=Path, file_okay=False),
      "Where stage outputs go (resumable). Default: .n2g/<model>__<corpus>."),
     ("--site-dir", None, "site_dir", click.Path(path_type=Path, file_okay=False),

@@ -19,9 +19,9 @@ class UserError(Exception):
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_CORPUS = "wiki"
-# The demo: 8 neurons in each of 6 evenly spaced layers (see README "What the demo covers").
+# The demo: 4 neurons in each of 6 evenly spaced layers (see README "What the demo covers").
 DEFAULT_LAYER_COUNT = 6
-DEFAULT_NEURONS = "0-7"
+DEFAULT_NEURONS = "0-3"
 
 
 def parse_ranges(text: str, *, what: str) -> tuple[int, ...]:
