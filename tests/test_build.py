@@ -60,6 +60,14 @@ def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
         assert len(csv_rows) - 1 == sum(
             read_json(work / "evaluate" / f"L{layer:02d}" / f"N{n:05d}.json")["status"] == "fitted" for n in range(3)
         ) * 2 * 4  # datasets x methods
+    # ... and the site shows it: charts on the home and fidelity pages, scores on each fitted neuron's page
+    assert (site / "fidelity" / "index.html").read_text().count('class="n2g-chart"') == 6  # 2 datasets x P/R/F1
+    assert (site / "index.html").read_text().count('class="n2g-chart"') == 2  # F1 on both datasets
+    for layer in (0, 1):
+        for neuron in range(3):
+            evaluated = read_json(work / "evaluate" / f"L{layer:02d}" / f"N{neuron:05d}.json")
+            page = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").read_text()
+            assert ('class="n2g-scores"' in page) == bool(evaluated["datasets"])
     # a second build does no compute (resume) and gives the same neuron JSON
     before = {p: p.read_bytes() for p in (work / "fit").rglob("*.json")}
     result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(text_corpus), "--neurons", "0-2",

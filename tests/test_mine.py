@@ -127,3 +127,12 @@ def test_ordinary_text_is_whole_held_out_rows_with_true_activations(mined, tiny_
     for tokens, acts in rows:
         direct = tiny_model.mlp_activations(torch.from_numpy(tokens)[None], [1])[1][0, :, int(ml.neurons[2])]
         np.testing.assert_allclose(acts, direct.numpy(), rtol=2e-3, atol=2e-3)  # stored as float16
+
+
+def test_files_mined_before_the_ordinary_sample_still_load(mined, tmp_path):
+    _, work = mined
+    with np.load(work.mined(0)) as z:
+        old = {k: z[k] for k in z.files if not k.startswith("ordinary.")}
+    np.savez(tmp_path / "old.npz", **old)
+    layer = MinedLayer.load(tmp_path / "old.npz")
+    assert layer.ordinary.rows(0) == [] and layer.train.value.shape[0] == len(layer.neurons)

@@ -22,7 +22,8 @@ def graph_json():
 
 def test_a_fitted_graph_validates_and_round_trips(graph_json):
     validate(graph_json, "graph")
-    assert Graph.from_json(graph_json).to_json() == graph_json
+    assert Graph.from_json(graph_json, check_schema=True).to_json() == graph_json
+    assert Graph.from_json(graph_json) == Graph.from_json(graph_json, check_schema=True)
 
 
 @pytest.mark.parametrize(
@@ -38,4 +39,4 @@ def test_broken_graphs_are_refused(graph_json, edit, message):
     data = copy.deepcopy(graph_json)
     edit(data)
     with pytest.raises(ValueError, match=message):
-        Graph.from_json(data)
+        Graph.from_json(data, check_schema=True)

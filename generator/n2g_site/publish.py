@@ -50,7 +50,7 @@ def derive_config(cfg: Config, work: WorkDir) -> dict[str, Any]:
     conf["use_directory_urls"] = True  # the fragments' relative links assume directory URLs
     manifest = read_json(work.manifest) if work.manifest.exists() else {}
     layers = sorted((docs / "layers").glob("L*.md"), key=_layer_key)
-    nav: list[Any] = [{"Home": "index.md"}, {"How to read a graph": "reading.md"}]
+    nav: list[Any] = [{"Home": "index.md"}, {"How to read a graph": "reading.md"}, {"Fidelity": "fidelity.md"}]
     if layers:
         nav.append({"Layers": [{f"Layer {_layer_key(p)}": f"layers/{p.name}"} for p in layers]})
     conf["nav"] = nav

@@ -242,7 +242,10 @@ class MinedLayer:
             }
             stats = LayerStats(**{f.name: z[f"stats.{f.name}"] for f in fields(LayerStats)})
             stats.tokens = int(stats.tokens)
-            ordinary = OrdinaryText(**{f.name: z[f"ordinary.{f.name}"] for f in fields(OrdinaryText)})
+            ordinary = (  # absent in files mined before the ordinary-text sample existed
+                OrdinaryText(**{f.name: z[f"ordinary.{f.name}"] for f in fields(OrdinaryText)})
+                if "ordinary.tokens" in z.files else OrdinaryText.empty()
+            )
             return cls(layer=int(z["layer"]), neurons=z["neurons"], stats=stats, ordinary=ordinary, **sets)
 
 

@@ -11,6 +11,7 @@ URLs are relative to the page that shows them, so the site works under any sub-p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from markupsafe import Markup
 
@@ -147,6 +148,8 @@ class NeuronPage:
     next: Link | None = None
     similar: list[SimilarView] = field(default_factory=list)  # empty: not related (or no neighbour)
     logits: LogitView | None = None
+    fidelity: Any = None  # render.fidelity.NeuronFidelity: the evaluate stage's scores (None: not evaluated)
+    fidelity_url: str = "../../../fidelity/"  # the page explaining the scores
 
 
 @dataclass

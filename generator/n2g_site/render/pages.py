@@ -40,6 +40,7 @@ from ..config import Config, UserError
 from ..n2g.graph import Graph, Node
 from ..resources import builtin_path
 from ..store import HIST_EDGES, MinedLayer, WorkDir, Window, read_json
+from .fidelity import fidelity_page, neuron_fidelity
 from .contexts import (
     ExampleView,
     GraphView,
@@ -72,6 +73,11 @@ TEMPLATES = (
     "index.md.j2",
     "reading.md.j2",
     "reading_body.html.j2",
+    "fidelity.md.j2",
+    "fidelity_body.html.j2",
+    "home_fidelity.html.j2",
+    "neuron_scores.html.j2",
+    "chart.svg.j2",
 )
 MAX_TRAIN_EXAMPLES = 10  # training windows shown per neuron
 MAX_HELDOUT_EXAMPLES = 5  # held-out windows shown per neuron
@@ -623,6 +629,8 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
             if i + 1 < len(items) else None,
             similar=related.similar_views(layer, n),
             logits=related.logit_view(n),
+            fidelity=neuron_fidelity(work, layer, n),
+            fidelity_url="../../../fidelity/",
         )
         md_path = neuron_md_path(layer, n)
         out.page(md_path, _render(env, tpl["neuron.md.j2"], page=page, site=site, placeholder=PLACEHOLDER))
@@ -710,6 +718,11 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
     out.page("reading.md", _render(env, tpl["reading.md.j2"], page=reading, site=site, placeholder=PLACEHOLDER))
     out.fragment("reading.md", _render(env, tpl["reading_body.html.j2"], page=reading, site=site))
 
+    # Fidelity: per-layer charts and table of the evaluate stage.
+    fidelity = fidelity_page(env, work)
+    out.page("fidelity.md", _render(env, tpl["fidelity.md.j2"], page=fidelity, site=site, placeholder=PLACEHOLDER))
+    out.fragment("fidelity.md", _render(env, tpl["fidelity_body.html.j2"], page=fidelity, site=site))
+
     # Home.
     licence = corpus_info.get("licence")
     credit = None
@@ -739,7 +752,8 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
         neurons=neuron_count,
         reading_md="reading.md",
     )
-    out.page("index.md", _render(env, tpl["index.md.j2"], page=home, site=site))
+    out.page("index.md", _render(env, tpl["index.md.j2"], page=home, site=site, placeholder=PLACEHOLDER))
+    out.fragment("index.md", _render(env, tpl["home_fidelity.html.j2"], page=fidelity, site=site))
     _copy_assets(cfg, staged_docs)
     search.write(staged_docs / SEARCH_DIR)
 
