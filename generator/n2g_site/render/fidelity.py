@@ -47,10 +47,21 @@ class DatasetView:
 
 
 @dataclass
+class LegendItem:
+    label: str
+    colour: str
+    marker: str
+
+
+LEGEND = [LegendItem(*METHOD_STYLE[m]) for m in METHODS]
+
+
+@dataclass
 class FidelityPage:
-    """``fidelity.md.j2`` and ``fidelity_body.html.j2``."""
+    """``fidelity.md.j2``, ``fidelity_body.html.j2`` and the home page's ``home_fidelity.html.j2``."""
 
     evaluated: bool
+    legend: list[LegendItem] = field(default_factory=lambda: list(LEGEND))
     fire_threshold: float | None = None
     ngram: int | None = None
     datasets: list[DatasetView] = field(default_factory=list)
@@ -107,7 +118,7 @@ def fidelity_page(env: jinja2.Environment, work: WorkDir) -> FidelityPage:
         )
         for layer, s in summary.items()
     ]
-    return FidelityPage(True, data["fire_threshold"], data["ngram"], datasets, rows)
+    return FidelityPage(True, fire_threshold=data["fire_threshold"], ngram=data["ngram"], datasets=datasets, layers=rows)
 
 
 @dataclass

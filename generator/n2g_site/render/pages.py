@@ -77,6 +77,7 @@ TEMPLATES = (
     "fidelity_body.html.j2",
     "home_fidelity.html.j2",
     "neuron_scores.html.j2",
+    "fidelity_legend.html.j2",
     "chart.svg.j2",
 )
 MAX_TRAIN_EXAMPLES = 10  # training windows shown per neuron
