@@ -45,6 +45,7 @@ def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
             page = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").read_text()
             fit = read_json(work / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json")
             validate(fit, "neuron-fit")
+            validate(read_json(site / "neurons" / f"L{layer}" / f"N{neuron}" / "neuron.json"), "neuron")
             assert fit["augmenter"] == "self"  # auto, offline
             parser = _Spans()
             parser.feed(page)

@@ -150,6 +150,7 @@ class NeuronPage:
     logits: LogitView | None = None
     fidelity: Any = None  # render.fidelity.NeuronFidelity: the evaluate stage's scores (None: not evaluated)
     fidelity_url: str = "../../../fidelity/"  # the page explaining the scores
+    json_url: str | None = None  # this neuron's data as JSON (render/export.py), relative to the page
 
 
 @dataclass
@@ -219,6 +220,7 @@ class HomePage:
     layers: list[LayerSummary]
     neurons: int
     reading_md: str  # "reading.md"
+    export_jsonl: str | None = None  # every neuron as JSON Lines (render/export.py), relative to docs/
 
 
 @dataclass

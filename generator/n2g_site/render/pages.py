@@ -8,6 +8,8 @@ Pages and where their heavy HTML lives::
     docs/neurons/L{l}/N{n}.md     one page per neuron           fragments/neurons/L{l}/N{n}.html
     docs/assets/...               the templates' assets (n2g.css, n2g.js)
     docs/token-search/*.json     the token-search index (search_index.py)
+    docs/neurons/L{l}/N{n}/neuron.json  each neuron as data (export.py, schemas/neuron.schema.json)
+    docs/export/neurons.jsonl    every neuron, one line each, and the schemas (export.py)
 
 Neuron and layer Markdown is a title and the placeholder paragraph ``N2G-FRAGMENT``; the MkDocs hook
 (``mkdocs_hooks.py``) swaps in the fragment by plain string replacement, so Python-Markdown never parses
@@ -59,6 +61,7 @@ from .contexts import (
     SiteInfo,
     TokenView,
 )
+from . import export
 from .search_index import SearchIndex, graph_entries
 from .svg import graph_dot, render_svgs
 from .tokens import display_token
@@ -256,6 +259,11 @@ class _Corpus:
         return f"{self.base}/wiki/{quote(str(title).replace(' ', '_'), safe='')}"
 
 
+def _shown_range(window: Window) -> tuple[int, int]:
+    """The tokens of a window that a page shows (and the JSON export holds): ``window.tokens[lo:hi]``."""
+    return max(0, window.pivot - SHOW_BEFORE), min(len(window.tokens), window.pivot + SHOW_AFTER + 1)
+
+
 def _example(
     window: Window,
     *,
@@ -267,8 +275,7 @@ def _example(
     fitted: bool,
 ) -> ExampleView:
     """``shown`` is the vocabulary in inline display form (display_token of every entry, computed once)."""
-    lo = max(0, window.pivot - SHOW_BEFORE)
-    hi = min(len(window.tokens), window.pivot + SHOW_AFTER + 1)
+    lo, hi = _shown_range(window)
     tokens = []
     for i in range(lo, hi):
         tid = int(window.tokens[i])
@@ -336,6 +343,12 @@ class _Related:
             self._logits = data.get("neurons") or {}
             self._norm = str(data.get("norm") or "")
 
+    def similar_raw(self, layer: int, neuron: int) -> list:
+        return list(self.similar.get(f"{layer}/{neuron}") or [])
+
+    def logit_raw(self, neuron: int) -> tuple[dict[str, Any] | None, str]:
+        return self._logits.get(str(neuron)) or None, self._norm
+
     def similar_views(self, layer: int, neuron: int) -> list[SimilarView]:
         return [
             SimilarView(label=f"L{l2} N{n2}", url=f"../../L{l2}/N{n2}/", similarity=float(sim),
@@ -396,6 +409,10 @@ class _Writer:
         self._write(self.docs / md_path, text)
         self.pages += 1
 
+    def data(self, rel_path: str, text: str) -> None:
+        """A static file under docs/ (MkDocs copies it into the site as is)."""
+        self._write(self.docs / rel_path, text)
+
     def fragment(self, md_path: str, html: str) -> None:
         self._write(self.fragments / (md_path[: -len(".md")] + ".html"), html)
 
@@ -427,6 +444,7 @@ class _Shared:
 
     work: WorkDir
     manifest: dict[str, Any]
+    vocab: list[str]  # raw token strings (the JSON export)
     shown: list[str]  # vocabulary, inline display form
     corpus: _Corpus
     related: _Related
@@ -448,6 +466,7 @@ class _LayerResult:
     tokens_mined: int
     pages: int
     neurons: int
+    exported: list[tuple[int, int]]  # (layer, neuron) of every neuron.json written, in page order
 
 
 def _shared(cfg: Config, work: WorkDir, staged_docs: Path, staged_frag: Path) -> _Shared:
@@ -459,6 +478,7 @@ def _shared(cfg: Config, work: WorkDir, staged_docs: Path, staged_frag: Path) ->
     return _Shared(
         work=work,
         manifest=manifest,
+        vocab=vocab,
         shown=[display_token(t, inline=True) for t in vocab],
         corpus=_Corpus(work.load_corpus_index(), manifest),
         related=_Related(work, vocab),
@@ -505,6 +525,54 @@ def _render_layers(cfg: Config, sh: _Shared, jobs: int | None) -> list[_LayerRes
         return list(pool.map(_layer_task, range(len(sh.layers))))
 
 
+def _neuron_record(sh: _Shared, layer: int, n: int, it: _Neuron, page: NeuronPage, mined: MinedLayer, row: int,
+                   a_max: float, fitted_windows: set[tuple[int, int]]) -> dict[str, Any]:
+    """One neuron's ``neuron.json`` (schemas/neuron.schema.json): what its page shows, as data."""
+    show = it.status != "dead"
+    examples = []
+    for split, windows, limit in (("train", mined.train, MAX_TRAIN_EXAMPLES),
+                                  ("heldout", mined.heldout, MAX_HELDOUT_EXAMPLES)):
+        for rank, w in enumerate(windows.windows(row)[:limit] if show else []):
+            lo, hi = _shown_range(w)
+            examples.append(export.example_record(
+                w, split=split, rank=rank, a_max=a_max, lo=lo, hi=hi, vocab=sh.vocab,
+                doc_title=sh.corpus.title(w.doc), doc_url=sh.corpus.url(w.doc),
+                fitted=split == "train" and (w.doc, w.start) in fitted_windows,
+            ))
+    evaluated = None
+    path = sh.work.evaluated(layer, n)
+    if path.exists():
+        try:
+            evaluated = read_json(path)
+        except ValueError:
+            evaluated = None
+    logits, norm = sh.related.logit_raw(n)
+    fit = it.fit or {}
+    return {
+        "schema": export.SCHEMA,
+        "layer": layer,
+        "neuron": n,
+        "model": str(sh.manifest.get("model") or "?"),
+        "corpus": str(sh.manifest.get("corpus") or "?"),
+        "page": f"neurons/L{layer}/N{n}/",
+        "hook": page.hook,
+        "status": it.status,
+        "max_activation": export.number(a_max),
+        "stats": {
+            "max": export.number(page.stats_max),
+            "min": export.number(page.stats_min),
+            "mean": export.number(page.stats_mean),
+            "firing_share": export.number(page.firing),
+        },
+        "graph": fit.get("graph") if it.graph is not None else None,
+        "fit": export.fit_record(it.fit),
+        "examples": examples,
+        "evaluation": export.evaluation_record(evaluated),
+        "similar": export.similar_records(sh.related.similar_raw(layer, n)),
+        "logit_effects": export.logit_record(logits, norm, sh.vocab),
+    }
+
+
 def _render_layer(sh: _Shared, li: int) -> _LayerResult:
     """Render one layer: its neuron pages (graphs drawn in batched ``dot`` runs) and its layer page."""
     layers, selected, env, tpl, site = sh.layers, sh.selected, sh.env, sh.tpl, sh.site
@@ -512,6 +580,7 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
     out = _Writer(sh.staged_docs, sh.staged_frag)
     layer = layers[li]
     entries: list[tuple[int, int, list]] = []
+    exported: list[tuple[int, int]] = []
     fit_options: dict[str, Any] = {}
     neuron_count = 0
     mined = MinedLayer.load(work.require(work.mined(layer), "mine"))
@@ -632,8 +701,12 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
             logits=related.logit_view(n),
             fidelity=neuron_fidelity(work, layer, n),
             fidelity_url="../../../fidelity/",
+            json_url=export.JSON_NAME,
         )
         md_path = neuron_md_path(layer, n)
+        record = _neuron_record(sh, layer, n, it, page, mined, row, a_max, fitted_windows)
+        out.data(export.neuron_json_path(layer, n), export.dumps(record) + "\n")
+        exported.append((layer, n))
         out.page(md_path, _render(env, tpl["neuron.md.j2"], page=page, site=site, placeholder=PLACEHOLDER))
         out.fragment(md_path, _render(env, tpl["neuron_body.html.j2"], page=page, site=site))
         neuron_count += 1
@@ -682,6 +755,7 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
         tokens_mined=tokens_mined,
         pages=out.pages,
         neurons=neuron_count,
+        exported=exported,
     )
 
 
@@ -713,6 +787,8 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
     for r in results:
         for layer, neuron, entries in r.entries:
             search.add(layer, neuron, entries)
+    export.write_jsonl(staged_docs, [pair for r in results for pair in r.exported])
+    export.copy_schemas(staged_docs)
 
     # How to read a graph, with a drawn toy graph.
     reading = ReadingPage(example_svg=_reading_svg(), options=fit_options)
@@ -752,6 +828,7 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
         layers=summaries,
         neurons=neuron_count,
         reading_md="reading.md",
+        export_jsonl=export.jsonl_path(),
     )
     out.page("index.md", _render(env, tpl["index.md.j2"], page=home, site=site, placeholder=PLACEHOLDER))
     out.fragment("index.md", _render(env, tpl["home_fidelity.html.j2"], page=fidelity, site=site))

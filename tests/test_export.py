@@ -1,0 +1,131 @@
+"""JSON exports: a neuron.json next to every neuron page and export/neurons.jsonl, both valid against
+schemas/neuron.schema.json, deterministic, with hostile tokens kept as plain text."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from n2g_site.config import Config
+from n2g_site.evaluate import METHODS
+from n2g_site.publish import publish
+from n2g_site.relate import relate
+from n2g_site.render.pages import render_site
+from n2g_site.schemas import validate
+from n2g_site.store import write_json
+from render_fixtures import DEAD, HOSTILE, ID, LAYERS, UNFITTED, make_workdir
+
+SCORE = {"tokens": 100, "true_firing": 10, "predicted_firing": 8, "true_positive": 6, "precision": 0.75,
+         "recall": 0.6, "f1": 0.667, "correlation": None}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Config]:
+    root = tmp_path_factory.mktemp("export")
+    work = make_workdir(root / "work")
+    script = ID["<script>alert(1)</script>"]
+    for layer, neurons in LAYERS.items():
+        write_json(work.logit_effects(layer), {
+            "norm": "final RMSNorm scale folded in",
+            "neurons": {str(n): {"up": [[script, 0.91], [ID["\n"], 0.5]], "down": [[ID['"'], -0.7]]} for n in neurons},
+        })
+    relate(None, lambda: pytest.fail("no model needed"), work)
+    write_json(work.evaluated(0, 0), {
+        "schema": "n2g-site/neuron-eval/1", "layer": 0, "neuron": 0, "status": "fitted", "fire_threshold": 0.5,
+        "ngram": 5, "datasets": {d: {m: SCORE for m in METHODS} for d in ("heldout", "ordinary")},
+    })
+    cfg = Config(site_dir=root / "site", site_url="https://example.org/repo/")
+    render_site(cfg, work)
+    return work.root, publish(cfg, work), cfg
+
+
+def _neurons() -> list[tuple[int, int]]:
+    return [(layer, n) for layer in sorted(LAYERS) for n in LAYERS[layer]]
+
+
+def _record(site: Path, layer: int, neuron: int) -> dict:
+    return json.loads((site / "neurons" / f"L{layer}" / f"N{neuron}" / "neuron.json").read_text(encoding="utf-8"))
+
+
+def test_every_neuron_json_validates_against_the_schema(built) -> None:
+    _, site, _ = built
+    for layer, neuron in _neurons():
+        record = _record(site, layer, neuron)
+        validate(record, "neuron")
+        assert (record["layer"], record["neuron"]) == (layer, neuron)
+        assert record["page"] == f"neurons/L{layer}/N{neuron}/"
+        assert (site / record["page"] / "index.html").is_file()
+
+
+def test_contents_follow_the_work_dir(built) -> None:
+    _, site, _ = built
+    fitted = _record(site, 0, 0)
+    assert fitted["status"] == "fitted" and fitted["graph"]["schema"] == "n2g-site/graph/1"
+    assert fitted["fit"]["config"] and fitted["fit"]["heldout"]["f1"] is not None
+    assert fitted["evaluation"]["datasets"]["ordinary"]["n2g"]["precision"] == 0.75
+    assert {s["layer"] for s in fitted["similar"]} and all(0 <= s["similarity"] <= 1.0001 for s in fitted["similar"])
+    assert fitted["logit_effects"]["promoted"][0] == {"token_id": ID["<script>alert(1)</script>"],
+                                                       "token": "<script>alert(1)</script>", "value": 0.91}
+    splits = [e["split"] for e in fitted["examples"]]
+    assert splits == sorted(splits, key=lambda s: s != "train") and "heldout" in splits and "train" in splits
+    for ex in fitted["examples"]:
+        assert len(ex["tokens"]) == len(ex["token_ids"]) == len(ex["activations"])
+        assert ex["activations"][ex["pivot"]] == pytest.approx(ex["value"], rel=1e-5)
+    assert any(e["fitted"] for e in fitted["examples"])
+    assert _record(site, 3, 3)["evaluation"] is None  # not evaluated
+    dead = _record(site, *DEAD)
+    assert dead["status"] == "dead" and dead["graph"] is None and dead["examples"] == []
+    unfitted = _record(site, *UNFITTED)
+    assert unfitted["status"] == "unfitted" and unfitted["fit"] is None and unfitted["graph"] is None
+    assert unfitted["examples"]  # the page shows its mined examples, so does the JSON
+
+
+def test_hostile_tokens_survive_as_text(built) -> None:
+    _, site, _ = built
+    seen: set[str] = set()
+    for layer, neuron in _neurons():
+        raw = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "neuron.json").read_text(encoding="utf-8")
+        assert raw.count("\n") == 1 and raw.endswith("\n")  # one line: newline tokens are escaped
+        for ex in json.loads(raw)["examples"]:
+            seen.update(ex["tokens"])
+    assert set(HOSTILE) <= seen  # "<script>", quotes, "&amp;", "\n", "\x07", emoji ... as the exact strings
+
+
+def test_jsonl_holds_every_neuron_once(built) -> None:
+    _, site, _ = built
+    text = (site / "export" / "neurons.jsonl").read_text(encoding="utf-8")
+    lines = text.splitlines()  # also splits on U+2028 / U+0085: none may be raw in a line
+    assert len(lines) == len(_neurons())
+    for line, (layer, neuron) in zip(lines, _neurons()):
+        record = json.loads(line)
+        validate(record, "neuron")
+        assert (record["layer"], record["neuron"]) == (layer, neuron)
+        assert line + "\n" == (site / "neurons" / f"L{layer}" / f"N{neuron}" / "neuron.json").read_text(encoding="utf-8")
+    for name in ("neuron.schema.json", "graph.schema.json"):
+        assert json.loads((site / "export" / name).read_text(encoding="utf-8"))["$id"].startswith("urn:n2g-site:")
+
+
+def test_pages_link_the_downloads(built) -> None:
+    _, site, _ = built
+    page = (site / "neurons" / "L0" / "N3" / "index.html").read_text(encoding="utf-8")
+    assert '<a href="neuron.json" download>Download this neuron&#39;s data (JSON)</a>' in page \
+        or '<a href="neuron.json" download>Download this neuron\'s data (JSON)</a>' in page
+    home = (site / "index.html").read_text(encoding="utf-8")
+    assert 'href="export/neurons.jsonl"' in home and 'href="export/neuron.schema.json"' in home
+
+
+def test_exports_are_deterministic(built, tmp_path: Path) -> None:
+    work_root, site, cfg = built
+    before = {p.relative_to(site): p.read_bytes() for p in site.rglob("*.json*") if "neuron" in p.name}
+    copy = tmp_path / "work"
+    shutil.copytree(work_root, copy)
+    from n2g_site.store import WorkDir
+
+    cfg2 = Config(site_dir=tmp_path / "site", site_url=cfg.site_url)
+    render_site(cfg2, WorkDir(copy), jobs=2)
+    docs = WorkDir(copy).docs
+    after = {p.relative_to(docs): p.read_bytes() for p in docs.rglob("*.json*") if "neuron" in p.name}
+    assert before.keys() == after.keys() and before == after
