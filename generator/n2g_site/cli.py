@@ -145,10 +145,15 @@ def _config(kwargs: dict[str, Any]) -> Config:
     return merge(cfg, flags, source="command line").validate()
 
 
+# Arguments and options of a single command (merge's SOURCES, deploy's options): passed to it as they are,
+# not part of Config.
+_COMMAND_ARGS = ("sources", "remote", "branch", "message", "dry_run")
+
+
 def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def run(**kwargs: Any) -> None:
-        extra = {k: kwargs.pop(k) for k in ("sources",) if k in kwargs}  # command arguments, not options
+        extra = {k: kwargs.pop(k) for k in _COMMAND_ARGS if k in kwargs}  # one command's own, not Config
         try:
             command(_config(kwargs), **extra)
         except UserError as exc:
@@ -304,6 +309,28 @@ def render(cfg: Config) -> None:
 def publish(cfg: Config) -> None:
     """Build the static site from the rendered pages with MkDocs (Material theme) into --site-dir."""
     _publish(cfg)
+
+
+@app.command("deploy")
+@click.option("--remote", default="origin", show_default=True,
+              help="Where to push: a remote name of the current folder's git repository, or a URL or path "
+                   "(e.g. git@github.com:user/repo.git, /tmp/test.git).")
+@click.option("--branch", default="gh-pages", show_default=True, help="The branch that receives the site.")
+@click.option("--message", default=None, help="Commit message. Default: MkDocs' ('Deployed ... with MkDocs version ...').")
+@click.option("--dry-run", is_flag=True, default=False,
+              help="Push to a temporary local bare repository instead, report what the branch holds, delete it.")
+@_common
+@_handle_errors
+def deploy_command(cfg: Config, remote: str, branch: str, message: str | None, dry_run: bool) -> None:
+    """Push the built --site-dir to a branch (gh-pages) of a git remote, with MkDocs' gh-deploy.
+
+    Run `n2g-site publish` (or `build`) with --site-url set to the Pages URL first. Then, in GitHub's
+    settings, Pages -> Source: "Deploy from a branch", gh-pages. See the README, "Publishing".
+    """
+    from .deploy import deploy
+
+    result = deploy(cfg, WorkDir(cfg.work_path), remote=remote, branch=branch, message=message, dry_run=dry_run)
+    say(f"deploy: {'dry run, nothing pushed: ' if dry_run else ''}{result}")
 
 
 def main() -> None:
