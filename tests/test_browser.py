@@ -195,3 +195,49 @@ def test_neuron_page_screenshot(served_site, page, tmp_path):
     if folder := os.environ.get("N2G_ARTIFACTS"):
         Path(folder).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(folder) / shot.name)
+
+
+# ------------------------------------------------------------------------------------- JSON downloads
+
+
+def test_home_layer_neuron_similar_neuron_then_its_json_validates(served_site, www, page):
+    """From the sub-path: home -> layer -> neuron -> a similar neuron; its neuron.json, fetched the way the
+    page's download link points, validates against the documented schema (and so does the JSONL)."""
+    from n2g_site.schemas import validate
+
+    similar = json.loads((www / "work" / "relate" / "similar.json").read_text(encoding="utf-8"))["neurons"]
+    start = next((key for key in sorted(similar) if similar[key]), None)
+    if start is None:
+        pytest.skip("no graph of the tiny model has a similar neuron")
+    layer, neuron = (int(x) for x in start.split("/"))
+    to_layer, to_neuron, _ = similar[start][0]
+    page.goto(served_site)
+    page.get_by_role("link", name=f"Layer {layer}").first.click()
+    page.wait_for_url(f"**/sub/layers/L{layer}/")
+    page.locator(f"a[href$='neurons/L{layer}/N{neuron}/']").first.click()
+    page.wait_for_url(f"**/sub/neurons/L{layer}/N{neuron}/")
+    page.locator("#similar + p + ol a").first.click()
+    page.wait_for_url(f"**/sub/neurons/L{to_layer}/N{to_neuron}/")
+    link = page.get_by_role("link", name="Download this neuron's data (JSON)")
+    assert link.get_attribute("download") is not None
+    got = page.evaluate("""async () => {
+        const href = document.querySelector('a[download]').href;
+        const response = await fetch(href);
+        return {href, status: response.status, text: await response.text()};
+    }""")
+    assert got["status"] == 200 and got["href"] == f"{served_site}neurons/L{to_layer}/N{to_neuron}/neuron.json"
+    record = json.loads(got["text"])
+    validate(record, "neuron")
+    assert (record["layer"], record["neuron"]) == (to_layer, to_neuron)
+    assert {(s["layer"], s["neuron"]) for s in record["similar"]}  # it has neighbours too (4 graphs: every pair is listed)
+    # the whole-model export, linked from the home page
+    page.goto(served_site)
+    lines = page.evaluate("""async () => {
+        const a = [...document.querySelectorAll('a')].find(a => a.getAttribute('href').endsWith('neurons.jsonl'));
+        return (await (await fetch(a.href)).text()).split('\\n').filter(line => line);
+    }""")
+    records = [json.loads(line) for line in lines]
+    for r in records:
+        validate(r, "neuron")
+    assert (to_layer, to_neuron) in {(r["layer"], r["neuron"]) for r in records} and len(records) == 4
+    assert page.errors == []
