@@ -57,10 +57,10 @@ def main() -> None:
         results[name] = fitted
         counters[name] = engine.counters
         print(f"{name}: {len(fitted)} neurons in {seconds[name]:.1f} s", flush=True)
-    same = sum(a.graph == b.graph for a, b in zip(results["batched"], results["reference"]))
-    sizes = [len(a.graph.nodes) for a in results["batched"]]
     n = len(results["batched"])
-    print(f"\ngraphs identical: {same} of {n} (node counts {sizes})")
+    same = sum(_agree(a.graph, b.graph) for a, b in zip(results["batched"], results["reference"]))
+    sizes = [len(a.graph.nodes) for a in results["batched"]]
+    print(f"\ngraphs that agree (same nodes and patterns; values within 1e-3): {same} of {n} (node counts {sizes})")
     print("\n| engine | s/neuron | forward calls/neuron | rows/neuron | tokens/neuron | tokens/s | speed-up |")
     print("|---|---|---|---|---|---|---|")
     for name in ("reference", "batched"):
@@ -70,9 +70,15 @@ def main() -> None:
     print(f"\nlayers {layers}, neurons {neurons}, augmenter {args.augmenter}; "
           f"requests per neuron (before dedupe): {counters['batched'].requests / n:.0f}")
     if same < n:
-        diffs = [np.abs(np.array([x.end or 0 for x in a.graph.nodes]) - np.array([x.end or 0 for x in b.graph.nodes])).max()
-                 for a, b in zip(results["batched"], results["reference"]) if len(a.graph.nodes) == len(b.graph.nodes)]
-        print(f"differing graphs: float noise of batched vs single-row matmuls flips a threshold; max end diff {max(diffs, default=0):.2e}")
+        print("a graph that differs: float noise of batched vs single-row matmuls moved a value across a threshold")
+
+
+def _agree(a, b) -> bool:
+    """Same trie (keys, parents, depths) and values within 1e-3 (batched and single-row matmuls round differently)."""
+    if [(x.key, x.parent, x.depth) for x in a.nodes] != [(x.key, x.parent, x.depth) for x in b.nodes]:
+        return False
+    values = lambda g: np.array([[x.importance, x.activation, -1 if x.end is None else x.end] for x in g.nodes])  # noqa: E731
+    return bool(np.allclose(values(a), values(b), atol=1e-3)) if a.nodes else True
 
 
 if __name__ == "__main__":
