@@ -69,6 +69,9 @@ def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
             evaluated = read_json(work / "evaluate" / f"L{layer:02d}" / f"N{neuron:05d}.json")
             page = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").read_text()
             assert ('class="n2g-scores"' in page) == bool(evaluated["datasets"])
+            if evaluated["datasets"]:  # methods in the page's order, not the file's sorted one
+                table = page[page.index('class="n2g-scores"'):]
+                assert table.index("<td>N2G</td>") < table.index("<td>token lookup (mean)</td>") < table.index("<td>n-gram</td>")
     # a second build does no compute (resume) and gives the same neuron JSON
     before = {p: p.read_bytes() for p in (work / "fit").rglob("*.json")}
     result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(text_corpus), "--neurons", "0-2",

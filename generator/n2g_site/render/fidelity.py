@@ -154,7 +154,8 @@ def neuron_fidelity(work: WorkDir, layer: int, neuron: int) -> NeuronFidelity | 
         if not methods:
             continue
         first = methods["n2g"]
-        rows = [NeuronScoreRow(METHOD_STYLE[m][0], s["precision"], s["recall"], s["f1"], s["correlation"],
-                               s["predicted_firing"]) for m, s in methods.items()]
+        rows = [NeuronScoreRow(METHOD_STYLE[m][0], methods[m]["precision"], methods[m]["recall"], methods[m]["f1"],
+                               methods[m]["correlation"], methods[m]["predicted_firing"])
+                for m in METHODS if m in methods]  # the page's order, not the file's (sorted) one
         datasets.append((DATASET_LABELS[key], first["tokens"], first["true_firing"], rows))
     return NeuronFidelity(data["fire_threshold"], data["ngram"], datasets)

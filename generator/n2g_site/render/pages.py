@@ -39,6 +39,7 @@ from markupsafe import Markup
 
 from .. import __version__ as _pkg_version  # fallback when run.json lacks a version
 from ..config import Config, UserError
+from ..n2g.fit import PHASES
 from ..n2g.graph import Graph, Node
 from ..resources import builtin_path
 from ..store import HIST_EDGES, MinedLayer, WorkDir, Window, read_json
@@ -687,7 +688,7 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
             hist=hist,
             heldout=heldout,
             augmenter=fit.get("augmenter"),
-            cost=fit.get("cost") if isinstance(fit.get("cost"), dict) else None,
+            cost=_phase_order(fit.get("cost")),
             graph=gview,
             train_examples=train,
             heldout_examples=heldout_ex,
@@ -838,6 +839,13 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
     _swap(staged_docs, work.docs)
     _swap(staged_frag, work.fragments)
     return RenderSummary(pages=out.pages, neurons=neuron_count, seconds=time.perf_counter() - t0)
+
+
+def _phase_order(cost: Any) -> dict[str, dict[str, int]] | None:
+    """The fit's cost by phase in the order the phases run (the file has them sorted by name)."""
+    if not isinstance(cost, dict):
+        return None
+    return {phase: cost[phase] for phase in PHASES if phase in cost} | {k: v for k, v in cost.items() if k not in PHASES}
 
 
 def _reading_svg() -> Markup | None:
