@@ -1,0 +1,34 @@
+"""Two builds with the same inputs and seed give byte-identical neuron data and neuron pages."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from n2g_site.cli import app
+
+pytestmark = pytest.mark.slow
+
+
+def build(root: Path, corpus: Path) -> tuple[Path, Path]:
+    work, site = root / "work", root / "site"
+    result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(corpus), "--neurons", "0-3",
+                                      "--top-k", "4", "--work-dir", str(work), "--site-dir", str(site)])
+    assert result.exit_code == 0, result.output
+    return work, site
+
+
+def test_two_builds_are_byte_identical(tmp_path, text_corpus):
+    (work_a, site_a), (work_b, site_b) = build(tmp_path / "a", text_corpus), build(tmp_path / "b", text_corpus)
+    compared = 0
+    for left, right, patterns in ((work_a, work_b, ("fit/**/*.json", "evaluate/**/*.json", "evaluate/*.csv",
+                                                    "mine/*.npz", "corpus.json", "relate/*.json")),
+                                  (site_a, site_b, ("neurons/**/*.html", "neurons/**/*.json", "layers/**/*.html",
+                                                    "export/*.jsonl", "token-search/**/*"))):
+        for pattern in patterns:
+            files = sorted(p.relative_to(left) for p in left.glob(pattern) if p.is_file())
+            assert files == sorted(p.relative_to(right) for p in right.glob(pattern) if p.is_file()), pattern
+            for rel in files:
+                assert (left / rel).read_bytes() == (right / rel).read_bytes(), rel
+                compared += 1
+    assert compared > 30
