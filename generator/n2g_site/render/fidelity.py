@@ -140,13 +140,20 @@ class NeuronFidelity:
     datasets: list[tuple[str, int, int, list[NeuronScoreRow]]]  # (label, tokens, true firing, rows)
 
 
-def neuron_fidelity(work: WorkDir, layer: int, neuron: int) -> NeuronFidelity | None:
-    """None when the neuron was not evaluated (or is dead: nothing to score)."""
+def read_evaluation(work: WorkDir, layer: int, neuron: int) -> dict | None:
+    """The neuron's evaluate file, or None when it was not evaluated (or the file is not JSON)."""
     path = work.evaluated(layer, neuron)
     if not path.exists():
         return None
-    data = read_json(path)
-    if not data.get("datasets"):
+    try:
+        return read_json(path)
+    except ValueError:
+        return None
+
+
+def neuron_fidelity(data: dict | None) -> NeuronFidelity | None:
+    """From :func:`read_evaluation`'s dict; None when not evaluated (or dead: nothing to score)."""
+    if not data or not data.get("datasets"):
         return None
     datasets = []
     for key in DATASETS:

@@ -43,7 +43,7 @@ from ..n2g.fit import PHASES
 from ..n2g.graph import Graph, Node
 from ..resources import builtin_path
 from ..store import HIST_EDGES, MinedLayer, WorkDir, Window, read_json
-from .fidelity import fidelity_page, neuron_fidelity
+from .fidelity import fidelity_page, neuron_fidelity, read_evaluation
 from .contexts import (
     ExampleView,
     GraphView,
@@ -527,7 +527,7 @@ def _render_layers(cfg: Config, sh: _Shared, jobs: int | None) -> list[_LayerRes
 
 
 def _neuron_record(sh: _Shared, layer: int, n: int, it: _Neuron, page: NeuronPage, mined: MinedLayer, row: int,
-                   a_max: float, fitted_windows: set[tuple[int, int]]) -> dict[str, Any]:
+                   a_max: float, fitted_windows: set[tuple[int, int]], evaluated: dict | None) -> dict[str, Any]:
     """One neuron's ``neuron.json`` (schemas/neuron.schema.json): what its page shows, as data."""
     show = it.status != "dead"
     examples = []
@@ -540,13 +540,6 @@ def _neuron_record(sh: _Shared, layer: int, n: int, it: _Neuron, page: NeuronPag
                 doc_title=sh.corpus.title(w.doc), doc_url=sh.corpus.url(w.doc),
                 fitted=split == "train" and (w.doc, w.start) in fitted_windows,
             ))
-    evaluated = None
-    path = sh.work.evaluated(layer, n)
-    if path.exists():
-        try:
-            evaluated = read_json(path)
-        except ValueError:
-            evaluated = None
     logits, norm = sh.related.logit_raw(n)
     fit = it.fit or {}
     return {
@@ -674,6 +667,7 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
                 depth=it.graph.depth,
                 activating=_activating(it.graph),
             )
+        evaluated = read_evaluation(work, layer, n)  # read once: the page and neuron.json both use it
         page = NeuronPage(
             layer=layer,
             neuron=n,
@@ -700,12 +694,12 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
             if i + 1 < len(items) else None,
             similar=related.similar_views(layer, n),
             logits=related.logit_view(n),
-            fidelity=neuron_fidelity(work, layer, n),
+            fidelity=neuron_fidelity(evaluated),
             fidelity_url="../../../fidelity/",
             json_url=export.JSON_NAME,
         )
         md_path = neuron_md_path(layer, n)
-        record = _neuron_record(sh, layer, n, it, page, mined, row, a_max, fitted_windows)
+        record = _neuron_record(sh, layer, n, it, page, mined, row, a_max, fitted_windows, evaluated)
         out.data(export.neuron_json_path(layer, n), export.dumps(record) + "\n")
         exported.append((layer, n))
         out.page(md_path, _render(env, tpl["neuron.md.j2"], page=page, site=site, placeholder=PLACEHOLDER))
