@@ -58,6 +58,27 @@ def _mix(rgb: tuple[int, int, int], v: float) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def _luminance(colour: str) -> float:
+    """WCAG relative luminance of ``#rrggbb``."""
+    def channel(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(int(colour[i : i + 2], 16)) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
+    la, lb = sorted((_luminance(a), _luminance(b)))
+    return (lb + 0.05) / (la + 0.05)
+
+
+@functools.lru_cache(maxsize=1024)
+def text_colour(fill: str) -> str:
+    """Black or white, whichever contrasts more with ``fill`` (>= 4.5:1 on both fill scales, tests/test_contrast.py)."""
+    return "#000000" if contrast(fill, "#000000") >= contrast(fill, "#ffffff") else "#ffffff"
+
+
 def _esc(text: str) -> str:
     """A label/tooltip as literal text for DOT: backslashes doubled, never an HTML-like label."""
     # dot reads "&name;" entities in labels: write "&" as "&amp;" so a token like "&amp;" stays literal.
@@ -146,12 +167,10 @@ def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) ->
             if depth == 0:
                 fill = _mix(ACT_RGB, d["activation"])
                 tip = f"{label}: activating token, activation {d['activation']:.2f}"
-                dark = d["activation"] > 0.7
             else:
                 fill = _mix(CTX_RGB, d["importance"])
                 tip = f"{label}: context, importance {d['importance']:.2f}"
-                dark = d["importance"] > 0.75
-            attrs.update(fillcolor=fill, fontcolor="#ffffff" if dark else "#000000")
+            attrs.update(fillcolor=fill, fontcolor=text_colour(fill))
         if ends:
             tip += f"; a match may stop here (predicts {d['end']:.2f})"
             attrs.update(penwidth="2.6", color="#000000")
