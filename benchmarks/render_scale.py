@@ -210,7 +210,7 @@ def main() -> None:
 
         site = root / "site"
         pages = [p.stat().st_size for p in (site / "neurons").rglob("index.html")]
-        shards = [p.stat().st_size for p in (site / "token-search").glob("tokens-*.json")]
+        shards = [p.stat().st_size for p in (site / "token-search").glob("tokens-*.js")]
         total = times["relate: similar neurons"] + times["render"] + times["mkdocs build (publish)"]
         measured = {"render + build (s)": total, "median page (KB)": statistics.median(pages) / 1000,
                     "largest page (KB)": max(pages) / 1000, "largest shard (KB)": max(shards) / 1000}

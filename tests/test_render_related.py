@@ -12,7 +12,7 @@ from n2g_site.config import Config
 from n2g_site.publish import publish
 from n2g_site.relate import relate
 from n2g_site.render.pages import render_site
-from n2g_site.render.search_index import shard_name, shard_of
+from n2g_site.render.search_index import read_script, shard_name, shard_of
 from n2g_site.store import write_json
 from render_fixtures import ID, LAYERS, make_workdir
 
@@ -58,9 +58,9 @@ def test_logit_effects_are_escaped_text(site: Path) -> None:
 
 def test_token_search_index_is_published(site: Path) -> None:
     folder = site / "token-search"
-    meta = json.loads((folder / "tokens.json").read_text())
+    meta = read_script((folder / "tokens.js").read_text())
     assert meta["neurons"] == 4  # fitted graphs
-    shard = json.loads((folder / shard_name(shard_of("paris", meta["shards"]))).read_text(encoding="utf-8"))
+    shard = read_script((folder / shard_name(shard_of("paris", meta["shards"]))).read_text(encoding="utf-8"))
     assert {(r[0], r[1]) for r in shard["paris"]["a"]} == {(0, 0), (0, 3), (3, 3), (3, 17)}
     assert (site / "assets" / "n2g.js").is_file()
     assert re.search(r'<script src="(\.\./)*assets/n2g\.js"', _page(site, "neurons/L0/N0"))

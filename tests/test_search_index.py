@@ -8,7 +8,7 @@ import pytest
 
 from n2g_site.n2g.graph import Graph
 from n2g_site.render import search_index as si
-from n2g_site.render.search_index import SearchIndex, fnv1a32, search_key, shard_name, shard_of
+from n2g_site.render.search_index import SearchIndex, fnv1a32, read_script, search_key, shard_name, shard_of
 from render_fixtures import HOSTILE, small_graph
 
 
@@ -40,8 +40,8 @@ def _graph(nodes: list[tuple[int, int, str, float]]) -> Graph:
 
 
 def _lookup(folder, key: str) -> dict | None:
-    meta = json.loads((folder / "tokens.json").read_text())
-    shard = json.loads((folder / shard_name(shard_of(key, meta["shards"]))).read_text(encoding="utf-8"))
+    meta = read_script((folder / "tokens.js").read_text())
+    shard = read_script((folder / shard_name(shard_of(key, meta["shards"]))).read_text(encoding="utf-8"))
     return shard.get(key)
 
 
@@ -52,7 +52,7 @@ def test_index_shards_and_finds_every_key(tmp_path, monkeypatch) -> None:
         index.add_graph(0, n, _graph([(-1, 0, f" word{n % 97}", 0.5 + (n % 5) / 10), (0, 1, " the", 0.8)]))
     meta = index.write(tmp_path)
     assert meta["shards"] >= 8 and meta["shards"] & (meta["shards"] - 1) == 0
-    files = sorted(tmp_path.glob("tokens-*.json"))
+    files = sorted(tmp_path.glob("tokens-*.js"))
     assert len(files) == meta["shards"]
     assert max(f.stat().st_size for f in files) == meta["largest_shard_bytes"] < 100_000
     for w in range(97):
@@ -88,3 +88,31 @@ def test_hostile_tokens_round_trip_as_plain_strings(tmp_path) -> None:
     assert quote is not None and quote["t"] == ['"'] and quote["c"]  # a context token
     assert _lookup(tmp_path, "\n")["t"] == ["⏎"]  # display form
     assert _lookup(tmp_path, " ")["a"][0][:2] == [0, 0]  # a lone space stays its own key
+
+
+def test_activating_rows_carry_their_context_keys_for_pattern_queries(tmp_path) -> None:
+    """ "fires on X when Y comes before it" = the rows of X whose context keys hold Y (search.md)."""
+    index = SearchIndex()
+    # L0 N0: ' Paris' after ' in' (and, two before, ' to'); ' London' alone.  L0 N1: ' Paris' alone.
+    index.add_graph(0, 0, _graph([(-1, 0, " Paris", 0.9), (0, 1, " in", 0.8), (1, 2, " to", 0.6),
+                                  (-1, 0, " London", 0.7)]))
+    index.add_graph(0, 1, _graph([(-1, 0, "Paris", 0.95)]))
+    index.write(tmp_path)
+    paris = {(r[0], r[1]): r[4] for r in _lookup(tmp_path, "paris")["a"]}
+    assert paris == {(0, 0): ["in", "to"], (0, 1): []}
+    assert {(r[0], r[1]): r[4] for r in _lookup(tmp_path, "london")["a"]} == {(0, 0): []}
+    assert [(r[0], r[1]) for r in _lookup(tmp_path, "in")["c"]] == [(0, 0)]  # "in anywhere in the context"
+
+
+def test_summaries_are_chunked_per_layer(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(si, "INFO_CHUNK", 4)
+    index = SearchIndex()
+    for n in (0, 3, 4, 9):
+        index.add_summary(2, n, f"fires on “ w{n}”", n % 3 + 1, 0.5 if n else None)
+    index.write(tmp_path)
+    assert read_script((tmp_path / "neurons-L2-0.js").read_text()) == {"0": ["fires on “ w0”", 1, None],
+                                                                        "3": ["fires on “ w3”", 1, 0.5]}
+    assert set(read_script((tmp_path / "neurons-L2-2.js").read_text())) == {"9"}
+    assert read_script((tmp_path / "tokens.js").read_text())["info_chunk"] == 4
+    text = (tmp_path / "neurons-L2-1.js").read_text()
+    assert text.startswith('n2gDeliver("token-search/neurons-L2-1",')

@@ -122,6 +122,9 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
         command = click.option(flag, name, type=kind, default=None, help=text)(command)
     command = click.option("--all", "all_neurons", is_flag=True, default=None,
                            help="Every neuron of the selected layers (instead of --neurons).")(command)
+    command = click.option("--zip", "zip_site", is_flag=True, default=None,
+                           help="Build/publish: also write <site dir>.zip, an offline bundle that works from "
+                                "disk after unzipping (no request leaves it).")(command)
     command = click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
                            default=None, help="An n2g.toml with the same options (flags win).")(command)
     return command
@@ -223,6 +226,12 @@ def _publish(cfg: Config) -> None:
     ensure_writable(cfg.site_dir, "--site-dir")
     site = publish(cfg, WorkDir(cfg.work_path))
     say(f"publish: site written to {site} (open {site / 'index.html'})")
+    if cfg.zip_site:
+        from .bundle import zip_site
+
+        archive = zip_site(site)
+        say(f"publish: offline bundle {archive} ({archive.stat().st_size / 1e6:.1f} MB; unzip and open "
+            f"{site.name}/index.html)")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -144,6 +144,7 @@ class Config:
     hook: str | None = None  # override the neuron hook, e.g. "blocks.{layer}.mlp.hook_pre"
     templates: Path | None = None  # a folder whose templates override the built-in ones
     site_url: str | None = None  # public URL (sets the sub-path on GitHub Pages)
+    zip_site: bool = False  # publish: also write <site dir>.zip, the offline bundle (bundle.py)
     ngram: int = 5  # evaluate: the n-gram baseline matches the activating token and its n-1 predecessors
     bad_utf8: str = "fail"  # a corpus file that is not UTF-8: "fail" (name it and stop) or "skip" (count it)
     shard: str | None = None  # "i/n": fit only the i-th of n disjoint parts of the neurons (i from 0)

@@ -45,6 +45,8 @@ METHODS = ("n2g", "token_lookup", "token_max", "ngram")
 DATASETS = ("heldout", "ordinary")
 METRICS = ("precision", "recall", "f1", "correlation")
 ALWAYS_ON_SHARE = 0.5  # a neuron is "always on" when it fires on at least half of the mined tokens
+MAX_MISSES = 3  # false-positive and false-negative snippets kept per neuron (one per sequence at most)
+MISS_BEFORE, MISS_AFTER = 20, 4  # tokens of context kept around a miss
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,45 @@ class EvaluateSummary:
     seconds: float
 
 
+def find_misses(predict: Callable[[np.ndarray], np.ndarray], datasets: dict[str, Sequence[tuple[np.ndarray, np.ndarray]]],
+                a_max: float, threshold: float, bos: int | None, limit: int = MAX_MISSES) -> dict[str, list[dict]]:
+    """Where the graph is wrong: snippets around its worst false positive and false negative per sequence.
+
+    A false positive is a token the graph predicts to fire (predicted >= ``threshold``) where the neuron
+    does not; a false negative the reverse. Per sequence the miss with the largest gap between predicted
+    and true normalised activation is kept; across sequences the ``limit`` largest gaps, datasets in the
+    order given breaking ties. Each snippet: ``dataset``, ``sequence`` (index in it),
+    ``position`` (of the miss in the sequence), ``start`` (of the snippet), ``tokens`` (ids), ``truth`` and
+    ``predicted`` (normalised activations of the snippet's tokens, 3 decimals; null at doc-start tokens).
+    """
+    found: dict[str, list[tuple[float, int, dict]]] = {"false_positive": [], "false_negative": []}
+    order = 0
+    for name, texts in datasets.items():
+        for index, (tokens, acts) in enumerate(texts):
+            tokens = np.asarray(tokens)
+            truth = np.asarray(acts, dtype=np.float64) / a_max
+            if bos is not None:
+                truth = np.where(tokens == bos, np.nan, truth)
+            pred = np.asarray(predict(tokens), dtype=np.float64)
+            scored = ~np.isnan(truth)
+            fires, said = scored & (truth >= threshold), scored & (pred >= threshold)
+            for kind, wrong, gap in (("false_positive", said & ~fires, pred - truth),
+                                     ("false_negative", fires & ~said, truth - pred)):
+                if not wrong.any():
+                    continue
+                at = int(np.flatnonzero(wrong)[np.argmax(gap[wrong])])
+                lo, hi = max(0, at - MISS_BEFORE), min(len(tokens), at + MISS_AFTER + 1)
+                snippet = {
+                    "dataset": name, "sequence": index, "position": at, "start": lo,
+                    "tokens": [int(t) for t in tokens[lo:hi]],
+                    "truth": [None if np.isnan(v) else round(float(v), 3) for v in truth[lo:hi]],
+                    "predicted": [round(float(v), 3) for v in pred[lo:hi]],
+                }
+                found[kind].append((-float(gap[at]), order, snippet))
+                order += 1
+    return {kind: [s for _, _, s in sorted(items, key=lambda x: x[:2])[:limit]] for kind, items in found.items()}
+
+
 def _mean(values: Iterable[float | None]) -> float | None:
     defined = [v for v in values if v is not None and not math.isnan(v)]
     return round(float(np.mean(defined)), 4) if defined else None
@@ -179,6 +220,7 @@ def _evaluate_neuron(fit: dict, mined: MinedLayer, keys: KeyIndex, vocab_size: i
             method: score_predictor(predict, texts, a_max, threshold, bos).as_dict()
             for method, predict in predictors.items()
         }
+    out["misses"] = find_misses(predictors["n2g"], datasets, a_max, threshold, bos)
     return out
 
 

@@ -407,6 +407,8 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
                 f"for --top-k {m.top_k} (raise --max-tokens)")
     write_json(work.corpus, index)
     write_json(work.vocab, model.token_strings())
+    if not model.save_tokenizer(work.tokenizer.parent):
+        say("[yellow]mine: the model's tokenizer is not a fast tokenizer; the site's playground will be off")
     mined = {int(k): v for k, v in (manifest.get("neurons") or {}).items()}
     mined.update(todo)
     work.write_manifest({

@@ -123,6 +123,22 @@ class LoadedModel:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def save_tokenizer(self, folder: Path) -> bool:
+        """Write the tokenizer as ``tokenizer.json`` + ``tokenizer_config.json`` into ``folder`` (for the
+        site's in-browser playground); False when it is not a fast (Rust-backed) tokenizer."""
+        if getattr(self.tokenizer, "backend_tokenizer", None) is None:
+            return False
+        from .store import atomic_write_bytes
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.tokenizer.save_pretrained(tmp)
+            for name in ("tokenizer.json", "tokenizer_config.json"):
+                source = Path(tmp) / name
+                if not source.is_file():
+                    return False
+                atomic_write_bytes(folder / name, source.read_bytes())
+        return True
+
     def token_strings(self) -> list[str]:
         """The text of every token id on its own (byte-level pieces of a character show as U+FFFD)."""
         size = max(len(self.tokenizer), self.d_vocab)
@@ -131,29 +147,38 @@ class LoadedModel:
         )
         return known + [f"<unused {i}>" for i in range(len(known), size)]
 
-    def mlp_activations(self, tokens: Any, layers: Sequence[int]) -> dict[int, Any]:
+    def mlp_activations(self, tokens: Any, layers: Sequence[int], *, attention_mask: Any = None,
+                        position_ids: Any = None) -> dict[int, Any]:
         """Neuron activations ``{layer: [batch, pos, d_mlp]}`` for a batch of token ids.
 
         The forward pass stops right after the deepest requested layer's hook, so nothing past it is
         computed. Rows may be right-padded: the model is causal, so padding never changes earlier positions.
         Batch size adapts to memory: a batch that runs out of (GPU) memory is split in halves and retried,
         and the halves' results are joined, so callers may ask for large batches.
+
+        ``attention_mask`` (4D additive, ``[batch, 1, pos, pos]``) and ``position_ids`` (``[batch, pos]``)
+        are handed to the model as they are: the engine uses them to run a trie of sequences that share
+        prefixes as one packed row (each token attends to its ancestors only, at its depth's position).
         """
         import torch
 
         try:
-            return self._forward_hooks(tokens, layers)
+            return self._forward_hooks(tokens, layers, attention_mask, position_ids)
         except torch.OutOfMemoryError:
             if tokens.shape[0] == 1:
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             half = tokens.shape[0] // 2
-            first = self.mlp_activations(tokens[:half], layers)
-            second = self.mlp_activations(tokens[half:], layers)
+            part = lambda x, s: None if x is None else x[s]  # noqa: E731
+            first = self.mlp_activations(tokens[:half], layers, attention_mask=part(attention_mask, slice(None, half)),
+                                         position_ids=part(position_ids, slice(None, half)))
+            second = self.mlp_activations(tokens[half:], layers, attention_mask=part(attention_mask, slice(half, None)),
+                                          position_ids=part(position_ids, slice(half, None)))
             return {layer: torch.cat([first[layer], second[layer]]) for layer in first}
 
-    def _forward_hooks(self, tokens: Any, layers: Sequence[int]) -> dict[int, Any]:
+    def _forward_hooks(self, tokens: Any, layers: Sequence[int], attention_mask: Any = None,
+                       position_ids: Any = None) -> dict[int, Any]:
         import torch
 
         deepest = max(layers)
@@ -170,7 +195,12 @@ class LoadedModel:
         hooks = [(self.hook_name(layer), saver(layer)) for layer in sorted(set(layers))]
         with torch.inference_mode():
             try:
-                self.bridge.run_with_hooks(tokens.to(self.device), fwd_hooks=hooks)
+                extra = {}
+                if attention_mask is not None:
+                    extra["attention_mask"] = attention_mask.to(self.device)
+                if position_ids is not None:
+                    extra["position_ids"] = position_ids.to(self.device)
+                self.bridge.run_with_hooks(tokens.to(self.device), fwd_hooks=hooks, **extra)
             except _Stop:
                 pass
         return out

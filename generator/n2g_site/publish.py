@@ -23,7 +23,11 @@ from .store import WorkDir, atomic_write_text, read_json
 
 HOOKS = Path(__file__).resolve().parent / "mkdocs_hooks.py"
 CSS = "assets/n2g.css"
-JS = "assets/n2g.js"  # token search box, sortable layer tables
+JS = "assets/n2g.js"  # token search box, pattern search, sortable layer tables, data loader
+PLAYGROUND_JS = "assets/playground.js"  # the neuron pages' in-browser graph predictor
+# Material's prose search runs in a Web Worker, which browsers refuse to start from file://; this shim (MIT,
+# vendored) stands in there, so the unzipped offline bundle searches too. Over http it does nothing.
+WORKER_SHIM = "assets/vendor/iframe-worker.js"
 
 
 def _layer_key(path: Path) -> int:
@@ -51,13 +55,15 @@ def derive_config(cfg: Config, work: WorkDir) -> dict[str, Any]:
     manifest = read_json(work.manifest) if work.manifest.exists() else {}
     layers = sorted((docs / "layers").glob("L*.md"), key=_layer_key)
     nav: list[Any] = [{"Home": "index.md"}, {"How to read a graph": "reading.md"}, {"Fidelity": "fidelity.md"}]
+    if (docs / "patterns.md").exists():
+        nav.append({"Pattern search": "patterns.md"})
     if layers:
         nav.append({"Layers": [{f"Layer {_layer_key(p)}": f"layers/{p.name}"} for p in layers]})
     conf["nav"] = nav
     conf["not_in_nav"] = "/neurons/"
     conf["hooks"] = [*(base.get("hooks") or []), str(HOOKS)]
     conf["extra_css"] = [*(base.get("extra_css") or []), CSS]
-    conf["extra_javascript"] = [*(base.get("extra_javascript") or []), JS]
+    conf["extra_javascript"] = [*(base.get("extra_javascript") or []), JS, PLAYGROUND_JS]
     plugins = base.get("plugins") or []
     names = [p if isinstance(p, str) else next(iter(p)) for p in plugins]
     if "search" not in names:
@@ -65,6 +71,7 @@ def derive_config(cfg: Config, work: WorkDir) -> dict[str, Any]:
     conf["plugins"] = plugins
     extra = dict(base.get("extra") or {})
     extra["n2g_fragments"] = str(work.fragments.resolve())
+    extra["polyfills"] = [*(extra.get("polyfills") or []), WORKER_SHIM]
     extra.setdefault("generator", False)  # no "Made with Material for MkDocs" line
     conf["extra"] = extra
     info = manifest.get("corpus_info") or {}
@@ -107,4 +114,14 @@ def publish(cfg: Config, work: WorkDir) -> Path:
             raise UserError(f"{work.mkdocs_config}: {exc}") from None
         except exceptions.MkDocsException as exc:
             raise UserError(f"mkdocs build failed: {exc}") from None
-    return Path(conf["site_dir"])
+    site = Path(conf["site_dir"])
+    _offline_search_index(site)
+    return site
+
+
+def _offline_search_index(site: Path) -> None:
+    """Material reads ``search/search_index.js`` (``var __index = ...``) instead of fetching the JSON when a
+    page is opened from file://: write it, so prose search works in the unzipped offline bundle."""
+    index = site / "search" / "search_index.json"
+    if index.is_file():
+        atomic_write_text(index.with_suffix(".js"), "var __index = " + index.read_text(encoding="utf-8"))

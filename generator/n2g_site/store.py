@@ -4,6 +4,8 @@ Layout of a work dir (default ``.n2g/<run-name>/``)::
 
     run.json                 manifest: model, corpus, mining options (a work dir never mixes two runs)
     vocab.json               token id -> display string (so render never needs the model)
+    tokenizer/               the model's tokenizer.json + tokenizer_config.json, when it has a fast
+                             tokenizer (the site's in-browser playground tokenizes with it)
     corpus.json              the mined documents: id, title, split ("train" or "heldout")
     mine/layer_{L:02d}.npz   MinedLayer: top-k windows of the selected neurons + stats of every neuron
                              + the selected neurons' activations on a sample of ordinary held-out text
@@ -266,6 +268,15 @@ class WorkDir:
     @property
     def corpus(self) -> Path:
         return self.root / CORPUS
+
+    @property
+    def tokenizer(self) -> Path:
+        """The model's tokenizer as Hugging Face ``tokenizer.json`` (the playground's tokenizer)."""
+        return self.root / "tokenizer" / "tokenizer.json"
+
+    @property
+    def tokenizer_config(self) -> Path:
+        return self.root / "tokenizer" / "tokenizer_config.json"
 
     def mined(self, layer: int) -> Path:
         return self.root / "mine" / f"layer_{layer:02d}.npz"

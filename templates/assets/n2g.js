@@ -36,24 +36,47 @@
     return h >>> 0;
   }
 
-  var metaPromise = null;
-  var shardCache = {};
-  function getJSON(path) {
-    return fetch(new URL(path, ROOT).href).then(function (r) {
-      if (!r.ok) throw new Error(path + ": HTTP " + r.status);
-      return r.json();
-    });
+  /* Data files are classic scripts calling n2gDeliver(name, data) (render/search_index.py): a <script>
+   * tag loads them over http and from file:// alike, where fetch() is refused. */
+  var pending = {}, delivered = {};
+  window.n2gDeliver = function (name, data) {
+    delivered[name] = data;
+    if (pending[name]) pending[name].resolve(data);
+  };
+  function load(name) {
+    if (!pending[name]) {
+      var p = {};
+      p.promise = new Promise(function (resolve, reject) { p.resolve = resolve; p.reject = reject; });
+      pending[name] = p;
+      if (Object.prototype.hasOwnProperty.call(delivered, name)) { p.resolve(delivered[name]); return p.promise; }
+      var tag = document.createElement("script");
+      tag.src = new URL(name + ".js", ROOT).href;
+      tag.async = true;
+      tag.onerror = function () { p.reject(new Error(name + ".js could not be loaded")); };
+      tag.onload = function () {
+        if (!Object.prototype.hasOwnProperty.call(delivered, name)) p.reject(new Error(name + ".js holds no data"));
+      };
+      document.head.appendChild(tag);
+    }
+    return pending[name].promise;
   }
+
   function lookup(key) {
-    if (!metaPromise) metaPromise = getJSON("token-search/tokens.json");
-    return metaPromise.then(function (meta) {
+    return load("token-search/tokens").then(function (meta) {
       var i = fnv1a32(key) & (meta.shards - 1);
-      var name = "token-search/tokens-" + ("00" + i.toString(16)).slice(-3) + ".json";
-      if (!shardCache[name]) shardCache[name] = getJSON(name);
-      return shardCache[name];
+      return load("token-search/tokens-" + ("00" + i.toString(16)).slice(-3));
     }).then(function (shard) {
       return Object.prototype.hasOwnProperty.call(shard, key) ? shard[key] : null;
     });
+  }
+
+  // A neuron's [summary, trigger groups, held-out F1] (null when it has no graph).
+  function neuronInfo(layer, neuron) {
+    return load("token-search/tokens").then(function (meta) {
+      return load("token-search/neurons-L" + layer + "-" + Math.floor(neuron / meta.info_chunk));
+    }).then(function (info) {
+      return Object.prototype.hasOwnProperty.call(info, String(neuron)) ? info[String(neuron)] : null;
+    }, function () { return null; });
   }
 
   // Rank: the token exactly as typed first, then equal up to surrounding spaces, then case-folded; then value.
@@ -68,21 +91,39 @@
     });
   }
 
+  function neuronLink(it) {
+    var a = el("a");
+    a.href = new URL("neurons/L" + it.layer + "/N" + it.neuron + "/", ROOT).href;
+    a.appendChild(el("span", "n2g-ts-id", "L" + it.layer + " N" + it.neuron));
+    if (it.token !== undefined) a.appendChild(el("code", "n2g-tok", it.token));
+    return a;
+  }
+
+  // Fill in each result's one-line summary once its (small, cached) summary file has loaded.
+  function addSummaries(items) {
+    items.forEach(function (it) {
+      neuronInfo(it.layer, it.neuron).then(function (info) {
+        if (info && info[0]) it.summaryEl.textContent = info[0] + (info[1] > 1 ? " \u00b7 " + info[1] + " triggers" : "");
+      });
+    });
+  }
+
   function resultList(title, items, total, verb) {
     var box = el("div", "n2g-ts-group");
     box.appendChild(el("div", "n2g-ts-title", title + " (" + total + ")"));
     var ol = el("ol");
-    items.slice(0, MAX_SHOWN).forEach(function (it) {
+    var shown = items.slice(0, MAX_SHOWN);
+    shown.forEach(function (it) {
       var li = el("li");
-      var a = el("a");
-      a.href = new URL("neurons/L" + it.layer + "/N" + it.neuron + "/", ROOT).href;
-      a.appendChild(el("span", "n2g-ts-id", "L" + it.layer + " N" + it.neuron));
-      a.appendChild(el("code", "n2g-tok", it.token));
+      var a = neuronLink(it);
       a.appendChild(el("span", "n2g-ts-val", verb + " " + it.value.toFixed(2)));
+      it.summaryEl = el("span", "n2g-ts-sum");
+      a.appendChild(it.summaryEl);
       li.appendChild(a);
       ol.appendChild(li);
     });
     box.appendChild(ol);
+    addSummaries(shown);
     if (total > Math.min(items.length, MAX_SHOWN)) {
       box.appendChild(el("div", "n2g-ts-more", (total - Math.min(items.length, MAX_SHOWN)) + " more not listed"));
     }
@@ -148,6 +189,104 @@
     input.addEventListener("focus", function () { if (panel.childNodes.length) panel.hidden = false; });
   }
 
+  /* ---------------------------------------------------------------- pattern search -------- */
+
+  // "fires on X" / "fires on X when Y comes before it" / "Y anywhere in the context" (search.md).
+  function patternQuery(fires, before) {
+    var x = searchKey(fires || ""), y = searchKey(before || "");
+    if (fires && x) {
+      return lookup(x).then(function (entry) {
+        if (!entry) return { items: [], total: 0, verb: "activation" };
+        var rows = entry.a;
+        if (before && y) rows = rows.filter(function (r) { return r[4].indexOf(y) !== -1; });
+        var items = ranked(entry, rows, fires);
+        return { items: items, total: before && y ? items.length : entry.na, verb: "activation" };
+      });
+    }
+    if (before && y) {
+      return lookup(y).then(function (entry) {
+        if (!entry) return { items: [], total: 0, verb: "importance" };
+        return { items: ranked(entry, entry.c, before), total: entry.nc, verb: "importance" };
+      });
+    }
+    return Promise.resolve(null);
+  }
+
+  function setupPatternSearch(form) {
+    var out = form.parentNode.querySelector(".n2g-pattern-results");
+    var fires = form.elements.fires, before = form.elements.before, triggers = form.elements.triggers;
+    var seq = 0;
+    function run() {
+      var mine = ++seq;
+      var params = new URLSearchParams();
+      if (fires.value) params.set("fires", fires.value);
+      if (before.value) params.set("before", before.value);
+      if (triggers.value) params.set("triggers", triggers.value);
+      history.replaceState(null, "", "?" + params.toString());
+      patternQuery(fires.value, before.value).then(function (res) {
+        if (mine !== seq) return;
+        out.replaceChildren();
+        if (!res) { out.appendChild(el("p", "n2g-note", "Enter a token it fires on, a token before it, or both.")); return; }
+        return Promise.all(res.items.map(function (it) {
+          return neuronInfo(it.layer, it.neuron).then(function (info) { it.info = info; return it; });
+        })).then(function (items) {
+          if (mine !== seq) return;
+          var want = triggers.value;
+          items = items.filter(function (it) {
+            var g = it.info ? it.info[1] : 0;
+            return !want || (want === "1" ? g === 1 : g >= 2);
+          });
+          var what = fires.value && before.value ? "fire on \u201c" + fires.value + "\u201d with \u201c" + before.value + "\u201d before it"
+            : fires.value ? "fire on \u201c" + fires.value + "\u201d" : "have \u201c" + before.value + "\u201d in their context";
+          out.appendChild(el("p", "n2g-pattern-count", items.length + " neuron" + (items.length === 1 ? "" : "s") + " " + what +
+            (want ? " (trigger filter on)" : "") + (res.total > res.items.length ? "; only the strongest " + res.items.length + " of " + res.total + " are indexed" : "")));
+          var ol = el("ol", "n2g-pattern-list");
+          items.forEach(function (it) {
+            var li = el("li");
+            var a = neuronLink(it);
+            a.appendChild(el("span", "n2g-ts-val", res.verb + " " + it.value.toFixed(2)));
+            li.appendChild(a);
+            if (it.info && it.info[0]) li.appendChild(el("div", "n2g-ts-sum", it.info[0] + (it.info[1] > 1 ? " \u00b7 " + it.info[1] + " triggers" : "")));
+            ol.appendChild(li);
+          });
+          out.appendChild(ol);
+        });
+      }).catch(function (err) {
+        if (mine !== seq) return;
+        out.replaceChildren(el("p", "n2g-ts-none", "Pattern search is unavailable (" + err.message + ")."));
+      });
+    }
+    form.addEventListener("submit", function (e) { e.preventDefault(); run(); });
+    [fires, before].forEach(function (input) {
+      input.addEventListener("keydown", function (e) { e.stopPropagation(); });
+    });
+    triggers.addEventListener("change", run);
+    var q = new URLSearchParams(location.search);
+    if (q.get("fires") || q.get("before")) {
+      fires.value = q.get("fires") || "";
+      before.value = q.get("before") || "";
+      triggers.value = q.get("triggers") || "";
+      run();
+    }
+  }
+
+  /* ------------------------------------------------------------------ file:// links -------- */
+
+  // The offline bundle opened from disk: a directory link ("neurons/L3/N7/") would show a folder listing,
+  // so links get "index.html" appended when followed.
+  function fixFileLinks() {
+    if (location.protocol !== "file:") return;
+    document.addEventListener("click", function (e) {
+      var a = e.target.closest ? e.target.closest("a[href]") : null;
+      if (!a || a.target || a.hasAttribute("download")) return;
+      var url = new URL(a.href, location.href);
+      if (url.protocol === "file:" && url.pathname.slice(-1) === "/") {
+        url.pathname += "index.html";
+        a.href = url.href;
+      }
+    }, true);
+  }
+
   /* ---------------------------------------------------- sortable, filterable tables -------- */
 
   function setupTable(table) {
@@ -161,6 +300,20 @@
     filter.setAttribute("aria-label", "Filter the table");
     var count = el("span", "n2g-note");
     bar.appendChild(filter);
+    // A column of trigger-group counts (layer tables) adds a polysemanticity filter.
+    var heads0 = table.tHead ? Array.prototype.slice.call(table.tHead.rows[0].cells) : [];
+    var groupCol = heads0.findIndex(function (th) { return th.hasAttribute("data-groups"); });
+    var groupSel = null;
+    if (groupCol >= 0) {
+      groupSel = el("select", "n2g-groups-filter");
+      groupSel.setAttribute("aria-label", "Filter by number of separate triggers");
+      [["", "any number of triggers"], ["1", "one trigger"], ["2", "2 or more triggers (polysemantic?)"]].forEach(function (o) {
+        var opt = el("option", null, o[1]);
+        opt.value = o[0];
+        groupSel.appendChild(opt);
+      });
+      bar.appendChild(groupSel);
+    }
     bar.appendChild(count);
     var holder = table.closest(".n2g-table") || table;
     holder.parentNode.insertBefore(bar, holder);
@@ -168,14 +321,20 @@
     function update() {
       var q = filter.value.toLowerCase().trim();
       var shown = 0;
+      var want = groupSel ? groupSel.value : "";
       rows.forEach(function (r, i) {
         var ok = !q || texts[i].indexOf(q) !== -1;
+        if (ok && want) {
+          var g = Number(r.cells[groupCol].getAttribute("data-v") || 0);
+          ok = want === "1" ? g === 1 : g >= 2;
+        }
         r.hidden = !ok;
         if (ok) shown++;
       });
       count.textContent = shown + " of " + rows.length + " rows";
     }
     filter.addEventListener("input", update);
+    if (groupSel) groupSel.addEventListener("change", update);
     filter.addEventListener("keydown", function (e) { e.stopPropagation(); });
     update();
 
@@ -217,10 +376,14 @@
   }
 
   // For tests and debugging: the same folding, hash and ranking the box uses.
-  window.n2gSearch = { key: searchKey, hash: fnv1a32, ranked: ranked, root: ROOT.href };
+  window.n2gSearch = { key: searchKey, hash: fnv1a32, ranked: ranked, root: ROOT.href, pattern: patternQuery };
+  window.n2gLoad = load;
+  window.n2gRoot = ROOT;
 
   function init() {
+    fixFileLinks();
     setupSearch();
+    Array.prototype.forEach.call(document.querySelectorAll("form.n2g-pattern"), setupPatternSearch);
     Array.prototype.forEach.call(document.querySelectorAll("table.n2g-sortable"), setupTable);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -58,6 +58,7 @@ class ExampleView:
     cut_left: bool  # context before the shown tokens was cut
     cut_right: bool  # context after the shown tokens was cut
     fitted: bool  # this training window was one the graph was fitted on
+    html: Markup | None = None  # the tokens as highlighted HTML (render/pages.py builds it; cut marks included)
 
 
 @dataclass
@@ -121,6 +122,35 @@ class LogitView:
 
 
 @dataclass
+class MissToken:
+    """One token of a miss snippet: highlighted by the neuron's true activation, the graph's value on hover."""
+
+    text: str  # display form
+    truth: float | None  # the neuron's normalised activation (None: doc-start token, not scored)
+    predicted: float  # the graph's predicted normalised activation
+    level: int  # highlight level 0..10 of the true activation
+    missed: bool  # the token the graph got wrong
+
+
+@dataclass
+class MissView:
+    """A snippet of held-out text around a token the graph got wrong."""
+
+    dataset: str  # "heldout" (top windows) or "ordinary" (ordinary held-out text)
+    tokens: list[MissToken]
+    truth: float  # the neuron's normalised activation at the missed token
+    predicted: float  # the graph's prediction there
+
+
+@dataclass
+class MissesView:
+    """False positives (graph fires, neuron does not) and false negatives (the reverse)."""
+
+    false_positive: list[MissView]
+    false_negative: list[MissView]
+
+
+@dataclass
 class NeuronPage:
     """``neuron.md.j2`` (light Markdown) and ``neuron_body.html.j2`` (the heavy fragment)."""
 
@@ -151,6 +181,10 @@ class NeuronPage:
     fidelity: Any = None  # render.fidelity.NeuronFidelity: the evaluate stage's scores (None: not evaluated)
     fidelity_url: str = "../../../fidelity/"  # the page explaining the scores
     json_url: str | None = None  # this neuron's data as JSON (render/export.py), relative to the page
+    summary: str = ""  # one-line description read off the graph (render/summary.py); "" without a graph
+    groups: int = 0  # separate activating-token groups of the graph (polysemanticity signal)
+    misses: MissesView | None = None  # where the graph is wrong on held-out text (evaluate stage)
+    playground: str | None = None  # the graph's patterns as compact JSON for the in-browser predictor
 
 
 @dataclass
@@ -165,6 +199,8 @@ class LayerRow:
     firing: float | None  # as NeuronPage.firing
     f1: float | None
     top_tokens: list[str]  # activating tokens from the graph, else the examples' peak tokens
+    summary: str = ""  # NeuronPage.summary
+    groups: int = 0  # NeuronPage.groups
 
 
 @dataclass
@@ -220,12 +256,25 @@ class HomePage:
     layers: list[LayerSummary]
     neurons: int
     reading_md: str  # "reading.md"
-    export_jsonl: str | None = None  # every neuron as JSON Lines (render/export.py), relative to docs/
+    export_index: str | None = None  # the data export's index.json (render/export.py), relative to docs/
+    build: dict[str, Any] = field(default_factory=dict)  # render/guide.py build_info(): version, date, options
+
+
+# The prose pages' contexts (ReadingPage, MethodPage, ModelPage, CitePage, DataPage) live in guide.py with the
+# code that builds them from the work dir.
 
 
 @dataclass
-class ReadingPage:
-    """``reading.md.j2`` and ``reading_body.html.j2`` (a drawn example graph)."""
+class PatternExample:
+    """A ready-made pattern query from this build's graphs."""
 
-    example_svg: Markup | None
-    options: dict[str, object] = field(default_factory=dict)  # fit thresholds, to quote them
+    fires: str  # activating token (search key)
+    before: str  # a context token before it ("" for none)
+
+
+@dataclass
+class PatternPage:
+    """``patterns.md.j2`` and ``patterns_body.html.j2`` (the in-browser pattern search)."""
+
+    examples: list[PatternExample]
+    max_per_key: int  # neurons kept per token and kind in the index (search_index.MAX_PER_KEY)

@@ -21,6 +21,7 @@ previous ``docs/`` untouched and no stale page of an earlier selection survives.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -28,16 +29,16 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import jinja2
 import numpy as np
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from .. import __version__ as _pkg_version  # fallback when run.json lacks a version
+from .. import site_pages
 from ..config import Config, UserError
 from ..n2g.fit import PHASES
 from ..n2g.graph import Graph, Node
@@ -57,15 +58,19 @@ from .contexts import (
     LogitToken,
     LogitView,
     NeuronPage,
-    ReadingPage,
+    PatternExample,
+    PatternPage,
     SimilarView,
     SiteInfo,
     TokenView,
 )
-from . import export
-from .search_index import SearchIndex, graph_entries
+from . import export, playground
+from .misses import misses_view
+from .summary import describe
+from .search_index import MAX_PER_KEY, SearchIndex, graph_entries
 from .svg import graph_dot, render_svgs
 from .tokens import display_token
+from . import guide
 
 PLACEHOLDER = "N2G-FRAGMENT"
 SEARCH_DIR = "token-search"  # docs/token-search/: the token-search index (search_index.py)
@@ -83,6 +88,12 @@ TEMPLATES = (
     "neuron_scores.html.j2",
     "fidelity_legend.html.j2",
     "chart.svg.j2",
+    "method.md.j2",
+    "model.md.j2",
+    "cite.md.j2",
+    "data.md.j2",
+    "patterns.md.j2",
+    "patterns_body.html.j2",
 )
 MAX_TRAIN_EXAMPLES = 10  # training windows shown per neuron
 MAX_HELDOUT_EXAMPLES = 5  # held-out windows shown per neuron
@@ -275,21 +286,33 @@ def _example(
     corpus: _Corpus,
     fitted: bool,
 ) -> ExampleView:
-    """``shown`` is the vocabulary in inline display form (display_token of every entry, computed once)."""
+    """``shown`` is the vocabulary in inline display form (display_token of every entry, computed once).
+
+    The highlighted tokens' HTML is built here, not by a template loop (~500 tokens a page: Jinja took ~2 ms a
+    page): a token within 5% of ``a_max`` (either sign) is plain text, else a span with its value as title.
+    """
     lo, hi = _shown_range(window)
     tokens = []
-    for i in range(lo, hi):
-        tid = int(window.tokens[i])
-        act = float(window.acts[i])
+    quiet = 0.05 * a_max
+    parts = ['<span class="n2g-cut">…</span>'] if lo > 0 else []
+    n_shown = len(shown)
+    for i, (tid, act) in enumerate(zip(window.tokens[lo:hi].tolist(), window.acts[lo:hi].tolist()), start=lo):
         norm = act / a_max if a_max > 0 and not math.isnan(act) else 0.0
-        tokens.append(
-            TokenView(
-                text=shown[tid] if 0 <= tid < len(shown) else f"<{tid}>",
-                act=act,
-                level=round(10 * min(max(norm, 0.0), 1.0)),
-                pivot=i == window.pivot,
-            )
-        )
+        level = round(10 * min(max(norm, 0.0), 1.0))
+        pivot = i == window.pivot
+        text = shown[tid] if 0 <= tid < n_shown else f"<{tid}>"
+        tokens.append(TokenView(text=text, act=act, level=level, pivot=pivot))
+        esc = _ESCAPED.get(text)
+        if esc is None:
+            esc = _ESCAPED[text] = str(escape(text))
+        if level or pivot:
+            parts.append(f'<span class="a{level}{" pv" if pivot else ""}" title="{_num(act)}">{esc}</span>')
+        elif abs(act) >= quiet:
+            parts.append(f'<span title="{_num(act)}">{esc}</span>')
+        else:
+            parts.append(esc)
+    if hi < len(window.tokens):
+        parts.append('<span class="n2g-cut">…</span>')
     return ExampleView(
         split=split,
         rank=rank,
@@ -301,7 +324,11 @@ def _example(
         cut_left=lo > 0,
         cut_right=hi < len(window.tokens),
         fitted=fitted,
+        html=Markup("".join(parts)),
     )
+
+
+_ESCAPED: dict[str, str] = {}  # token display text -> its HTML (the vocabulary, escaped once per process)
 
 
 def _activating(graph: Graph) -> list[str]:
@@ -457,6 +484,8 @@ class _Shared:
     hook_pattern: str
     staged_docs: Path
     staged_frag: Path
+    playground: bool  # the work dir has the model's tokenizer: neuron pages get a playground
+    build: dict[str, Any]  # guide.build_info(): in every neuron.json, export/index.json, the home page
 
 
 @dataclass
@@ -468,6 +497,9 @@ class _LayerResult:
     pages: int
     neurons: int
     exported: list[tuple[int, int]]  # (layer, neuron) of every neuron.json written, in page order
+    neuron_pages: list[tuple[str, str, str, list[str]]]  # site_pages.write_manifest's entries, in page order
+    shell: str | None  # neuron.md.j2 rendered as the shell page (site_pages.py); None without neurons
+    summaries: list[tuple[int, int, str, int, float | None]]  # (layer, neuron, summary, groups, F1) per graph
 
 
 def _shared(cfg: Config, work: WorkDir, staged_docs: Path, staged_frag: Path) -> _Shared:
@@ -489,14 +521,24 @@ def _shared(cfg: Config, work: WorkDir, staged_docs: Path, staged_frag: Path) ->
             version=str(manifest.get("n2g_site_version") or _pkg_version),
             model=str(model_info.get("name") or manifest.get("model") or "?"),
             corpus=str(corpus_info.get("name") or manifest.get("corpus") or "?"),
-            build_date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            build_date=guide.build_date(),
         ),
         layers=sorted(int(layer) for layer in manifest.get("layers", [])),
         selected={int(k): [int(n) for n in v] for k, v in (manifest.get("neurons") or {}).items()},
         hook_pattern=str(model_info.get("hook") or "blocks.{layer}.mlp.hook_post"),
         staged_docs=staged_docs,
         staged_frag=staged_frag,
+        playground=work.tokenizer.is_file(),
+        build=_build_info(work, manifest),
     )
+
+
+def _build_info(work: WorkDir, manifest: dict[str, Any]) -> dict[str, Any]:
+    layers = sorted(int(layer) for layer in manifest.get("layers", []))
+    selected = {int(k): [int(n) for n in v] for k, v in (manifest.get("neurons") or {}).items()}
+    return guide.build_info(manifest, version=str(manifest.get("n2g_site_version") or _pkg_version),
+                            date=guide.build_date(), fit=guide.first_fit(work, layers, selected),
+                            evaluate=guide.evaluate_options(work))
 
 
 _WORKER: _Shared | None = None
@@ -564,6 +606,7 @@ def _neuron_record(sh: _Shared, layer: int, n: int, it: _Neuron, page: NeuronPag
         "evaluation": export.evaluation_record(evaluated),
         "similar": export.similar_records(sh.related.similar_raw(layer, n)),
         "logit_effects": export.logit_record(logits, norm, sh.vocab),
+        "build": sh.build,
     }
 
 
@@ -575,6 +618,9 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
     layer = layers[li]
     entries: list[tuple[int, int, list]] = []
     exported: list[tuple[int, int]] = []
+    neuron_pages: list[tuple[str, str, str, list[str]]] = []
+    shell: str | None = None
+    summaries: list[tuple[int, int, str, int, float | None]] = []
     fit_options: dict[str, Any] = {}
     neuron_count = 0
     mined = MinedLayer.load(work.require(work.mined(layer), "mine"))
@@ -668,6 +714,7 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
                 activating=_activating(it.graph),
             )
         evaluated = read_evaluation(work, layer, n)  # read once: the page and neuron.json both use it
+        shape = describe(it.graph) if it.graph is not None else None
         page = NeuronPage(
             layer=layer,
             neuron=n,
@@ -697,13 +744,21 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
             fidelity=neuron_fidelity(evaluated),
             fidelity_url="../../../fidelity/",
             json_url=export.JSON_NAME,
+            summary=shape.summary if shape else "",
+            groups=shape.groups if shape else 0,
+            misses=misses_view(evaluated, shown) if show else None,
+            playground=playground.patterns(it.graph) if it.graph is not None and sh.playground else None,
         )
         md_path = neuron_md_path(layer, n)
         record = _neuron_record(sh, layer, n, it, page, mined, row, a_max, fitted_windows, evaluated)
         out.data(export.neuron_json_path(layer, n), export.dumps(record) + "\n")
         exported.append((layer, n))
-        out.page(md_path, _render(env, tpl["neuron.md.j2"], page=page, site=site, placeholder=PLACEHOLDER))
+        if shell is None:  # the one neuron page MkDocs builds (site_pages.py): this page's frame, a marker title
+            shell = _render(env, tpl["neuron.md.j2"], page=dataclasses.replace(page, title=site_pages.TITLE),
+                            site=site, placeholder=site_pages.BODY)
         out.fragment(md_path, _render(env, tpl["neuron_body.html.j2"], page=page, site=site))
+        out.pages += 1
+        neuron_pages.append((f"neurons/L{layer}/N{n}/", md_path[: -len(".md")] + ".html", page.title, []))
         neuron_count += 1
         top = gview.activating[:TOP_TOKENS] if gview else []
         if not top:
@@ -723,8 +778,13 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
                 firing=firing,
                 f1=heldout.f1 if heldout and not math.isnan(heldout.f1) else None,
                 top_tokens=top,
+                summary=page.summary,
+                groups=page.groups,
             )
         )
+        if shape is not None:
+            f1 = heldout.f1 if heldout and not math.isnan(heldout.f1) else None
+            summaries.append((layer, n, shape.summary, shape.groups, f1))
 
     mean_f1 = float(np.mean(f1s)) if f1s else None
     lpage = LayerPage(
@@ -751,10 +811,19 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
         pages=out.pages,
         neurons=neuron_count,
         exported=exported,
+        neuron_pages=neuron_pages,
+        shell=shell,
+        summaries=summaries,
     )
 
 
 def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> RenderSummary:
+    """Render every page of the run (see :func:`_render_site`), with one build date throughout (guide.py)."""
+    with guide.pinned_build_date():
+        return _render_site(cfg, work, jobs=jobs)
+
+
+def _render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> RenderSummary:
     """Render every page of the run in ``work`` into ``work.docs`` and ``work.fragments``.
 
     Layers render in ``jobs`` worker processes (default: the CPU count) when there are at least
@@ -782,13 +851,22 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
     for r in results:
         for layer, neuron, entries in r.entries:
             search.add(layer, neuron, entries)
-    export.write_jsonl(staged_docs, [pair for r in results for pair in r.exported])
+        for layer, neuron, summary, groups, f1 in r.summaries:
+            search.add_summary(layer, neuron, summary, groups, f1)
+    export_index = export.write_layers(staged_docs, [pair for r in results for pair in r.exported], sh.build)
+    # Neuron pages are written after MkDocs from one shell page (site_pages.py), not built one by one.
+    shell = next((r.shell for r in results if r.shell is not None), None)
+    if shell is not None:
+        out.data(site_pages.SHELL_MD, shell)
+    site_pages.write_manifest(staged_frag, [p for r in results for p in r.neuron_pages])
     export.copy_schemas(staged_docs)
 
-    # How to read a graph, with a drawn toy graph.
-    reading = ReadingPage(example_svg=_reading_svg(), options=fit_options)
-    out.page("reading.md", _render(env, tpl["reading.md.j2"], page=reading, site=site, placeholder=PLACEHOLDER))
-    out.fragment("reading.md", _render(env, tpl["reading_body.html.j2"], page=reading, site=site))
+    _prose_pages(cfg, sh, out, fit_options, tokens_mined, export_index)
+
+    # Pattern search over the token index (the browser does the searching).
+    patterns_page = PatternPage(examples=[PatternExample(f, b) for f, b in search.examples()], max_per_key=MAX_PER_KEY)
+    out.page("patterns.md", _render(env, tpl["patterns.md.j2"], page=patterns_page, site=site, placeholder=PLACEHOLDER))
+    out.fragment("patterns.md", _render(env, tpl["patterns_body.html.j2"], page=patterns_page, site=site))
 
     # Fidelity: per-layer charts and table of the evaluate stage.
     fidelity = fidelity_page(env, work)
@@ -823,12 +901,14 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
         layers=summaries,
         neurons=neuron_count,
         reading_md="reading.md",
-        export_jsonl=export.jsonl_path(),
+        export_index=export.index_path(),
+        build=sh.build,
     )
     out.page("index.md", _render(env, tpl["index.md.j2"], page=home, site=site, placeholder=PLACEHOLDER))
     out.fragment("index.md", _render(env, tpl["home_fidelity.html.j2"], page=fidelity, site=site))
     _copy_assets(cfg, staged_docs)
     search.write(staged_docs / SEARCH_DIR)
+    playground.write_tokenizer_data(work, sh.vocab, staged_docs)
 
     _swap(staged_docs, work.docs)
     _swap(staged_frag, work.fragments)
@@ -854,3 +934,28 @@ def _reading_svg() -> Markup | None:
     ]
     svg = render_svgs({0: graph_dot(Graph(nodes)).source}, {0: "Example N2G graph"}).get(0)
     return Markup(svg) if svg else None
+
+
+def _prose_pages(cfg: Config, sh: _Shared, out: _Writer, fit_options: dict[str, Any], tokens_mined: int | None,
+                 export_index: dict[str, Any]) -> None:
+    """How to read a graph (with a worked example from this build), method, model and corpus, citation, data."""
+    env, tpl, site, build = sh.env, sh.tpl, sh.site, sh.build
+    picked = guide.pick_example(sh.work, sh.layers, sh.selected)
+    example = None
+    if picked is not None:
+        layer, neuron, f1, source, graph, candidates = picked
+        svg = render_svgs({0: graph_dot(graph).source}, {0: f"N2G graph of layer {layer}, neuron {neuron}"}).get(0)
+        example = guide.worked_example(layer, neuron, f1, source, graph, candidates, svg)
+    reading = guide.ReadingPage(example=example, toy_svg=_reading_svg() if example is None else None,
+                                options=fit_options or dict(build["options"]["fit"]))
+    out.page("reading.md", _render(env, tpl["reading.md.j2"], page=reading, site=site, placeholder=PLACEHOLDER))
+    out.fragment("reading.md", _render(env, tpl["reading_body.html.j2"], page=reading, site=site))
+    mask = (sh.manifest.get("model_info") or {}).get("mask")
+    pages = {
+        "method.md": guide.method_page(build, display_token(mask) if isinstance(mask, str) else None),
+        "model.md": guide.model_page(build, sh.manifest, tokens_mined),
+        "cite.md": guide.cite_page(build, cfg.site_url),
+        "data.md": guide.data_page(build, export_index),
+    }
+    for md_path, page in pages.items():
+        out.page(md_path, _render(env, tpl[md_path + ".j2"], page=page, site=site))

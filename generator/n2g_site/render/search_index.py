@@ -1,23 +1,34 @@
-"""The token-search index: normalised token -> the neurons whose graphs fire on it, sharded for the browser.
+"""The token- and pattern-search index: normalised token -> the neurons whose graphs use it, sharded.
 
 Written by the render stage under ``docs/token-search/`` (MkDocs copies it to ``site/token-search/``)::
 
-    token-search/tokens.json              {"schema": ..., "shards": S, "hash": "fnv1a32", "neurons": N, "keys": K}
-    token-search/tokens-{i:03x}.json      one shard: {key: {"t": [token, ...], "a": [...], "c": [...], "na": n, "nc": n}}
+    token-search/tokens.js                {"schema": ..., "shards": S, "hash": "fnv1a32", "neurons": N, "keys": K,
+                                           "info_chunk": C}
+    token-search/tokens-{i:03x}.js        one shard: {key: {"t": [token, ...], "a": [...], "c": [...], "na": n, "nc": n}}
+    token-search/neurons-L{l}-{j}.js      one-line summaries: {neuron: [summary, groups, held-out F1 or null]} for
+                                           neurons j*C .. (j+1)*C-1 of layer l
+
+Every file is a classic script that hands its JSON to the page, ``n2gDeliver("<path without .js>", {...});``:
+unlike ``fetch``, a ``<script>`` tag also loads from ``file://``, so search works in the unzipped offline
+bundle. The JSON is the call's second argument (:func:`read_script` gets it back in Python).
 
 - ``key`` is :func:`search_key` of a graph token: N2G's :func:`~n2g_site.n2g.graph.normalise`, then lower
   case, then surrounding whitespace stripped unless the token is only whitespace. The browser applies the
   same folding to the query (``toLowerCase`` + ``trim``), so " Paris", "Paris", "PARIS" and "paris " all
   find one key. A key lives in shard ``fnv1a32(utf8(key)) mod S`` (S a power of two), so a query downloads
-  ``tokens.json`` once and then exactly one small shard.
+  ``tokens.js`` once and then exactly one small shard per token it names.
 - ``t`` lists the token strings (display form, :func:`~n2g_site.render.tokens.display_token`) seen under
-  the key; ``a`` holds ``[layer, neuron, activation, t-index]`` for the graphs where the key is an
-  activating token (depth 0, the node's normalised activation), ``c`` the same for context tokens (the
-  node's importance). Each list is sorted by value, strongest first, and capped at :data:`MAX_PER_KEY`;
-  ``na``/``nc`` give the uncapped counts. The browser ranks exact token matches first (see ``n2g.js``).
+  the key; ``a`` holds ``[layer, neuron, activation, t-index, [context key, ...]]`` for the graphs where the
+  key is an activating token (depth 0, the node's normalised activation; the context keys are the search
+  keys of every token that the graph's patterns for this activating token require before it, strongest
+  first, at most :data:`MAX_CONTEXT_KEYS`), ``c`` holds ``[layer, neuron, importance, t-index]`` where the
+  key is a context token. Each list is sorted by value, strongest first, and capped at
+  :data:`MAX_PER_KEY`; ``na``/``nc`` give the uncapped counts. The browser ranks exact token matches first.
+- Pattern queries (``search.md``): "fires on X" reads ``a`` of X; "fires on X when Y comes before it" keeps
+  the rows of X's ``a`` whose context keys hold Y's key; "Y anywhere in the context" reads ``c`` of Y.
 
-The files are plain JSON read with ``fetch``: the browser puts every string into the page with
-``textContent``, never as HTML, so a token such as ``<script>`` stays text.
+The browser puts every string into the page with ``textContent``, never as HTML, so a token such as
+``<script>`` stays text.
 """
 
 from __future__ import annotations
@@ -27,14 +38,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..n2g.graph import Graph, normalise
 from .tokens import display_token
 
-SCHEMA = "n2g-site/token-search/1"
+SCHEMA = "n2g-site/token-search/2"
 MAX_PER_KEY = 200  # neurons kept per key and kind (activating / context), strongest first
 TARGET_SHARD_BYTES = 32_000  # shards are sized to about this, so the largest stays well below 100 KB
 MAX_SHARDS = 4096
+MAX_CONTEXT_KEYS = 16  # context keys kept per activating-token row
+INFO_CHUNK = 512  # neurons per summary file (~100 bytes each: ~50 KB)
 
 
 def search_key(token: str) -> str:
@@ -62,20 +76,44 @@ def shard_of(key: str, shards: int) -> int:
 
 
 def shard_name(i: int) -> str:
-    return f"tokens-{i:03x}.json"
+    return f"tokens-{i:03x}.js"
+
+
+def script(name: str, data_json: str) -> str:
+    """A data file the browser loads with a <script> tag: ``n2gDeliver(name, data);``."""
+    return f"n2gDeliver({json.dumps(name)},{data_json});\n"
+
+
+def read_script(text: str) -> Any:
+    """The JSON inside a file written by :func:`script`."""
+    start = text.index(",") + 1
+    end = text.rindex(");")
+    return json.loads(text[start:end])
 
 
 @dataclass
 class _Key:
     tokens: dict[str, int] = field(default_factory=dict)  # display token -> index in "t"
-    act: list[tuple[float, int, int, int]] = field(default_factory=list)  # (value, layer, neuron, t-index)
-    ctx: list[tuple[float, int, int, int]] = field(default_factory=list)
+    act: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)  # + context keys
+    ctx: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)
 
 
-def graph_entries(graph: Graph) -> list[tuple[str, str, str, float]]:
-    """(kind "a"/"c", key, display token, value) of one graph: the best value per (kind, key)."""
+Entry = tuple[str, str, str, float, tuple[str, ...]]  # (kind "a"/"c", key, display token, value, context keys)
+
+
+def graph_entries(graph: Graph) -> list[Entry]:
+    """The index entries of one graph: the best value per (kind, key), and the context keys of each
+    activating key (every keyed node below it in the trie, by importance)."""
     best: dict[tuple[str, str], tuple[str, float]] = {}
-    for node in graph.nodes:
+    context: dict[str, dict[str, float]] = defaultdict(dict)
+    root_of: dict[int, int] = {}
+    for node in graph.nodes:  # parents come first
+        root_of[node.id] = node.id if node.parent < 0 else root_of[node.parent]
+        root = graph.nodes[root_of[node.id]]
+        if node.depth > 0 and node.key is not None and node.token and root.key is not None and root.token:
+            ctx = context[search_key(root.token)]
+            key = search_key(node.token)
+            ctx[key] = max(ctx.get(key, 0.0), float(node.importance))
         if node.key is None or not node.token:
             continue
         kind = "a" if node.depth == 0 else "c"
@@ -83,37 +121,69 @@ def graph_entries(graph: Graph) -> list[tuple[str, str, str, float]]:
         k = (kind, search_key(node.token))
         if k not in best or value > best[k][1]:
             best[k] = (display_token(node.token), value)
-    return [(kind, key, tok, value) for (kind, key), (tok, value) in best.items()]
+    out: list[Entry] = []
+    for (kind, key), (tok, value) in best.items():
+        keys: tuple[str, ...] = ()
+        if kind == "a":
+            ranked = sorted(context.get(key, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+            keys = tuple(k for k, _ in ranked[:MAX_CONTEXT_KEYS])
+        out.append((kind, key, tok, value, keys))
+    return out
 
 
 class SearchIndex:
-    """Collects graph entries neuron by neuron, then writes the sharded index."""
+    """Collects graph entries and summaries neuron by neuron, then writes the sharded index."""
 
     def __init__(self) -> None:
         self._keys: dict[str, _Key] = defaultdict(_Key)
+        self._info: dict[tuple[int, int], dict[int, list]] = defaultdict(dict)
         self.neurons = 0
 
-    def add(self, layer: int, neuron: int, entries: Iterable[tuple[str, str, str, float]]) -> None:
+    def add(self, layer: int, neuron: int, entries: Iterable[Entry]) -> None:
         self.neurons += 1
-        for kind, key, token, value in entries:
+        for kind, key, token, value, context in entries:
             slot = self._keys[key]
             ti = slot.tokens.setdefault(token, len(slot.tokens))
-            (slot.act if kind == "a" else slot.ctx).append((value, layer, neuron, ti))
+            (slot.act if kind == "a" else slot.ctx).append((value, layer, neuron, ti, context))
 
     def add_graph(self, layer: int, neuron: int, graph: Graph) -> None:
         self.add(layer, neuron, graph_entries(graph))
+
+    def add_summary(self, layer: int, neuron: int, summary: str, groups: int, f1: float | None) -> None:
+        """A neuron's one-line summary, trigger groups and held-out F1, shown next to search results."""
+        self._info[(layer, neuron // INFO_CHUNK)][neuron] = [summary, groups, None if f1 is None else round(f1, 2)]
+
+    def examples(self, limit: int = 3) -> list[tuple[str, str]]:
+        """Ready-made pattern queries ``(fires, before)``: the activating keys most neurons share, with the
+        context key most of those neurons need before it ("" when none does); most common first."""
+        ranked = sorted(((len(slot.act), key) for key, slot in self._keys.items() if slot.act and key.strip()),
+                        key=lambda x: (-x[0], x[1]))
+        out = []
+        for _, key in ranked[:limit]:
+            counts: dict[str, int] = defaultdict(int)
+            for *_, context in self._keys[key].act:
+                for c in context:
+                    if c.strip():
+                        counts[c] += 1
+            before = min(counts, key=lambda c: (-counts[c], c)) if counts else ""
+            out.append((key, before))
+        return out
 
     def _payload(self, key: str) -> dict:
         slot = self._keys[key]
         out: dict = {"t": list(slot.tokens)}
         for kind, rows in (("a", slot.act), ("c", slot.ctx)):
             rows = sorted(rows, key=lambda r: (-r[0], r[1], r[2]))
-            out[kind] = [[layer, neuron, round(value, 2), ti] for value, layer, neuron, ti in rows[:MAX_PER_KEY]]
+            if kind == "a":
+                out[kind] = [[layer, neuron, round(value, 2), ti, list(context)]
+                             for value, layer, neuron, ti, context in rows[:MAX_PER_KEY]]
+            else:
+                out[kind] = [[layer, neuron, round(value, 2), ti] for value, layer, neuron, ti, _ in rows[:MAX_PER_KEY]]
             out["n" + kind] = len(rows)
         return out
 
     def write(self, folder: Path) -> dict:
-        """Write ``tokens.json`` and the shards into ``folder`` (a staging folder: plain writes)."""
+        """Write ``tokens.js``, the shards and the summaries into ``folder`` (a staging folder: plain writes)."""
         folder.mkdir(parents=True, exist_ok=True)
         payloads = {key: json.dumps(self._payload(key), ensure_ascii=False, separators=(",", ":"))
                     for key in sorted(self._keys)}
@@ -126,11 +196,17 @@ class SearchIndex:
             buckets[shard_of(key, shards)].append(key)
         largest = 0
         for i, keys in enumerate(buckets):
-            body = "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{payloads[k]}" for k in keys) + "}\n"
-            data = body.encode("utf-8")
+            body = "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{payloads[k]}" for k in keys) + "}"
+            name = shard_name(i)
+            data = script(f"token-search/{name[:-3]}", body).encode("utf-8")
             largest = max(largest, len(data))
-            (folder / shard_name(i)).write_bytes(data)
+            (folder / name).write_bytes(data)
+        for (layer, chunk), info in sorted(self._info.items()):
+            name = f"neurons-L{layer}-{chunk}"
+            body = json.dumps({str(n): info[n] for n in sorted(info)}, ensure_ascii=False, separators=(",", ":"))
+            (folder / f"{name}.js").write_text(script(f"token-search/{name}", body), encoding="utf-8")
         meta = {"schema": SCHEMA, "hash": "fnv1a32", "shards": shards, "neurons": self.neurons,
-                "keys": len(payloads), "largest_shard_bytes": largest}
-        (folder / "tokens.json").write_text(json.dumps(meta, sort_keys=True) + "\n", encoding="utf-8")
+                "keys": len(payloads), "largest_shard_bytes": largest, "info_chunk": INFO_CHUNK}
+        (folder / "tokens.js").write_text(script("token-search/tokens", json.dumps(meta, sort_keys=True)),
+                                          encoding="utf-8")
         return meta

@@ -1,0 +1,41 @@
+"""The "misses" section of a neuron page: where the graph's prediction disagrees with the neuron.
+
+Reads the snippets the evaluate stage stored (:func:`n2g_site.evaluate.find_misses`) and turns them into
+:class:`~.contexts.MissesView` for ``neuron_body.html.j2``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .contexts import MissesView, MissToken, MissView
+
+
+def _level(value: float | None) -> int:
+    return 0 if value is None else round(10 * min(max(value, 0.0), 1.0))
+
+
+def _snippet(raw: dict[str, Any], shown: list[str]) -> MissView:
+    at = int(raw["position"]) - int(raw["start"])
+    tokens = []
+    for i, (tid, truth, pred) in enumerate(zip(raw["tokens"], raw["truth"], raw["predicted"])):
+        tokens.append(MissToken(
+            text=shown[tid] if 0 <= tid < len(shown) else f"<{tid}>",
+            truth=None if truth is None else float(truth),
+            predicted=float(pred),
+            level=_level(truth),
+            missed=i == at,
+        ))
+    missed = tokens[at]
+    return MissView(dataset=str(raw["dataset"]), tokens=tokens, truth=missed.truth or 0.0, predicted=missed.predicted)
+
+
+def misses_view(evaluated: dict[str, Any] | None, shown: list[str]) -> MissesView | None:
+    """The page's misses, or None when the neuron was not evaluated (or evaluated before misses existed)."""
+    misses = (evaluated or {}).get("misses")
+    if not isinstance(misses, dict):
+        return None
+    return MissesView(
+        false_positive=[_snippet(m, shown) for m in misses.get("false_positive") or []],
+        false_negative=[_snippet(m, shown) for m in misses.get("false_negative") or []],
+    )

@@ -1,0 +1,48 @@
+"""Data for the in-browser playground: a graph's patterns per page, the tokenizer once per site.
+
+The playground (``assets/playground.js``) tokenizes the reader's text with the model's own tokenizer
+(Hugging Face tokenizers.js, vendored in ``assets/vendor/``) and runs the neuron's graph on the token ids
+with the same longest-match rule as :class:`~n2g_site.n2g.predict.Predictor`, so it shows exactly the values
+the Python predictor gives (tests/test_playground.py runs both on the same sequences).
+
+- Per neuron page: :func:`patterns` -> ``{"p": [[end value, key at t, key at t-1, ...], ...]}`` in the graph's
+  node order, a key being a normalised token string or null (the ignore node); embedded in the page as JSON.
+- Per site: ``playground/tokenizer.js`` (``n2gDeliver("playground/tokenizer", {...})``) with the tokenizer
+  (``tokenizer.json`` + ``tokenizer_config.json`` that mine saved in the work dir), ``vocab`` (token id ->
+  its text) and ``keys`` (token id -> :func:`~n2g_site.n2g.graph.normalise` of its text). Shipping the keys
+  rather than re-implementing ``normalise`` in JavaScript keeps the two predictors on one definition.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..n2g.graph import Graph, normalise
+from ..store import WorkDir
+from .search_index import script
+
+DATA_PATH = "playground/tokenizer.js"
+
+
+def patterns(graph: Graph) -> dict[str, list[list[Any]]]:
+    """The graph's complete matches in node order: ``[end value, key, key, ...]`` (activating token first)."""
+    return {"p": [[float(value), *keys] for keys, value in graph.patterns()]}
+
+
+def write_tokenizer_data(work: WorkDir, vocab: list[str], docs: Path) -> bool:
+    """Write ``docs/playground/tokenizer.js``; False (and nothing written) when mine saved no tokenizer."""
+    if not work.tokenizer.is_file():
+        return False
+    data = {
+        "tokenizer": json.loads(work.tokenizer.read_text(encoding="utf-8")),
+        "config": json.loads(work.tokenizer_config.read_text(encoding="utf-8")) if work.tokenizer_config.is_file() else {},
+        "vocab": vocab,
+        "keys": [normalise(t) for t in vocab],
+    }
+    path = docs / DATA_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    path.write_text(script(DATA_PATH[: -len(".js")], body), encoding="utf-8")
+    return True

@@ -1,0 +1,124 @@
+/* n2g-site: the neuron-page playground. The reader's text is tokenized in the browser with the model's own
+ * tokenizer (Hugging Face tokenizers.js, vendored in assets/vendor/), and the neuron's graph predicts each
+ * token's normalised activation with the rule of n2g/predict.py's Predictor:
+ *
+ *   a pattern (activating token, then earlier tokens, null = any one token) matches at position t when every
+ *   key equals the normalised token at t, t-1, ...; the prediction at t is the end value of the longest
+ *   matching pattern (ties: the largest), else 0.
+ *
+ * Patterns are tried shortest first in the graph's order, exactly as the Python predictor does, so the two
+ * give identical values (tests/test_playground.py compares them on random token sequences). Token keys come
+ * from the site's tokenizer data (render/playground.py), not from a JavaScript copy of normalise().
+ * Strings reach the page through textContent only.
+ */
+(function () {
+  "use strict";
+  var TOKENIZER_LIB = "assets/vendor/tokenizers.js";
+  var TOKENIZER_DATA = "playground/tokenizer";
+  var FIRES = 0.5;  // "fires" = predicted activation >= half the neuron's max, as in the fidelity scores
+
+  function compile(graph, keys) {
+    var pats = graph.p.map(function (p, i) { return { value: p[0], keys: p.slice(1), order: i }; });
+    pats.sort(function (a, b) { return a.keys.length - b.keys.length || a.order - b.order; });
+    return function predict(ids) {
+      var n = ids.length, pred = new Array(n), best = new Array(n), key = new Array(n), t, j;
+      for (t = 0; t < n; t++) {
+        pred[t] = 0;
+        best[t] = -1;
+        key[t] = ids[t] >= 0 && ids[t] < keys.length ? keys[ids[t]] : undefined;
+      }
+      pats.forEach(function (p) {
+        var depth = p.keys.length - 1;
+        for (t = depth; t < n; t++) {
+          for (j = 0; j <= depth; j++) {
+            var want = p.keys[j];
+            if (want !== null && key[t - j] !== want) break;
+          }
+          if (j <= depth) continue;
+          if (depth > best[t]) { pred[t] = p.value; best[t] = depth; }
+          else if (p.value > pred[t]) pred[t] = p.value;
+        }
+      });
+      return pred;
+    };
+  }
+
+  var libPromise = null, dataPromise = null;
+  function loadLib() {
+    if (!libPromise) {
+      libPromise = new Promise(function (resolve, reject) {
+        if (window.N2GTokenizers) { resolve(window.N2GTokenizers); return; }
+        var tag = document.createElement("script");
+        tag.src = new URL(TOKENIZER_LIB, window.n2gRoot).href;
+        tag.onload = function () { resolve(window.N2GTokenizers); };
+        tag.onerror = function () { reject(new Error(TOKENIZER_LIB + " could not be loaded")); };
+        document.head.appendChild(tag);
+      });
+    }
+    return libPromise;
+  }
+  // {tokenizer, keys, vocab}: the model's tokenizer, token id -> normalised key, token id -> text.
+  function loadTokenizer() {
+    if (!dataPromise) {
+      dataPromise = Promise.all([loadLib(), window.n2gLoad(TOKENIZER_DATA)]).then(function (got) {
+        var lib = got[0], data = got[1];
+        return { tokenizer: new lib.Tokenizer(data.tokenizer, data.config), keys: data.keys, vocab: data.vocab };
+      });
+    }
+    return dataPromise;
+  }
+
+  var VISIBLE = { "\n": "\u23ce", "\t": "\u21e5", "\r": "\u21b5" };
+  function visible(text) {
+    return text.replace(/[\n\t\r]/g, function (c) { return VISIBLE[c]; });
+  }
+
+  function setup(box) {
+    var input = box.querySelector(".n2g-pg-input");
+    var out = box.querySelector(".n2g-pg-out");
+    var status = box.querySelector(".n2g-pg-status");
+    var graph = JSON.parse(box.querySelector(".n2g-pg-graph").textContent);
+    var predict = null, timer = null, seq = 0;
+    input.addEventListener("keydown", function (e) { e.stopPropagation(); });  // not Material's shortcuts
+    function run() {
+      var mine = ++seq, text = input.value;
+      if (!text) { out.replaceChildren(); return; }
+      if (!predict) status.textContent = "Loading the tokenizer\u2026";
+      loadTokenizer().then(function (tk) {
+        if (mine !== seq) return;
+        if (!predict) predict = compile(graph, tk.keys);
+        var ids = tk.tokenizer.encode(text, { add_special_tokens: false }).ids;
+        var values = predict(ids);
+        var frag = document.createDocumentFragment(), firing = [];
+        ids.forEach(function (id, t) {
+          var v = values[t];
+          var span = document.createElement("span");
+          var level = Math.round(10 * Math.min(Math.max(v, 0), 1));
+          if (level) span.className = "a" + level;
+          span.title = "graph " + v.toFixed(2);
+          span.dataset.value = String(v);
+          span.textContent = visible(tk.vocab[id] !== undefined ? tk.vocab[id] : "<" + id + ">");
+          frag.appendChild(span);
+          if (v >= FIRES) firing.push(span.textContent);
+        });
+        out.replaceChildren(frag);
+        status.textContent = ids.length + " token" + (ids.length === 1 ? "" : "s") + " \u00b7 " +
+          (firing.length ? "the graph predicts firing (\u2265 \u00bd max) on: " + firing.join(" \u00b7 ")
+                         : "the graph predicts no firing on this text");
+      }).catch(function (err) {
+        if (mine !== seq) return;
+        status.textContent = "The playground is unavailable (" + err.message + ").";
+      });
+    }
+    input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(run, 150); });
+  }
+
+  // For tests: the predictor and the loaded tokenizer.
+  window.n2gPlayground = { compile: compile, tokenizer: loadTokenizer };
+
+  function init() {
+    Array.prototype.forEach.call(document.querySelectorAll(".n2g-playground"), setup);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

@@ -1,0 +1,92 @@
+"""One-line graph summaries, trigger groups (polysemanticity signal) and the misses the evaluate stage keeps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from n2g_site.evaluate import find_misses
+from n2g_site.n2g.graph import Graph, Node, normalise
+from n2g_site.render.summary import describe
+
+
+def _graph(rows: list[tuple[int, str, float | None, float]]) -> Graph:
+    """(parent, token or "" for ignore, end, importance) rows, parents first."""
+    nodes: list[Node] = []
+    for i, (parent, token, end, importance) in enumerate(rows):
+        depth = 0 if parent < 0 else nodes[parent].depth + 1
+        nodes.append(Node(i, parent, depth, normalise(token) if token else None, token, importance,
+                          0.9 if depth == 0 else 0.0, end, 1))
+    return Graph(nodes)
+
+
+def test_single_token_graph() -> None:
+    shape = describe(_graph([(-1, " Paris", 0.9, 1.0)]))
+    assert shape.summary == "fires on “ Paris”" and shape.groups == 1
+
+
+def test_context_right_before_and_further_back() -> None:
+    g = _graph([(-1, " Paris", None, 1.0), (0, " in", 0.95, 0.9), (0, "", None, 0.1), (2, " to", 0.7, 0.8)])
+    assert describe(g).summary == "fires on “ Paris” after “ in” or with “ to” 2 tokens before"
+
+
+def test_strongest_trigger_first_and_the_rest_counted() -> None:
+    g = _graph([(-1, " a", 0.6, 1.0), (-1, " b", 0.9, 1.0), (-1, " c", 0.7, 1.0), (-1, " d", 0.8, 1.0),
+                (-1, " e", 0.55, 1.0)])
+    assert describe(g).summary == "fires on “ b”; “ d”; “ c” (+2 more tokens)"
+
+
+def test_triggers_sharing_a_context_token_are_one_group() -> None:
+    # ' Paris' and ' London' both after ' in': one idea ("a city after in").
+    g = _graph([(-1, " Paris", None, 1.0), (0, " in", 0.9, 0.9), (-1, " London", None, 1.0), (2, " in", 0.8, 0.9)])
+    assert describe(g).groups == 1
+
+
+def test_unrelated_triggers_count_separately_but_digits_are_one_kind() -> None:
+    g = _graph([(-1, " except", 0.9, 1.0), (-1, " Paris", None, 1.0), (1, " in", 0.8, 0.9),
+                (-1, "1", 0.7, 1.0), (-1, "7", 0.7, 1.0), (-1, " 42", 0.6, 1.0), (-1, ",", 0.6, 1.0)])
+    # except | Paris-after-in | digits (1, 7, 42) | punctuation
+    assert describe(g).groups == 4
+
+
+def test_empty_graph() -> None:
+    assert describe(Graph([])) == describe(Graph([])) and describe(Graph([])).groups == 0
+
+
+def test_hostile_tokens_stay_plain_text_in_the_summary() -> None:
+    shape = describe(_graph([(-1, "<script>", 0.9, 1.0), (0, "\n", 0.9, 0.9)]))
+    assert shape.summary == "fires on “<script>”"  # alone wins: the token fires by itself
+    assert "⏎" in describe(_graph([(-1, "<b>", None, 1.0), (0, "\n", 0.9, 0.9)])).summary
+
+
+# --------------------------------------------------------------------------------------------- misses
+
+
+def _predict_on(token: int):
+    return lambda tokens: np.where(np.asarray(tokens) == token, 0.9, 0.0)
+
+
+def test_misses_find_false_positives_and_negatives_with_their_context() -> None:
+    # The "graph" fires on token 5; the neuron fires on token 7 and on the second 5 only.
+    tokens = np.array([0, 1, 5, 2, 3, 5, 4, 7, 1])
+    acts = np.array([0.0, 0.0, 0.1, 0.0, 0.0, 2.0, 0.0, 1.6, 0.0])  # a_max = 2
+    misses = find_misses(_predict_on(5), {"heldout": [(tokens, acts)]}, a_max=2.0, threshold=0.5, bos=0)
+    (fp,), (fn,) = misses["false_positive"], misses["false_negative"]
+    assert fp["position"] == 2 and fp["tokens"][fp["position"] - fp["start"]] == 5
+    assert fp["predicted"][2] == 0.9 and fp["truth"][2] == 0.05
+    assert fn["position"] == 7 and fn["truth"][7 - fn["start"]] == 0.8 and fn["predicted"][7 - fn["start"]] == 0.0
+    assert fp["truth"][0] is None  # the doc-start token is not scored
+
+
+def test_misses_keep_the_largest_gaps_one_per_sequence() -> None:
+    seqs = [(np.array([5, 5, 1]), np.array([0.0, 0.0, 0.0])),  # two FPs: one snippet
+            (np.array([1, 5]), np.array([0.0, 0.9])),  # FP gap 0.9 - 0.45 = 0.45
+            (np.array([5]), np.array([0.2]))]  # FP gap 0.8
+    misses = find_misses(_predict_on(5), {"ordinary": seqs}, a_max=2.0, threshold=0.5, bos=None, limit=2)
+    assert [m["sequence"] for m in misses["false_positive"]] == [0, 2]
+    assert misses["false_negative"] == []
+
+
+def test_a_perfect_graph_has_no_misses() -> None:
+    tokens = np.array([1, 5, 2])
+    misses = find_misses(_predict_on(5), {"heldout": [(tokens, np.array([0.0, 1.8, 0.0]))]}, 2.0, 0.5, None)
+    assert misses == {"false_positive": [], "false_negative": []}
