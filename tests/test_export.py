@@ -1,8 +1,11 @@
-"""JSON exports: a neuron.json next to every neuron page and export/neurons.jsonl, both valid against
-schemas/neuron.schema.json, deterministic, with hostile tokens kept as plain text."""
+"""JSON exports: a neuron.json next to every neuron page and export/layer_LL.jsonl.gz per layer with an
+export/index.json, valid against their schemas, carrying the build metadata, deterministic, with hostile tokens
+kept as plain text."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -18,6 +21,7 @@ from n2g_site.schemas import validate
 from n2g_site.store import write_json
 from render_fixtures import DEAD, HOSTILE, ID, LAYERS, UNFITTED, make_workdir
 
+EPOCH = "1767225600"  # 2026-01-01 UTC: SOURCE_DATE_EPOCH for the renders of this module
 SCORE = {"tokens": 100, "true_firing": 10, "predicted_firing": 8, "true_positive": 6, "precision": 0.75,
          "recall": 0.6, "f1": 0.667, "correlation": None}
 
@@ -38,7 +42,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Config]
         "ngram": 5, "datasets": {d: {m: SCORE for m in METHODS} for d in ("heldout", "ordinary")},
     })
     cfg = Config(site_dir=root / "site", site_url="https://example.org/repo/")
-    render_site(cfg, work)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOURCE_DATE_EPOCH", EPOCH)
+        render_site(cfg, work)
     return work.root, publish(cfg, work), cfg
 
 
@@ -94,18 +100,57 @@ def test_hostile_tokens_survive_as_text(built) -> None:
     assert set(HOSTILE) <= seen  # "<script>", quotes, "&amp;", "\n", "\x07", emoji ... as the exact strings
 
 
-def test_jsonl_holds_every_neuron_once(built) -> None:
+def _layer_lines(site: Path) -> dict[int, list[str]]:
+    index = json.loads((site / "export" / "index.json").read_text(encoding="utf-8"))
+    out = {}
+    for entry in index["layers"]:
+        data = (site / "export" / entry["file"]).read_bytes()
+        assert len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == entry["sha256"]
+        out[entry["layer"]] = gzip.decompress(data).decode("utf-8").splitlines(keepends=True)
+        assert len(out[entry["layer"]]) == entry["neurons"]
+    return out
+
+
+def test_layer_files_hold_every_neuron_once(built) -> None:
     _, site, _ = built
-    text = (site / "export" / "neurons.jsonl").read_text(encoding="utf-8")
-    lines = text.splitlines()  # also splits on U+2028 / U+0085: none may be raw in a line
-    assert len(lines) == len(_neurons())
-    for line, (layer, neuron) in zip(lines, _neurons()):
-        record = json.loads(line)
-        validate(record, "neuron")
-        assert (record["layer"], record["neuron"]) == (layer, neuron)
-        assert line + "\n" == (site / "neurons" / f"L{layer}" / f"N{neuron}" / "neuron.json").read_text(encoding="utf-8")
-    for name in ("neuron.schema.json", "graph.schema.json"):
+    assert not (site / "export" / "neurons.jsonl").exists()  # one file per layer instead (~1 GB for a whole model)
+    index = json.loads((site / "export" / "index.json").read_text(encoding="utf-8"))
+    validate(index, "export-index")
+    assert [e["layer"] for e in index["layers"]] == sorted(LAYERS)
+    assert [e["file"] for e in index["layers"]] == ["layer_00.jsonl.gz", "layer_03.jsonl.gz"]
+    assert index["neurons"] == len(_neurons())
+    lines = _layer_lines(site)
+    for layer in sorted(LAYERS):
+        # str.splitlines also splits on U+2028 / U+0085: none may be raw in a line
+        assert all(line.endswith("\n") and line.count("\n") == 1 for line in lines[layer])
+        for line, neuron in zip(lines[layer], LAYERS[layer], strict=True):
+            record = json.loads(line)
+            validate(record, "neuron")
+            assert (record["layer"], record["neuron"]) == (layer, neuron)
+            assert line == (site / "neurons" / f"L{layer}" / f"N{neuron}" / "neuron.json").read_text(encoding="utf-8")
+    for name in ("neuron.schema.json", "graph.schema.json", "build.schema.json", "export-index.schema.json"):
         assert json.loads((site / "export" / name).read_text(encoding="utf-8"))["$id"].startswith("urn:n2g-site:")
+
+
+def test_records_and_index_carry_the_build_metadata(built) -> None:
+    from n2g_site import __version__
+    from render_fixtures import MANIFEST
+
+    _, site, _ = built
+    index = json.loads((site / "export" / "index.json").read_text(encoding="utf-8"))
+    build = index["build"]
+    validate(build, "build")
+    assert build["date"] == "2026-01-01"  # SOURCE_DATE_EPOCH
+    assert build["n2g_site_version"] in (MANIFEST["n2g_site_version"], __version__)
+    assert (build["model"], build["corpus"]) == ("smollm2-135m", "wiki")
+    assert build["model_name"] == MANIFEST["model_info"]["name"]
+    assert build["options"]["mine"] == MANIFEST["mine"]
+    assert build["options"]["fit"]["importance_threshold"] == 0.75 and build["augmenter"] == "none"
+    assert build["options"]["evaluate"] is None  # the fixture has no evaluate summary
+    for layer, neuron in _neurons():
+        assert _record(site, layer, neuron)["build"] == build
+    home = (site / "index.html").read_text(encoding="utf-8")
+    assert "2026-01-01" in home and build["n2g_site_version"] in home
 
 
 def test_pages_link_the_downloads(built) -> None:
@@ -114,18 +159,46 @@ def test_pages_link_the_downloads(built) -> None:
     assert '<a href="neuron.json" download>Download this neuron&#39;s data (JSON)</a>' in page \
         or '<a href="neuron.json" download>Download this neuron\'s data (JSON)</a>' in page
     home = (site / "index.html").read_text(encoding="utf-8")
-    assert 'href="export/neurons.jsonl"' in home and 'href="export/neuron.schema.json"' in home
+    assert 'href="export/index.json"' in home and 'href="export/neuron.schema.json"' in home
 
 
 def test_exports_are_deterministic(built, tmp_path: Path) -> None:
+    """Same work dir and build date (SOURCE_DATE_EPOCH) -> the same bytes, gzip files and index included."""
     work_root, site, cfg = built
-    before = {p.relative_to(site): p.read_bytes() for p in site.rglob("*.json*") if "neuron" in p.name}
+
+    def exported(root: Path) -> dict[Path, bytes]:
+        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*.json*")
+                if "neuron" in p.name or p.parent.name == "export"}
+
+    before = exported(site)
+    assert any(p.suffix == ".gz" for p in before) and Path("export/index.json") in before
     copy = tmp_path / "work"
     shutil.copytree(work_root, copy)
     from n2g_site.store import WorkDir
 
     cfg2 = Config(site_dir=tmp_path / "site", site_url=cfg.site_url)
-    render_site(cfg2, WorkDir(copy), jobs=2)
-    docs = WorkDir(copy).docs
-    after = {p.relative_to(docs): p.read_bytes() for p in docs.rglob("*.json*") if "neuron" in p.name}
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+        render_site(cfg2, WorkDir(copy), jobs=2)
+    finally:
+        monkeypatch.undo()
+    after = exported(WorkDir(copy).docs)
     assert before.keys() == after.keys() and before == after
+
+
+def test_build_date_follows_source_date_epoch(monkeypatch) -> None:
+    from n2g_site.config import UserError
+    from n2g_site.render import guide
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    assert guide.build_date() == "1970-01-01"
+    with guide.pinned_build_date() as date:
+        assert date == "1970-01-01"
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    with guide.pinned_build_date() as date, monkeypatch.context() as mp:  # one date for the whole render
+        mp.setattr(guide, "datetime", None)  # a second call, e.g. in a worker after midnight, asks no clock
+        assert guide.build_date() == date
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(UserError, match="SOURCE_DATE_EPOCH"):
+        guide.build_date()

@@ -153,7 +153,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = make_workdir(root / "work")
     cfg = Config(site_dir=root / "site", site_url="https://example.org/repo/")
     summary = render_site(cfg, work)
-    assert summary.neurons == 6 and summary.pages == 6 + 2 + 3  # neurons, layers, home + reading + fidelity
+    # neurons, layers; home, reading, method, model, cite, data, fidelity, patterns
+    assert summary.neurons == 6 and summary.pages == 6 + 2 + 8
     out = publish(cfg, work)
     assert out == (root / "site").resolve()
     return out

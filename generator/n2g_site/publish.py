@@ -1,7 +1,7 @@
 """The publish stage: ``docs/`` -> ``site/`` with MkDocs (Material theme).
 
 The build config is derived from the base ``mkdocs.yml`` shipped with n2g-site (the repo's, or the
-wheel's copy): docs_dir, site_dir, site_url, the nav (home, how-to-read page, layer pages; never the neuron
+wheel's copy): docs_dir, site_dir, site_url, the nav (home, reading, fidelity, the prose pages, layers; never the neuron
 pages, which are also excluded from search by their front matter), the fragment hook, the stylesheet and the script
 (token search, table sorting) are added, and the result is written to ``<work dir>/mkdocs.yml`` so ``mkdocs serve -f <that file>``
 shows the same site. A ``mkdocs.yml`` in the current folder is not read.
@@ -55,6 +55,11 @@ def derive_config(cfg: Config, work: WorkDir) -> dict[str, Any]:
     manifest = read_json(work.manifest) if work.manifest.exists() else {}
     layers = sorted((docs / "layers").glob("L*.md"), key=_layer_key)
     nav: list[Any] = [{"Home": "index.md"}, {"How to read a graph": "reading.md"}, {"Fidelity": "fidelity.md"}]
+    # Prose pages (render/guide.py), in the nav and in MkDocs' search; older renders may lack them.
+    about = [{title: md} for title, md in (("Method", "method.md"), ("Model and corpus", "model.md"),
+                                           ("Data", "data.md"), ("How to cite", "cite.md")) if (docs / md).exists()]
+    if about:
+        nav.append({"About": about})
     if (docs / "patterns.md").exists():
         nav.append({"Pattern search": "patterns.md"})
     if layers:

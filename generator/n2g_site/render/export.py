@@ -3,18 +3,28 @@
 ::
 
     docs/neurons/L{l}/N{n}/neuron.json   one neuron (MkDocs copies it next to the neuron's page)
-    docs/export/neurons.jsonl            every neuron, one line each, in layer then neuron order
+    docs/export/layer_LL.jsonl.gz        every neuron of layer LL, one line each, in neuron order (gzip)
+    docs/export/index.json               the build metadata and the list of layer files (export-index schema)
 
 Each record is the neuron's graph, the examples its page shows (raw token strings, token ids and the
 neuron's activation at each token), the fit's options, cost and first held-out score, the evaluate stage's
-scores, its similar neurons and logit effects, whichever of them the work dir has. The JSON is deterministic
-(sorted keys, compact, no build date), so an unchanged neuron gives byte-identical files across rebuilds.
+scores, its similar neurons and logit effects, whichever of them the work dir has, and the site's build
+metadata (render/guide.py: n2g-site version, model, corpus, options, build date). The JSON is deterministic
+(sorted keys, compact) and the gzip streams carry no time stamp or file name, so an unchanged neuron gives
+byte-identical files across rebuilds with the same build date (``SOURCE_DATE_EPOCH`` fixes it).
+
+One file per layer, not one for the model: a whole-model JSON Lines file of SmolLM2-135M (46,080 neurons)
+would be about 1 GB; a layer's gzip file is a few percent of its 1,536 records' size and loads alone.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -22,8 +32,10 @@ from ..store import Window
 
 SCHEMA = "n2g-site/neuron/1"
 EXPORT_DIR = "export"  # docs/export/
-JSONL_NAME = "neurons.jsonl"
+INDEX_NAME = "index.json"
+INDEX_SCHEMA = "n2g-site/export-index/1"
 JSON_NAME = "neuron.json"
+SCHEMA_FILES = ("neuron.schema.json", "graph.schema.json", "build.schema.json", "export-index.schema.json")
 # Line breaks that JSON leaves raw inside strings but Python's str.splitlines() splits on.
 _RAW_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
@@ -33,8 +45,14 @@ def neuron_json_path(layer: int, neuron: int) -> str:
     return f"neurons/L{layer}/N{neuron}/{JSON_NAME}"
 
 
-def jsonl_path() -> str:
-    return f"{EXPORT_DIR}/{JSONL_NAME}"
+def index_path() -> str:
+    """The export index (build metadata + one entry per layer file), relative to docs/."""
+    return f"{EXPORT_DIR}/{INDEX_NAME}"
+
+
+def layer_file(layer: int) -> str:
+    """A layer's JSON Lines file (gzip), relative to ``export/``."""
+    return f"layer_{layer:02d}.jsonl.gz"
 
 
 def dumps(record: dict[str, Any]) -> str:
@@ -108,6 +126,7 @@ def evaluation_record(evaluated: dict[str, Any] | None) -> dict[str, Any] | None
         "fire_threshold": evaluated.get("fire_threshold"),
         "ngram": evaluated.get("ngram"),
         "datasets": evaluated["datasets"],
+        "misses": evaluated.get("misses") or {"false_positive": [], "false_negative": []},
     }
 
 
@@ -128,25 +147,51 @@ def logit_record(entry: dict[str, Any] | None, norm: str, vocab: list[str]) -> d
     return {"norm": norm, "promoted": side(entry.get("up")), "suppressed": side(entry.get("down"))}
 
 
-def write_jsonl(docs: Path, neurons: Iterable[tuple[int, int]]) -> int:
-    """Join the neurons' JSON files (already one line each) into ``docs/export/neurons.jsonl``; return lines."""
-    out = docs / jsonl_path()
-    out.parent.mkdir(parents=True, exist_ok=True)
+def _gzip_layer(docs: Path, layer: int, neurons: list[int]) -> dict[str, Any]:
+    """Join a layer's neuron JSON files (one line each) into ``export/layer_LL.jsonl.gz``; its index entry."""
+    buf = io.BytesIO()
     count = 0
-    with out.open("w", encoding="utf-8", newline="\n") as handle:
-        for layer, neuron in neurons:
+    # No file name and mtime 0 in the gzip header: the same records give the same bytes.
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=6, mtime=0) as handle:
+        for neuron in neurons:
             path = docs / neuron_json_path(layer, neuron)
             if path.exists():
-                handle.write(path.read_text(encoding="utf-8"))
+                handle.write(path.read_bytes())
                 count += 1
-    return count
+    data = buf.getvalue()
+    name = layer_file(layer)
+    (docs / EXPORT_DIR / name).write_bytes(data)
+    return {"layer": layer, "file": name, "neurons": count, "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def write_layers(docs: Path, neurons: Iterable[tuple[int, int]], build: dict[str, Any]) -> dict[str, Any]:
+    """Write ``export/layer_LL.jsonl.gz`` for every layer of ``neurons`` (in the order given) and
+    ``export/index.json``; return the index. Layers compress in parallel threads (zlib releases the GIL)."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, neuron in neurons:
+        by_layer.setdefault(layer, []).append(neuron)
+    (docs / EXPORT_DIR).mkdir(parents=True, exist_ok=True)
+    layers = sorted(by_layer)
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(layers)))) as pool:
+        entries = list(pool.map(lambda layer: _gzip_layer(docs, layer, by_layer[layer]), layers))
+    index = {
+        "schema": INDEX_SCHEMA,
+        "build": build,
+        "record_schema": "neuron.schema.json",
+        "neurons": sum(e["neurons"] for e in entries),
+        "layers": entries,
+    }
+    (docs / index_path()).write_text(json.dumps(index, sort_keys=True, ensure_ascii=False, indent=1) + "\n",
+                                     encoding="utf-8")
+    return index
 
 
 def copy_schemas(docs: Path) -> None:
-    """Publish the record's JSON Schemas next to the JSONL (``export/neuron.schema.json``, ``graph.schema.json``)."""
+    """Publish the JSON Schemas next to the exports (``export/neuron.schema.json`` and the ones it uses)."""
     from ..schemas import HERE
 
     out = docs / EXPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("neuron.schema.json", "graph.schema.json"):
+    for name in SCHEMA_FILES:
         (out / name).write_bytes((HERE / name).read_bytes())
