@@ -203,7 +203,9 @@ def test_dead_and_unfitted_neurons(site: Path) -> None:
     assert "never fired in the mined text" in dead and "<svg class=\"n2g-graph\"" not in dead
     unfitted = _page(site, f"neurons/L{UNFITTED[0]}/N{UNFITTED[1]}")
     assert "has not been fitted" in unfitted and unfitted.count('<div class="n2g-ex">') >= 5
-    assert "<svg class=\"n2g-graph\"" in _page(site, f"neurons/L{BIG[0]}/N{BIG[1]}")
+    big = _page(site, f"neurons/L{BIG[0]}/N{BIG[1]}")  # too large to inline: graph.svg next to the page
+    assert '<object class="n2g-graph n2g-graph-file" type="image/svg+xml" data="graph.svg"' in big
+    assert (site / f"neurons/L{BIG[0]}/N{BIG[1]}/graph.svg").is_file()
 
 
 def test_layer_and_home_pages(site: Path) -> None:

@@ -68,7 +68,7 @@ from . import export, playground
 from .misses import misses_view
 from .summary import describe
 from .search_index import MAX_PER_KEY, SearchIndex, graph_entries
-from .svg import graph_dot, render_svgs
+from .svg import graph_dot, render_svgs, standalone_svg, svg_object
 from .tokens import display_token
 from . import guide
 
@@ -97,6 +97,10 @@ TEMPLATES = (
 )
 MAX_TRAIN_EXAMPLES = 10  # training windows shown per neuron
 MAX_HELDOUT_EXAMPLES = 5  # held-out windows shown per neuron
+# A neuron page is the theme's frame (~12-14 KB, site_pages.py) + its body. A body longer than this keeps its
+# graph in graph.svg next to the page (an <object>, tooltips kept) instead of inline, so pages stay < 60 KB.
+PAGE_BODY_BUDGET = 44_000
+GRAPH_FILE = "graph.svg"
 SHOW_BEFORE = 24  # tokens shown before the pivot (windows are mined wider)
 SHOW_AFTER = 8  # tokens shown after it
 TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
@@ -441,6 +445,10 @@ class _Writer:
         """A static file under docs/ (MkDocs copies it into the site as is)."""
         self._write(self.docs / rel_path, text)
 
+    def fragment_file(self, rel_path: str, text: str) -> None:
+        """A file under fragments/ that site_pages.py copies next to a neuron page (e.g. its graph.svg)."""
+        self._write(self.fragments / rel_path, text)
+
     def fragment(self, md_path: str, html: str) -> None:
         self._write(self.fragments / (md_path[: -len(".md")] + ".html"), html)
 
@@ -756,9 +764,17 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
         if shell is None:  # the one neuron page MkDocs builds (site_pages.py): this page's frame, a marker title
             shell = _render(env, tpl["neuron.md.j2"], page=dataclasses.replace(page, title=site_pages.TITLE),
                             site=site, placeholder=site_pages.BODY)
-        out.fragment(md_path, _render(env, tpl["neuron_body.html.j2"], page=page, site=site))
+        body = _render(env, tpl["neuron_body.html.j2"], page=page, site=site)
+        files: list[str] = []
+        if gview is not None and gview.svg and len(body.encode("utf-8")) > PAGE_BODY_BUDGET and str(gview.svg) in body:
+            # A large graph goes into graph.svg next to the page (copied there by site_pages.py).
+            rel = f"neurons/L{layer}/N{n}/{GRAPH_FILE}"
+            out.fragment_file(rel, standalone_svg(str(gview.svg)))
+            files.append(rel)
+            body = body.replace(str(gview.svg), svg_object(str(gview.svg), GRAPH_FILE), 1)
+        out.fragment(md_path, body)
         out.pages += 1
-        neuron_pages.append((f"neurons/L{layer}/N{n}/", md_path[: -len(".md")] + ".html", page.title, []))
+        neuron_pages.append((f"neurons/L{layer}/N{n}/", md_path[: -len(".md")] + ".html", page.title, files))
         neuron_count += 1
         top = gview.activating[:TOP_TOKENS] if gview else []
         if not top:

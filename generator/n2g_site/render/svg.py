@@ -287,3 +287,30 @@ def render_svgs(
         for key, svg in zip(ks, svgs, strict=True):
             out[key] = clean_svg(svg, titles.get(key, "N2G graph")) if svg and "<svg" in svg else None
     return out
+
+
+# What n2g.css gives an inline graph (.n2g-graph rules), for a graph in a file of its own.
+_FILE_STYLE = ("<style>.edge path{fill:none;stroke:#888}.edge polygon{fill:#888;stroke:#888}"
+               ".node polygon:not([stroke]){stroke:#555}</style>")
+_SIZE = re.compile(r'<svg\b[^>]*?\swidth="([\d.]+)(pt|px)?"[^>]*?\sheight="([\d.]+)(pt|px)?"')
+_LABEL = re.compile(r'<svg\b[^>]*?\saria-label="([^"]*)"')
+
+
+def standalone_svg(svg: str) -> str:
+    """An inline graph (:func:`clean_svg`) as an SVG file of its own: XML declaration, the edge and outline
+    styles that n2g.css gives inline graphs."""
+    end = svg.index("</title>") + len("</title>") if "</title>" in svg else svg.index(">", svg.index("<svg")) + 1
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n{svg[:end]}\n{_FILE_STYLE}{svg[end:]}\n'
+
+
+def svg_object(svg: str, src: str) -> str:
+    """HTML that shows the graph ``svg`` from the file ``src`` (relative URL): an ``<object>`` (node tooltips
+    work, unlike in an ``<img>``) of the drawing's size, shrunk to the column like an inline graph, labelled
+    like it, with a link to the file as its fallback."""
+    label = (m.group(1) if (m := _LABEL.search(svg)) else "N2G graph")
+    size = ""
+    if m := _SIZE.search(svg):
+        w, h = (float(m.group(i)) * (4 / 3 if m.group(i + 1) in (None, "pt") else 1) for i in (1, 3))
+        size = f' width="{round(w)}" height="{round(h)}" style="max-width:100%;height:auto;aspect-ratio:{round(w)}/{round(h)}"'
+    return (f'<object class="n2g-graph n2g-graph-file" type="image/svg+xml" data="{src}"{size} role="img" '
+            f'aria-label="{label}"><a href="{src}">{label} (SVG)</a></object>')

@@ -1,0 +1,90 @@
+"""Neuron pages written from one MkDocs-built shell page (site_pages.py), and large graphs as graph.svg files."""
+
+from __future__ import annotations
+
+import re
+import xml.dom.minidom
+from pathlib import Path
+
+import pytest
+
+import n2g_site.render.pages as pages
+import n2g_site.site_pages as site_pages
+from n2g_site.config import Config
+from n2g_site.publish import publish
+from render_fixtures import DEAD, LAYERS, make_workdir
+
+NEURONS = [(layer, n) for layer, ns in LAYERS.items() for n in ns]
+
+
+def _build(root: Path, **cfg) -> Path:
+    work = make_workdir(root / "work")
+    config = Config(site_dir=root / "site", **cfg)
+    pages.render_site(config, work)
+    return publish(config, work)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build(tmp_path_factory.mktemp("shell"), site_url="https://example.org/repo/")
+
+
+def test_every_neuron_page_is_its_own_page(site: Path) -> None:
+    for layer, n in NEURONS:
+        html = (site / f"neurons/L{layer}/N{n}/index.html").read_text(encoding="utf-8")
+        title = f"Layer {layer} · Neuron {n}"
+        assert f"<title>{title} - n2g-site</title>" in html
+        assert f'<link rel="canonical" href="https://example.org/repo/neurons/L{layer}/N{n}/">' in html
+        assert f'<h1 id="layer-{layer}-neuron-{n}">{title}' in html and f'href="#layer-{layer}-neuron-{n}"' in html
+        assert 'class="md-search__input"' in html and 'data-md-component="palette"' in html  # the theme's frame
+        assert re.search(r'<script src="(\.\./){3}assets/n2g\.js"', html)
+        assert 'href="neuron.json" download' in html
+        for marker in (site_pages.TITLE, site_pages.TITLE.lower(), site_pages.BODY, "n2g-shell"):
+            assert marker not in html, marker
+    assert not (site / "neurons" / "n2g-shell").exists()
+
+
+def test_sitemap_lists_the_neuron_pages_not_the_shell(site: Path) -> None:
+    import gzip
+
+    text = (site / "sitemap.xml").read_text(encoding="utf-8")
+    assert "n2g-shell" not in text
+    for layer, n in NEURONS:
+        assert f"<loc>https://example.org/repo/neurons/L{layer}/N{n}/</loc>" in text
+    assert gzip.decompress((site / "sitemap.xml.gz").read_bytes()).decode("utf-8") == text
+
+
+def test_shell_is_not_in_prose_search(site: Path) -> None:
+    import json
+
+    docs = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))["docs"]
+    assert not [d for d in docs if "neurons/" in d["location"] or "N2G" in d["title"]]
+
+
+def test_workers_write_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    one = _build(tmp_path / "one")
+    before = {p.relative_to(one): p.read_bytes() for p in sorted((one / "neurons").rglob("*")) if p.is_file()}
+    monkeypatch.setattr(site_pages, "PARALLEL_MIN_PAGES", 2)
+    written = site_pages.write_neuron_pages(one, tmp_path / "one" / "work" / "fragments", lambda t: "x", jobs=2)
+    assert written == 0  # the shell was removed by the first build: nothing to redo
+    two = _build(tmp_path / "two")
+    after = {p.relative_to(two): p.read_bytes() for p in sorted((two / "neurons").rglob("*")) if p.is_file()}
+    assert before == after and len(before) >= 2 * len(NEURONS)
+
+
+def test_large_graphs_go_into_a_file_next_to_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "PAGE_BODY_BUDGET", 0)  # every graph counts as large
+    site = _build(tmp_path)
+    html = (site / "neurons/L0/N3/index.html").read_text(encoding="utf-8")
+    assert '<svg class="n2g-graph"' not in html
+    obj = re.search(r'<object class="n2g-graph[^"]*" type="image/svg\+xml" data="graph\.svg"[^>]*>', html)
+    assert obj and 'aria-label="N2G graph of layer 0, neuron 3"' in obj.group(0) and 'role="img"' in obj.group(0)
+    svg = (site / "neurons/L0/N3/graph.svg").read_text(encoding="utf-8")
+    doc = xml.dom.minidom.parseString(svg.encode("utf-8"))  # a well-formed file of its own
+    assert doc.documentElement.tagName == "svg" and "<style>" in svg and "&lt;script&gt;" in svg
+    assert not (site / f"neurons/L{DEAD[0]}/N{DEAD[1]}/graph.svg").exists()  # a dead neuron has no graph
+
+
+def test_pages_stay_small(site: Path) -> None:
+    sizes = [(site / f"neurons/L{layer}/N{n}/index.html").stat().st_size for layer, n in NEURONS]
+    assert max(sizes) < 60_000
