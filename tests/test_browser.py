@@ -230,14 +230,23 @@ def test_home_layer_neuron_similar_neuron_then_its_json_validates(served_site, w
     validate(record, "neuron")
     assert (record["layer"], record["neuron"]) == (to_layer, to_neuron)
     assert {(s["layer"], s["neuron"]) for s in record["similar"]}  # it has neighbours too (4 graphs: every pair is listed)
-    # the whole-model export, linked from the home page
+    # the whole-model export, linked from the home page: an index, then one gzip JSON Lines file per layer
     page.goto(served_site)
-    lines = page.evaluate("""async () => {
-        const a = [...document.querySelectorAll('a')].find(a => a.getAttribute('href').endsWith('neurons.jsonl'));
-        return (await (await fetch(a.href)).text()).split('\\n').filter(line => line);
+    got = page.evaluate("""async () => {
+        const a = [...document.querySelectorAll('a')].find(a => a.getAttribute('href').endsWith('export/index.json'));
+        const index = await (await fetch(a.href)).json();
+        const layers = [];
+        for (const part of index.layers) {
+            const response = await fetch(new URL(part.file, a.href));
+            const text = await new Response(response.body.pipeThrough(new DecompressionStream('gzip'))).text();
+            layers.push(text.split('\\n').filter(line => line));
+        }
+        return {index, layers};
     }""")
-    records = [json.loads(line) for line in lines]
+    validate(got["index"], "export-index")
+    records = [json.loads(line) for lines in got["layers"] for line in lines]
     for r in records:
         validate(r, "neuron")
+        assert r["build"] == got["index"]["build"]
     assert (to_layer, to_neuron) in {(r["layer"], r["neuron"]) for r in records} and len(records) == 4
     assert page.errors == []

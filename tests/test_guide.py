@@ -136,3 +136,12 @@ def test_home_page_shows_the_build(site: Path) -> None:
     text = _text(site, "")
     assert "n2g-site 0.1.0" in text and "Built on 2026-01-01" in text
     assert "--top-k 6" in text and "--importance-threshold 0.75" in text
+
+
+@pytest.mark.parametrize("model", sorted(guide.KNOWN_MODELS))
+def test_model_page_renders_for_every_known_model(tmp_path: Path, model: str) -> None:
+    manifest = {**MANIFEST, "model": model}
+    build = guide.build_info(manifest, version="9.9", date="2026-01-01", fit=None, evaluate=None)
+    out = make_env(Config(site_dir=tmp_path)).get_template("model.md.j2").render(
+        page=guide.model_page(build, manifest, 10), site=None)
+    assert guide.KNOWN_MODELS[model]["licence"] in out
