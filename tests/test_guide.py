@@ -145,3 +145,17 @@ def test_model_page_renders_for_every_known_model(tmp_path: Path, model: str) ->
     out = make_env(Config(site_dir=tmp_path)).get_template("model.md.j2").render(
         page=guide.model_page(build, manifest, 10), site=None)
     assert guide.KNOWN_MODELS[model]["licence"].split(" (")[0] in out  # Markdown escapes the brackets
+
+
+def test_without_scores_the_first_small_graph_is_the_example(tmp_path: Path) -> None:
+    work = make_workdir(tmp_path / "work")
+    for layer, neuron in ((0, 0), (0, 3), (3, 3), BIG):
+        fit = read_json(work.fitted(layer, neuron))
+        fit["heldout"] = None
+        write_json(work.fitted(layer, neuron), fit)
+    layer, neuron, f1, source, _, candidates = guide.pick_example(work, [0, 3], {0: [0, 1, 2, 3], 3: [3, 17]})
+    assert (layer, neuron, f1, source, candidates) == (0, 0, None, "none", 0)
+    cfg = Config(site_dir=tmp_path / "site")
+    render_site(cfg, work)
+    text = (work.fragments / "reading.html").read_text(encoding="utf-8")
+    assert "No neuron of this site has a held-out score yet" in text and 'href="../neurons/L0/N0/"' in text

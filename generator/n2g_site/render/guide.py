@@ -199,8 +199,8 @@ class WorkedExample:
     layer: int
     neuron: int
     url: str  # its page, relative to the reading page
-    f1: float
-    f1_source: str  # which held-out score: "evaluate" (held-out top windows) or "fit" (the fit's own check)
+    f1: float | None  # None: no neuron of the build has a held-out score
+    f1_source: str  # which held-out score: "evaluate" (held-out top windows), "fit" (the fit's own check), "none"
     candidates: int  # neurons it was chosen among (those with a held-out F1)
     svg: Markup | None
     nodes: int
@@ -246,12 +246,19 @@ def _f1_candidates(work: WorkDir, layers: list[int], selected: dict[int, list[in
 
 
 def pick_example(work: WorkDir, layers: list[int], selected: dict[int, list[int]]
-                 ) -> tuple[int, int, float, str, Graph, int] | None:
-    """(layer, neuron, F1, source, graph, candidates) of the worked example, or None (nothing qualifies)."""
-    candidates = _f1_candidates(work, layers, selected)
-    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+                 ) -> tuple[int, int, float | None, str, Graph, int] | None:
+    """(layer, neuron, F1, source, graph, candidates) of the worked example, or None (no small graph at all).
+
+    Without any held-out F1 (nothing evaluated, or too little firing text to score), the first small graph
+    with context in layer and neuron order is taken, with F1 None and source "none"."""
+    scored = _f1_candidates(work, layers, selected)
+    scored.sort(key=lambda c: (-c[0], c[1], c[2]))
+    candidates: list[tuple[float | None, int, int, str]] = list(scored[:EXAMPLE_MAX_TRIES])
+    if not scored:
+        candidates = [(None, layer, neuron, "none") for layer in layers
+                      for neuron in selected.get(layer) or []][:EXAMPLE_MAX_TRIES]
     fallback = None
-    for f1, layer, neuron, source in candidates[:EXAMPLE_MAX_TRIES]:
+    for f1, layer, neuron, source in candidates:
         try:
             fit = read_json(work.fitted(layer, neuron))
             if fit.get("status") != "fitted" or not fit.get("graph"):
@@ -261,7 +268,7 @@ def pick_example(work: WorkDir, layers: list[int], selected: dict[int, list[int]
             continue
         if not graph.nodes or len(graph.nodes) > EXAMPLE_MAX_NODES:
             continue
-        found = (layer, neuron, f1, source, graph, len(candidates))
+        found = (layer, neuron, f1, source, graph, len(scored))
         if any(n.depth > 0 and n.key is not None for n in graph.nodes):
             return found
         fallback = fallback or found
@@ -290,7 +297,7 @@ def _pattern(graph: Graph, node_id: int) -> PatternView:
     return PatternView(tokens=tokens, predicts=float(end or 0.0), before=len(path) - 1, sentence=sentence)
 
 
-def worked_example(layer: int, neuron: int, f1: float, source: str, graph: Graph, candidates: int,
+def worked_example(layer: int, neuron: int, f1: float | None, source: str, graph: Graph, candidates: int,
                    svg: str | None) -> WorkedExample:
     patterns = [_pattern(graph, n.id) for n in graph.nodes if n.end is not None]
     patterns.sort(key=lambda p: (-p.predicts, p.before))
@@ -326,6 +333,7 @@ class ReadingPage:
     example: WorkedExample | None  # a real neuron of this build; None when no graph qualifies
     toy_svg: Markup | None  # a made-up graph, drawn only when there is no real example
     options: dict[str, object] = field(default_factory=dict)  # fit thresholds, to quote them
+    max_nodes: int = EXAMPLE_MAX_NODES
 
 
 @dataclass
