@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -132,3 +134,70 @@ def test_logit_effects_of_a_swiglu_llama_use_the_down_projection(tmp_path) -> No
         order = np.argsort(-eff[row])
         assert list(up_i[row]) == list(order[:5]) and list(down_i[row]) == list(order[::-1][:5])
         assert np.allclose(up_v[row], eff[row, order[:5]], atol=1e-5)
+
+
+# ------------------------------------------------------------------------- similar by activation pattern
+
+
+def test_activation_neighbours_find_proportional_neurons_exact_and_projected() -> None:
+    from n2g_site.relate import activation_neighbours
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 500)).astype(np.float32)
+    x[17] = 3.0 * x[200]  # proportional activations: cosine 1
+    x[5] = 0.0  # dead on the sample: no neighbours, nobody's neighbour
+    for kwargs in ({}, {"exact_max": 0, "dims": 64}):  # exact, then projected candidates rescored
+        idx, sim = activation_neighbours(x, 3, **kwargs)
+        assert idx[17, 0] == 200 and idx[200, 0] == 17 and sim[17, 0] == pytest.approx(1.0, abs=1e-5)
+        assert (idx[5] == -1).all() and 5 not in idx
+        xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        dense = xn @ xn.T
+        np.fill_diagonal(dense, -np.inf)
+        for row in (0, 42, 299):  # exact cosines (projected: of the candidates found), strongest first
+            assert sim[row] == pytest.approx(dense[row, idx[row]], abs=1e-5)
+            assert list(sim[row]) == sorted(sim[row], reverse=True)
+            if not kwargs:
+                assert sim[row, 0] == pytest.approx(dense[row].max(), abs=1e-5)
+
+
+def test_relate_writes_activation_neighbours(tmp_path) -> None:
+    from render_fixtures import LAYERS, make_workdir
+
+    from n2g_site.relate import relate
+    from n2g_site.store import MinedLayer, OrdinaryText
+
+    work = make_workdir(tmp_path / "work")
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(0, 20, (3, 40)).astype(np.int32)
+    tokens[2, 30:] = -1  # padding
+    base = rng.normal(size=(3, 40)).astype(np.float32)
+    for layer, neurons in LAYERS.items():
+        mined = MinedLayer.load(work.mined(layer))
+        acts = rng.normal(size=(len(mined.neurons), 3, 40)).astype(np.float32)
+        if layer == 0:
+            acts[list(mined.neurons).index(0)] = 2.0 * base
+        else:
+            acts[list(mined.neurons).index(17)] = 0.5 * base  # proportional to L0 N0, in another layer
+        acts[:, 2, 30:] = np.nan
+        mined.ordinary = OrdinaryText(tokens=tokens, acts=acts.astype(np.float16), doc=np.zeros(3, np.int32))
+        mined.save(work.mined(layer))
+    for layer, neurons in LAYERS.items():
+        write_json(work.logit_effects(layer), {"neurons": {str(n): {"up": [], "down": []} for n in neurons}})
+    relate(None, lambda: pytest.fail("no model needed"), work)
+    data = read_json(work.similar)
+    assert data["activation_tokens"] == 110
+    assert data["activation"]["0/0"][0][:2] == [3, 17] and data["activation"]["3/17"][0][:2] == [0, 0]
+    assert data["activation"]["0/0"][0][2] == pytest.approx(1.0, abs=2e-3)
+    assert set(data["activation"]) == {f"{layer}/{n}" for layer, ns in LAYERS.items() for n in ns}
+    # ... and each neuron page lists them, with their cosine, under the graph-content neighbours
+    from n2g_site.config import Config
+    from n2g_site.render.pages import render_site
+
+    render_site(Config(site_dir=tmp_path / "site"), work)
+    body = (work.fragments / "neurons" / "L0" / "N0.html").read_text(encoding="utf-8")
+    graph_list = body[body.index('<ol class="n2g-similar-graph">'):]
+    act_list = body[body.index('<ol class="n2g-similar-act">'):]
+    assert body.index("n2g-similar-graph") < body.index("n2g-similar-act")
+    assert "on 110 tokens of ordinary held-out text" in body
+    assert re.match(r'<ol class="n2g-similar-act">\n<li><a href="\.\./\.\./L3/N17/">L3 N17</a> · 1\b', act_list)
+    assert graph_list.index("</ol>") > 0

@@ -3,7 +3,9 @@
 Writes, in the work dir::
 
     relate/similar.json        {"schema", "k", "features", "neurons": {"L/N": [[layer, neuron, cosine], ...]},
-                                "tokens": {"L/N": [top activating tokens, display form]}}
+                                "tokens": {"L/N": [top activating tokens, display form]},
+                                "activation": {"L/N": [[layer, neuron, cosine], ...]}, "activation_features",
+                                "activation_tokens": N}
     relate/logit_{L:02d}.json  {"schema", "layer", "norm", "k", "neurons": {"N": {"up": [[token_id, value], ...],
                                                                            "down": [...]}}}
 
@@ -15,6 +17,16 @@ document frequency (so a context token shared by half the graphs counts little) 
 the cosine of every pair is one sparse product, taken in blocks of rows with a vectorised top-k per block
 (:func:`nearest`), never a Python loop over pairs. The neighbours span all layers. Recomputed on every
 run (it needs only the fit files and takes seconds).
+
+**Similar neurons by activation pattern.** Mine keeps every selected neuron's activations on the same
+sample of ordinary held-out text (``MinedLayer.ordinary``, the first ~4,096 held-out tokens, for every
+layer alike). Each neuron's activations on those tokens are one vector; neighbours are the largest cosines
+between the vectors (all layers together), so two neurons that fire on the same tokens are neighbours
+whatever their graphs. :func:`activation_neighbours` takes blocks of rows times all rows (a dense matmul)
+with a ``torch.topk`` per block; when ``n² x tokens`` is large (50,000 neurons: 10^13) it first finds
+:data:`ACT_CANDIDATES` x k candidates per neuron in a seeded random projection of the vectors to
+:data:`ACT_DIMS` dimensions, then scores those candidates exactly, so the cosines shown are exact and only
+the candidate search is approximate. Neurons whose vectors are all zero (dead on that text) get none.
 
 **Logit effects.** The direct effect of a neuron on the logits is its output direction (``W_out[n]``:
 GELU MLPs' output matrix row; for SwiGLU, the down projection's column for that neuron) projected through
@@ -48,6 +60,10 @@ LOGIT_SCHEMA = "n2g-site/logit-effects/1"
 SIMILAR_K = 10  # neighbours kept per neuron
 LOGIT_K = 10  # promoted / suppressed tokens kept per neuron
 BLOCK = 256  # rows per block of the similarity product
+ACT_BLOCK = 1024  # rows per block of the activation similarity product
+ACT_EXACT_MAX = 2e11  # n * n * tokens up to which every activation cosine is computed
+ACT_DIMS = 256  # else: random projection to this many dimensions for the candidate search ...
+ACT_CANDIDATES = 4  # ... keeping this many x k candidates per neuron, rescored exactly
 CONTEXT_WEIGHT = 0.5
 
 
@@ -142,6 +158,104 @@ def similar_neurons(graphs: Sequence[tuple[int, int, Graph]], k: int = SIMILAR_K
             for j, s in zip(idx[row], sim[row], strict=True) if j >= 0
         ]
     return out
+
+
+def activation_matrix(work: WorkDir, selection: dict[int, list[int]]) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Every selected neuron's activations on the ordinary-text sample: (keys, float32 [n, tokens]).
+
+    Only layers whose sample holds the same tokens as the first layer's are used (one mining pass writes
+    the same sample for every layer); NaN (padding) positions are dropped, other NaNs count as 0.
+    """
+    keys: list[tuple[int, int]] = []
+    rows: list[np.ndarray] = []
+    reference: np.ndarray | None = None
+    for layer in sorted(selection):
+        path = work.mined(layer)
+        if not path.exists():
+            continue
+        with np.load(path) as z:  # only the members needed (np.load reads an npz lazily)
+            if "ordinary.tokens" not in z.files:
+                continue
+            tokens, mined = z["ordinary.tokens"], z["neurons"]
+            if tokens.size == 0:
+                continue
+            if reference is None:
+                reference = tokens
+            elif tokens.shape != reference.shape or not np.array_equal(tokens, reference):
+                continue
+            acts = z["ordinary.acts"]
+        valid = (tokens >= 0).ravel()
+        where = {int(n): i for i, n in enumerate(mined)}
+        wanted = [n for n in selection[layer] if n in where]
+        if not wanted:
+            continue
+        block = acts[[where[n] for n in wanted]].reshape(len(wanted), -1)[:, valid].astype(np.float32)
+        rows.append(np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0))
+        keys.extend((layer, n) for n in wanted)
+    if not rows:
+        return [], np.zeros((0, 0), np.float32)
+    return keys, np.concatenate(rows)
+
+
+def activation_neighbours(x: np.ndarray, k: int, *, exact_max: float = ACT_EXACT_MAX, dims: int = ACT_DIMS,
+                          block: int = ACT_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` rows of ``x`` [n, d] by cosine for every row (itself excluded), strongest first.
+
+    Returns (index [n, k], cosine [n, k]); missing neighbours (zero rows, fewer than k others, cosine <= 0)
+    have index -1 and cosine 0. Exact when ``n * n * d <= exact_max``, else candidates from a random
+    projection to ``dims`` dimensions, rescored exactly (see the module docstring).
+    """
+    import torch
+
+    n = x.shape[0]
+    idx = np.full((n, k), -1, np.int64)
+    sim = np.zeros((n, k), np.float32)
+    if n < 2 or k == 0 or x.shape[1] == 0:
+        return idx, sim
+    norms = np.linalg.norm(x, axis=1)
+    live = norms > 0
+    xn = torch.from_numpy(np.where(live[:, None], x / np.where(live, norms, 1.0)[:, None], 0.0).astype(np.float32))
+    exact = n * n * x.shape[1] <= exact_max
+    if exact:
+        search = xn
+    else:
+        gen = torch.Generator().manual_seed(0)
+        search = xn @ (torch.randn(x.shape[1], dims, generator=gen) / dims**0.5)
+    search_t = search.T.contiguous()
+    k_eff = min(k, n - 1)
+    cand = min(n - 1, k_eff if exact else ACT_CANDIDATES * k_eff)
+    with torch.no_grad():
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            s = search[lo:hi] @ search_t
+            s[torch.arange(hi - lo), torch.arange(lo, hi)] = -float("inf")  # not its own neighbour
+            top = torch.topk(s, cand, dim=1).indices
+            if exact:
+                vals = torch.gather(s, 1, top)
+            else:  # rescore the candidates exactly, a few rows at a time (rows x candidates x tokens floats)
+                vals = torch.cat([torch.einsum("bd,bcd->bc", xn[lo + a : lo + a + 64], xn[top[a : a + 64]])
+                                  for a in range(0, hi - lo, 64)])
+            vals, top = vals.numpy(), top.numpy()
+            order = np.lexsort((top, -vals), axis=1)[:, :k_eff]  # strongest first, ties by row: deterministic
+            vals, top = np.take_along_axis(vals, order, 1), np.take_along_axis(top, order, 1)
+            keep = (vals > 1e-6) & live[lo:hi, None]
+            idx[lo:hi, :k_eff] = np.where(keep, top, -1)
+            sim[lo:hi, :k_eff] = np.where(keep, vals, 0.0)
+    return idx, sim
+
+
+def similar_by_activation(work: WorkDir, selection: dict[int, list[int]], k: int = SIMILAR_K
+                          ) -> tuple[dict[str, list[list]], int]:
+    """``({"L/N": [[layer, neuron, cosine], ...]}, tokens compared)`` from the ordinary-text activations."""
+    keys, x = activation_matrix(work, selection)
+    if len(keys) < 2:
+        return {}, int(x.shape[1]) if x.ndim == 2 else 0
+    idx, sim = activation_neighbours(x, k)
+    out = {}
+    for row, (layer, neuron) in enumerate(keys):
+        out[f"{layer}/{neuron}"] = [[keys[j][0], keys[j][1], round(float(s), 3)]
+                                    for j, s in zip(idx[row], sim[row], strict=True) if j >= 0]
+    return out, int(x.shape[1])
 
 
 # ---------------------------------------------------------------------------------- logit effects
@@ -266,12 +380,17 @@ def top_tokens(graph: Graph, k: int = 3) -> list[str]:
     return out
 
 
-def write_similar(work: WorkDir, graphs: Sequence[tuple[int, int, Graph]], k: int = SIMILAR_K) -> int:
-    """Write ``relate/similar.json``: neighbours of every graph, and each graph's top tokens to label them."""
+def write_similar(work: WorkDir, graphs: Sequence[tuple[int, int, Graph]], k: int = SIMILAR_K,
+                  selection: dict[int, list[int]] | None = None) -> int:
+    """Write ``relate/similar.json``: neighbours of every graph, and each graph's top tokens to label them;
+    with ``selection``, also every selected neuron's neighbours by activation on ordinary text."""
     similar = similar_neurons(graphs, k)
     tokens = {f"{layer}/{neuron}": top_tokens(g) for layer, neuron, g in graphs}
+    by_act, act_tokens = similar_by_activation(work, selection, k) if selection else ({}, 0)
     write_json(work.similar, {"schema": SIMILAR_SCHEMA, "k": k, "features": "graph tokens, tf-idf, cosine",
-                              "neurons": similar, "tokens": tokens})
+                              "neurons": similar, "tokens": tokens,
+                              "activation_features": "activations on ordinary held-out text, cosine",
+                              "activation_tokens": act_tokens, "activation": by_act})
     return len(similar)
 
 
@@ -282,7 +401,7 @@ def relate(cfg: Config, load_model: Callable[[], Any], work: WorkDir) -> None:
     selection = _selection(work)
     graphs = [(layer, n, g) for layer in sorted(selection) for n in selection[layer]
               if (g := _read_graph(work, layer, n)) is not None]
-    count = write_similar(work, graphs)
+    count = write_similar(work, graphs, selection=selection)
     say(f"relate: similar neurons of {count} graphs ({time.perf_counter() - started:.1f} s)")
 
     todo = [layer for layer in sorted(selection) if not _logit_current(work, layer, selection[layer])]

@@ -177,6 +177,8 @@ class NeuronPage:
     prev: Link | None = None
     next: Link | None = None
     similar: list[SimilarView] = field(default_factory=list)  # empty: not related (or no neighbour)
+    similar_activation: list[SimilarView] = field(default_factory=list)  # by activation on ordinary text
+    similar_activation_tokens: int = 0  # tokens of ordinary held-out text those cosines compare
     logits: LogitView | None = None
     fidelity: Any = None  # render.fidelity.NeuronFidelity: the evaluate stage's scores (None: not evaluated)
     fidelity_url: str = "../../../fidelity/"  # the page explaining the scores

@@ -354,11 +354,15 @@ class _Related:
         self.work, self.shown = work, shown
         self.similar: dict[str, list] = {}
         self.tokens: dict[str, list[str]] = {}
+        self.by_activation: dict[str, list] = {}  # neighbours by activation on ordinary text (relate.py)
+        self.activation_tokens = 0  # how many tokens of ordinary text those cosines compare
         if work.similar.exists():
             try:
                 data = read_json(work.similar)
                 self.similar = data.get("neurons") or {}
                 self.tokens = data.get("tokens") or {}
+                self.by_activation = data.get("activation") or {}
+                self.activation_tokens = int(data.get("activation_tokens") or 0)
             except ValueError:
                 pass
         self._logits: dict[str, Any] = {}
@@ -381,11 +385,12 @@ class _Related:
     def logit_raw(self, neuron: int) -> tuple[dict[str, Any] | None, str]:
         return self._logits.get(str(neuron)) or None, self._norm
 
-    def similar_views(self, layer: int, neuron: int) -> list[SimilarView]:
+    def similar_views(self, layer: int, neuron: int, *, by_activation: bool = False) -> list[SimilarView]:
+        source = self.by_activation if by_activation else self.similar
         return [
             SimilarView(label=f"L{l2} N{n2}", url=f"../../L{l2}/N{n2}/", similarity=float(sim),
                         tokens=list(self.tokens.get(f"{l2}/{n2}") or []))
-            for l2, n2, sim in self.similar.get(f"{layer}/{neuron}") or []
+            for l2, n2, sim in source.get(f"{layer}/{neuron}") or []
         ]
 
     def _tok(self, tid: int) -> str:
@@ -748,6 +753,8 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
             next=Link(f"Neuron {items[i + 1].neuron}", f"../N{items[i + 1].neuron}/")
             if i + 1 < len(items) else None,
             similar=related.similar_views(layer, n),
+            similar_activation=related.similar_views(layer, n, by_activation=True),
+            similar_activation_tokens=related.activation_tokens,
             logits=related.logit_view(n),
             fidelity=neuron_fidelity(evaluated),
             fidelity_url="../../../fidelity/",
