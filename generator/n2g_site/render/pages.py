@@ -3,13 +3,14 @@
 Pages and where their heavy HTML lives::
 
     docs/index.md                 home (model, corpus + credit, options, layers)
-    docs/reading.md               how to read a neuron graph    fragments/reading.html
+    docs/reading.md               how to read a neuron graph    fragments/reading.html (worked example)
+    docs/{method,model,cite,data}.md  prose pages with this build's values (guide.py)
     docs/layers/L{l}.md           layer table                   fragments/layers/L{l}.html
     docs/neurons/L{l}/N{n}.md     one page per neuron           fragments/neurons/L{l}/N{n}.html
     docs/assets/...               the templates' assets (n2g.css, n2g.js)
     docs/token-search/*.json     the token-search index (search_index.py)
     docs/neurons/L{l}/N{n}/neuron.json  each neuron as data (export.py, schemas/neuron.schema.json)
-    docs/export/neurons.jsonl    every neuron, one line each, and the schemas (export.py)
+    docs/export/layer_LL.jsonl.gz  every neuron of a layer, one line each; index.json; the schemas (export.py)
 
 Neuron and layer Markdown is a title and the placeholder paragraph ``N2G-FRAGMENT``; the MkDocs hook
 (``mkdocs_hooks.py``) swaps in the fragment by plain string replacement, so Python-Markdown never parses
