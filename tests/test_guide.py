@@ -60,11 +60,12 @@ def test_worked_example_is_the_best_small_graph_of_the_build(site: Path) -> None
 
 def test_pick_example_prefers_evaluate_scores_and_small_graphs(tmp_path: Path) -> None:
     work = make_workdir(tmp_path / "work")
-    assert guide.pick_example(work, [0, 3], {0: [0, 1, 2, 3], 3: [3, 17]})[:4] == (0, 0, 0.69, "fit")  # a tie: lowest first
+    selected = {0: [0, 1, 2, 3], 3: [3, 17]}
+    assert guide.pick_example(work, [0, 3], selected)[:4] == (0, 0, 0.69, "fit")  # a tie: lowest first
     rows = "layer,neuron,dataset,method,f1\n0,3,heldout,n2g,0.8\n0,3,ordinary,n2g,0.99\n0,0,heldout,token_max,0.99\n"
     work.evaluated_layer(0).parent.mkdir(parents=True, exist_ok=True)
     work.evaluated_layer(0).write_text(rows, encoding="utf-8")
-    layer, neuron, f1, source, graph, candidates = guide.pick_example(work, [0, 3], {0: [0, 1, 2, 3], 3: [3, 17]})
+    layer, neuron, f1, source, graph, candidates = guide.pick_example(work, [0, 3], selected)
     assert (layer, neuron, f1, source) == (0, 3, 0.8, "evaluate") and len(graph.nodes) <= guide.EXAMPLE_MAX_NODES
     assert candidates == 3  # L0 N3 from the CSV; L3 N3 and N17 from their fit files
     assert guide.pick_example(WorkDir(tmp_path / "empty"), [0], {0: [0]}) is None
@@ -74,9 +75,10 @@ def test_pattern_sentences_name_distances_and_gaps() -> None:
     graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": small_graph()})
     ex = guide.worked_example(0, 0, 0.5, "fit", graph, 1, None)
     words = {"".join(part.text for part in p.sentence) for p in ex.patterns}
-    assert "the neuron fires on  Paris when &amp; comes 2 tokens before it (the positions in between may hold any token)" in words
+    gap = " (the positions in between may hold any token)"
+    assert "the neuron fires on  Paris when &amp; comes 2 tokens before it" + gap in words
     assert "the neuron fires on ␣ whatever comes before it" in words
-    assert "the neuron fires on  Paris when ⏎ comes 2 tokens before it and  in right before it" not in words
+    assert "the neuron fires on  Paris when  in comes right before it and ⏎ 2 tokens before it" in words
     assert [p.predicts for p in ex.patterns] == sorted((p.predicts for p in ex.patterns), reverse=True)
     assert ex.ignores == 1 and ex.activating[0].text == " Paris"
 

@@ -1,8 +1,8 @@
 """The publish stage: ``docs/`` -> ``site/`` with MkDocs (Material theme).
 
 The build config is derived from the base ``mkdocs.yml`` shipped with n2g-site (the repo's, or the
-wheel's copy): docs_dir, site_dir, site_url, the nav (home, reading, fidelity, the prose pages, layers; never the neuron
-pages, which are also excluded from search by their front matter), the fragment hook, the stylesheet and the script
+wheel's copy): docs_dir, site_dir, site_url, the nav (home, reading, fidelity, the prose pages, layers; never
+the neuron pages, which are also excluded from search by their front matter), the fragment hook, the stylesheet and the script
 (token search, table sorting) are added, and the result is written to ``<work dir>/mkdocs.yml`` so ``mkdocs serve -f <that file>``
 shows the same site. A ``mkdocs.yml`` in the current folder is not read.
 """
