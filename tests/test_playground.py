@@ -1,0 +1,289 @@
+"""Issue 9 in a real browser (Debian chromium, headless): the JS graph predictor equals the Python one, the
+playground highlights a trigger typed by the reader, pattern search finds neurons with known rules, no
+request leaves the site, and the offline bundle works from file://."""
+
+from __future__ import annotations
+
+import json
+import threading
+import zipfile
+from functools import partial
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from n2g_site.cli import app
+from n2g_site.n2g.graph import Graph, Node, normalise
+from n2g_site.n2g.predict import KeyIndex, Predictor
+from n2g_site.render.playground import patterns
+from n2g_site.resources import builtin_path
+from n2g_site.store import WorkDir, read_json, write_json
+from render_fixtures import big_graph, fit_json, make_workdir, small_graph
+from synthetic import VOCAB as TOY, SyntheticSource, paris_after_in, paris_after_two, paris_anywhere, task_from_texts
+from test_browser import CHROMIUM, CHROMIUM_ARGS, _Quiet
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh --test installs it)")
+
+PLAYGROUND_JS = (builtin_path("templates") / "assets" / "playground.js").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def tab(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.on("dialog", lambda dialog: (page.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    yield page
+    context.close()
+
+
+# ------------------------------------------------------------------------- predictor parity (JS = Python)
+
+
+def _oracle_graphs() -> list[Graph]:
+    """Graphs fitted by the real N2G fit on synthetic neurons with known rules (tests/synthetic.py)."""
+    from n2g_site.config import FitConfig
+    from n2g_site.n2g.fit import fit_neurons
+
+    texts = [" He lives in Paris and visited London.", " She was born in Paris on Monday.",
+             " the city in Paris is beautiful.", " He went to Paris from London and lives in Paris."]
+    out = []
+    for rule in (paris_after_in, paris_after_two, paris_anywhere):
+        source = SyntheticSource({(0, 1): rule})
+        [fitted] = fit_neurons([task_from_texts(source, 0, 1, texts)], source, FitConfig(augmenter="none"), TOY, None)
+        out.append(fitted.graph)
+    return out
+
+
+def _random_graph(rng: np.random.Generator, words: list[str]) -> Graph:
+    """A random trie over ``words`` with ignore nodes, several depths and ties in values."""
+    nodes: list[Node] = []
+    for _ in range(int(rng.integers(2, 5))):
+        word = str(rng.choice(words))
+        end = [None, 0.6, 0.75][int(rng.integers(3))]
+        root = Node(len(nodes), -1, 0, normalise(word), word, 1.0, 0.9, end, 1)
+        if any(n.parent == -1 and n.key == root.key for n in nodes):
+            continue
+        nodes.append(root)
+        frontier = [root]
+        for _ in range(int(rng.integers(0, 6))):
+            parent = frontier[int(rng.integers(len(frontier)))]
+            if parent.depth >= 4:
+                continue
+            token = "" if rng.random() < 0.25 else str(rng.choice(words))
+            key = normalise(token) if token else None
+            if any(n.parent == parent.id and n.key == key for n in nodes):
+                continue
+            node = Node(len(nodes), parent.id, parent.depth + 1, key, token, 0.8, 0.0,
+                        float(rng.choice([0.55, 0.7, 0.9, 1.0])), 1)
+            nodes.append(node)
+            frontier.append(node)
+        if all(n.end is None for n in nodes if n.id >= root.id):
+            root.end = 0.5
+    return Graph(nodes)
+
+
+def test_js_predictor_equals_python_on_1000_sequences(tab) -> None:
+    vocab = TOY.text  # a small vocabulary, so graph tokens occur often in random sequences
+    keys = KeyIndex(vocab)
+    rng = np.random.default_rng(7)
+    graphs = _oracle_graphs() + [Graph.from_json({"schema": "n2g-site/graph/1", "nodes": small_graph()}),
+                                 Graph.from_json({"schema": "n2g-site/graph/1", "nodes": big_graph(6)})]
+    graphs += [_random_graph(rng, vocab[2:]) for _ in range(5)]
+    tab.set_content(f"<script>{PLAYGROUND_JS}</script>")
+    key_table = [normalise(t) for t in vocab]
+    compared = hits = 0
+    for graph in graphs:
+        seqs = [rng.integers(-1, len(vocab) + 2, int(rng.integers(1, 40))).tolist() for _ in range(100)]
+        got = tab.evaluate("([g, keys, seqs]) => { const p = window.n2gPlayground.compile(g, keys);"
+                           " return seqs.map(s => p(s)); }", [patterns(graph), key_table, seqs])
+        want = [Predictor(graph, keys)(np.array(s)).tolist() for s in seqs]
+        assert got == want  # exact: the same float values, not approximately
+        compared += len(seqs)
+        hits += sum(v > 0 for w in want for v in w)
+    assert compared >= 1000
+    assert hits >= 500  # the sequences exercise the patterns: many positions match one
+
+
+# ------------------------------------------------------------------------------------ a built site
+
+
+def _serve(root: Path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def tiny_site(tmp_path_factory):
+    """The tiny random model's site (with its tokenizer, hence a playground), built with --zip, served
+    from a sub-path."""
+    root = tmp_path_factory.mktemp("pg")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for i, text in enumerate(["The cat sat on the mat in Paris.", "She moved to London in 1999.",
+                              "Rome is in Italy; Paris is in France.", "Numbers: 1, 2, 3 and 42.",
+                              "In Paris the <script>alert(1)</script> museums open at nine."]):
+        (corpus / f"c{i}.txt").write_text((text + " ") * 8)
+    server, origin = _serve(root)
+    url = f"{origin}/sub/"
+    result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(corpus), "--neurons", "0-2",
+                                      "--top-k", "2", "--site-url", url, "--work-dir", str(root / "work"),
+                                      "--site-dir", str(root / "sub"), "--zip"])
+    assert result.exit_code == 0, result.output
+    yield root, url, origin
+    server.shutdown()
+
+
+def _trigger_case(root: Path) -> tuple[int, int, str, list[str]]:
+    """A fitted neuron, a text from its top example, and the tokens its graph predicts to fire there."""
+    from n2g_site.models import embedded_tokenizer
+
+    work = WorkDir(root / "work")
+    vocab = work.load_vocab()
+    tok = embedded_tokenizer()
+    keys = KeyIndex(vocab)
+    for path in sorted((root / "sub" / "neurons").rglob("neuron.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not record["graph"] or not record["examples"]:
+            continue
+        example = record["examples"][0]
+        text = "".join(t for t, i in zip(example["tokens"], example["token_ids"]) if i != 0)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        pred = Predictor(Graph.from_json(record["graph"]), keys)(np.array(ids))
+        firing = [vocab[i] for i, v in zip(ids, pred) if v >= 0.5]
+        if firing:
+            return record["layer"], record["neuron"], text, firing
+    raise AssertionError("no fitted neuron fires on its own top example")
+
+
+def test_playground_highlights_the_trigger_typed_by_the_reader(tiny_site, tab) -> None:
+    root, url, _ = tiny_site
+    layer, neuron, text, firing = _trigger_case(root)
+    tab.goto(f"{url}neurons/L{layer}/N{neuron}/")
+    box = tab.locator(".n2g-pg-input")
+    box.fill(text)
+    tab.locator(".n2g-pg-out span").first.wait_for(timeout=30_000)
+    highlighted = tab.evaluate("""() => [...document.querySelectorAll('.n2g-pg-out span')]
+        .filter(s => Number(s.dataset.value) >= 0.5).map(s => s.textContent)""")
+    assert highlighted == [t.replace("\n", "⏎") for t in firing]
+    assert "predicts firing" in tab.locator(".n2g-pg-status").inner_text()
+    box.fill("<script>alert(1)</script>")  # the reader's text is text, never markup
+    tab.wait_for_function("() => document.querySelector('.n2g-pg-out').textContent.includes('alert')")
+    assert tab.locator(".n2g-pg-out script").count() == 0
+    assert tab.errors == []
+
+
+def test_no_request_leaves_the_site(tiny_site, tab) -> None:
+    root, url, origin = tiny_site
+    layer, neuron, text, _ = _trigger_case(root)
+    requests: list[str] = []
+    tab.on("request", lambda r: requests.append(r.url))
+    for path in ("", "layers/L0/", "patterns/?fires=paris", "reading/", "fidelity/", f"neurons/L{layer}/N{neuron}/"):
+        tab.goto(url + path)
+        tab.wait_for_load_state("networkidle")
+    tab.locator(".n2g-pg-input").fill(text)  # loads the tokenizer and its data
+    tab.locator(".n2g-pg-out span").first.wait_for(timeout=30_000)
+    tab.locator(".n2g-ts-input").fill("paris")  # token search shards and summaries
+    tab.wait_for_load_state("networkidle")
+    assert requests and all(r.startswith(origin + "/") for r in requests), [r for r in requests if not r.startswith(origin)]
+    assert any("playground/tokenizer.js" in r for r in requests) and any("token-search/tokens-" in r for r in requests)
+
+
+def test_offline_bundle_works_from_file(tiny_site, tab, tmp_path) -> None:
+    root, _, _ = tiny_site
+    archive = root / "sub.zip"
+    assert archive.is_file()
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tmp_path)
+    site = tmp_path / "sub"
+    layer, neuron, text, firing = _trigger_case(root)
+    requests: list[str] = []
+    tab.on("request", lambda r: requests.append(r.url))
+    tab.goto((site / "index.html").as_uri())
+    tab.locator("a[href$='layers/L0/']").first.click()  # a directory link, fixed up for file://
+    tab.wait_for_url("**/layers/L0/index.html")
+    tab.goto((site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").as_uri())
+    assert tab.locator(".n2g-figure svg").count() == 1
+    tab.locator(".n2g-pg-input").fill(text)
+    tab.wait_for_function("() => [...document.querySelectorAll('.n2g-pg-out span')].some(s => Number(s.dataset.value) >= 0.5)",
+                          timeout=30_000)
+    tab.locator(".n2g-ts-input").fill(firing[0].strip() or firing[0])
+    tab.locator(".n2g-ts-panel a").first.wait_for(timeout=10_000)
+    assert all(r.startswith("file://") for r in requests), [r for r in requests if not r.startswith("file://")]
+    assert tab.errors == []
+
+
+# ------------------------------------------------------------------- pattern search on known rules
+
+
+@pytest.fixture(scope="module")
+def rule_site(tmp_path_factory):
+    """A site whose graphs were fitted by N2G on synthetic neurons with known rules:
+    L0 N0 ' Paris' right after ' in', L0 N3 ' Paris' anywhere, L3 N3 ' Paris' two tokens after ' in' (see
+    tests/synthetic.py); L3 N17 keeps the fixture's wide graph (' Paris', ' London', ' France' after many
+    other tokens)."""
+    from n2g_site.config import FitConfig
+    from n2g_site.n2g.fit import fit_neurons
+
+    root = tmp_path_factory.mktemp("rules")
+    work = make_workdir(root / "work")
+    texts = [" He lives in Paris and visited London.", " She was born in Paris on Monday.",
+             " the city in Paris is beautiful.", " He went to Paris from London and lives in Paris."]
+    skipped = [" He lives in a Paris.", " She was in the Paris on Monday.", " born in big Paris and London."]
+    rules = {(0, 0): (paris_after_in, texts, [["paris", "in"]]), (0, 3): (paris_anywhere, texts, [["paris"]]),
+             (3, 3): (paris_after_two, skipped, [["paris", None, "in"]])}
+    for (layer, neuron), (rule, train, expected) in rules.items():
+        source = SyntheticSource({(layer, neuron): rule})
+        [fitted] = fit_neurons([task_from_texts(source, layer, neuron, train)], source, FitConfig(augmenter="none"),
+                               TOY, None)
+        assert [keys for keys, _ in fitted.graph.patterns()] == expected
+        fit = read_json(work.fitted(layer, neuron))
+        fit["graph"] = fitted.graph.to_json()
+        write_json(work.fitted(layer, neuron), fit)
+    server, origin = _serve(root)
+    url = f"{origin}/sub/"
+    result = CliRunner().invoke(app, ["render", "--work-dir", str(work.root)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["publish", "--work-dir", str(work.root), "--site-dir", str(root / "sub"),
+                                      "--site-url", url])
+    assert result.exit_code == 0, result.output
+    yield url
+    server.shutdown()
+
+
+def _pattern_results(tab, url: str, query: str) -> set[tuple[int, int]]:
+    tab.goto(f"{url}patterns/?{query}")
+    tab.locator(".n2g-pattern-count").wait_for(timeout=10_000)
+    links = tab.evaluate("() => [...document.querySelectorAll('.n2g-pattern-list a')].map(a => a.href)")
+    out = set()
+    for href in links:
+        layer, neuron = href.rstrip("/").split("/")[-2:]
+        out.add((int(layer[1:]), int(neuron[1:])))
+    return out
+
+
+def test_pattern_search_finds_neurons_by_rule(rule_site, tab) -> None:
+    every_paris = _pattern_results(tab, rule_site, "fires=Paris")
+    assert {(0, 0), (0, 3), (3, 3), (3, 17)} <= every_paris
+    assert _pattern_results(tab, rule_site, "fires=paris&before=in") == {(0, 0), (3, 3)}
+    assert _pattern_results(tab, rule_site, "fires=%20PARIS%20&before=%20In") == {(0, 0), (3, 3)}  # folded
+    assert _pattern_results(tab, rule_site, "fires=Paris&before=London") == set()
+    in_context = _pattern_results(tab, rule_site, "before=in")
+    assert {(0, 0), (3, 3)} <= in_context and (0, 3) not in in_context
+    assert "fires on" in tab.locator(".n2g-pattern-list").inner_text()  # summaries next to the results
+    assert tab.errors == []
