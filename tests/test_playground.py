@@ -287,3 +287,21 @@ def test_pattern_search_finds_neurons_by_rule(rule_site, tab) -> None:
     assert {(0, 0), (3, 3)} <= in_context and (0, 3) not in in_context
     assert "fires on" in tab.locator(".n2g-pattern-list").inner_text()  # summaries next to the results
     assert tab.errors == []
+
+
+TOKENIZER_TEXTS = ["Hello World", "In Paris the <script>alert(1)</script> museums open at nine.",
+                   "Tabs\tand\nnewlines, 中文 and emoji 😀.", "  double  spaces   and 12345 numbers 3.14",
+                   "<|endoftext|> special", "Ünïcödé ÀÉÎ façade naïve", "def f(x):\n    return x**2\n",
+                   "'quotes' \"double\" — dashes… ellipsis", "don't won't they're I'll", "\u202eRTL\u202c مرحبا"]
+
+
+def test_browser_tokenizer_gives_the_python_tokenizer_ids(tiny_site, tab) -> None:
+    from n2g_site.models import embedded_tokenizer
+
+    _, url, _ = tiny_site
+    tab.goto(url)
+    got = tab.evaluate("async (texts) => { const tk = await window.n2gPlayground.tokenizer();"
+                       " return texts.map(t => tk.tokenizer.encode(t, {add_special_tokens: false}).ids); }",
+                       TOKENIZER_TEXTS)
+    tok = embedded_tokenizer()
+    assert got == [tok(t, add_special_tokens=False)["input_ids"] for t in TOKENIZER_TEXTS]

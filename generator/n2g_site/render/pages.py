@@ -301,10 +301,15 @@ def _example(
     quiet = 0.05 * a_max
     parts = ['<span class="n2g-cut">…</span>'] if lo > 0 else []
     n_shown = len(shown)
-    for i, (tid, act) in enumerate(zip(window.tokens[lo:hi].tolist(), window.acts[lo:hi].tolist()), start=lo):
-        norm = act / a_max if a_max > 0 and not math.isnan(act) else 0.0
-        level = round(10 * min(max(norm, 0.0), 1.0))
-        pivot = i == window.pivot
+    acts = window.acts[lo:hi].astype(np.float64)  # float64: the same arithmetic as Python floats
+    if a_max > 0:
+        norms = np.nan_to_num(acts / a_max, nan=0.0)
+        levels = np.rint(10 * np.minimum(np.maximum(norms, 0.0), 1.0)).astype(np.int64).tolist()  # round() too
+    else:
+        levels = [0] * len(acts)
+    pivot_at = window.pivot
+    for i, tid, act, level in zip(range(lo, hi), window.tokens[lo:hi].tolist(), acts.tolist(), levels):
+        pivot = i == pivot_at
         text = shown[tid] if 0 <= tid < n_shown else f"<{tid}>"
         tokens.append(TokenView(text=text, act=act, level=level, pivot=pivot))
         esc = _ESCAPED.get(text)
@@ -620,6 +625,8 @@ def _neuron_record(sh: _Shared, layer: int, n: int, it: _Neuron, page: NeuronPag
         "evaluation": export.evaluation_record(evaluated),
         "similar": export.similar_records(sh.related.similar_raw(layer, n)),
         "logit_effects": export.logit_record(logits, norm, sh.vocab),
+        "summary": page.summary or None,
+        "trigger_groups": page.groups if page.summary else None,
         "build": sh.build,
     }
 
