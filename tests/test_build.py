@@ -100,3 +100,28 @@ def test_demo_build_on_the_embedded_model_and_corpus(tmp_path):
             assert page.count('<div class="n2g-ex">') >= 5
             fit = read_json(work / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json")
             assert fit["status"] == "fitted" and fit["graph"]["nodes"]
+    _playground_on_the_demo_site(tmp_path, site, work)
+
+
+def _playground_on_the_demo_site(tmp_path, site, work) -> None:
+    """Issue 9 on the demo site: a real SmolLM2 neuron's trigger typed into its playground lights up."""
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+    from test_playground import _serve, check_playground
+
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium for the playground check")
+    from playwright.sync_api import sync_playwright
+
+    server, origin = _serve(site.parent)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            tab = browser.new_page()
+            errors: list[str] = []
+            tab.on("pageerror", lambda exc: errors.append(str(exc)))
+            check_playground(tab, f"{origin}/{site.name}/", tmp_path, site.relative_to(tmp_path).as_posix(),
+                             work.relative_to(tmp_path).as_posix())
+            browser.close()
+            assert errors == []
+    finally:
+        server.shutdown()

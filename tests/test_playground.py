@@ -149,15 +149,15 @@ def tiny_site(tmp_path_factory):
     server.shutdown()
 
 
-def _trigger_case(root: Path) -> tuple[int, int, str, list[str]]:
+def _trigger_case(root: Path, site: str = "sub", work_dir: str = "work") -> tuple[int, int, str, list[str]]:
     """A fitted neuron, a text from its top example, and the tokens its graph predicts to fire there."""
     from n2g_site.models import embedded_tokenizer
 
-    work = WorkDir(root / "work")
+    work = WorkDir(root / work_dir)
     vocab = work.load_vocab()
     tok = embedded_tokenizer()
     keys = KeyIndex(vocab)
-    for path in sorted((root / "sub" / "neurons").rglob("neuron.json")):
+    for path in sorted((root / site / "neurons").rglob("neuron.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
         if not record["graph"] or not record["examples"]:
             continue
@@ -171,17 +171,23 @@ def _trigger_case(root: Path) -> tuple[int, int, str, list[str]]:
     raise AssertionError("no fitted neuron fires on its own top example")
 
 
-def test_playground_highlights_the_trigger_typed_by_the_reader(tiny_site, tab) -> None:
-    root, url, _ = tiny_site
-    layer, neuron, text, firing = _trigger_case(root)
+def check_playground(tab, url: str, root: Path, site: str = "sub", work_dir: str = "work") -> None:
+    """Type a text with a neuron's trigger into its playground: exactly the tokens the Python predictor says
+    fire are highlighted as firing."""
+    layer, neuron, text, firing = _trigger_case(root, site, work_dir)
     tab.goto(f"{url}neurons/L{layer}/N{neuron}/")
-    box = tab.locator(".n2g-pg-input")
-    box.fill(text)
-    tab.locator(".n2g-pg-out span").first.wait_for(timeout=30_000)
+    tab.locator(".n2g-pg-input").fill(text)
+    tab.locator(".n2g-pg-out span").first.wait_for(timeout=60_000)
     highlighted = tab.evaluate("""() => [...document.querySelectorAll('.n2g-pg-out span')]
         .filter(s => Number(s.dataset.value) >= 0.5).map(s => s.textContent)""")
-    assert highlighted == [t.replace("\n", "⏎") for t in firing]
+    assert highlighted == [t.replace("\n", "⏎").replace("\t", "⇥").replace("\r", "↵") for t in firing]
     assert "predicts firing" in tab.locator(".n2g-pg-status").inner_text()
+
+
+def test_playground_highlights_the_trigger_typed_by_the_reader(tiny_site, tab) -> None:
+    root, url, _ = tiny_site
+    check_playground(tab, url, root)
+    box = tab.locator(".n2g-pg-input")
     box.fill("<script>alert(1)</script>")  # the reader's text is text, never markup
     tab.wait_for_function("() => document.querySelector('.n2g-pg-out').textContent.includes('alert')")
     assert tab.locator(".n2g-pg-out script").count() == 0
