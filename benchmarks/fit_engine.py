@@ -1,12 +1,16 @@
 """The batched engine against the original code's call pattern, on the same neurons (embedded model).
 
 (a) ReferenceEngine: one request at a time, a full-model run_with_cache each (the original N2G code's way);
-(b) BatchedEngine: requests pooled across examples and neurons of a layer, deduped, packed into padded
-    batches by length, each forward stopped after the layer's MLP hook.
-Both fit the same neurons with the same options; the script checks the graphs agree and prints the
-speed-up, forwards per neuron and tokens/s. Usage (after mining, e.g. the demo build):
+(b) BatchedEngine: requests pooled across examples and neurons of a layer, deduped, each forward stopped
+    after the layer's MLP hook; shared prefixes computed once (tries of sequences packed as rows with a
+    tree attention mask), packed into padded batches;
+(c) with --engines ...,plain: the batched engine without prefix sharing (whole sequences, sorted by length).
+All fit the same neurons with the same options; the script checks each engine's graphs agree with the
+reference's and prints the speed-up, forwards per neuron and tokens/s. Usage (after mining, e.g. the demo
+build, or `n2g-site mine --layers 6,23 --neurons 0-1 --work-dir DIR`):
 
     .venv/bin/python benchmarks/fit_engine.py [--work-dir .n2g/smollm2-135m__wiki] [--layers 6,23] [--neurons 0-1]
+        [--engines batched,plain,reference] [--device cpu]
 """
 
 from __future__ import annotations
@@ -34,19 +38,30 @@ def main() -> None:
     parser.add_argument("--layers", default="6,23")
     parser.add_argument("--neurons", default="0-1")
     parser.add_argument("--augmenter", default="self")
+    parser.add_argument("--engines", default="batched,reference",
+                        help="comma-separated, run in this order: batched, plain (batched, no prefix sharing), reference")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--segment-tokens", type=int, default=256)
     args = parser.parse_args()
     work = WorkDir(args.work_dir)
     manifest = read_json(work.require(work.manifest, "mine"))
     cfg = Config(model=manifest["model"], layers=args.layers, neurons=args.neurons)
     cfg = replace(cfg, fit=replace(cfg.fit, augmenter=args.augmenter))
-    model = load_model(cfg.model)
+    model = load_model(cfg.model, device=args.device)
     text = work.load_vocab()
     vocab = Vocabulary(text, [normalise(t) for t in text], model.bos_id, model.mask_id,
                        frozenset(model.tokenizer.all_special_ids))
     layers = cfg.select_layers(model.n_layers)
     neurons = list(cfg.select_neurons(model.d_mlp))
     results, seconds, counters = {}, {}, {}
-    for name, engine in (("batched", BatchedEngine(model, cfg.mine.batch_tokens)), ("reference", ReferenceEngine(model))):
+    makers = {
+        "batched": lambda: BatchedEngine(model, cfg.mine.batch_tokens, segment_tokens=args.segment_tokens),
+        "plain": lambda: BatchedEngine(model, cfg.mine.batch_tokens, share_prefixes=False),
+        "reference": lambda: ReferenceEngine(model),
+    }
+    names = args.engines.split(",")
+    for name in names:
+        engine = makers[name]()
         proposer = make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens)
         started = time.perf_counter()
         fitted = []
@@ -57,19 +72,28 @@ def main() -> None:
         results[name] = fitted
         counters[name] = engine.counters
         print(f"{name}: {len(fitted)} neurons in {seconds[name]:.1f} s", flush=True)
-    n = len(results["batched"])
-    same = sum(_agree(a.graph, b.graph) for a, b in zip(results["batched"], results["reference"]))
-    sizes = [len(a.graph.nodes) for a in results["batched"]]
-    print(f"\ngraphs that agree (same nodes and patterns; values within 1e-3): {same} of {n} (node counts {sizes})")
-    print("\n| engine | s/neuron | forward calls/neuron | rows/neuron | tokens/neuron | tokens/s | speed-up |")
-    print("|---|---|---|---|---|---|---|")
-    for name in ("reference", "batched"):
-        c = counters[name]
-        print(f"| {name} | {seconds[name] / n:.2f} | {c.forwards / n:.1f} | {c.rows / n:.0f} | {c.tokens / n:.0f} "
-              f"| {c.tokens / seconds[name]:.0f} | {seconds['reference'] / seconds[name]:.1f}x |")
-    print(f"\nlayers {layers}, neurons {neurons}, augmenter {args.augmenter}; "
-          f"requests per neuron (before dedupe): {counters['batched'].requests / n:.0f}")
-    if same < n:
+    n = len(results[names[0]])
+    base = "reference" if "reference" in names else names[-1]
+    differ = False
+    for name in names:
+        if name == base:
+            continue
+        same = sum(_agree(a.graph, b.graph) for a, b in zip(results[name], results[base]))
+        differ |= same < n
+        sizes = [len(a.graph.nodes) for a in results[name]]
+        print(f"\n{name} vs {base}: graphs that agree (same nodes and patterns; values within 1e-3): "
+              f"{same} of {n} (node counts {sizes})")
+    print("\n| engine | s/neuron | forward calls/neuron | rows/neuron | tokens/neuron | computed tokens/neuron "
+          "| tokens/s | computed tokens/s | neurons/s | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in sorted(names, key=lambda x: -seconds[x]):
+        c, s = counters[name], seconds[name]
+        print(f"| {name} | {s / n:.2f} | {c.forwards / n:.1f} | {c.rows / n:.0f} | {c.tokens / n:.0f} "
+              f"| {c.computed / n:.0f} | {c.tokens / s:.0f} | {c.computed / s:.0f} | {n / s:.3f} "
+              f"| {seconds[base] / s:.1f}x |")
+    print(f"\nlayers {layers}, neurons {neurons}, augmenter {args.augmenter}, device {args.device}; "
+          f"requests per neuron (before dedupe): {counters[names[0]].requests / n:.0f}; speed-up vs {base}")
+    if differ:
         print("a graph that differs: float noise of batched vs single-row matmuls moved a value across a threshold")
 
 
