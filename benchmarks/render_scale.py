@@ -7,7 +7,8 @@ render and publish stages, timed, with page, site and search-shard sizes.
 The work dir mimics SmolLM2-135M (1,536 neurons per layer, layers filled in order): per neuron 20 training
 and 20 held-out windows of 53 tokens (the mine defaults; activations as sparse as the demo's), a fitted graph of 20-150 nodes (a trie over a
 Zipf-distributed 8,000-token vocabulary, hostile tokens included), held-out scores, fit cost; per layer
-stats of every neuron and logit effects (10 promoted and 10 suppressed tokens per neuron). Targets (2 cores):
+stats of every neuron, activations on a 4,096-token ordinary-text sample and logit effects (10 promoted and
+10 suppressed tokens per neuron). Targets (2 cores):
 render + build under 5 minutes, neuron page under 60 KB, largest search shard under 100 KB.
 """
 
@@ -37,6 +38,7 @@ K = 20
 BEFORE, AFTER = 40, 12
 W = BEFORE + 1 + AFTER
 VOCAB_SIZE = 8000
+ORDINARY_ROWS, ORDINARY_LEN = 16, 256  # the ordinary held-out sample: 4,096 tokens (mine's default)
 HOSTILE = ["<script>alert(1)</script>", '"', "'", "&amp;", "\n", "\t", " ", "\x07", "中文", "😀"]
 TARGETS = {"render + build (s)": 300.0, "median page (KB)": 60.0, "largest page (KB)": 60.0,
            "largest shard (KB)": 100.0}
@@ -108,6 +110,21 @@ def _examples(rng: np.random.Generator, n: int, peak: np.ndarray, docs: int) -> 
     return ex
 
 
+def _ordinary(rng: np.random.Generator, peak: np.ndarray):
+    """The ordinary held-out sample (the same 16 x 256 tokens in every layer, as mine writes it): each
+    neuron fires (10-100% of its peak) on the tokens of its 3-8 Zipf-drawn triggers, else noise of +-2%."""
+    from n2g_site.store import OrdinaryText
+
+    tokens = _zipf(np.random.default_rng(99), ORDINARY_ROWS * ORDINARY_LEN).reshape(ORDINARY_ROWS, ORDINARY_LEN)
+    n = len(peak)
+    triggers = _zipf(rng, n * 8).reshape(n, 8)
+    triggers[np.arange(8)[None, :] >= rng.integers(3, 9, n)[:, None]] = -1
+    fires = (tokens.reshape(-1)[None, :, None] == triggers[:, None, :]).any(axis=2)  # [n, tokens]
+    acts = np.where(fires, rng.uniform(0.1, 1.0, fires.shape), rng.uniform(-0.02, 0.02, fires.shape))
+    acts = (acts * peak[:, None]).reshape(n, ORDINARY_ROWS, ORDINARY_LEN).astype(np.float16)
+    return OrdinaryText(tokens=tokens, acts=acts, doc=np.arange(ORDINARY_ROWS, dtype=np.int32))
+
+
 def _make_layer(args: tuple[str, int, list[int], int]) -> int:
     root, layer, neurons, docs = args
     work = WorkDir(Path(root))
@@ -124,8 +141,7 @@ def _make_layer(args: tuple[str, int, list[int], int]) -> int:
     if "ordinary" in {f.name for f in dataclasses.fields(MinedLayer)}:  # held-out text rows (newer work dirs)
         from n2g_site.store import OrdinaryText
 
-        extra["ordinary"] = OrdinaryText(tokens=np.zeros((0, 0), np.int32),
-                                         acts=np.zeros((len(neurons), 0, 0), np.float16), doc=np.zeros(0, np.int32))
+        extra["ordinary"] = _ordinary(rng, peak)
     MinedLayer(layer=layer, neurons=np.array(neurons, np.int64),
                train=_examples(rng, len(neurons), peak, docs), heldout=_examples(rng, len(neurons), peak, docs),
                stats=stats, **extra).save(work.mined(layer))
@@ -172,6 +188,13 @@ def make_workdir(root: Path, neurons: int, jobs: int) -> WorkDir:
     return work
 
 
+def _cpu() -> float:
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -190,6 +213,7 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="n2g-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # CPU seconds of this process and its (finished) workers and dot runs
     try:
         work_root = root / "work"
         if not (work_root / "run.json").exists():
@@ -198,26 +222,34 @@ def main() -> None:
             times["synthesise work dir (not timed against targets)"] = time.perf_counter() - t
         work = WorkDir(work_root)
         cfg = Config(site_dir=root / "site", work_dir=work_root)
-        t = time.perf_counter()
+        shutil.rmtree(root / "site", ignore_errors=True)  # a fresh build (removing 50k old pages is not timed)
+        load = [os.getloadavg()[0]]
+        t, c = time.perf_counter(), _cpu()
         relate(cfg, lambda: sys.exit("the benchmark has logit files: no model may load"), work)
-        times["relate: similar neurons"] = time.perf_counter() - t
-        t = time.perf_counter()
+        times["relate: similar neurons (graphs, activations)"] = time.perf_counter() - t
+        cpu["relate: similar neurons (graphs, activations)"] = _cpu() - c
+        t, c = time.perf_counter(), _cpu()
         render_site(cfg, work)
         times["render"] = time.perf_counter() - t
-        t = time.perf_counter()
+        cpu["render"] = _cpu() - c
+        t, c = time.perf_counter(), _cpu()
         publish(cfg, work)
         times["mkdocs build (publish)"] = time.perf_counter() - t
+        cpu["mkdocs build (publish)"] = _cpu() - c
+        load.append(os.getloadavg()[0])
 
         site = root / "site"
         pages = [p.stat().st_size for p in (site / "neurons").rglob("index.html")]
         shards = [p.stat().st_size for p in (site / "token-search").glob("tokens-*.js")]
-        total = times["relate: similar neurons"] + times["render"] + times["mkdocs build (publish)"]
+        total = times["relate: similar neurons (graphs, activations)"] + times["render"] + times["mkdocs build (publish)"]
         measured = {"render + build (s)": total, "median page (KB)": statistics.median(pages) / 1000,
                     "largest page (KB)": max(pages) / 1000, "largest shard (KB)": max(shards) / 1000}
         print(f"\n{len(pages)} neuron pages, {args.neurons} neurons, {os.cpu_count()} CPUs\n")
-        print("| step | seconds | per neuron |\n|---|---|---|")
+        print(f"load average (1 min) before / after: {load[0]:.1f} / {load[1]:.1f}\n")
+        print("| step | seconds | per neuron | CPU seconds | per neuron |\n|---|---|---|---|---|")
         for name, sec in times.items():
-            print(f"| {name} | {sec:.1f} | {1000 * sec / args.neurons:.2f} ms |")
+            c = f"{cpu[name]:.1f} | {1000 * cpu[name] / args.neurons:.2f} ms" if name in cpu else "|"
+            print(f"| {name} | {sec:.1f} | {1000 * sec / args.neurons:.2f} ms | {c} |")
         print("\n| measure | value | target | ratio to target |\n|---|---|---|---|")
         for name, value in measured.items():
             print(f"| {name} | {value:.1f} | {TARGETS[name]:.0f} | {value / TARGETS[name]:.2f} |")

@@ -116,10 +116,12 @@ class ExampleSet:
             value=np.full((n, k), -np.inf, np.float32),
         )
 
-    def windows(self, row: int) -> list[Window]:
-        """The filled windows of one neuron (row), padding trimmed, best first."""
-        out = []
+    def windows(self, row: int, limit: int | None = None) -> list[Window]:
+        """The filled windows of one neuron (row), padding trimmed, best first (the first ``limit`` of them)."""
+        out: list[Window] = []
         for slot in range(self.doc.shape[1]):
+            if limit is not None and len(out) >= limit:
+                break
             if self.doc[row, slot] < 0:
                 continue
             keep = self.tokens[row, slot] >= 0

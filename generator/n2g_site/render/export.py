@@ -87,8 +87,10 @@ def example_record(
     fitted: bool,
 ) -> dict[str, Any]:
     """Tokens ``lo:hi`` of ``window`` (the slice the page shows), padding past a document edge left out."""
-    keep = [i for i in range(lo, hi) if 0 <= int(window.tokens[i]) < len(vocab)]
-    ids = [int(window.tokens[i]) for i in keep]
+    shown = window.tokens[lo:hi].tolist()  # plain ints/floats once: indexing numpy per token is slow
+    acts = window.acts[lo:hi].tolist()
+    keep = [i for i, t in enumerate(shown, start=lo) if 0 <= t < len(vocab)]
+    ids = [shown[i - lo] for i in keep]
     return {
         "split": split,
         "rank": rank,
@@ -102,7 +104,7 @@ def example_record(
         "pivot": keep.index(window.pivot) if window.pivot in keep else None,
         "token_ids": ids,
         "tokens": [vocab[t] for t in ids],
-        "activations": [number(window.acts[i]) for i in keep],
+        "activations": [number(acts[i - lo]) for i in keep],
     }
 
 

@@ -594,7 +594,7 @@ def _neuron_record(sh: _Shared, layer: int, n: int, it: _Neuron, page: NeuronPag
     examples = []
     for split, windows, limit in (("train", mined.train, MAX_TRAIN_EXAMPLES),
                                   ("heldout", mined.heldout, MAX_HELDOUT_EXAMPLES)):
-        for rank, w in enumerate(windows.windows(row)[:limit] if show else []):
+        for rank, w in enumerate(windows.windows(row, limit) if show else []):
             lo, hi = _shown_range(w)
             examples.append(export.example_record(
                 w, split=split, rank=rank, a_max=a_max, lo=lo, hi=hi, vocab=sh.vocab,
@@ -702,11 +702,11 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
         train = [
             _example(w, split="train", rank=r, a_max=a_max, shown=shown, corpus=corpus,
                      fitted=(w.doc, w.start) in fitted_windows)
-            for r, w in enumerate(mined.train.windows(row)[:MAX_TRAIN_EXAMPLES])
+            for r, w in enumerate(mined.train.windows(row, MAX_TRAIN_EXAMPLES))
         ] if show else []
         heldout_ex = [
             _example(w, split="heldout", rank=r, a_max=a_max, shown=shown, corpus=corpus, fitted=False)
-            for r, w in enumerate(mined.heldout.windows(row)[:MAX_HELDOUT_EXAMPLES])
+            for r, w in enumerate(mined.heldout.windows(row, MAX_HELDOUT_EXAMPLES))
         ] if show else []
         ho = fit.get("heldout")
         heldout = None

@@ -189,7 +189,7 @@ def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) ->
 
 _PROLOG = re.compile(r"\A.*?(?=<svg\b)", re.S)
 _COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
-_ITEM_TITLE = re.compile(r"\n?<title>[^<]*</title>")  # dot's per-node/edge titles ("n3->n7"): noise
+_ITEM_TITLE = re.compile(r"\n<title>[^<]*</title>")  # dot's per-node/edge titles ("n3->n7"): noise
 # With several input files, dot prefixes ids ("page0,1_graph0"), so match any id.
 _GRAPH_TITLE = re.compile(r'(<g id="[^"]*" class="graph"[^>]*>)\s*<title>[^<]*</title>')
 # Size: a tooltip link wrapper per node becomes a <title> (the same tooltip, ~50 bytes less); per-element

@@ -6,6 +6,7 @@ Used for example tokens and graph labels alike. No HTML escaping happens here: J
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 # Stand-ins for the whitespace that matters in a token.
@@ -23,6 +24,7 @@ def _char(ch: str) -> str:
     return ch
 
 
+@functools.lru_cache(maxsize=1 << 17)  # pure; the same tokens recur across a layer's graphs and pages
 def display_token(s: str, *, inline: bool = False) -> str:
     """A token as it should be shown.
 
