@@ -230,6 +230,10 @@ def test_offline_bundle_works_from_file(tiny_site, tab, tmp_path) -> None:
                           timeout=30_000)
     tab.locator(".n2g-ts-input").fill(firing[0].strip() or firing[0])
     tab.locator(".n2g-ts-panel a").first.wait_for(timeout=10_000)
+    tab.goto((site / "index.html").as_uri())  # Material's prose search: worker shim + search_index.js
+    tab.locator("input.md-search__input").click()
+    tab.keyboard.type("graph", delay=30)  # Material's search listens to key events
+    tab.locator(".md-search-result__item").first.wait_for(timeout=15_000)
     assert all(r.startswith("file://") for r in requests), [r for r in requests if not r.startswith("file://")]
     assert tab.errors == []
 
