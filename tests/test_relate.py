@@ -201,3 +201,21 @@ def test_relate_writes_activation_neighbours(tmp_path) -> None:
     assert "on 110 tokens of ordinary held-out text" in body
     assert re.match(r'<ol class="n2g-similar-act">\n<li><a href="\.\./\.\./L3/N17/">L3 N17</a> · 1\b', act_list)
     assert graph_list.index("</ol>") > 0
+
+
+def test_projected_graph_neighbours_are_exact_cosines_of_good_candidates() -> None:
+    """Above EXACT_MAX_PAIRS the candidates come from a random projection: the values stay exact cosines and
+    the clear nearest neighbours are still found."""
+    from n2g_site.relate import feature_matrix, nearest
+
+    rng = np.random.default_rng(3)
+    feats = [{f"a:{t}": 1.0 for t in rng.choice(3000, 12, replace=False)} for _ in range(400)]
+    for i in range(0, 400, 2):  # pairs sharing most features
+        feats[i + 1] = dict(list(feats[i].items())[:10]) | {f"c:{i}": 0.5}
+    x = feature_matrix(feats)
+    exact_idx, exact_sim = nearest(x, 5)
+    idx, sim = nearest(x, 5, exact_max=0, dims=64)
+    dense = (x @ x.T).toarray()
+    for row in range(400):
+        assert sim[row][idx[row] >= 0] == pytest.approx(dense[row, idx[row][idx[row] >= 0]], abs=1e-5)
+    assert (idx[:, 0] == exact_idx[:, 0]).mean() > 0.95 and (idx[::2, 0] == np.arange(1, 400, 2)).all()
