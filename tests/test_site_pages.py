@@ -88,3 +88,45 @@ def test_large_graphs_go_into_a_file_next_to_the_page(tmp_path: Path, monkeypatc
 def test_pages_stay_small(site: Path) -> None:
     sizes = [(site / f"neurons/L{layer}/N{n}/index.html").stat().st_size for layer, n in NEURONS]
     assert max(sizes) < 60_000
+
+
+CHROMIUM = __import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh --test installs it)")
+def test_a_graph_from_its_file_is_visible_in_a_browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Served from a sub-path: the <object> shows graph.svg, with its nodes and their tooltips."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from playwright.sync_api import sync_playwright
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setattr(pages, "PAGE_BODY_BUDGET", 0)
+    work = make_workdir(tmp_path / "work")
+    config = Config(site_dir=tmp_path / "www" / "sub", site_url="https://example.org/sub/")
+    pages.render_site(config, work)
+    publish(config, work)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(tmp_path / "www")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            tab = browser.new_page()
+            tab.goto(f"http://127.0.0.1:{server.server_address[1]}/sub/neurons/L0/N3/")
+            graph = tab.locator("object.n2g-graph").first
+            graph.wait_for(state="visible")
+            box = graph.bounding_box()
+            assert box and box["width"] > 20 and box["height"] > 20
+            tab.wait_for_function("() => document.querySelector('object.n2g-graph').contentDocument"
+                                  "?.querySelectorAll('g.node').length > 0")
+            tips = tab.evaluate("() => [...document.querySelector('object.n2g-graph').contentDocument"
+                                ".querySelectorAll('g.node > title')].map(t => t.textContent)")
+            assert any("<script>alert(1)</script>" in t for t in tips)  # as text, in a tooltip
+            browser.close()
+    finally:
+        server.shutdown()
