@@ -16,6 +16,7 @@ build, or `n2g-site mine --layers 6,23 --neurons 0-1 --work-dir DIR`):
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -60,18 +61,21 @@ def main() -> None:
         "reference": lambda: ReferenceEngine(model),
     }
     names = args.engines.split(",")
+    engines = {name: makers[name]() for name in names}
+    proposers = {name: make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens) for name in names}
     for name in names:
-        engine = makers[name]()
-        proposer = make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens)
-        started = time.perf_counter()
-        fitted = []
-        for layer in layers:
-            mined = MinedLayer.load(work.mined(layer))
-            fitted += fit_neurons(_tasks(mined, neurons, cfg.fit.train_examples), engine, cfg.fit, vocab, proposer)
-        seconds[name] = time.perf_counter() - started
-        results[name] = fitted
-        counters[name] = engine.counters
-        print(f"{name}: {len(fitted)} neurons in {seconds[name]:.1f} s", flush=True)
+        results[name], seconds[name], counters[name] = [], 0.0, engines[name].counters
+    print("load average (1, 5, 15 min) at the start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
+    # Interleaved layer by layer, so a change in the machine's load hits every engine alike.
+    for layer in layers:
+        mined = MinedLayer.load(work.mined(layer))
+        for name in names:
+            started = time.perf_counter()
+            results[name] += fit_neurons(_tasks(mined, neurons, cfg.fit.train_examples), engines[name], cfg.fit,
+                                         vocab, proposers[name])
+            took = time.perf_counter() - started
+            seconds[name] += took
+            print(f"layer {layer}, {name}: {len(neurons)} neurons in {took:.1f} s", flush=True)
     n = len(results[names[0]])
     base = "reference" if "reference" in names else names[-1]
     differ = False
@@ -93,6 +97,7 @@ def main() -> None:
               f"| {seconds[base] / s:.1f}x |")
     print(f"\nlayers {layers}, neurons {neurons}, augmenter {args.augmenter}, device {args.device}; "
           f"requests per neuron (before dedupe): {counters[names[0]].requests / n:.0f}; speed-up vs {base}")
+    print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     if differ:
         print("a graph that differs: float noise of batched vs single-row matmuls moved a value across a threshold")
 
