@@ -65,7 +65,7 @@ _BLANKS = re.compile(r"[ \t\r]*\n\s*")
 
 
 def _squeeze(part: str) -> str:
-    """The theme's frame without its indentation and blank lines (~17 KB -> ~10 KB a page): every run of
+    """The theme's frame without its indentation and blank lines (1-5 KB less a page): every run of
     white space that holds a line break becomes one line break, which HTML renders the same (and scripts
     read the same: line breaks are kept). Left alone where white space matters (``<pre>``, ``<textarea>``)."""
     if "<pre" in part or "<textarea" in part:
