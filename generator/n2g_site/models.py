@@ -163,6 +163,8 @@ class LoadedModel:
         import torch
 
         try:
+            if attention_mask is None and position_ids is None:
+                return self._forward_hooks(tokens, layers)
             return self._forward_hooks(tokens, layers, attention_mask, position_ids)
         except torch.OutOfMemoryError:
             if tokens.shape[0] == 1:
