@@ -201,6 +201,8 @@ def test_relate_writes_activation_neighbours(tmp_path) -> None:
     assert "on 110 tokens of ordinary held-out text" in body
     assert re.match(r'<ol class="n2g-similar-act">\n<li><a href="\.\./\.\./L3/N17/">L3 N17</a> · 1\b', act_list)
     assert graph_list.index("</ol>") > 0
+    record = read_json(work.docs / "neurons" / "L0" / "N0" / "neuron.json")  # and the data has them too
+    assert [(r["layer"], r["neuron"]) for r in record["similar_activation"]][0] == (3, 17)
 
 
 def test_projected_graph_neighbours_are_exact_cosines_of_good_candidates() -> None:

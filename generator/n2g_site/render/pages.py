@@ -386,8 +386,9 @@ class _Related:
             self._logits = data.get("neurons") or {}
             self._norm = str(data.get("norm") or "")
 
-    def similar_raw(self, layer: int, neuron: int) -> list:
-        return list(self.similar.get(f"{layer}/{neuron}") or [])
+    def similar_raw(self, layer: int, neuron: int, *, by_activation: bool = False) -> list:
+        source = self.by_activation if by_activation else self.similar
+        return list(source.get(f"{layer}/{neuron}") or [])
 
     def logit_raw(self, neuron: int) -> tuple[dict[str, Any] | None, str]:
         return self._logits.get(str(neuron)) or None, self._norm
@@ -625,6 +626,7 @@ def _neuron_record(sh: _Shared, layer: int, n: int, it: _Neuron, page: NeuronPag
         "examples": examples,
         "evaluation": export.evaluation_record(evaluated),
         "similar": export.similar_records(sh.related.similar_raw(layer, n)),
+        "similar_activation": export.similar_records(sh.related.similar_raw(layer, n, by_activation=True)),
         "logit_effects": export.logit_record(logits, norm, sh.vocab),
         "summary": page.summary or None,
         "trigger_groups": page.groups if page.summary else None,
