@@ -8,7 +8,8 @@ The work dir mimics SmolLM2-135M (1,536 neurons per layer, layers filled in orde
 and 20 held-out windows of 53 tokens (the mine defaults; activations as sparse as the demo's), a fitted graph of 20-150 nodes (a trie over a
 Zipf-distributed 8,000-token vocabulary, hostile tokens included), held-out scores, fit cost; per layer
 stats of every neuron, activations on a 4,096-token ordinary-text sample and logit effects (10 promoted and
-10 suppressed tokens per neuron). Targets (2 cores):
+10 suppressed tokens per neuron); the embedded tokenizer, so every neuron page carries its playground data.
+Targets (2 cores):
 render + build under 5 minutes, neuron page under 60 KB, largest search shard under 100 KB.
 """
 
@@ -182,10 +183,28 @@ def make_workdir(root: Path, neurons: int, jobs: int) -> WorkDir:
         "layers": sorted(selection), "neurons": {str(k): v for k, v in selection.items()},
     }, indent=2)
     write_json(work.vocab, _vocab())
+    _add_tokenizer(work)
     write_json(work.corpus, [{"id": f"d{i}", "title": f"Document {i} <&>", "split": "train"} for i in range(docs)])
     with ProcessPoolExecutor(jobs) as pool:
         list(pool.map(_make_layer, [(str(root), layer, ns, docs) for layer, ns in selection.items()]))
     return work
+
+
+def _add_tokenizer(work: WorkDir) -> None:
+    """The embedded SmolLM2 tokenizer, so neuron pages carry the playground's graph data as real pages do
+    (the synthetic vocabulary's ids do not match it: the playground itself is not exercised here)."""
+    try:
+        from n2g_site.models import embedded_tokenizer
+
+        tokenizer = embedded_tokenizer()
+    except Exception as exc:  # noqa: BLE001 - benchmark: say why and go on without it
+        print(f"no tokenizer ({exc}): pages are measured without the playground", file=sys.stderr)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            work.tokenizer.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(Path(tmp) / name, work.tokenizer.parent / name)
 
 
 def _cpu() -> float:
