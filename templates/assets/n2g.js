@@ -222,7 +222,7 @@
       if (fires.value) params.set("fires", fires.value);
       if (before.value) params.set("before", before.value);
       if (triggers.value) params.set("triggers", triggers.value);
-      history.replaceState(null, "", "?" + params.toString());
+      try { history.replaceState(null, "", "?" + params.toString()); } catch (e) { /* some file:// setups refuse it */ }
       patternQuery(fires.value, before.value).then(function (res) {
         if (mine !== seq) return;
         out.replaceChildren();
