@@ -90,3 +90,11 @@ def test_a_perfect_graph_has_no_misses() -> None:
     tokens = np.array([1, 5, 2])
     misses = find_misses(_predict_on(5), {"heldout": [(tokens, np.array([0.0, 1.8, 0.0]))]}, 2.0, 0.5, None)
     assert misses == {"false_positive": [], "false_negative": []}
+
+
+def test_a_passage_in_both_datasets_is_shown_once() -> None:
+    tokens = np.array([1, 2, 3, 6, 5, 4])
+    acts = np.zeros(6)
+    same = {"heldout": [(tokens, acts)], "ordinary": [(np.concatenate([[9, 9], tokens]), np.zeros(8))]}
+    misses = find_misses(_predict_on(5), same, a_max=1.0, threshold=0.5, bos=None)
+    assert [m["dataset"] for m in misses["false_positive"]] == ["heldout"]

@@ -123,7 +123,8 @@ def find_misses(predict: Callable[[np.ndarray], np.ndarray], datasets: dict[str,
     A false positive is a token the graph predicts to fire (predicted >= ``threshold``) where the neuron
     does not; a false negative the reverse. Per sequence the miss with the largest gap between predicted
     and true normalised activation is kept; across sequences the ``limit`` largest gaps, datasets in the
-    order given breaking ties. Each snippet: ``dataset``, ``sequence`` (index in it),
+    order given breaking ties, and a miss with the same 4 tokens before it counted once (held-out windows
+    and the ordinary text can hold the same passage). Each snippet: ``dataset``, ``sequence`` (index in it),
     ``position`` (of the miss in the sequence), ``start`` (of the snippet), ``tokens`` (ids), ``truth`` and
     ``predicted`` (normalised activations of the snippet's tokens, 3 decimals; null at doc-start tokens).
     """
@@ -152,7 +153,21 @@ def find_misses(predict: Callable[[np.ndarray], np.ndarray], datasets: dict[str,
                 }
                 found[kind].append((-float(gap[at]), order, snippet))
                 order += 1
-    return {kind: [s for _, _, s in sorted(items, key=lambda x: x[:2])[:limit]] for kind, items in found.items()}
+    out: dict[str, list[dict]] = {}
+    for kind, items in found.items():
+        chosen, seen = [], set()
+        for _, _, snippet in sorted(items, key=lambda x: x[:2]):
+            at = snippet["position"] - snippet["start"]
+            # held-out windows and the ordinary text can hold the same passage: show it once
+            context = tuple(snippet["tokens"][at - 4 : at + 1]) if at >= 4 else (snippet["dataset"], snippet["sequence"])
+            if context in seen:
+                continue
+            seen.add(context)
+            chosen.append(snippet)
+            if len(chosen) == limit:
+                break
+        out[kind] = chosen
+    return out
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
