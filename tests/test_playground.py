@@ -164,7 +164,8 @@ def _trigger_case(root: Path, site: str = "sub", work_dir: str = "work") -> tupl
         example = record["examples"][0]
         text = "".join(t for t, i in zip(example["tokens"], example["token_ids"]) if i != 0)
         ids = tok(text, add_special_tokens=False)["input_ids"]
-        pred = Predictor(Graph.from_json(record["graph"]), keys)(np.array(ids))
+        bos = vocab.index("<|endoftext|>")  # the playground reads the text as a document: after doc-start
+        pred = Predictor(Graph.from_json(record["graph"]), keys)(np.array([bos, *ids]))[1:]
         firing = [vocab[i] for i, v in zip(ids, pred) if v >= 0.5]
         if firing:
             return record["layer"], record["neuron"], text, firing
@@ -315,3 +316,5 @@ def test_browser_tokenizer_gives_the_python_tokenizer_ids(tiny_site, tab) -> Non
                        TOKENIZER_TEXTS)
     tok = embedded_tokenizer()
     assert got == [tok(t, add_special_tokens=False)["input_ids"] for t in TOKENIZER_TEXTS]
+    # the doc-start token the playground puts before the reader's text, as mine did before every document
+    assert tab.evaluate("async () => (await window.n2gPlayground.tokenizer()).bos") == tok.convert_tokens_to_ids("<|endoftext|>")

@@ -26,7 +26,16 @@ def test_single_token_graph() -> None:
 
 def test_context_right_before_and_further_back() -> None:
     g = _graph([(-1, " Paris", None, 1.0), (0, " in", 0.95, 0.9), (0, "", None, 0.1), (2, " to", 0.7, 0.8)])
-    assert describe(g).summary == "fires on “ Paris” after “ in” or with “ to” 2 tokens before"
+    assert describe(g).summary == "fires on “ Paris” after “ in” or “ to” ‹any›"
+
+
+def test_a_pattern_needing_several_tokens_says_so_and_never_names_a_non_pattern() -> None:
+    # One pattern ' to' ' in' ' Paris' (all needed): not "in or to".
+    g = _graph([(-1, " Paris", None, 1.0), (0, " in", None, 0.9), (1, " to", 0.9, 0.8)])
+    assert describe(g).summary == "fires on “ Paris” after “ to” “ in”"
+    # a <- b (enough) and a <- c <- b: ' c' alone never fires, so it is only named with ' b'.
+    g = _graph([(-1, " a", None, 1.0), (0, " b", 0.9, 0.9), (0, " c", None, 0.5), (2, " b", 0.8, 0.9)])
+    assert describe(g).summary == "fires on “ a” after “ b” or “ b” “ c”"
 
 
 def test_strongest_trigger_first_and_the_rest_counted() -> None:

@@ -40,6 +40,7 @@
    * tag loads them over http and from file:// alike, where fetch() is refused. */
   var pending = {}, delivered = {};
   window.n2gDeliver = function (name, data) {
+    if (typeof data === "string") data = JSON.parse(data);  // JSON text: a "__proto__" key stays a key
     delivered[name] = data;
     if (pending[name]) pending[name].resolve(data);
   };
@@ -52,9 +53,10 @@
       var tag = document.createElement("script");
       tag.src = new URL(name + ".js", ROOT).href;
       tag.async = true;
-      tag.onerror = function () { p.reject(new Error(name + ".js could not be loaded")); };
+      var fail = function (why) { delete pending[name]; tag.remove(); p.reject(new Error(name + ".js " + why)); };
+      tag.onerror = function () { fail("could not be loaded"); };  // the next lookup tries again
       tag.onload = function () {
-        if (!Object.prototype.hasOwnProperty.call(delivered, name)) p.reject(new Error(name + ".js holds no data"));
+        if (!Object.prototype.hasOwnProperty.call(delivered, name)) fail("holds no data");
       };
       document.head.appendChild(tag);
     }
@@ -200,7 +202,9 @@
         var rows = entry.a;
         if (before && y) rows = rows.filter(function (r) { return r[4].indexOf(y) !== -1; });
         var items = ranked(entry, rows, fires);
-        return { items: items, total: before && y ? items.length : entry.na, verb: "activation" };
+        // Each token lists its strongest neurons only: say so when a "before" filter ran over that list.
+        return { items: items, total: before && y ? items.length : entry.na, verb: "activation",
+                 scanned: entry.a.length, all: entry.na };
       });
     }
     if (before && y) {
@@ -239,7 +243,8 @@
           var what = fires.value && before.value ? "fire on \u201c" + fires.value + "\u201d with \u201c" + before.value + "\u201d before it"
             : fires.value ? "fire on \u201c" + fires.value + "\u201d" : "have \u201c" + before.value + "\u201d in their context";
           out.appendChild(el("p", "n2g-pattern-count", items.length + " neuron" + (items.length === 1 ? "" : "s") + " " + what +
-            (want ? " (trigger filter on)" : "") + (res.total > res.items.length ? "; only the strongest " + res.items.length + " of " + res.total + " are indexed" : "")));
+            (want ? " (trigger filter on)" : "") + (res.total > res.items.length ? "; only the strongest " + res.items.length + " of " + res.total + " are indexed" : "") +
+            (res.all > res.scanned && before.value && fires.value ? "; searched among the strongest " + res.scanned + " of the " + res.all + " neurons that fire on it" : "")));
           var ol = el("ol", "n2g-pattern-list");
           items.forEach(function (it) {
             var li = el("li");

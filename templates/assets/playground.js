@@ -15,7 +15,7 @@
   "use strict";
   var TOKENIZER_LIB = "assets/vendor/tokenizers.js";
   var TOKENIZER_DATA = "playground/tokenizer";
-  var FIRES = 0.5;  // "fires" = predicted activation >= half the neuron's max, as in the fidelity scores
+  var FIRES = 0.5;  // "fires" = predicted activation >= this share of the max, unless the page says otherwise
 
   function compile(graph, keys) {
     var pats = graph.p.map(function (p, i) { return { value: p[0], keys: p.slice(1), order: i }; });
@@ -62,7 +62,8 @@
     if (!dataPromise) {
       dataPromise = Promise.all([loadLib(), window.n2gLoad(TOKENIZER_DATA)]).then(function (got) {
         var lib = got[0], data = got[1];
-        return { tokenizer: new lib.Tokenizer(data.tokenizer, data.config), keys: data.keys, vocab: data.vocab };
+        return { tokenizer: new lib.Tokenizer(data.tokenizer, data.config), keys: data.keys, vocab: data.vocab,
+                 bos: typeof data.bos === "number" ? data.bos : null };
       });
     }
     return dataPromise;
@@ -78,17 +79,19 @@
     var out = box.querySelector(".n2g-pg-out");
     var status = box.querySelector(".n2g-pg-status");
     var graph = JSON.parse(box.querySelector(".n2g-pg-graph").textContent);
+    var fires = typeof graph.t === "number" ? graph.t : FIRES;  // the evaluation's firing threshold
     var predict = null, timer = null, seq = 0;
     input.addEventListener("keydown", function (e) { e.stopPropagation(); });  // not Material's shortcuts
     function run() {
       var mine = ++seq, text = input.value;
-      if (!text) { out.replaceChildren(); return; }
+      if (!text) { out.replaceChildren(); status.textContent = ""; return; }
       if (!predict) status.textContent = "Loading the tokenizer\u2026";
       loadTokenizer().then(function (tk) {
         if (mine !== seq) return;
         if (!predict) predict = compile(graph, tk.keys);
         var ids = tk.tokenizer.encode(text, { add_special_tokens: false }).ids;
-        var values = predict(ids);
+        // The reader's text is a document: it starts after the doc-start token, as mined text did (not shown).
+        var values = tk.bos === null ? predict(ids) : predict([tk.bos].concat(ids)).slice(1);
         var frag = document.createDocumentFragment(), firing = [];
         ids.forEach(function (id, t) {
           var v = values[t];
@@ -99,11 +102,11 @@
           span.dataset.value = String(v);
           span.textContent = visible(tk.vocab[id] !== undefined ? tk.vocab[id] : "<" + id + ">");
           frag.appendChild(span);
-          if (v >= FIRES) firing.push(span.textContent);
+          if (v >= fires) firing.push(span.textContent);
         });
         out.replaceChildren(frag);
         status.textContent = ids.length + " token" + (ids.length === 1 ? "" : "s") + " \u00b7 " +
-          (firing.length ? "the graph predicts firing (\u2265 \u00bd max) on: " + firing.join(" \u00b7 ")
+          (firing.length ? "the graph predicts firing (\u2265 " + fires + " \u00d7 max) on: " + firing.join(" \u00b7 ")
                          : "the graph predicts no firing on this text");
       }).catch(function (err) {
         if (mine !== seq) return;

@@ -186,7 +186,7 @@ class NeuronPage:
     summary: str = ""  # one-line description read off the graph (render/summary.py); "" without a graph
     groups: int = 0  # separate activating-token groups of the graph (polysemanticity signal)
     misses: MissesView | None = None  # where the graph is wrong on held-out text (evaluate stage)
-    playground: str | None = None  # the graph's patterns as compact JSON for the in-browser predictor
+    playground: dict | None = None  # the graph's patterns for the in-browser predictor (render/playground.py)
 
 
 @dataclass
@@ -280,3 +280,4 @@ class PatternPage:
 
     examples: list[PatternExample]
     max_per_key: int  # neurons kept per token and kind in the index (search_index.MAX_PER_KEY)
+    max_context: int  # context tokens kept per activating-token row (search_index.MAX_CONTEXT_KEYS)

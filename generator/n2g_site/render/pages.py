@@ -68,7 +68,7 @@ from .contexts import (
 from . import export, playground
 from .misses import misses_view
 from .summary import describe
-from .search_index import MAX_PER_KEY, SearchIndex, graph_entries
+from .search_index import MAX_CONTEXT_KEYS, MAX_PER_KEY, SearchIndex, graph_entries
 from .svg import graph_dot, render_svgs, standalone_svg, svg_object
 from .tokens import display_token
 from . import guide
@@ -773,7 +773,8 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
             summary=shape.summary if shape else "",
             groups=shape.groups if shape else 0,
             misses=misses_view(evaluated, shown) if show else None,
-            playground=playground.patterns(it.graph) if it.graph is not None and sh.playground else None,
+            playground=playground.patterns(it.graph, float((evaluated or {}).get("fire_threshold") or 0.5))
+            if it.graph is not None and sh.playground else None,
         )
         md_path = neuron_md_path(layer, n)
         record = _neuron_record(sh, layer, n, it, page, mined, row, a_max, fitted_windows, evaluated)
@@ -898,7 +899,8 @@ def _render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rend
     _prose_pages(cfg, sh, out, fit_options, tokens_mined, export_index)
 
     # Pattern search over the token index (the browser does the searching).
-    patterns_page = PatternPage(examples=[PatternExample(f, b) for f, b in search.examples()], max_per_key=MAX_PER_KEY)
+    patterns_page = PatternPage(examples=[PatternExample(f, b) for f, b in search.examples()], max_per_key=MAX_PER_KEY,
+                                max_context=MAX_CONTEXT_KEYS)
     out.page("patterns.md", _render(env, tpl["patterns.md.j2"], page=patterns_page, site=site, placeholder=PLACEHOLDER))
     out.fragment("patterns.md", _render(env, tpl["patterns_body.html.j2"], page=patterns_page, site=site))
 

@@ -5,11 +5,14 @@ The playground (``assets/playground.js``) tokenizes the reader's text with the m
 with the same longest-match rule as :class:`~n2g_site.n2g.predict.Predictor`, so it shows exactly the values
 the Python predictor gives (tests/test_playground.py runs both on the same sequences).
 
-- Per neuron page: :func:`patterns` -> ``{"p": [[end value, key at t, key at t-1, ...], ...]}`` in the graph's
-  node order, a key being a normalised token string or null (the ignore node); embedded in the page as JSON.
+- Per neuron page: :func:`patterns` -> ``{"p": [[end value, key at t, key at t-1, ...], ...], "t": 0.5}`` in the
+  graph's node order, a key being a normalised token string or null (the ignore node), ``t`` the firing
+  threshold; embedded in the page as JSON.
 - Per site: ``playground/tokenizer.js`` (``n2gDeliver("playground/tokenizer", {...})``) with the tokenizer
   (``tokenizer.json`` + ``tokenizer_config.json`` that mine saved in the work dir), ``vocab`` (token id ->
-  its text) and ``keys`` (token id -> :func:`~n2g_site.n2g.graph.normalise` of its text). Shipping the keys
+  its text), ``keys`` (token id -> :func:`~n2g_site.n2g.graph.normalise` of its text) and ``bos``, the
+  doc-start token id that mine put before every document (null if none): the playground puts it before the
+  reader's text too, so a pattern that needs the start of a document matches as it did in the corpus. Shipping the keys
   rather than re-implementing ``normalise`` in JavaScript keeps the two predictors on one definition.
 """
 
@@ -26,16 +29,19 @@ from .search_index import script
 DATA_PATH = "playground/tokenizer.js"
 
 
-def patterns(graph: Graph) -> dict[str, list[list[Any]]]:
-    """The graph's complete matches in node order: ``[end value, key, key, ...]`` (activating token first)."""
-    return {"p": [[float(value), *keys] for keys, value in graph.patterns()]}
+def patterns(graph: Graph, fire_threshold: float = 0.5) -> dict[str, Any]:
+    """The graph's complete matches in node order, ``"p": [[end value, key, key, ...], ...]`` (activating token
+    first), and ``"t"``, the share of the max at which a token counts as firing (as in the evaluation)."""
+    return {"p": [[float(value), *keys] for keys, value in graph.patterns()], "t": float(fire_threshold)}
 
 
 def write_tokenizer_data(work: WorkDir, vocab: list[str], docs: Path) -> bool:
     """Write ``docs/playground/tokenizer.js``; False (and nothing written) when mine saved no tokenizer."""
     if not work.tokenizer.is_file():
         return False
+    bos = (work.load_manifest().get("model_info") or {}).get("bos") if work.manifest.is_file() else None
     data = {
+        "bos": vocab.index(bos) if isinstance(bos, str) and bos in vocab else None,
         "tokenizer": json.loads(work.tokenizer.read_text(encoding="utf-8")),
         "config": json.loads(work.tokenizer_config.read_text(encoding="utf-8")) if work.tokenizer_config.is_file() else {},
         "vocab": vocab,

@@ -8,9 +8,9 @@ Written by the render stage under ``docs/token-search/`` (MkDocs copies it to ``
     token-search/neurons-L{l}-{j}.js      one-line summaries: {neuron: [summary, groups, held-out F1 or null]} for
                                            neurons j*C .. (j+1)*C-1 of layer l
 
-Every file is a classic script that hands its JSON to the page, ``n2gDeliver("<path without .js>", {...});``:
+Every file is a classic script that hands its JSON text to the page, ``n2gDeliver("<path without .js>", "{...}");``:
 unlike ``fetch``, a ``<script>`` tag also loads from ``file://``, so search works in the unzipped offline
-bundle. The JSON is the call's second argument (:func:`read_script` gets it back in Python).
+bundle. The JSON text is the call's second argument, a string (:func:`read_script` gets it back in Python).
 
 - ``key`` is :func:`search_key` of a graph token: N2G's :func:`~n2g_site.n2g.graph.normalise`, then lower
   case, then surrounding whitespace stripped unless the token is only whitespace. The browser applies the
@@ -80,15 +80,19 @@ def shard_name(i: int) -> str:
 
 
 def script(name: str, data_json: str) -> str:
-    """A data file the browser loads with a <script> tag: ``n2gDeliver(name, data);``."""
-    return f"n2gDeliver({json.dumps(name)},{data_json});\n"
+    """A data file the browser loads with a <script> tag: ``n2gDeliver(name, "<the JSON text>");``.
+
+    The JSON travels as a string literal that the page parses with ``JSON.parse``, not as a JavaScript
+    object literal: in a literal a key ``"__proto__"`` (a real token in code vocabularies) would set the
+    object's prototype instead of adding an entry."""
+    return f"n2gDeliver({json.dumps(name)},{json.dumps(data_json, ensure_ascii=False)});\n"
 
 
 def read_script(text: str) -> Any:
-    """The JSON inside a file written by :func:`script`."""
+    """The data inside a file written by :func:`script`."""
     start = text.index(",") + 1
     end = text.rindex(");")
-    return json.loads(text[start:end])
+    return json.loads(json.loads(text[start:end]))
 
 
 @dataclass

@@ -1,11 +1,14 @@
 """A one-line, rule-based description of a graph, and how many separate triggers it has.
 
 No language model is involved: the sentence is read off the trie. Activating tokens come first, ranked by
-the strongest activation any of their patterns predicts; for each, the context tokens that its patterns
-require, ranked by importance, with where they stand::
+the strongest activation any of their patterns predicts; for each, the contexts its patterns require,
+strongest pattern first::
 
     fires on “ except” after “ all” or “ everything”; “ unless”
-    fires on “ Paris” after “ in” or with “ to” 2 tokens before; “ London” (+3 more tokens)
+    fires on “ Paris” after “ in” or “ to” ‹any›; “ London” (+3 more tokens)
+
+Each alternative after "after" is one pattern's context in reading order (every token of it required,
+‹any› = exactly one token of any value); a token that fires by itself is named alone.
 
 ``groups`` is a rough polysemanticity signal from the graph's shape: activating tokens are joined into one
 group when they share a context token (they fire in the same kind of context) or are of the same kind
@@ -23,7 +26,7 @@ from ..n2g.graph import Graph, Node
 from .tokens import display_token
 
 MAX_TRIGGERS = 3  # activating tokens named in a summary
-MAX_CONTEXT = 3  # context tokens named per activating token
+MAX_CONTEXT = 3  # pattern contexts named per activating token
 
 
 @dataclass(frozen=True)
@@ -50,47 +53,53 @@ def _kind(key: str) -> str | None:
     return None
 
 
-def _triggers(graph: Graph) -> list[tuple[Node, float, list[tuple[int, Node]]]]:
-    """Per activating-token key: (its node, best predicted value, [(depth, context node)]), strongest first."""
+ANY = "‹any›"  # an ignore element in a summary: exactly one token of any value
+
+
+def _triggers(graph: Graph) -> list[tuple[Node, float, list[list[Node | None]], list[Node]]]:
+    """Per activating token: (its node, best predicted value, the contexts of its complete patterns (earliest
+    token first, None = any one token; strongest pattern first), every keyed context node below it),
+    strongest activating token first."""
     children = graph.children()
-    by_key: dict[str, tuple[Node, float, dict[str, tuple[int, Node]]]] = {}
+    out = []
     for root in graph.activating_tokens:
         if root.key is None:
             continue
-        best = root.end if root.end is not None else float("-inf")
-        context: dict[str, tuple[int, Node]] = {}
+        patterns: list[tuple[float, int, list[Node | None]]] = []
+        keyed: list[Node] = []
+        if root.end is not None:
+            patterns.append((root.end, root.id, []))
         stack = list(children.get(root.id, []))
         while stack:
             node = graph.nodes[stack.pop()]
-            if node.end is not None:
-                best = max(best, node.end)
             if node.key is not None:
-                seen = context.get(node.key)
-                if seen is None or (node.importance, -node.depth) > (seen[1].importance, -seen[0]):
-                    context[node.key] = (node.depth, node)
+                keyed.append(node)
+            if node.end is not None:
+                path = graph.path(node.id)[1:]  # context, nearest first
+                patterns.append((node.end, node.id, [n if n.key is not None else None for n in reversed(path)]))
             stack.extend(children.get(node.id, []))
-        if root.key in by_key:  # the same key under two roots cannot happen in a trie; keep the stronger
-            old = by_key[root.key]
-            if old[1] >= best:
-                continue
-        by_key[root.key] = (root, best, context)
-    ranked = sorted(by_key.values(), key=lambda t: (-t[1], -t[0].count, t[0].id))
-    out = []
-    for root, best, context in ranked:
-        ctx = sorted(context.values(), key=lambda dn: (-dn[1].importance, dn[0], dn[1].id))
-        out.append((root, best, ctx))
+        if not patterns:
+            continue
+        patterns.sort(key=lambda p: (-p[0], len(p[2]), p[1]))
+        out.append((root, patterns[0][0], [p[2] for p in patterns], keyed))
+    out.sort(key=lambda t: (-t[1], -t[0].count, t[0].id))
     return out
 
 
-def _phrase(root: Node, alone: bool, context: list[tuple[int, Node]]) -> str:
+def _phrase(root: Node, contexts: list[list[Node | None]]) -> str:
+    """``“ Paris”`` when the token fires alone, else ``“ Paris” after “ in” or “ to” ‹any›``: each
+    alternative is one pattern's context in reading order, every token of it required."""
     text = _quote(root.token)
-    if alone or not context:
+    if any(not c for c in contexts):
         return text
-    shown = context[:MAX_CONTEXT]
-    after = [_quote(node.token) for depth, node in shown if depth == 1]
-    parts = [f"after {' or '.join(after)}"] if after else []
-    parts += [f"with {_quote(node.token)} {depth} tokens before" for depth, node in shown if depth > 1]
-    return f"{text} {' or '.join(parts)}"
+    seen: list[str] = []
+    for context in contexts:
+        words = " ".join(ANY if n is None else _quote(n.token) for n in context)
+        if words not in seen:
+            seen.append(words)
+    shown = seen[:MAX_CONTEXT]
+    more = f" (+{len(seen) - len(shown)} more contexts)" if len(seen) > len(shown) else ""
+    return f"{text} after {' or '.join(shown)}{more}"
 
 
 def describe(graph: Graph) -> Shape:
@@ -105,7 +114,7 @@ def describe(graph: Graph) -> Shape:
     triggers = _triggers(graph)
     if not triggers:
         return Shape("", 0)
-    phrases = [_phrase(root, root.end is not None, ctx) for root, _, ctx in triggers[:MAX_TRIGGERS]]
+    phrases = [_phrase(root, contexts) for root, _, contexts, _ in triggers[:MAX_TRIGGERS]]
     summary = "fires on " + "; ".join(phrases)
     if len(triggers) > MAX_TRIGGERS:
         more = len(triggers) - MAX_TRIGGERS
@@ -113,7 +122,7 @@ def describe(graph: Graph) -> Shape:
     return Shape(summary, _groups(triggers))
 
 
-def _groups(triggers: list[tuple[Node, float, list[tuple[int, Node]]]]) -> int:
+def _groups(triggers: list[tuple[Node, float, list[list[Node | None]], list[Node]]]) -> int:
     """Connected components of activating tokens linked by a shared context key or the same kind."""
     parent = list(range(len(triggers)))
 
@@ -124,8 +133,8 @@ def _groups(triggers: list[tuple[Node, float, list[tuple[int, Node]]]]) -> int:
         return i
 
     owner: dict[tuple[str, str], int] = {}
-    for i, (root, _, context) in enumerate(triggers):
-        labels = [("ctx", node.key or "") for _, node in context]
+    for i, (root, _, _, keyed) in enumerate(triggers):
+        labels = [("ctx", node.key or "") for node in keyed]
         kind = _kind(root.key or "")
         if kind is not None:
             labels.append(("kind", kind))
