@@ -318,3 +318,18 @@ def test_browser_tokenizer_gives_the_python_tokenizer_ids(tiny_site, tab) -> Non
     assert got == [tok(t, add_special_tokens=False)["input_ids"] for t in TOKENIZER_TEXTS]
     # the doc-start token the playground puts before the reader's text, as mine did before every document
     assert tab.evaluate("async () => (await window.n2gPlayground.tokenizer()).bos") == tok.convert_tokens_to_ids("<|endoftext|>")
+
+
+def test_a_proto_token_survives_the_data_loader(tab, tmp_path) -> None:
+    """Data files hand over JSON text: a token "__proto__" (real in code vocabularies) stays a key."""
+    from n2g_site.render.search_index import script
+
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "token-search").mkdir()
+    (tmp_path / "assets" / "n2g.js").write_text((builtin_path("templates") / "assets" / "n2g.js").read_text())
+    (tmp_path / "token-search" / "tokens-000.js").write_text(
+        script("token-search/tokens-000", '{"__proto__":{"t":["__proto__"],"a":[],"c":[],"na":0,"nc":0}}'))
+    (tmp_path / "index.html").write_text('<script src="assets/n2g.js"></script>')
+    tab.goto((tmp_path / "index.html").as_uri())
+    keys = tab.evaluate("async () => Object.keys(await window.n2gLoad('token-search/tokens-000'))")
+    assert keys == ["__proto__"]
