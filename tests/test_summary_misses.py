@@ -57,6 +57,11 @@ def test_unrelated_triggers_count_separately_but_digits_are_one_kind() -> None:
     assert describe(g).groups == 4
 
 
+def test_symbols_are_not_punctuation() -> None:
+    assert describe(_graph([(-1, ",", 0.9, 1.0), (-1, ".", 0.8, 1.0)])).groups == 1
+    assert describe(_graph([(-1, ",", 0.9, 1.0), (-1, "😀", 0.8, 1.0), (-1, "$", 0.7, 1.0)])).groups == 2
+
+
 def test_empty_graph() -> None:
     assert describe(Graph([])) == describe(Graph([])) and describe(Graph([])).groups == 0
 

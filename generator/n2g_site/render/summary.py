@@ -12,7 +12,7 @@ Each alternative after "after" is one pattern's context in reading order (every 
 
 ``groups`` is a rough polysemanticity signal from the graph's shape: activating tokens are joined into one
 group when they share a context token (they fire in the same kind of context) or are of the same kind
-(all digits, all punctuation, all whitespace); the number of groups that remain is the number of
+(all digits, all punctuation, all symbols, all whitespace); the number of groups that remain is the number of
 unrelated triggers the graph explains. A graph for "' Paris' or ' London' after ' in'" has 1 group; one for
 "' except', or any digit, or ' Paris' after ' in'" has 3.
 """
@@ -48,8 +48,11 @@ def _kind(key: str) -> str | None:
         return "digits"
     if body.isspace():
         return "whitespace"
-    if all(unicodedata.category(ch).startswith("P") or unicodedata.category(ch).startswith("S") for ch in body):
+    categories = {unicodedata.category(ch)[0] for ch in body}
+    if categories == {"P"}:
         return "punctuation"
+    if categories == {"S"}:  # math, currency, emoji...: a kind of their own, not punctuation
+        return "symbols"
     return None
 
 
