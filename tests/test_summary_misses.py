@@ -112,3 +112,17 @@ def test_a_passage_in_both_datasets_is_shown_once() -> None:
     same = {"heldout": [(tokens, acts)], "ordinary": [(np.concatenate([[9, 9], tokens]), np.zeros(8))]}
     misses = find_misses(_predict_on(5), same, a_max=1.0, threshold=0.5, bos=None)
     assert [m["dataset"] for m in misses["false_positive"]] == ["heldout"]
+
+
+def test_misses_view_marks_the_missed_token_and_keeps_the_threshold() -> None:
+    from n2g_site.render.misses import misses_view
+
+    evaluated = {"fire_threshold": 0.4, "misses": {"false_positive": [
+        {"dataset": "heldout", "sequence": 0, "position": 5, "start": 3, "tokens": [1, 2, 3],
+         "truth": [None, 0.1, 0.9], "predicted": [0.0, 0.8, 0.9]}], "false_negative": []}}
+    view = misses_view(evaluated, ["a", "<b>", "c", "d"])
+    (miss,) = view.false_positive
+    assert view.threshold == 0.4 and [t.missed for t in miss.tokens] == [False, False, True]
+    assert miss.tokens[0].text == "<b>" and miss.tokens[0].truth is None and miss.tokens[2].level == 9
+    assert (miss.truth, miss.predicted) == (0.9, 0.9)
+    assert misses_view(None, []) is None and misses_view({"datasets": {}}, []) is None

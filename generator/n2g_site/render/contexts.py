@@ -148,6 +148,7 @@ class MissesView:
 
     false_positive: list[MissView]
     false_negative: list[MissView]
+    threshold: float = 0.5  # firing = normalised activation >= this (the evaluation's --fire-threshold)
 
 
 @dataclass

@@ -38,4 +38,5 @@ def misses_view(evaluated: dict[str, Any] | None, shown: list[str]) -> MissesVie
     return MissesView(
         false_positive=[_snippet(m, shown) for m in misses.get("false_positive") or []],
         false_negative=[_snippet(m, shown) for m in misses.get("false_negative") or []],
+        threshold=float((evaluated or {}).get("fire_threshold") or 0.5),
     )
