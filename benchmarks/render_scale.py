@@ -193,18 +193,14 @@ def make_workdir(root: Path, neurons: int, jobs: int) -> WorkDir:
 def _add_tokenizer(work: WorkDir) -> None:
     """The embedded SmolLM2 tokenizer, so neuron pages carry the playground's graph data as real pages do
     (the synthetic vocabulary's ids do not match it: the playground itself is not exercised here)."""
-    try:
-        from n2g_site.models import embedded_tokenizer
+    from n2g_site.models import embedded_tokenizer, save_tokenizer
 
+    try:
         tokenizer = embedded_tokenizer()
     except Exception as exc:  # noqa: BLE001 - benchmark: say why and go on without it
         print(f"no tokenizer ({exc}): pages are measured without the playground", file=sys.stderr)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save_pretrained(tmp)
-        for name in ("tokenizer.json", "tokenizer_config.json"):
-            work.tokenizer.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(Path(tmp) / name, work.tokenizer.parent / name)
+    save_tokenizer(tokenizer, work.tokenizer.parent)
 
 
 def _cpu() -> float:

@@ -124,20 +124,8 @@ class LoadedModel:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def save_tokenizer(self, folder: Path) -> bool:
-        """Write the tokenizer as ``tokenizer.json`` + ``tokenizer_config.json`` into ``folder`` (for the
-        site's in-browser playground); False when it is not a fast (Rust-backed) tokenizer."""
-        if getattr(self.tokenizer, "backend_tokenizer", None) is None:
-            return False
-        from .store import atomic_write_bytes
-
-        with tempfile.TemporaryDirectory() as tmp:
-            self.tokenizer.save_pretrained(tmp)
-            for name in ("tokenizer.json", "tokenizer_config.json"):
-                source = Path(tmp) / name
-                if not source.is_file():
-                    return False
-                atomic_write_bytes(folder / name, source.read_bytes())
-        return True
+        """See :func:`save_tokenizer`."""
+        return save_tokenizer(self.tokenizer, folder)
 
     def token_strings(self) -> list[str]:
         """The text of every token id on its own (byte-level pieces of a character show as U+FFFD)."""
@@ -206,6 +194,23 @@ class LoadedModel:
             except _Stop:
                 pass
         return out
+
+
+def save_tokenizer(tokenizer: Any, folder: Path) -> bool:
+    """Write ``tokenizer`` as ``tokenizer.json`` + ``tokenizer_config.json`` into ``folder`` (for the site's
+    in-browser playground); False when it is not a fast (Rust-backed) tokenizer."""
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        return False
+    from .store import atomic_write_bytes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            source = Path(tmp) / name
+            if not source.is_file():
+                return False
+            atomic_write_bytes(folder / name, source.read_bytes())
+    return True
 
 
 def load_model(spec: str, *, device: str = "cpu", seed: int = 0, hook: str | None = None) -> LoadedModel:

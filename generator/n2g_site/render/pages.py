@@ -944,7 +944,7 @@ def _render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rend
     out.fragment("index.md", _render(env, tpl["home_fidelity.html.j2"], page=fidelity, site=site))
     _copy_assets(cfg, staged_docs)
     search.write(staged_docs / SEARCH_DIR)
-    playground.write_tokenizer_data(work, sh.vocab, staged_docs)
+    playground.write_tokenizer_data(work, sh.vocab, model_info.get("bos"), staged_docs)
 
     _swap(staged_docs, work.docs)
     _swap(staged_frag, work.fragments)

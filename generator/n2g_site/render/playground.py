@@ -35,11 +35,11 @@ def patterns(graph: Graph, fire_threshold: float = 0.5) -> dict[str, Any]:
     return {"p": [[float(value), *keys] for keys, value in graph.patterns()], "t": float(fire_threshold)}
 
 
-def write_tokenizer_data(work: WorkDir, vocab: list[str], docs: Path) -> bool:
-    """Write ``docs/playground/tokenizer.js``; False (and nothing written) when mine saved no tokenizer."""
+def write_tokenizer_data(work: WorkDir, vocab: list[str], bos: str | None, docs: Path) -> bool:
+    """Write ``docs/playground/tokenizer.js``; False (and nothing written) when mine saved no tokenizer.
+    ``bos`` is the doc-start token's text (the manifest's ``model_info.bos``)."""
     if not work.tokenizer.is_file():
         return False
-    bos = (work.load_manifest().get("model_info") or {}).get("bos") if work.manifest.is_file() else None
     data = {
         "bos": vocab.index(bos) if isinstance(bos, str) and bos in vocab else None,
         "tokenizer": json.loads(work.tokenizer.read_text(encoding="utf-8")),
