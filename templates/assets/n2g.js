@@ -101,11 +101,16 @@
     return a;
   }
 
+  // A neuron's summary line: the graph's one-line description, plus its trigger count when above one.
+  function summaryText(info) {
+    return info[0] + (info[1] > 1 ? " \u00b7 " + info[1] + " triggers" : "");
+  }
+
   // Fill in each result's one-line summary once its (small, cached) summary file has loaded.
   function addSummaries(items) {
     items.forEach(function (it) {
       neuronInfo(it.layer, it.neuron).then(function (info) {
-        if (info && info[0]) it.summaryEl.textContent = info[0] + (info[1] > 1 ? " \u00b7 " + info[1] + " triggers" : "");
+        if (info && info[0]) it.summaryEl.textContent = summaryText(info);
       });
     });
   }
@@ -251,7 +256,7 @@
             var a = neuronLink(it);
             a.appendChild(el("span", "n2g-ts-val", res.verb + " " + it.value.toFixed(2)));
             li.appendChild(a);
-            if (it.info && it.info[0]) li.appendChild(el("div", "n2g-ts-sum", it.info[0] + (it.info[1] > 1 ? " \u00b7 " + it.info[1] + " triggers" : "")));
+            if (it.info && it.info[0]) li.appendChild(el("div", "n2g-ts-sum", summaryText(it.info)));
             ol.appendChild(li);
           });
           out.appendChild(ol);
