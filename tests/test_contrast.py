@@ -97,7 +97,6 @@ def test_graph_svg_has_a_title_and_an_aria_label() -> None:
     from n2g_site.n2g.graph import Graph
     from render_fixtures import small_graph
 
-    pytest.importorskip("graphviz")
     graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": small_graph()})
     svg = render_svgs({0: graph_dot(graph).source}, {0: "N2G graph of layer 2, neuron 7"})[0]
     assert svg is not None

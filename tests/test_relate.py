@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -194,14 +195,16 @@ def test_relate_writes_activation_neighbours(tmp_path) -> None:
     from n2g_site.render.pages import render_site
 
     render_site(Config(site_dir=tmp_path / "site"), work)
-    body = (work.fragments / "neurons" / "L0" / "N0.html").read_text(encoding="utf-8")
+    from n2g_site.site_pages import rendered_pages
+
+    body, files = next((body, files) for url, body, files in rendered_pages(work.fragments) if url == "neurons/L0/N0/")
     graph_list = body[body.index('<ol class="n2g-similar-graph">'):]
     act_list = body[body.index('<ol class="n2g-similar-act">'):]
     assert body.index("n2g-similar-graph") < body.index("n2g-similar-act")
     assert "on 110 tokens of ordinary held-out text" in body
     assert re.match(r'<ol class="n2g-similar-act">\n<li><a href="\.\./\.\./L3/N17/">L3 N17</a> · 1\b', act_list)
     assert graph_list.index("</ol>") > 0
-    record = read_json(work.docs / "neurons" / "L0" / "N0" / "neuron.json")  # and the data has them too
+    record = json.loads(files["neuron.json"])  # and the data has them too
     assert [(r["layer"], r["neuron"]) for r in record["similar_activation"]][0] == (3, 17)
 
 

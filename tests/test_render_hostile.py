@@ -76,13 +76,18 @@ def test_any_token_text_renders_as_text(tmp_path_factory, vocab):
     render_site(Config(), work, jobs=1)
     from n2g_site.render.svg import _FILE_STYLE
 
-    files = sorted((work.fragments / "neurons").rglob("*.html")) + sorted((work.fragments / "neurons").rglob("*.svg"))
-    for fragment in files:  # pages, and the graphs too large to inline (graph.svg, its constant <style> aside)
+    from n2g_site.site_pages import rendered_pages
+
+    files = [(url, body) for url, body, _ in rendered_pages(work.fragments)]
+    files += [(url + name, text) for url, _, extra in rendered_pages(work.fragments)
+              for name, text in extra.items() if name.endswith(".svg")]
+    assert any(name.endswith(".svg") for name, _ in files)
+    for name, text in files:  # pages, and the graphs too large to inline (graph.svg, its constant <style> aside)
         checker = Checker()
-        checker.feed(fragment.read_text(encoding="utf-8").replace(_FILE_STYLE, ""))
+        checker.feed(text.replace(_FILE_STYLE, ""))
         checker.close()
-        assert not checker.errors, (fragment.name, checker.errors[:3])
-        assert not checker.stack, (fragment.name, "unclosed", checker.stack)
+        assert not checker.errors, (name, checker.errors[:3])
+        assert not checker.stack, (name, "unclosed", checker.stack)
 
 
 def test_the_checker_catches_what_it_must():

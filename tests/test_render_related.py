@@ -89,16 +89,23 @@ def test_parallel_render_writes_the_same_files(tmp_path: Path, monkeypatch: pyte
     assert [k for k in trees[0] if trees[0][k] != trees[1][k]] == []
 
 
-def test_fast_node_lines_match_graphviz_node() -> None:
-    """svg.py writes node statements itself (speed); they must equal what graphviz's Digraph.node writes."""
-    import graphviz
+def test_tooltips_are_literal_text() -> None:
+    """svg.py writes DOT itself: every label and tooltip must reach the SVG as the exact text, whatever the
+    token holds (DOT escapes, entities, quotes, markup)."""
+    import xml.etree.ElementTree as ET
 
-    from n2g_site.render.svg import _esc, _node_line
+    from n2g_site.n2g.graph import Graph
+    from n2g_site.render.svg import graph_dot, render_svgs
+    from n2g_site.render.tokens import display_token
     from render_fixtures import HOSTILE
 
-    for token in [*HOSTILE, "\\", '\\"', "a\\lb", "\\N", "&#45;", "&lt;", "<b>x</b>", "<x>", "a b", "1.5"]:
-        attrs = {"fillcolor": "#e23b3b", "fontcolor": "#000000", "penwidth": "2.6", "style": "dashed",
-                 "fontsize": "8", "tooltip": f"{token}: context"}
-        dot = graphviz.Digraph()
-        dot.node("n3", label=_esc(token), **{**attrs, "tooltip": _esc(attrs["tooltip"])})
-        assert _node_line("n3", token, dict(attrs)) == dot.body[-1], token
+    tokens = [*HOSTILE, "\\", '\\"', "a\\lb", "\\N", "&#45;", "&lt;", "<b>x</b>", "<x>", "a b", "1.5"]
+    nodes = [{"id": i, "parent": -1, "depth": 0, "key": t, "token": t, "importance": 1.0,
+              "activation": 0.5, "end": 0.5, "count": 1} for i, t in enumerate(tokens)]
+    graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
+    svg = render_svgs({0: graph_dot(graph).source})[0]
+    assert svg is not None
+    ns = "{http://www.w3.org/2000/svg}"
+    titles = {el.text for el in ET.fromstring(svg).iter(f"{ns}title")}
+    for t in tokens:
+        assert f"{display_token(t)}: activating token, activation 0.50; a match may stop here (predicts 0.50)" in titles, t

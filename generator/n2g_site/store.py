@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from .config import UserError
 
@@ -85,7 +86,8 @@ def write_json(path: Path, obj: Any, *, indent: int | None = None) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A JSON file (orjson: a 50k-neuron render reads ~100,000 fit and evaluation files)."""
+    return orjson.loads(path.read_bytes())
 
 
 @dataclass

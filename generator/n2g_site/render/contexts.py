@@ -35,16 +35,6 @@ class Link:
 
 
 @dataclass
-class TokenView:
-    """One token of an example, as a highlighted ``<span>``."""
-
-    text: str  # display form (see tokens.display_token)
-    act: float  # raw activation of the neuron at this token
-    level: int  # highlight level 0..10 = round(10 * clamp(act / max_activation, 0, 1))
-    pivot: bool  # the token where the neuron peaked in this window
-
-
-@dataclass
 class ExampleView:
     """One top-activating window (training or held-out)."""
 
@@ -54,11 +44,9 @@ class ExampleView:
     norm: float  # value / max_activation
     doc_title: str
     doc_url: str | None  # link to the source document when the corpus has one (Wikipedia)
-    tokens: list[TokenView]
-    cut_left: bool  # context before the shown tokens was cut
-    cut_right: bool  # context after the shown tokens was cut
+    pivot_text: str | None  # display form (tokens.display_token, inline) of the token where the neuron peaked
     fitted: bool  # this training window was one the graph was fitted on
-    html: Markup | None = None  # the tokens as highlighted HTML (render/pages.py builds it; cut marks included)
+    html: Markup  # the shown tokens as highlighted HTML, cut marks included (render/pages.py builds it)
 
 
 @dataclass

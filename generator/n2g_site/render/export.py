@@ -2,7 +2,8 @@
 
 ::
 
-    docs/neurons/L{l}/N{n}/neuron.json   one neuron (MkDocs copies it next to the neuron's page)
+    site/neurons/L{l}/N{n}/neuron.json   one neuron, next to its page (render packs it with the page's body;
+                                         site_pages.py writes it out after the MkDocs build)
     docs/export/layer_LL.jsonl.gz        every neuron of layer LL, one line each, in neuron order (gzip)
     docs/export/index.json               the build metadata and the list of layer files (export-index schema)
 
@@ -24,9 +25,10 @@ import hashlib
 import io
 import json
 import math
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
+
+import orjson
 
 from ..store import Window
 
@@ -38,11 +40,6 @@ JSON_NAME = "neuron.json"
 SCHEMA_FILES = ("neuron.schema.json", "graph.schema.json", "build.schema.json", "export-index.schema.json")
 # Line breaks that JSON leaves raw inside strings but Python's str.splitlines() splits on.
 _RAW_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
-def neuron_json_path(layer: int, neuron: int) -> str:
-    """Path of a neuron's JSON, relative to docs/ (and to the site root)."""
-    return f"neurons/L{layer}/N{neuron}/{JSON_NAME}"
 
 
 def index_path() -> str:
@@ -57,7 +54,9 @@ def layer_file(layer: int) -> str:
 
 def dumps(record: dict[str, Any]) -> str:
     """One line of deterministic JSON (no raw line break of any kind inside)."""
-    text = json.dumps(record, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    # orjson: ~14x faster than json.dumps(sort_keys=True, separators=(",", ":")), same text for these records
+    # (UTF-8 unescaped, shortest float repr); NaN/inf never get here (number() maps them to None).
+    text = orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode("utf-8")
     if "\x85" in text or "\u2028" in text or "\u2029" in text:  # rare; translate() costs ~1 ms a record
         text = text.translate(_RAW_BREAKS)
     return text
@@ -71,6 +70,12 @@ def number(value: Any) -> float | None:
     if math.isnan(value) or math.isinf(value):
         return None
     return float(f"{value:.6g}")
+
+
+def numbers(values: list[float]) -> list[float]:
+    """:func:`number` of every value, in one formatting call (~3x faster for a window); NaN and inf stay
+    NaN and inf, which :func:`dumps` writes as null, like :func:`number`'s None."""
+    return list(map(float, ("%.6g " * len(values) % tuple(values)).split()))
 
 
 def example_record(
@@ -88,9 +93,10 @@ def example_record(
 ) -> dict[str, Any]:
     """Tokens ``lo:hi`` of ``window`` (the slice the page shows), padding past a document edge left out."""
     shown = window.tokens[lo:hi].tolist()  # plain ints/floats once: indexing numpy per token is slow
-    acts = window.acts[lo:hi].tolist()
-    keep = [i for i, t in enumerate(shown, start=lo) if 0 <= t < len(vocab)]
+    n_vocab = len(vocab)
+    keep = [i for i, t in enumerate(shown, start=lo) if 0 <= t < n_vocab]
     ids = [shown[i - lo] for i in keep]
+    acts = window.acts[keep].tolist()
     return {
         "split": split,
         "rank": rank,
@@ -104,7 +110,7 @@ def example_record(
         "pivot": keep.index(window.pivot) if window.pivot in keep else None,
         "token_ids": ids,
         "tokens": [vocab[t] for t in ids],
-        "activations": [number(acts[i - lo]) for i in keep],
+        "activations": numbers(acts),
     }
 
 
@@ -149,34 +155,36 @@ def logit_record(entry: dict[str, Any] | None, norm: str, vocab: list[str]) -> d
     return {"norm": norm, "promoted": side(entry.get("up")), "suppressed": side(entry.get("down"))}
 
 
-def _gzip_layer(docs: Path, layer: int, neurons: list[int]) -> dict[str, Any]:
-    """Join a layer's neuron JSON files (one line each) into ``export/layer_LL.jsonl.gz``; its index entry."""
-    buf = io.BytesIO()
-    count = 0
-    # No file name and mtime 0 in the gzip header: the same records give the same bytes.
-    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=6, mtime=0) as handle:
-        for neuron in neurons:
-            path = docs / neuron_json_path(layer, neuron)
-            if path.exists():
-                handle.write(path.read_bytes())
-                count += 1
-    data = buf.getvalue()
-    name = layer_file(layer)
-    (docs / EXPORT_DIR / name).write_bytes(data)
-    return {"layer": layer, "file": name, "neurons": count, "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest()}
+class LayerExport:
+    """One layer's ``export/layer_LL.jsonl.gz``, filled as render writes the layer's neuron records (the
+    records are in memory then: no neuron.json is read back)."""
+
+    def __init__(self, layer: int):
+        self.layer = layer
+        self.neurons = 0
+        self._buf = io.BytesIO()
+        # No file name and mtime 0 in the gzip header: the same records give the same bytes.
+        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._buf, compresslevel=6, mtime=0)
+
+    def add(self, line: str) -> None:
+        """One neuron's record, as :func:`dumps` wrote it plus its line break."""
+        self._gzip.write(line.encode("utf-8"))
+        self.neurons += 1
+
+    def write(self, docs: Path) -> dict[str, Any]:
+        """Write the file under ``docs``; its entry of ``export/index.json``."""
+        self._gzip.close()
+        data = self._buf.getvalue()
+        name = layer_file(self.layer)
+        (docs / EXPORT_DIR).mkdir(parents=True, exist_ok=True)
+        (docs / EXPORT_DIR / name).write_bytes(data)
+        return {"layer": self.layer, "file": name, "neurons": self.neurons, "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def write_layers(docs: Path, neurons: Iterable[tuple[int, int]], build: dict[str, Any]) -> dict[str, Any]:
-    """Write ``export/layer_LL.jsonl.gz`` for every layer of ``neurons`` (in the order given) and
-    ``export/index.json``; return the index. Layers compress in parallel threads (zlib releases the GIL)."""
-    by_layer: dict[int, list[int]] = {}
-    for layer, neuron in neurons:
-        by_layer.setdefault(layer, []).append(neuron)
-    (docs / EXPORT_DIR).mkdir(parents=True, exist_ok=True)
-    layers = sorted(by_layer)
-    with ThreadPoolExecutor(max_workers=min(4, max(1, len(layers)))) as pool:
-        entries = list(pool.map(lambda layer: _gzip_layer(docs, layer, by_layer[layer]), layers))
+def write_index(docs: Path, layers: Iterable[dict[str, Any]], build: dict[str, Any]) -> dict[str, Any]:
+    """Write ``export/index.json`` listing the layer files (:meth:`LayerExport.write` entries); return it."""
+    entries = sorted(layers, key=lambda e: e["layer"])
     index = {
         "schema": INDEX_SCHEMA,
         "build": build,
@@ -184,6 +192,7 @@ def write_layers(docs: Path, neurons: Iterable[tuple[int, int]], build: dict[str
         "neurons": sum(e["neurons"] for e in entries),
         "layers": entries,
     }
+    (docs / EXPORT_DIR).mkdir(parents=True, exist_ok=True)
     (docs / index_path()).write_text(json.dumps(index, sort_keys=True, ensure_ascii=False, indent=1) + "\n",
                                      encoding="utf-8")
     return index

@@ -63,7 +63,6 @@ from .contexts import (
     PatternPage,
     SimilarView,
     SiteInfo,
-    TokenView,
 )
 from . import export, playground
 from .misses import misses_view
@@ -218,10 +217,6 @@ def _render(env: jinja2.Environment, template: jinja2.Template, **context: Any) 
 # -------------------------------------------------------------------------------------------- helpers
 
 
-def neuron_md_path(layer: int, neuron: int) -> str:
-    return f"neurons/L{layer}/N{neuron}.md"
-
-
 def layer_md_path(layer: int) -> str:
     return f"layers/L{layer}.md"
 
@@ -295,35 +290,37 @@ def _example(
     """``shown`` is the vocabulary in inline display form (display_token of every entry, computed once).
 
     The highlighted tokens' HTML is built here, not by a template loop (~500 tokens a page: Jinja took ~2 ms a
-    page): a token within 5% of ``a_max`` (either sign) is plain text, else a span with its value as title.
+    page): a token's highlight level is ``round(10 * clamp(act / a_max, 0, 1))``; a token of level 0 within 5%
+    of ``a_max`` (either sign) is plain text, else a span with its value as title; the pivot is underlined.
     """
     lo, hi = _shown_range(window)
-    tokens = []
-    quiet = 0.05 * a_max
-    parts = ['<span class="n2g-cut">…</span>'] if lo > 0 else []
     n_shown = len(shown)
     acts = window.acts[lo:hi].astype(np.float64)  # float64: the same arithmetic as Python floats
     if a_max > 0:
         norms = np.nan_to_num(acts / a_max, nan=0.0)
-        levels = np.rint(10 * np.minimum(np.maximum(norms, 0.0), 1.0)).astype(np.int64).tolist()  # round() too
+        levels = np.rint(10 * np.clip(norms, 0.0, 1.0)).astype(np.int64).tolist()  # round() too
+        loud = (np.abs(acts) >= 0.05 * a_max).tolist()
     else:
         levels = [0] * len(acts)
-    pivot_at = window.pivot
-    for i, tid, act, level in zip(range(lo, hi), window.tokens[lo:hi].tolist(), acts.tolist(), levels):
-        pivot = i == pivot_at
+        loud = [True] * len(acts)
+    pivot = window.pivot - lo
+    ids = window.tokens[lo:hi].tolist()
+    parts = ['<span class="n2g-cut">…</span>'] if lo > 0 else []
+    for i, (tid, act, level, audible) in enumerate(zip(ids, acts.tolist(), levels, loud)):
         text = shown[tid] if 0 <= tid < n_shown else f"<{tid}>"
-        tokens.append(TokenView(text=text, act=act, level=level, pivot=pivot))
         esc = _ESCAPED.get(text)
         if esc is None:
             esc = _ESCAPED[text] = str(escape(text))
-        if level or pivot:
-            parts.append(f'<span class="a{level}{" pv" if pivot else ""}" title="{_num(act)}">{esc}</span>')
-        elif abs(act) >= quiet:
+        if level or i == pivot:
+            parts.append(f'<span class="{_LEVEL_CLASS[level] if i != pivot else _PIVOT_CLASS[level]}" '
+                         f'title="{_num(act)}">{esc}</span>')
+        elif audible:
             parts.append(f'<span title="{_num(act)}">{esc}</span>')
         else:
             parts.append(esc)
     if hi < len(window.tokens):
         parts.append('<span class="n2g-cut">…</span>')
+    pivot_id = ids[pivot] if 0 <= pivot < len(ids) else -1
     return ExampleView(
         split=split,
         rank=rank,
@@ -331,14 +328,14 @@ def _example(
         norm=window.value / a_max if a_max > 0 else 0.0,
         doc_title=corpus.title(window.doc),
         doc_url=corpus.url(window.doc),
-        tokens=tokens,
-        cut_left=lo > 0,
-        cut_right=hi < len(window.tokens),
+        pivot_text=(shown[pivot_id] if 0 <= pivot_id < n_shown else f"<{pivot_id}>") if 0 <= pivot < len(ids) else None,
         fitted=fitted,
         html=Markup("".join(parts)),
     )
 
 
+_LEVEL_CLASS = [f"a{level}" for level in range(11)]
+_PIVOT_CLASS = [f"a{level} pv" for level in range(11)]
 _ESCAPED: dict[str, str] = {}  # token display text -> its HTML (the vocabulary, escaped once per process)
 
 
@@ -458,10 +455,6 @@ class _Writer:
         """A static file under docs/ (MkDocs copies it into the site as is)."""
         self._write(self.docs / rel_path, text)
 
-    def fragment_file(self, rel_path: str, text: str) -> None:
-        """A file under fragments/ that site_pages.py copies next to a neuron page (e.g. its graph.svg)."""
-        self._write(self.fragments / rel_path, text)
-
     def fragment(self, md_path: str, html: str) -> None:
         self._write(self.fragments / (md_path[: -len(".md")] + ".html"), html)
 
@@ -517,8 +510,8 @@ class _LayerResult:
     tokens_mined: int
     pages: int
     neurons: int
-    exported: list[tuple[int, int]]  # (layer, neuron) of every neuron.json written, in page order
-    neuron_pages: list[tuple[str, str, str, list[str]]]  # site_pages.write_manifest's entries, in page order
+    export: dict[str, Any] | None  # the layer's export/index.json entry (export.LayerExport.write); None: no neurons
+    pack: dict[str, Any]  # the layer's neuron-page pack (site_pages.PackWriter.close)
     shell: str | None  # neuron.md.j2 rendered as the shell page (site_pages.py); None without neurons
     summaries: list[tuple[int, int, str, int, float | None]]  # (layer, neuron, summary, groups, F1) per graph
 
@@ -641,8 +634,8 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
     out = _Writer(sh.staged_docs, sh.staged_frag)
     layer = layers[li]
     entries: list[tuple[int, int, list]] = []
-    exported: list[tuple[int, int]] = []
-    neuron_pages: list[tuple[str, str, str, list[str]]] = []
+    exported = export.LayerExport(layer)
+    pack = site_pages.PackWriter(sh.staged_frag, f"neurons/L{layer}.jsonl")
     shell: str | None = None
     summaries: list[tuple[int, int, str, int, float | None]] = []
     fit_options: dict[str, Any] = {}
@@ -776,30 +769,25 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
             playground=playground.patterns(it.graph, float((evaluated or {}).get("fire_threshold") or 0.5))
             if it.graph is not None and sh.playground else None,
         )
-        md_path = neuron_md_path(layer, n)
-        record = _neuron_record(sh, layer, n, it, page, mined, row, a_max, fitted_windows, evaluated)
-        out.data(export.neuron_json_path(layer, n), export.dumps(record) + "\n")
-        exported.append((layer, n))
+        record = export.dumps(_neuron_record(sh, layer, n, it, page, mined, row, a_max, fitted_windows, evaluated))
+        exported.add(record + "\n")
+        files = {export.JSON_NAME: record + "\n"}
         if shell is None:  # the one neuron page MkDocs builds (site_pages.py): this page's frame, a marker title
             shell = _render(env, tpl["neuron.md.j2"], page=dataclasses.replace(page, title=site_pages.TITLE),
                             site=site, placeholder=site_pages.BODY)
         body = _render(env, tpl["neuron_body.html.j2"], page=page, site=site)
-        files: list[str] = []
         if gview is not None and gview.svg and len(body.encode("utf-8")) > PAGE_BODY_BUDGET and str(gview.svg) in body:
-            # A large graph goes into graph.svg next to the page (copied there by site_pages.py).
-            rel = f"neurons/L{layer}/N{n}/{GRAPH_FILE}"
-            out.fragment_file(rel, standalone_svg(str(gview.svg)))
-            files.append(rel)
+            # A large graph goes into graph.svg next to the page (written there by site_pages.py).
+            files[GRAPH_FILE] = standalone_svg(str(gview.svg))
             body = body.replace(str(gview.svg), svg_object(str(gview.svg), GRAPH_FILE), 1)
-        out.fragment(md_path, body)
+        pack.add(f"neurons/L{layer}/N{n}/", page.title, body, files)
         out.pages += 1
-        neuron_pages.append((f"neurons/L{layer}/N{n}/", md_path[: -len(".md")] + ".html", page.title, files))
         neuron_count += 1
         top = gview.activating[:TOP_TOKENS] if gview else []
         if not top:
             seen: list[str] = []
             for ex in train:
-                t = next((t.text for t in ex.tokens if t.pivot), None)
+                t = ex.pivot_text
                 if t is not None and t not in seen:
                     seen.append(t)
             top = seen[:TOP_TOKENS]
@@ -845,8 +833,8 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
         tokens_mined=tokens_mined,
         pages=out.pages,
         neurons=neuron_count,
-        exported=exported,
-        neuron_pages=neuron_pages,
+        export=exported.write(sh.staged_docs) if exported.neurons else None,
+        pack=pack.close(),
         shell=shell,
         summaries=summaries,
     )
@@ -888,12 +876,12 @@ def _render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rend
             search.add(layer, neuron, entries)
         for layer, neuron, summary, groups, f1 in r.summaries:
             search.add_summary(layer, neuron, summary, groups, f1)
-    export_index = export.write_layers(staged_docs, [pair for r in results for pair in r.exported], sh.build)
+    export_index = export.write_index(staged_docs, [r.export for r in results if r.export], sh.build)
     # Neuron pages are written after MkDocs from one shell page (site_pages.py), not built one by one.
     shell = next((r.shell for r in results if r.shell is not None), None)
     if shell is not None:
         out.data(site_pages.SHELL_MD, shell)
-    site_pages.write_manifest(staged_frag, [p for r in results for p in r.neuron_pages])
+    site_pages.write_manifest(staged_frag, [r.pack for r in results])
     export.copy_schemas(staged_docs)
 
     _prose_pages(cfg, sh, out, fit_options, tokens_mined, export_index)

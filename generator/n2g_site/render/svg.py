@@ -1,4 +1,4 @@
-"""Neuron graphs as SVG: DOT source per graph (via the ``graphviz`` package's quoting), drawn in batches.
+"""Neuron graphs as SVG: DOT source per graph (written as text, every label quoted), drawn in batches.
 
 Layout follows the original N2G: ``rankdir=RL`` puts the activating tokens on the right and their context
 extending to the left; edges are declared activating -> context and drawn with ``dir=back``, so arrows
@@ -25,9 +25,6 @@ import subprocess
 from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import graphviz
-from graphviz.quoting import quote as _quote
 
 from ..config import UserError
 from ..n2g.graph import Graph
@@ -79,30 +76,37 @@ def text_colour(fill: str) -> str:
     return "#000000" if contrast(fill, "#000000") >= contrast(fill, "#ffffff") else "#ffffff"
 
 
-def _esc(text: str) -> str:
-    """A label/tooltip as literal text for DOT: backslashes doubled, never an HTML-like label."""
-    # dot reads "&name;" entities in labels: write "&" as "&amp;" so a token like "&amp;" stays literal.
-    return graphviz.escape(text.replace("&", "&amp;"))
+def _dq(text: str, *, tooltip: bool = False) -> str:
+    """``text`` as a literal DOT string, never an HTML label: double-quoted, quotes escaped, ``&`` written
+    ``&amp;`` (dot reads ``&name;`` entities) and backslashes doubled so that no escape sequence (``\\N``,
+    ``\\l``) reaches dot. A tooltip is unescaped twice by dot (once more than a label): its backslashes
+    are doubled twice (tests/test_render_related.py sends tokens like ``\\N`` through dot)."""
+    slash = "\\\\\\\\" if tooltip else "\\\\"
+    return '"' + text.replace("&", "&amp;").replace("\\", slash).replace('"', '\\"') + '"'
 
 
-@functools.lru_cache(maxsize=8192)
-def _quote_fixed(value: str) -> str:
-    """DOT quoting of an attribute value this module generates (colours, sizes, styles), cached."""
-    return _quote(value)
+@functools.lru_cache(maxsize=1 << 16)
+def _label(token: str) -> tuple[str, str]:
+    """A token's drawn label and its DOT string (tokens recur across a layer's graphs: computed once)."""
+    shown = display_token(token)
+    return shown, _dq(shown)
 
 
-def _node_line(node_id: str, label: str, attrs: dict[str, str]) -> str:
-    """One node statement, exactly as ``Digraph.node`` writes it (label first, then attributes sorted),
-    without its per-call overhead: labels and tooltips go through graphviz's quoting as before."""
-    parts = [f"label={_quote(_esc(label))}"]
-    for key in sorted(attrs):
-        value = attrs[key]
-        parts.append(f"{key}={_quote(_esc(value)) if key == 'tooltip' else _quote_fixed(value)}")
-    return f"\t{node_id} [{' '.join(parts)}]\n"
+_GRAPH_HEAD = (
+    'digraph {name} {{\n'
+    f'\tgraph [bgcolor=transparent fontname="{FONT}" nodesep=0.12 rankdir=RL ranksep=0.3]\n'
+    # plain boxes: "rounded" doubles the SVG size
+    f'\tnode [color="#555555" fontname="{FONT}" fontsize=11 height=0.3 margin="0.08,0.03" penwidth=1 '
+    'shape=box style=filled]\n'
+    '\tedge [arrowsize=0.6 color="#888888" dir=back]\n'
+)
+_ANY_NODE = ' [label="any token" color="#999999" fontcolor="#777777" fontsize=8 height=0.2 style=dashed'
+_ENDS = ' color="#000000" penwidth=2.6'
 
 
 def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) -> DotGraph:
-    """DOT source for one N2G graph (see module docstring for the layout)."""
+    """DOT source for one N2G graph (see module docstring for the layout), written as text: every label
+    and tooltip goes through :func:`_dq`, every other value is generated here."""
     # Merge trie nodes by (depth, key); shallow and frequent first, so the cap keeps the core.
     order = sorted(graph.nodes, key=lambda n: (n.depth, -n.count, n.id))
     drawn: dict[tuple[int, str | None], dict] = {}
@@ -133,49 +137,25 @@ def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) ->
         d["count"] += node.count
         node_of[node.id] = key
 
-    dot = graphviz.Digraph(
-        name=name,
-        graph_attr={
-            "rankdir": "RL",
-            "bgcolor": "transparent",
-            "nodesep": "0.12",
-            "ranksep": "0.3",
-            "fontname": FONT,
-        },
-        node_attr={
-            "shape": "box",
-            "style": "filled",  # plain boxes: "rounded" doubles the SVG size
-            "fontname": FONT,
-            "fontsize": "11",
-            "height": "0.3",
-            "margin": "0.08,0.03",
-            "color": "#555555",
-            "penwidth": "1",
-        },
-        edge_attr={"color": "#888888", "arrowsize": "0.6", "dir": "back"},
-    )
+    lines = [_GRAPH_HEAD.format(name=name)]
     for (depth, key), d in drawn.items():
-        attrs: dict[str, str] = {}
         ends = d["end"] is not None
         if key is None:
-            label = "any token"
+            head = "\t" + d["id"] + _ANY_NODE
             tip = "any one token"
-            attrs.update(style="dashed", fontsize="8", height="0.2", fontcolor="#777777",
-                         color="#999999")
         else:
-            label = display_token(d["token"])
+            label, quoted = _label(d["token"])
             if depth == 0:
                 fill = _mix(ACT_RGB, d["activation"])
                 tip = f"{label}: activating token, activation {d['activation']:.2f}"
             else:
                 fill = _mix(CTX_RGB, d["importance"])
                 tip = f"{label}: context, importance {d['importance']:.2f}"
-            attrs.update(fillcolor=fill, fontcolor=text_colour(fill))
+            head = f'\t{d["id"]} [label={quoted} fillcolor="{fill}" fontcolor="{text_colour(fill)}"'
         if ends:
             tip += f"; a match may stop here (predicts {d['end']:.2f})"
-            attrs.update(penwidth="2.6", color="#000000")
-        attrs["tooltip"] = tip
-        dot.body.append(_node_line(d["id"], label, attrs))
+            head += _ENDS
+        lines.append(f"{head} tooltip={_dq(tip, tooltip=True)}]\n")
     edges: set[tuple[str, str]] = set()
     for node in graph.nodes:
         if node.parent < 0 or node.id not in node_of or node.parent not in node_of:
@@ -183,8 +163,10 @@ def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) ->
         edge = (drawn[node_of[node.parent]]["id"], drawn[node_of[node.id]]["id"])
         if edge not in edges:
             edges.add(edge)
-            dot.body.append(f"\t{edge[0]} -> {edge[1]}\n")  # ids are n<number>: no quoting needed
-    return DotGraph(source=dot.source, nodes=len(graph.nodes), drawn=len(drawn), hidden=total - len(drawn))
+            lines.append(f"\t{edge[0]} -> {edge[1]}\n")  # ids are n<number>: no quoting needed
+    lines.append("}\n")
+    source = "".join(lines)
+    return DotGraph(source=source, nodes=len(graph.nodes), drawn=len(drawn), hidden=total - len(drawn))
 
 
 _PROLOG = re.compile(r"\A.*?(?=<svg\b)", re.S)
