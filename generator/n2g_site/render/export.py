@@ -164,7 +164,7 @@ class LayerExport:
         self.neurons = 0
         self._buf = io.BytesIO()
         # No file name and mtime 0 in the gzip header: the same records give the same bytes.
-        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._buf, compresslevel=6, mtime=0)
+        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._buf, compresslevel=3, mtime=0)
 
     def add(self, line: str) -> None:
         """One neuron's record, as :func:`dumps` wrote it plus its line break."""
