@@ -209,7 +209,7 @@ def test_relate_writes_activation_neighbours(tmp_path) -> None:
 
 
 def test_projected_graph_neighbours_are_exact_cosines_of_good_candidates() -> None:
-    """Above EXACT_MAX_PAIRS the candidates come from a random projection: the values stay exact cosines and
+    """Above EXACT_MAX_PAIRS the candidates come from a low-rank projection: the values stay exact cosines and
     the clear nearest neighbours are still found."""
     from n2g_site.relate import feature_matrix, nearest
 

@@ -15,7 +15,8 @@ N2G matches them, :func:`~n2g_site.render.search_index.search_key`): ``a:<key>``
 a token right before an activating one (weight: half its importance). Weights are multiplied by an inverse
 document frequency (so a context token shared by half the graphs counts little) and rows L2-normalised;
 the cosine of every pair is one sparse product, taken in blocks of rows with a vectorised top-k per block
-(:func:`nearest`), never a Python loop over pairs. The neighbours span all layers. Recomputed on every
+(:func:`nearest`), never a Python loop over pairs; above :data:`EXACT_MAX_PAIRS` pairs the candidates come
+from a low-rank projection, as for activations below. The neighbours span all layers. Recomputed on every
 run (it needs only the fit files and takes seconds).
 
 **Similar neurons by activation pattern.** Mine keeps every selected neuron's activations on the same
@@ -24,9 +25,10 @@ layer alike). Each neuron's activations on those tokens are one vector; neighbou
 between the vectors (all layers together), so two neurons that fire on the same tokens are neighbours
 whatever their graphs. :func:`activation_neighbours` takes blocks of rows times all rows (a dense matmul)
 with a ``torch.topk`` per block; when ``n² x tokens`` is large (50,000 neurons: 10^13) it first finds
-:data:`ACT_CANDIDATES` x k candidates per neuron in a seeded random projection of the vectors to
-:data:`ACT_DIMS` dimensions, then scores those candidates exactly, so the cosines shown are exact and only
-the candidate search is approximate. Neurons whose vectors are all zero (dead on that text) get none.
+:data:`ACT_CANDIDATES` x k candidates per neuron in the vectors' projection on their top
+:data:`SEARCH_DIMS` singular directions (:func:`low_rank_rows`), then scores those candidates exactly, so
+the cosines shown are exact and only the candidate search is approximate (benchmarks/README.md measures
+how often it misses a true neighbour). Neurons whose vectors are all zero (dead on that text) get none.
 
 **Logit effects.** The direct effect of a neuron on the logits is its output direction (``W_out[n]``:
 GELU MLPs' output matrix row; for SwiGLU, the down projection's column for that neuron) projected through
@@ -43,9 +45,13 @@ missing or lacks a selected neuron, so the model is loaded only then.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,9 +69,10 @@ BLOCK = 512  # rows per block of the similarity product
 EXACT_MAX_PAIRS = 15_000**2  # graph similarity: every pair up to this many (n * n), candidates above
 ACT_BLOCK = 1024  # rows per block of the activation similarity product
 ACT_EXACT_MAX = 2e11  # n * n * tokens up to which every activation cosine is computed
-ACT_DIMS = 256  # else: random projection to this many dimensions for the candidate search ...
+SEARCH_DIMS = 128  # else: candidates from the rows' projection on their top singular directions ...
 ACT_CANDIDATES = 4  # ... keeping this many x k candidates per neuron, rescored exactly
 CONTEXT_WEIGHT = 0.5
+PARALLEL_MIN_GRAPHS = 4000  # below this, one process reads every fit file
 
 
 # -------------------------------------------------------------------------------------- similarity
@@ -119,14 +126,29 @@ def feature_matrix(features: Sequence[dict[str, float]]) -> Any:
     return (sparse.diags((1.0 / norms).astype(np.float32)) @ x).tocsr()
 
 
+def low_rank_rows(x: Any, dims: int, *, seed: int = 0, power: int = 2) -> np.ndarray:
+    """The rows of ``x`` [n, d] (numpy or scipy sparse) projected on its top ``dims`` right singular directions,
+    scaled by the singular values (float32 [n, dims]): inner products of these rows approximate those of the
+    rows of ``x`` as well as any ``dims``-dimensional projection can. Randomized SVD (Halko, Martinsson and
+    Tropp 2011: a seeded Gaussian sketch, ``power`` power iterations); deterministic for a given ``seed``."""
+    rng = np.random.default_rng(seed)
+    dims = max(1, min(dims, min(x.shape)))
+    y = np.asarray(x @ rng.standard_normal((x.shape[1], dims + 10), dtype=np.float32))
+    for _ in range(power):
+        y = np.asarray(x @ np.asarray(x.T @ np.linalg.qr(y)[0]))
+    q = np.linalg.qr(y)[0]
+    u, sv, _ = np.linalg.svd(np.asarray(x.T @ q).T, full_matrices=False)
+    return np.ascontiguousarray((q @ u[:, :dims]) * sv[:dims], dtype=np.float32)
+
+
 def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_PAIRS,
-            dims: int = ACT_DIMS) -> tuple[np.ndarray, np.ndarray]:
+            dims: int = SEARCH_DIMS) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` rows by cosine for every row of the row-normalised CSR ``x`` (itself excluded).
 
     Returns (index [n, k], similarity [n, k]); missing neighbours (similarity 0) have index -1. Every
     cosine is computed up to ``n * n <= exact_max``; above, the sparse products grow too dense (~100 s at
-    50,000 graphs on 2 cores), so candidates (:data:`ACT_CANDIDATES` x k) come from a seeded random
-    projection of the rows to ``dims`` dimensions and are rescored exactly (row-wise sparse products).
+    50,000 graphs on 2 cores), so candidates (:data:`ACT_CANDIDATES` x k) come from the rows' low-rank
+    projection (:func:`low_rank_rows`, ``dims`` dimensions) and are rescored exactly (row-wise sparse products).
     """
     n = x.shape[0]
     k_eff = min(k, max(n - 1, 0))
@@ -140,8 +162,7 @@ def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_
     if exact:
         xt = x.T.tocsc()
     else:
-        proj = np.random.default_rng(0).standard_normal((x.shape[1], dims), dtype=np.float32) / dims**0.5
-        search = torch.from_numpy(np.ascontiguousarray(x @ proj, dtype=np.float32))
+        search = torch.from_numpy(low_rank_rows(x, dims))
         search_t = search.T.contiguous()
         cand = min(n - 1, ACT_CANDIDATES * k_eff)
     for lo in range(0, n, block):
@@ -168,14 +189,20 @@ def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_
 
 def similar_neurons(graphs: Sequence[tuple[int, int, Graph]], k: int = SIMILAR_K) -> dict[str, list[list]]:
     """``{"L/N": [[layer, neuron, cosine], ...]}`` for every (layer, neuron, graph), strongest first."""
-    if not graphs:
+    return similar_by_features([(layer, neuron) for layer, neuron, _ in graphs],
+                               [graph_features(g) for _, _, g in graphs], k)
+
+
+def similar_by_features(keys: Sequence[tuple[int, int]], features: Sequence[dict[str, float]],
+                        k: int = SIMILAR_K) -> dict[str, list[list]]:
+    """:func:`similar_neurons` from the graphs' :func:`graph_features`, one per (layer, neuron) of ``keys``."""
+    if not keys:
         return {}
-    x = feature_matrix([graph_features(g) for _, _, g in graphs])
-    idx, sim = nearest(x, k)
+    idx, sim = nearest(feature_matrix(features), k)
     out: dict[str, list[list]] = {}
-    for row, (layer, neuron, _) in enumerate(graphs):
+    for row, (layer, neuron) in enumerate(keys):
         out[f"{layer}/{neuron}"] = [
-            [graphs[j][0], graphs[j][1], round(float(s), 3)]
+            [keys[j][0], keys[j][1], round(float(s), 3)]
             for j, s in zip(idx[row], sim[row], strict=True) if j >= 0
         ]
     return out
@@ -218,13 +245,13 @@ def activation_matrix(work: WorkDir, selection: dict[int, list[int]]) -> tuple[l
     return keys, np.concatenate(rows)
 
 
-def activation_neighbours(x: np.ndarray, k: int, *, exact_max: float = ACT_EXACT_MAX, dims: int = ACT_DIMS,
+def activation_neighbours(x: np.ndarray, k: int, *, exact_max: float = ACT_EXACT_MAX, dims: int = SEARCH_DIMS,
                           block: int = ACT_BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` rows of ``x`` [n, d] by cosine for every row (itself excluded), strongest first.
 
     Returns (index [n, k], cosine [n, k]); missing neighbours (zero rows, fewer than k others, cosine <= 0)
-    have index -1 and cosine 0. Exact when ``n * n * d <= exact_max``, else candidates from a random
-    projection to ``dims`` dimensions, rescored exactly (see the module docstring).
+    have index -1 and cosine 0. Exact when ``n * n * d <= exact_max``, else candidates from the rows' low-rank
+    projection (:func:`low_rank_rows`, ``dims`` dimensions), rescored exactly (see the module docstring).
     """
     import torch
 
@@ -235,13 +262,15 @@ def activation_neighbours(x: np.ndarray, k: int, *, exact_max: float = ACT_EXACT
         return idx, sim
     norms = np.linalg.norm(x, axis=1)
     live = norms > 0
-    xn = torch.from_numpy(np.where(live[:, None], x / np.where(live, norms, 1.0)[:, None], 0.0).astype(np.float32))
+    # C order: the matrix is gathered by rows below; activation_matrix's column selection leaves it in Fortran
+    # order, where each row gather strides over the whole matrix (~15x slower at 50,000 x 4,096).
+    xn = torch.from_numpy(np.ascontiguousarray(
+        np.where(live[:, None], x / np.where(live, norms, 1.0)[:, None], 0.0), dtype=np.float32))
     exact = n * n * x.shape[1] <= exact_max
     if exact:
         search = xn
     else:
-        gen = torch.Generator().manual_seed(0)
-        search = xn @ (torch.randn(x.shape[1], dims, generator=gen) / dims**0.5)
+        search = torch.from_numpy(low_rank_rows(xn.numpy(), dims))
     search_t = search.T.contiguous()
     k_eff = min(k, n - 1)
     cand = min(n - 1, k_eff if exact else ACT_CANDIDATES * k_eff)
@@ -406,6 +435,28 @@ def _read_graph(work: WorkDir, layer: int, neuron: int) -> Graph | None:
     return graph if graph.nodes else None
 
 
+def _graph_rows(args: tuple[str, int, list[int]]) -> list[tuple[int, int, dict[str, float], list[str]]]:
+    """(layer, neuron, graph features, top tokens) of every fitted graph of one layer's ``neurons``."""
+    root, layer, neurons = args
+    work = WorkDir(Path(root))
+    return [(layer, n, graph_features(g), top_tokens(g)) for n in neurons
+            if (g := _read_graph(work, layer, n)) is not None]
+
+
+def read_graph_rows(work: WorkDir, selection: dict[int, list[int]], *, jobs: int | None = None
+                    ) -> list[tuple[int, int, dict[str, float], list[str]]]:
+    """:func:`_graph_rows` of every selected layer, in layer order; layers are read in ``jobs`` worker
+    processes (default: the CPU count) when there are at least :data:`PARALLEL_MIN_GRAPHS` neurons (reading
+    and parsing 50,000 fit files takes ~20 s on one core)."""
+    tasks = [(str(work.root), layer, list(selection[layer])) for layer in sorted(selection)]
+    jobs = min(jobs or os.cpu_count() or 1, len(tasks))
+    if jobs <= 1 or sum(len(t[2]) for t in tasks) < PARALLEL_MIN_GRAPHS:
+        return [row for t in tasks for row in _graph_rows(t)]
+    # spawn: relate may run in a process that holds torch threads (the model for logit effects)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [row for rows in pool.map(_graph_rows, tasks) for row in rows]
+
+
 def top_tokens(graph: Graph, k: int = 3) -> list[str]:
     """The graph's strongest activating tokens in display form, one per key."""
     from .render.tokens import display_token
@@ -422,12 +473,13 @@ def top_tokens(graph: Graph, k: int = 3) -> list[str]:
     return out
 
 
-def write_similar(work: WorkDir, graphs: Sequence[tuple[int, int, Graph]], k: int = SIMILAR_K,
+def write_similar(work: WorkDir, rows: Sequence[tuple[int, int, dict[str, float], list[str]]], k: int = SIMILAR_K,
                   selection: dict[int, list[int]] | None = None) -> int:
-    """Write ``relate/similar.json``: neighbours of every graph, and each graph's top tokens to label them;
-    with ``selection``, also every selected neuron's neighbours by activation on ordinary text."""
-    similar = similar_neurons(graphs, k)
-    tokens = {f"{layer}/{neuron}": top_tokens(g) for layer, neuron, g in graphs}
+    """Write ``relate/similar.json``: neighbours of every graph (``rows`` from :func:`read_graph_rows`), and
+    each graph's top tokens to label them; with ``selection``, also every selected neuron's neighbours by
+    activation on ordinary text."""
+    similar = similar_by_features([(layer, neuron) for layer, neuron, _, _ in rows], [f for _, _, f, _ in rows], k)
+    tokens = {f"{layer}/{neuron}": top for layer, neuron, _, top in rows}
     by_act, act_tokens = similar_by_activation(work, selection, k) if selection else ({}, 0)
     write_json(work.similar, {"schema": SIMILAR_SCHEMA, "k": k, "features": "graph tokens, tf-idf, cosine",
                               "neurons": similar, "tokens": tokens,
@@ -441,9 +493,7 @@ def relate(cfg: Config, load_model: Callable[[], Any], work: WorkDir) -> None:
     del cfg  # every option that matters is in the work dir's manifest
     started = time.perf_counter()
     selection = _selection(work)
-    graphs = [(layer, n, g) for layer in sorted(selection) for n in selection[layer]
-              if (g := _read_graph(work, layer, n)) is not None]
-    count = write_similar(work, graphs, selection=selection)
+    count = write_similar(work, read_graph_rows(work, selection), selection=selection)
     say(f"relate: similar neurons of {count} graphs ({time.perf_counter() - started:.1f} s)")
 
     todo = [layer for layer in sorted(selection) if not _logit_current(work, layer, selection[layer])]
