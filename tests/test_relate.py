@@ -224,3 +224,22 @@ def test_projected_graph_neighbours_are_exact_cosines_of_good_candidates() -> No
     for row in range(400):
         assert sim[row][idx[row] >= 0] == pytest.approx(dense[row, idx[row][idx[row] >= 0]], abs=1e-5)
     assert (idx[:, 0] == exact_idx[:, 0]).mean() > 0.95 and (idx[::2, 0] == np.arange(1, 400, 2)).all()
+
+
+def test_shared_feature_candidates_are_the_heaviest_rows_of_each_rows_heaviest_features() -> None:
+    from scipy import sparse
+
+    from n2g_site.relate import shared_feature_candidates
+
+    # rows x features; row 0's heaviest features are 0 (0.9) then 2 (0.5)
+    x = sparse.csr_matrix(np.array([
+        [0.9, 0.1, 0.5, 0.0],
+        [0.8, 0.0, 0.0, 0.0],
+        [0.2, 0.0, 0.7, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ], np.float32))
+    found = shared_feature_candidates(x, per_feature=2)
+    assert found.shape == (4, 4)
+    assert list(found[0]) == [0, 1, 2, 0]  # feature 0: rows 0 (0.9), 1 (0.8); feature 2: rows 2 (0.7), 0 (0.5)
+    assert list(found[1]) == [0, 1, -1, -1]  # one feature only
+    assert list(found[3]) == [3, -1, -1, -1]  # feature 3 has one row

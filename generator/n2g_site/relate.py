@@ -16,7 +16,8 @@ a token right before an activating one (weight: half its importance). Weights ar
 document frequency (so a context token shared by half the graphs counts little) and rows L2-normalised;
 the cosine of every pair is one sparse product, taken in blocks of rows with a vectorised top-k per block
 (:func:`nearest`), never a Python loop over pairs; above :data:`EXACT_MAX_PAIRS` pairs the candidates come
-from a low-rank projection, as for activations below. The neighbours span all layers. Recomputed on every
+from a low-rank projection, as for activations below, and from the graphs heaviest on each graph's two
+heaviest features (its rare activating tokens), then are scored exactly. The neighbours span all layers. Recomputed on every
 run (it needs only the fit files and takes seconds).
 
 **Similar neurons by activation pattern.** Mine keeps every selected neuron's activations on the same
@@ -141,6 +142,32 @@ def low_rank_rows(x: Any, dims: int, *, seed: int = 0, power: int = 2) -> np.nda
     return np.ascontiguousarray((q @ u[:, :dims]) * sv[:dims], dtype=np.float32)
 
 
+def shared_feature_candidates(x: Any, per_feature: int, features: int = 2) -> np.ndarray:
+    """For every row of the CSR ``x`` [n, F]: the ``per_feature`` rows with the largest weight on each of its
+    ``features`` largest-weight features (int64 [n, features * per_feature], -1 where fewer; the row itself
+    may be among them). Rows sharing a rare, heavy feature (an activating token) are the likeliest
+    neighbours, and a low-rank projection blurs exactly those rare features."""
+    n, f = x.shape
+    out = np.full((n, features * per_feature), -1, np.int64)
+    if x.nnz == 0:
+        return out
+
+    def best(csr: Any, limit: int) -> np.ndarray:
+        """[rows of csr, limit]: column indices of each row's ``limit`` largest entries (-1 where fewer)."""
+        row = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        order = np.lexsort((csr.indices, -csr.data, row))  # by row, then weight (largest first), then column
+        rank = np.arange(order.size) - csr.indptr[row[order]]
+        table = np.full((csr.shape[0], limit), -1, np.int64)
+        keep = rank < limit
+        table[row[order][keep], rank[keep]] = csr.indices[order][keep]
+        return table
+
+    by_feature = best(x.T.tocsr(), per_feature)  # [F, per_feature]: the rows heaviest on each feature
+    heavy = best(x, features)  # [n, features]: each row's heaviest features
+    found = np.where(heavy[:, :, None] >= 0, by_feature[np.maximum(heavy, 0)], -1)
+    return found.reshape(n, -1)
+
+
 def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_PAIRS,
             dims: int = SEARCH_DIMS) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` rows by cosine for every row of the row-normalised CSR ``x`` (itself excluded).
@@ -148,7 +175,8 @@ def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_
     Returns (index [n, k], similarity [n, k]); missing neighbours (similarity 0) have index -1. Every
     cosine is computed up to ``n * n <= exact_max``; above, the sparse products grow too dense (~100 s at
     50,000 graphs on 2 cores), so candidates (:data:`ACT_CANDIDATES` x k) come from the rows' low-rank
-    projection (:func:`low_rank_rows`, ``dims`` dimensions) and are rescored exactly (row-wise sparse products).
+    projection (:func:`low_rank_rows`, ``dims`` dimensions), plus the rows heaviest on each row's two heaviest
+    features (:func:`shared_feature_candidates`), and are rescored exactly (row-wise sparse products).
     """
     n = x.shape[0]
     k_eff = min(k, max(n - 1, 0))
@@ -165,6 +193,7 @@ def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_
         search = torch.from_numpy(low_rank_rows(x, dims))
         search_t = search.T.contiguous()
         cand = min(n - 1, ACT_CANDIDATES * k_eff)
+        shared = shared_feature_candidates(x, 2 * k_eff)
     for lo in range(0, n, block):
         hi = min(lo + block, n)
         if exact:
@@ -175,9 +204,13 @@ def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_
         else:
             approx = search[lo:hi] @ search_t
             approx[torch.arange(hi - lo), torch.arange(lo, hi)] = -float("inf")
-            top = torch.topk(approx, cand, dim=1).indices.numpy()
-            rows = np.repeat(np.arange(lo, hi), cand)
-            vals = np.asarray(x[rows].multiply(x[top.ravel()]).sum(axis=1), np.float32).reshape(hi - lo, cand)
+            top = np.sort(np.concatenate([torch.topk(approx, cand, dim=1).indices.numpy(), shared[lo:hi]], 1), 1)
+            unusable = (top < 0) | (top == np.arange(lo, hi)[:, None])  # padding, the row itself ...
+            unusable[:, 1:] |= top[:, 1:] == top[:, :-1]  # ... and repeats
+            top = np.where(unusable, 0, top)
+            rows = np.repeat(np.arange(lo, hi), top.shape[1])
+            vals = np.asarray(x[rows].multiply(x[top.ravel()]).sum(axis=1), np.float32).reshape(top.shape)
+            vals = np.where(unusable, -1.0, vals)
         order = np.lexsort((top, -vals), axis=1)[:, :k_eff]  # strongest first, ties by row: deterministic
         top = np.take_along_axis(top, order, axis=1)
         vals = np.take_along_axis(vals, order, axis=1)

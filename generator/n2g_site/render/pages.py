@@ -295,6 +295,7 @@ def _example(
     """
     lo, hi = _shown_range(window)
     n_shown = len(shown)
+    escaped = _escaped_vocab(shown)
     acts = window.acts[lo:hi].astype(np.float64)  # float64: the same arithmetic as Python floats
     if a_max > 0:
         norms = np.nan_to_num(acts / a_max, nan=0.0)
@@ -303,19 +304,21 @@ def _example(
     else:
         levels = [0] * len(acts)
         loud = [True] * len(acts)
+    values = acts.tolist()
+    if np.isfinite(acts).all():  # every title in one formatting call: what _num writes for a finite value
+        titles = ("%.3g\0" * len(values) % tuple(values)).split("\0")
+    else:
+        titles = [_num(v) for v in values]
     pivot = window.pivot - lo
     ids = window.tokens[lo:hi].tolist()
     parts = ['<span class="n2g-cut">…</span>'] if lo > 0 else []
-    for i, (tid, act, level, audible) in enumerate(zip(ids, acts.tolist(), levels, loud)):
-        text = shown[tid] if 0 <= tid < n_shown else f"<{tid}>"
-        esc = _ESCAPED.get(text)
-        if esc is None:
-            esc = _ESCAPED[text] = str(escape(text))
+    for i, (tid, title, level, audible) in enumerate(zip(ids, titles, levels, loud)):
+        esc = escaped[tid] if 0 <= tid < n_shown else str(escape(f"<{tid}>"))
         if level or i == pivot:
             parts.append(f'<span class="{_LEVEL_CLASS[level] if i != pivot else _PIVOT_CLASS[level]}" '
-                         f'title="{_num(act)}">{esc}</span>')
+                         f'title="{title}">{esc}</span>')
         elif audible:
-            parts.append(f'<span title="{_num(act)}">{esc}</span>')
+            parts.append(f'<span title="{title}">{esc}</span>')
         else:
             parts.append(esc)
     if hi < len(window.tokens):
@@ -336,7 +339,15 @@ def _example(
 
 _LEVEL_CLASS = [f"a{level}" for level in range(11)]
 _PIVOT_CLASS = [f"a{level} pv" for level in range(11)]
-_ESCAPED: dict[str, str] = {}  # token display text -> its HTML (the vocabulary, escaped once per process)
+_ESCAPED: tuple[list[str], list[str]] | None = None  # (vocabulary in display form, each entry as HTML)
+
+
+def _escaped_vocab(shown: list[str]) -> list[str]:
+    """Every entry of ``shown`` HTML-escaped, computed once per process (per vocabulary)."""
+    global _ESCAPED
+    if _ESCAPED is None or _ESCAPED[0] is not shown:
+        _ESCAPED = (shown, [str(escape(t)) for t in shown])
+    return _ESCAPED[1]
 
 
 def _activating(graph: Graph) -> list[str]:
