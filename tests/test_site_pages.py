@@ -130,3 +130,22 @@ def test_a_graph_from_its_file_is_visible_in_a_browser(tmp_path: Path, monkeypat
             browser.close()
     finally:
         server.shutdown()
+
+
+def test_a_missing_or_stale_pack_is_a_clear_error(tmp_path: Path) -> None:
+    """The hook names what is wrong and the fix (rerun render) instead of writing half a site."""
+    import orjson
+
+    site = _build(tmp_path)
+    frag = tmp_path / "work" / "fragments"
+    shell = site / site_pages.SHELL_URL
+    shell.mkdir(parents=True)
+    (shell / "index.html").write_text(f"<html><title>{site_pages.TITLE}</title>{site_pages.BODY_HTML}</html>",
+                                      encoding="utf-8")
+    manifest = orjson.loads((frag / site_pages.MANIFEST).read_bytes())
+    (frag / manifest["packs"][0]["file"]).unlink()
+    with pytest.raises(ValueError, match="is missing: rerun `n2g-site render`"):
+        site_pages.write_neuron_pages(site, frag, lambda t: "x", jobs=1)
+    (frag / site_pages.MANIFEST).write_bytes(orjson.dumps({**manifest, "schema": "n2g-site/neuron-pages/1"}))
+    with pytest.raises(ValueError, match="rerun `n2g-site render`"):
+        site_pages.write_neuron_pages(site, frag, lambda t: "x", jobs=1)

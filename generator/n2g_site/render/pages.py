@@ -6,15 +6,17 @@ Pages and where their heavy HTML lives::
     docs/reading.md               how to read a neuron graph    fragments/reading.html (worked example)
     docs/{method,model,cite,data}.md  prose pages with this build's values (guide.py)
     docs/layers/L{l}.md           layer table                   fragments/layers/L{l}.html
-    docs/neurons/L{l}/N{n}.md     one page per neuron           fragments/neurons/L{l}/N{n}.html
+    docs/neurons/n2g-shell/page.md  the one neuron-shaped page MkDocs builds (site_pages.py)
+                                  every neuron page's body, neuron.json (export.py) and large graph.svg:
+                                                                fragments/neurons/L{l}.jsonl (a pack per layer)
     docs/assets/...               the templates' assets (n2g.css, n2g.js)
-    docs/token-search/*.json     the token-search index (search_index.py)
-    docs/neurons/L{l}/N{n}/neuron.json  each neuron as data (export.py, schemas/neuron.schema.json)
+    docs/token-search/*.js        the token-search index (search_index.py)
     docs/export/layer_LL.jsonl.gz  every neuron of a layer, one line each; index.json; the schemas (export.py)
 
-Neuron and layer Markdown is a title and the placeholder paragraph ``N2G-FRAGMENT``; the MkDocs hook
+Layer and prose Markdown is a title and the placeholder paragraph ``N2G-FRAGMENT``; the MkDocs hook
 (``mkdocs_hooks.py``) swaps in the fragment by plain string replacement, so Python-Markdown never parses
-the heavy HTML (see design.md, "The site"). All SVGs of a layer are drawn in a few batched ``dot`` runs.
+the heavy HTML (see design.md, "The site"). Neuron pages are written after the MkDocs build from the
+shell page and the packs (``site_pages.py``). All SVGs of a layer are drawn in a few batched ``dot`` runs.
 
 The stage writes into fresh staging folders and swaps them in at the end, so a killed render leaves the
 previous ``docs/`` untouched and no stale page of an earlier selection survives.
