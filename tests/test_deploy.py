@@ -87,3 +87,18 @@ def test_errors_are_user_errors(built, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     result = deploy(built, "--dry-run", cwd=tmp_path, monkeypatch=monkeypatch)
     assert result.exit_code == 2 and "needs git" in result.output
+
+
+def test_a_site_over_the_pages_limit_gets_a_warning(built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GitHub Pages serves at most 1 GB: deploy says so (and what to do) before pushing a larger site."""
+    import n2g_site.deploy as deploy_module
+
+    _, site = built
+    size = deploy_module.site_bytes(site)
+    assert size == sum(p.stat().st_size for p in site.rglob("*") if p.is_file()) > 0
+    assert deploy_module.size_warning(size) is None
+    assert "GitHub Pages publishes sites of at most 1 GB" in deploy_module.size_warning(1_500_000_000)
+    monkeypatch.setattr(deploy_module, "PAGES_LIMIT_BYTES", size - 1)
+    result = deploy(built, "--dry-run", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert "warning: the site is" in result.output and "--layers / --neurons" in result.output

@@ -28,9 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, UserError
+from .progress import say
 from .store import WorkDir
 
 SCRATCH = "deploy.git"  # in the work dir
+# GitHub Pages publishes sites of at most 1 GB ("GitHub Pages limits", docs.github.com); a whole model's
+# site is larger (~80 KB a neuron: 46,080 SmolLM2 neurons ~3.7 GB).
+PAGES_LIMIT_BYTES = 1_000_000_000
 REMOTE = "target"  # the scratch repo's name for the remote being deployed to
 
 
@@ -108,6 +112,23 @@ def _check_site(cfg: Config, work: WorkDir) -> Path:
     return site
 
 
+def site_bytes(site: Path) -> int:
+    """Total size of the files under ``site``."""
+    return sum(entry.stat().st_size for folder, _, names in os.walk(site)
+               for entry in (Path(folder) / name for name in names) if entry.is_file())
+
+
+def size_warning(size: int, limit: int | None = None) -> str | None:
+    """What to tell a user pushing ``size`` bytes towards GitHub Pages; None when it fits ``limit``
+    (default :data:`PAGES_LIMIT_BYTES`)."""
+    limit = PAGES_LIMIT_BYTES if limit is None else limit
+    if size <= limit:
+        return None
+    return (f"the site is {size / 1e9:.1f} GB; GitHub Pages publishes sites of at most {limit / 1e9:.0f} GB and "
+            f"will not serve this one. Deploy fewer neurons (--layers / --neurons when mining; ~80 KB a "
+            f"neuron), or put --site-dir on any static host (or share `n2g-site build --zip`'s bundle)")
+
+
 def deploy(cfg: Config, work: WorkDir, *, remote: str = "origin", branch: str = "gh-pages",
            message: str | None = None, dry_run: bool = False) -> DeployResult:
     """Push ``cfg.site_dir`` to ``branch`` of ``remote`` (see the module docstring)."""
@@ -120,6 +141,8 @@ def deploy(cfg: Config, work: WorkDir, *, remote: str = "origin", branch: str = 
     if not branch or branch.startswith("-") or _git("check-ref-format", "--branch", branch, check=False).returncode:
         raise UserError(f"--branch {branch!r} is not a valid branch name")
     site = _check_site(cfg, work)
+    if (warning := size_warning(site_bytes(site))) is not None:
+        say(f"deploy: warning: {warning}")
     tmp = None
     try:
         if dry_run:
