@@ -109,3 +109,37 @@ def test_tooltips_are_literal_text() -> None:
     titles = {el.text for el in ET.fromstring(svg).iter(f"{ns}title")}
     for t in tokens:
         assert f"{display_token(t)}: activating token, activation 0.50; a match may stop here (predicts 0.50)" in titles, t
+
+
+def test_a_rerender_draws_only_new_graphs(tmp_path, monkeypatch) -> None:
+    """render keeps each layer's drawings by DOT text (cache/svg_LL.json): the second render of an unchanged
+    work dir draws no neuron's graph again and writes the same pages; a changed graph is drawn again; the
+    cache holds exactly the current drawings. (The reading guide's example graphs are drawn every time.)"""
+    import n2g_site.render.svg as svg
+    from n2g_site.config import Config
+    from n2g_site.render.pages import render_site
+    from n2g_site.site_pages import rendered_pages
+    from n2g_site.store import read_json, write_json
+    from render_fixtures import make_workdir
+
+    work = make_workdir(tmp_path / "work")
+    cfg = Config(site_dir=tmp_path / "site")
+    drawn: list[int] = []
+    real = svg._draw_chunk
+    monkeypatch.setattr(svg, "_draw_chunk", lambda dot, sources: drawn.append(len(sources)) or real(dot, sources))
+    fits = [p for p in sorted((work.root / "fit").rglob("N*.json"))
+            if read_json(p).get("status") == "fitted" and read_json(p)["graph"]["nodes"]]
+    render_site(cfg, work, jobs=1)
+    first, guide = list(rendered_pages(work.fragments)), sum(drawn) - len(fits)
+    assert guide >= 0 and len(fits) >= 3 and sorted(work.root.joinpath("cache").glob("svg_*.json"))
+    drawn.clear()
+    render_site(cfg, work, jobs=1)
+    assert sum(drawn) == guide and list(rendered_pages(work.fragments)) == first
+    fit = read_json(fits[0])
+    fit["graph"]["nodes"][0]["activation"] = 0.123  # one graph changes
+    write_json(fits[0], fit)
+    drawn.clear()
+    render_site(cfg, work, jobs=1)
+    assert sum(drawn) == guide + 1
+    cache = read_json(work.root / "cache" / f"svg_{int(fits[0].parent.name[1:]):02d}.json")
+    assert len(cache) == sum(1 for p in fits if p.parent == fits[0].parent)  # the changed graph's old drawing is gone

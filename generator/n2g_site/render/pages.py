@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import jinja2
 import numpy as np
+import orjson
 from markupsafe import Markup, escape
 
 from .. import __version__ as _pkg_version  # fallback when run.json lacks a version
@@ -46,7 +47,7 @@ from ..config import Config, UserError
 from ..n2g.fit import PHASES
 from ..n2g.graph import Graph, Node
 from ..resources import builtin_path
-from ..store import HIST_EDGES, MinedLayer, WorkDir, Window, read_json
+from ..store import HIST_EDGES, MinedLayer, WorkDir, Window, atomic_write_bytes, read_json
 from .fidelity import fidelity_page, neuron_fidelity, read_evaluation
 from .contexts import (
     ExampleView,
@@ -70,7 +71,7 @@ from . import export, playground
 from .misses import misses_view
 from .summary import describe
 from .search_index import MAX_CONTEXT_KEYS, MAX_PER_KEY, SearchIndex, graph_entries
-from .svg import graph_dot, render_svgs, standalone_svg, svg_object
+from .svg import drawing_key, graph_dot, render_svgs, standalone_svg, svg_object
 from .tokens import display_token
 from . import guide
 
@@ -640,6 +641,23 @@ def _neuron_record(sh: _Shared, layer: int, n: int, it: _Neuron, page: NeuronPag
     }
 
 
+def _draw_layer(work: WorkDir, layer: int, sources: dict[int, str], titles: dict[int, str]) -> dict:
+    """Every graph of a layer as SVG (svg.render_svgs), reusing and then updating the layer's drawing cache:
+    the cache keeps exactly this render's drawings, so it never grows past the layer's graphs."""
+    path = work.svg_cache(layer)
+    try:
+        cache = orjson.loads(path.read_bytes()) if path.is_file() else {}
+    except orjson.JSONDecodeError:
+        cache = {}  # a damaged cache is only lost time: draw again
+    if not isinstance(cache, dict):
+        cache = {}
+    svgs = render_svgs(sources, titles, cache=cache)
+    keep = {key: cache[key] for n in sources if (key := drawing_key(sources[n], titles[n])) in cache}
+    if keep != cache or not path.is_file():
+        atomic_write_bytes(path, orjson.dumps(keep))
+    return svgs
+
+
 def _render_layer(sh: _Shared, li: int) -> _LayerResult:
     """Render one layer: its neuron pages (graphs drawn in batched ``dot`` runs) and its layer page."""
     layers, selected, env, tpl, site = sh.layers, sh.selected, sh.env, sh.tpl, sh.site
@@ -687,10 +705,8 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
         if graph is not None:
             entries.append((layer, n, graph_entries(graph)))
     dots = {it.neuron: graph_dot(it.graph) for it in items if it.graph is not None}
-    svgs = render_svgs(
-        {n: d.source for n, d in dots.items()},
-        {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots},
-    )
+    svgs = _draw_layer(work, layer, {n: d.source for n, d in dots.items()},
+                       {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots})
 
     rows: list[LayerRow] = []
     f1s: list[float] = []
