@@ -97,7 +97,8 @@ def test_a_site_over_the_pages_limit_gets_a_warning(built, tmp_path: Path, monke
     size = deploy_module.site_bytes(site)
     assert size == sum(p.stat().st_size for p in site.rglob("*") if p.is_file()) > 0
     assert deploy_module.size_warning(size) is None
-    assert "GitHub Pages publishes sites of at most 1 GB" in deploy_module.size_warning(1_500_000_000)
+    assert "the site is 1,500 MB; GitHub Pages publishes sites of at most 1,000 MB" in deploy_module.size_warning(
+        1_500_000_000)
     monkeypatch.setattr(deploy_module, "PAGES_LIMIT_BYTES", size - 1)
     result = deploy(built, "--dry-run", cwd=tmp_path, monkeypatch=monkeypatch)
     assert result.exit_code == 0, result.output

@@ -89,9 +89,9 @@ def test_parallel_render_writes_the_same_files(tmp_path: Path, monkeypatch: pyte
     assert [k for k in trees[0] if trees[0][k] != trees[1][k]] == []
 
 
-def test_tooltips_are_literal_text() -> None:
-    """svg.py writes DOT itself: every label and tooltip must reach the SVG as the exact text, whatever the
-    token holds (DOT escapes, entities, quotes, markup)."""
+def test_labels_and_tooltips_are_literal_text() -> None:
+    """svg.py writes DOT itself: every label and tooltip, of activating and context nodes, must reach the SVG
+    as the exact text, whatever the token holds (DOT escapes, entities, quotes, markup)."""
     import xml.etree.ElementTree as ET
 
     from n2g_site.n2g.graph import Graph
@@ -99,16 +99,28 @@ def test_tooltips_are_literal_text() -> None:
     from n2g_site.render.tokens import display_token
     from render_fixtures import HOSTILE
 
-    tokens = [*HOSTILE, "\\", '\\"', "a\\lb", "\\N", "&#45;", "&lt;", "<b>x</b>", "<x>", "a b", "1.5"]
-    nodes = [{"id": i, "parent": -1, "depth": 0, "key": t, "token": t, "importance": 1.0,
-              "activation": 0.5, "end": 0.5, "count": 1} for i, t in enumerate(tokens)]
+    tokens = [*HOSTILE, "\\", '\\"', "a\\lb", "\\N", "\\G", "\\L", "&#45;", "&lt;", "<b>x</b>", "<x>", "a b",
+              "1.5", "]", ";", "{"]
+    nodes = []
+    for i, t in enumerate(tokens):  # each token as an activating token, and as the context of "x"
+        nodes.append({"id": 2 * i, "parent": -1, "depth": 0, "key": f"x{i}", "token": "x", "importance": 1.0,
+                      "activation": 0.5, "end": None, "count": 1})
+        nodes.append({"id": 2 * i + 1, "parent": 2 * i, "depth": 1, "key": t, "token": t, "importance": 0.8,
+                      "activation": 0.0, "end": 0.5, "count": 1})
+    nodes += [{"id": 2 * len(tokens) + i, "parent": -1, "depth": 0, "key": t, "token": t, "importance": 1.0,
+               "activation": 0.5, "end": 0.5, "count": 1} for i, t in enumerate(tokens)]
     graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
-    svg = render_svgs({0: graph_dot(graph).source})[0]
+    svg = render_svgs({0: graph_dot(graph, max_nodes=1000).source})[0]
     assert svg is not None
+    root = ET.fromstring(svg)
     ns = "{http://www.w3.org/2000/svg}"
-    titles = {el.text for el in ET.fromstring(svg).iter(f"{ns}title")}
+    titles = {el.text for el in root.iter(f"{ns}title")}
+    texts = ["".join(el.itertext()).replace("\xa0", " ") for el in root.iter(f"{ns}text")]
     for t in tokens:
-        assert f"{display_token(t)}: activating token, activation 0.50; a match may stop here (predicts 0.50)" in titles, t
+        shown = display_token(t)
+        assert f"{shown}: activating token, activation 0.50; a match may stop here (predicts 0.50)" in titles, t
+        assert f"{shown}: context, importance 0.80; a match may stop here (predicts 0.50)" in titles, t
+        assert texts.count(shown) == 2, t  # drawn as an activating and as a context node
 
 
 def test_a_rerender_draws_only_new_graphs(tmp_path, monkeypatch) -> None:

@@ -133,7 +133,8 @@ def test_a_graph_from_its_file_is_visible_in_a_browser(tmp_path: Path, monkeypat
 
 
 def test_a_missing_or_stale_pack_is_a_clear_error(tmp_path: Path) -> None:
-    """The hook names what is wrong and the fix (rerun render) instead of writing half a site."""
+    """The hook names what is wrong and the fix (rerun render): a pack that is missing, shorter or longer
+    than the manifest, or out of order, and a manifest of another version."""
     import orjson
 
     site = _build(tmp_path)
@@ -143,7 +144,15 @@ def test_a_missing_or_stale_pack_is_a_clear_error(tmp_path: Path) -> None:
     (shell / "index.html").write_text(f"<html><title>{site_pages.TITLE}</title>{site_pages.BODY_HTML}</html>",
                                       encoding="utf-8")
     manifest = orjson.loads((frag / site_pages.MANIFEST).read_bytes())
-    (frag / manifest["packs"][0]["file"]).unlink()
+    pack = frag / manifest["packs"][0]["file"]
+    lines = pack.read_bytes().splitlines(keepends=True)
+    assert len(lines) >= 2
+    for broken, why in ((lines[:-1], "it ends before"), (lines + lines[-1:], "more than the"),
+                        (lines[1:] + lines[:1], "where")):
+        pack.write_bytes(b"".join(broken))
+        with pytest.raises(ValueError, match=f"does not match .*{why}.*rerun `n2g-site render`"):
+            site_pages.write_neuron_pages(site, frag, lambda t: "x", jobs=1)
+    pack.unlink()
     with pytest.raises(ValueError, match="is missing: rerun `n2g-site render`"):
         site_pages.write_neuron_pages(site, frag, lambda t: "x", jobs=1)
     (frag / site_pages.MANIFEST).write_bytes(orjson.dumps({**manifest, "schema": "n2g-site/neuron-pages/1"}))

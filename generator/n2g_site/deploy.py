@@ -33,7 +33,7 @@ from .store import WorkDir
 
 SCRATCH = "deploy.git"  # in the work dir
 # GitHub Pages publishes sites of at most 1 GB ("GitHub Pages limits", docs.github.com); a whole model's
-# site is larger (~80 KB a neuron: 46,080 SmolLM2 neurons ~3.7 GB).
+# site is larger (~96 KB a neuron, benchmarks/README.md: 46,080 SmolLM2 neurons ~4.4 GB).
 PAGES_LIMIT_BYTES = 1_000_000_000
 REMOTE = "target"  # the scratch repo's name for the remote being deployed to
 
@@ -124,8 +124,8 @@ def size_warning(size: int, limit: int | None = None) -> str | None:
     limit = PAGES_LIMIT_BYTES if limit is None else limit
     if size <= limit:
         return None
-    return (f"the site is {size / 1e9:.1f} GB; GitHub Pages publishes sites of at most {limit / 1e9:.0f} GB and "
-            f"will not serve this one. Deploy fewer neurons (--layers / --neurons when mining; ~80 KB a "
+    return (f"the site is {size / 1e6:,.0f} MB; GitHub Pages publishes sites of at most {limit / 1e6:,.0f} MB "
+            f"and will not serve this one. Deploy fewer neurons (--layers / --neurons when mining; ~96 KB a "
             f"neuron), or put --site-dir on any static host (or share `n2g-site build --zip`'s bundle)")
 
 

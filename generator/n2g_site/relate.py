@@ -17,7 +17,7 @@ document frequency (so a context token shared by half the graphs counts little) 
 the cosine of every pair is one sparse product, taken in blocks of rows with a vectorised top-k per block
 (:func:`nearest`), never a Python loop over pairs; above :data:`EXACT_MAX_PAIRS` pairs the candidates come
 from a low-rank projection, as for activations below, and from the graphs heaviest on each graph's two
-heaviest features (its rare activating tokens), then are scored exactly. The neighbours span all layers. Recomputed on every
+heaviest features (typically its rare activating tokens), then are scored exactly. The neighbours span all layers. Recomputed on every
 run (it needs only the fit files and takes seconds).
 
 **Similar neurons by activation pattern.** Mine keeps every selected neuron's activations on the same
@@ -221,7 +221,8 @@ def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_
 
 
 def similar_neurons(graphs: Sequence[tuple[int, int, Graph]], k: int = SIMILAR_K) -> dict[str, list[list]]:
-    """``{"L/N": [[layer, neuron, cosine], ...]}`` for every (layer, neuron, graph), strongest first."""
+    """``{"L/N": [[layer, neuron, cosine], ...]}`` for every (layer, neuron, graph), strongest first (the
+    relate stage itself reads features in worker processes: :func:`read_graph_rows`)."""
     return similar_by_features([(layer, neuron) for layer, neuron, _ in graphs],
                                [graph_features(g) for _, _, g in graphs], k)
 

@@ -20,8 +20,8 @@ in page order: ``{"url": "neurons/L0/N5/", "body": "<div ...>", "files": {"neuro
 0.05-0.4 ms, and a 50,000-neuron site would otherwise create 150,000 of them twice (render, then MkDocs
 copying the data files).
 
-Packs are written out by worker processes, one pack per task. Output bytes do not depend on the number
-of workers. Standard library and orjson only: the workers import nothing heavy.
+Packs are written out by worker processes, in runs of pages of one pack per task (so a single large
+layer spreads over the workers too). Output bytes do not depend on the number of workers. Standard library and orjson only: the workers import nothing heavy.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def read_pack(path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
 
 
 def rendered_pages(fragments: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """(url, body, files) of every neuron page render wrote into ``fragments``, in page order."""
+    """(url, body, files) of every neuron page render wrote into ``fragments``, in page order: for tests and
+    for looking into a render without building the site."""
     data = orjson.loads((fragments / MANIFEST).read_bytes())
     for pack in data["packs"]:
         yield from read_pack(fragments / pack["file"])
@@ -123,28 +124,41 @@ def _page_parts(prefix: str, suffix: str, url: str, title: str, slug: str) -> tu
     return out[0], out[1]
 
 
-def _write_pack(args: tuple[str, str, str, str, dict[str, Any], list[str]]) -> int:
-    site, fragments, prefix, suffix, pack, slugs = args
+def _write_pages(args: tuple[str, str, str, str, str, int, list[list[str]], list[str], bool]) -> int:
+    """Write the pages ``start:start+len(pages)`` of one pack (``pages``: their [url, title] in the manifest;
+    ``last``: this range ends the pack, which must then have no more lines)."""
+    site, fragments, prefix, suffix, pack_file, start, pages, slugs, last = args
     site_dir = Path(site)
-    pack_path = Path(fragments) / pack["file"]
+    pack_path = Path(fragments) / pack_file
     if not pack_path.is_file():
         raise ValueError(f"{pack_path} is missing: rerun `n2g-site render`")
+    stale = f"{pack_path} does not match {MANIFEST} (%s): rerun `n2g-site render`"
     made: set[Path] = set()
     count = 0
-    for (url, body, files), (want, title), slug in zip(read_pack(pack_path), pack["pages"], slugs, strict=True):
-        if url != want:
-            raise ValueError(f"{pack_path} does not match {MANIFEST} ({url} where {want} was listed): "
-                             f"rerun `n2g-site render`")
-        folder = site_dir / url
-        if folder.parent not in made:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            made.add(folder.parent)
-        folder.mkdir(exist_ok=True)
-        head, tail = _page_parts(prefix, suffix, url, title, slug)
-        (folder / "index.html").write_text(head + body + tail, encoding="utf-8")
-        for name, text in files.items():
-            (folder / name).write_text(text, encoding="utf-8")
-        count += 1
+    with open(pack_path, "rb") as lines:
+        for _ in range(start):  # earlier ranges are other tasks': skipped unparsed
+            if not lines.readline():
+                raise ValueError(stale % f"fewer than {start} pages")
+        for (want, title), slug in zip(pages, slugs, strict=True):
+            line = lines.readline()
+            if not line:
+                raise ValueError(stale % f"it ends before {want}")
+            page = orjson.loads(line)
+            url, body, files = page["url"], page["body"], page["files"]
+            if url != want:
+                raise ValueError(stale % f"{url} where {want} was listed")
+            folder = site_dir / url
+            if folder.parent not in made:
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                made.add(folder.parent)
+            folder.mkdir(exist_ok=True)
+            head, tail = _page_parts(prefix, suffix, url, title, slug)
+            (folder / "index.html").write_text(head + body + tail, encoding="utf-8")
+            for name, text in files.items():
+                (folder / name).write_text(text, encoding="utf-8")
+            count += 1
+        if last and lines.readline():
+            raise ValueError(stale % f"more than the {start + len(pages)} pages listed")
     return count
 
 
@@ -183,18 +197,23 @@ def write_neuron_pages(site_dir: str | Path, fragments: str | Path, slugify: Cal
         raise ValueError(f"{manifest} is {data.get('schema')!r}, not {SCHEMA!r}: rerun `n2g-site render`")
     packs = data["packs"]
     prefix, suffix = _split_shell(shell_page.read_text(encoding="utf-8"))
-    tasks = [(str(site), str(frag), prefix, suffix, pack, [slugify(title) for _, title in pack["pages"]])
-             for pack in packs]
     total = sum(len(pack["pages"]) for pack in packs)
     jobs = jobs if jobs is not None else (os.cpu_count() or 1)
-    jobs = max(1, min(jobs, len(packs)))
-    if jobs <= 1 or total < PARALLEL_MIN_PAGES:
-        written = sum(_write_pack(t) for t in tasks)
+    jobs = max(1, jobs if total >= PARALLEL_MIN_PAGES else 1)
+    # Tasks are runs of at most `span` pages of one pack, so one large layer still spreads over the workers.
+    span = max(PARALLEL_MIN_PAGES // 2, -(-total // (4 * jobs)))
+    tasks = []
+    for pack in packs:
+        pages = pack["pages"]
+        for start in range(0, max(len(pages), 1), span):
+            run = pages[start : start + span]
+            tasks.append((str(site), str(frag), prefix, suffix, pack["file"], start, run,
+                          [slugify(title) for _, title in run], start + span >= len(pages)))
+    if jobs <= 1:
+        written = sum(_write_pages(t) for t in tasks)
     else:  # spawn: the caller may hold torch threads; this module imports only the standard library and orjson
-        # Largest packs first, so the last task to finish is a small one.
-        order = sorted(range(len(tasks)), key=lambda i: -len(packs[i]["pages"]))
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            written = sum(pool.map(_write_pack, [tasks[i] for i in order]))
+            written = sum(pool.map(_write_pages, tasks))
     shutil.rmtree(site / SHELL_URL.split("/")[0] / SHELL_URL.split("/")[1], ignore_errors=True)
     _sitemap(site, [url for pack in packs for url, _ in pack["pages"]])
     return written

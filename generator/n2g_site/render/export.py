@@ -54,8 +54,9 @@ def layer_file(layer: int) -> str:
 
 def dumps(record: dict[str, Any]) -> str:
     """One line of deterministic JSON (no raw line break of any kind inside)."""
-    # orjson: ~14x faster than json.dumps(sort_keys=True, separators=(",", ":")), same text for these records
-    # (UTF-8 unescaped, shortest float repr); NaN/inf never get here (number() maps them to None).
+    # orjson: ~14x faster than json.dumps(sort_keys=True, separators=(",", ":")); deterministic too (sorted
+    # keys, UTF-8 unescaped, shortest float repr, though small floats read 1e-7, not 1e-07). NaN and inf are
+    # written as null on purpose: numbers() passes them through.
     text = orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode("utf-8")
     if "\x85" in text or "\u2028" in text or "\u2029" in text:  # rare; translate() costs ~1 ms a record
         text = text.translate(_RAW_BREAKS)

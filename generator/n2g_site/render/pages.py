@@ -303,10 +303,9 @@ def _example(
     if a_max > 0:
         norms = np.nan_to_num(acts / a_max, nan=0.0)
         levels = np.rint(10 * np.clip(norms, 0.0, 1.0)).astype(np.int64).tolist()  # round() too
-        loud = (np.abs(acts) >= 0.05 * a_max).tolist()
     else:
         levels = [0] * len(acts)
-        loud = [True] * len(acts)
+    loud = (np.abs(acts) >= 0.05 * a_max).tolist()  # NaN: never
     values = acts.tolist()
     if np.isfinite(acts).all():  # every title in one formatting call: what _num writes for a finite value
         titles = ("%.3g\0" * len(values) % tuple(values)).split("\0")
@@ -666,7 +665,6 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
     layer = layers[li]
     entries: list[tuple[int, int, list]] = []
     exported = export.LayerExport(layer)
-    pack = site_pages.PackWriter(sh.staged_frag, f"neurons/L{layer}.jsonl")
     shell: str | None = None
     summaries: list[tuple[int, int, str, int, float | None]] = []
     fit_options: dict[str, Any] = {}
@@ -680,6 +678,7 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
     hook = sh.hook_pattern.replace("{layer}", str(layer))
     related.load_layer(layer)
     firing_share = mined.stats.firing_share(FIRING_THRESHOLD)
+    pack = site_pages.PackWriter(sh.staged_frag, f"neurons/L{layer}.jsonl")
 
     # Gather fits and draw every graph of the layer in batched dot runs.
     items: list[_Neuron] = []
