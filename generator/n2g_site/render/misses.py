@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import FitConfig
 from .contexts import MissesView, MissToken, MissView
+
+
+def fire_threshold(evaluated: dict[str, Any] | None) -> float:
+    """The share of its max at which the evaluate stage counted a neuron as firing (the default when the
+    neuron was not evaluated): the misses view and the playground both use it."""
+    return float((evaluated or {}).get("fire_threshold") or FitConfig().fire_threshold)
 
 
 def _level(value: float | None) -> int:
@@ -38,5 +45,5 @@ def misses_view(evaluated: dict[str, Any] | None, shown: list[str]) -> MissesVie
     return MissesView(
         false_positive=[_snippet(m, shown) for m in misses.get("false_positive") or []],
         false_negative=[_snippet(m, shown) for m in misses.get("false_negative") or []],
-        threshold=float((evaluated or {}).get("fire_threshold") or 0.5),
+        threshold=fire_threshold(evaluated),
     )

@@ -68,7 +68,7 @@ from .contexts import (
     SiteInfo,
 )
 from . import export, playground
-from .misses import misses_view
+from .misses import fire_threshold, misses_view
 from .summary import describe
 from .search_index import MAX_CONTEXT_KEYS, MAX_PER_KEY, SearchIndex, graph_entries
 from .svg import drawing_key, graph_dot, render_svgs, standalone_svg, svg_object
@@ -794,7 +794,7 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
             summary=shape.summary if shape else "",
             groups=shape.groups if shape else 0,
             misses=misses_view(evaluated, shown) if show else None,
-            playground=playground.patterns(it.graph, float((evaluated or {}).get("fire_threshold") or 0.5))
+            playground=playground.patterns(it.graph, fire_threshold(evaluated))
             if it.graph is not None and sh.playground else None,
         )
         record = export.dumps(_neuron_record(sh, layer, n, it, page, mined, row, a_max, fitted_windows, evaluated))
