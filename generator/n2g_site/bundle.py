@@ -11,10 +11,11 @@ timestamps fixed (``SOURCE_DATE_EPOCH`` when set, else 1980-01-01), so two build
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from .store import atomic_writer
 
 _EPOCH_1980 = (1980, 1, 1, 0, 0, 0)
 
@@ -32,18 +33,11 @@ def zip_site(site: Path) -> Path:
     site = site.resolve()
     target = site.with_name(site.name + ".zip")
     stamp = _timestamp()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED,
-                                                           compresslevel=6) as archive:
-            for path in sorted(p for p in site.rglob("*") if p.is_file()):
-                info = zipfile.ZipInfo(f"{site.name}/{path.relative_to(site).as_posix()}", date_time=stamp)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, path.read_bytes())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target) as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED,
+                                                          compresslevel=6) as archive:
+        for path in sorted(p for p in site.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(f"{site.name}/{path.relative_to(site).as_posix()}", date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes())
     return target
