@@ -211,13 +211,29 @@ def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_
             rows = np.repeat(np.arange(lo, hi), top.shape[1])
             vals = np.asarray(x[rows].multiply(x[top.ravel()]).sum(axis=1), np.float32).reshape(top.shape)
             vals = np.where(unusable, -1.0, vals)
-        order = np.lexsort((top, -vals), axis=1)[:, :k_eff]  # strongest first, ties by row: deterministic
-        top = np.take_along_axis(top, order, axis=1)
-        vals = np.take_along_axis(vals, order, axis=1)
-        keep = vals > 1e-6
-        idx[lo:hi, :k_eff] = np.where(keep, top, -1)
-        sim[lo:hi, :k_eff] = np.where(keep, vals, 0.0)
+        _keep_best(idx, sim, lo, top, vals, k_eff)
     return idx, sim
+
+
+def _keep_best(idx: np.ndarray, sim: np.ndarray, lo: int, top: np.ndarray, vals: np.ndarray, k: int,
+               live: np.ndarray | None = None) -> None:
+    """Store the ``k`` best of a block's scored candidates (``top``, ``vals`` [b, c]) as rows ``lo:lo+b`` of
+    ``idx``/``sim``: strongest first, ties by row index (deterministic); cosines <= 1e-6, and rows not
+    ``live``, get index -1 and cosine 0."""
+    order = np.lexsort((top, -vals), axis=1)[:, :k]
+    top, vals = np.take_along_axis(top, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    keep = vals > 1e-6
+    if live is not None:
+        keep &= live[lo : lo + len(top), None]
+    idx[lo : lo + len(top), :k] = np.where(keep, top, -1)
+    sim[lo : lo + len(top), :k] = np.where(keep, vals, 0.0)
+
+
+def _neighbour_lists(keys: Sequence[tuple[int, int]], idx: np.ndarray, sim: np.ndarray) -> dict[str, list[list]]:
+    """``{"L/N": [[layer, neuron, cosine], ...]}`` from :func:`nearest`-style index and cosine arrays."""
+    return {f"{layer}/{neuron}": [[keys[j][0], keys[j][1], round(float(s), 3)]
+                                  for j, s in zip(idx[row], sim[row], strict=True) if j >= 0]
+            for row, (layer, neuron) in enumerate(keys)}
 
 
 def similar_neurons(graphs: Sequence[tuple[int, int, Graph]], k: int = SIMILAR_K) -> dict[str, list[list]]:
@@ -232,14 +248,7 @@ def similar_by_features(keys: Sequence[tuple[int, int]], features: Sequence[dict
     """:func:`similar_neurons` from the graphs' :func:`graph_features`, one per (layer, neuron) of ``keys``."""
     if not keys:
         return {}
-    idx, sim = nearest(feature_matrix(features), k)
-    out: dict[str, list[list]] = {}
-    for row, (layer, neuron) in enumerate(keys):
-        out[f"{layer}/{neuron}"] = [
-            [keys[j][0], keys[j][1], round(float(s), 3)]
-            for j, s in zip(idx[row], sim[row], strict=True) if j >= 0
-        ]
-    return out
+    return _neighbour_lists(keys, *nearest(feature_matrix(features), k))
 
 
 def activation_matrix(work: WorkDir, selection: dict[int, list[int]]) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -319,12 +328,7 @@ def activation_neighbours(x: np.ndarray, k: int, *, exact_max: float = ACT_EXACT
             else:  # rescore the candidates exactly
                 top = torch.sort(top, dim=1).values
                 vals = _rescore(xn, lo, top)
-            vals, top = vals.numpy(), top.numpy()
-            order = np.lexsort((top, -vals), axis=1)[:, :k_eff]  # strongest first, ties by row: deterministic
-            vals, top = np.take_along_axis(vals, order, 1), np.take_along_axis(top, order, 1)
-            keep = (vals > 1e-6) & live[lo:hi, None]
-            idx[lo:hi, :k_eff] = np.where(keep, top, -1)
-            sim[lo:hi, :k_eff] = np.where(keep, vals, 0.0)
+            _keep_best(idx, sim, lo, top.numpy(), vals.numpy(), k_eff, live)
     return idx, sim
 
 
@@ -355,12 +359,7 @@ def similar_by_activation(work: WorkDir, selection: dict[int, list[int]], k: int
     keys, x = activation_matrix(work, selection)
     if len(keys) < 2:
         return {}, int(x.shape[1]) if x.ndim == 2 else 0
-    idx, sim = activation_neighbours(x, k)
-    out = {}
-    for row, (layer, neuron) in enumerate(keys):
-        out[f"{layer}/{neuron}"] = [[keys[j][0], keys[j][1], round(float(s), 3)]
-                                    for j, s in zip(idx[row], sim[row], strict=True) if j >= 0]
-    return out, int(x.shape[1])
+    return _neighbour_lists(keys, *activation_neighbours(x, k)), int(x.shape[1])
 
 
 # ---------------------------------------------------------------------------------- logit effects
