@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import FitConfig
 from .contexts import MissesView, MissToken, MissView
+from .tokens import vocab_text
 
 
 def fire_threshold(evaluated: dict[str, Any] | None) -> float:
@@ -27,7 +28,7 @@ def _snippet(raw: dict[str, Any], shown: list[str]) -> MissView:
     tokens = []
     for i, (tid, truth, pred) in enumerate(zip(raw["tokens"], raw["truth"], raw["predicted"])):
         tokens.append(MissToken(
-            text=shown[tid] if 0 <= tid < len(shown) else f"<{tid}>",
+            text=vocab_text(shown, tid),
             truth=None if truth is None else float(truth),
             predicted=float(pred),
             level=_level(truth),

@@ -71,8 +71,8 @@ from . import export, playground
 from .misses import fire_threshold, misses_view
 from .summary import describe
 from .search_index import MAX_CONTEXT_KEYS, MAX_PER_KEY, SearchIndex, graph_entries
-from .svg import drawing_key, graph_dot, render_svgs, standalone_svg, svg_object
-from .tokens import display_token
+from .svg import graph_dot, render_svgs, standalone_svg, svg_object
+from .tokens import display_token, vocab_text
 from . import guide
 
 PLACEHOLDER = "N2G-FRAGMENT"
@@ -315,7 +315,7 @@ def _example(
     ids = window.tokens[lo:hi].tolist()
     parts = ['<span class="n2g-cut">…</span>'] if lo > 0 else []
     for i, (tid, title, level, audible) in enumerate(zip(ids, titles, levels, loud)):
-        esc = escaped[tid] if 0 <= tid < n_shown else str(escape(f"<{tid}>"))
+        esc = escaped[tid] if 0 <= tid < n_shown else str(escape(vocab_text(shown, tid)))
         if level or i == pivot:
             parts.append(f'<span class="{_LEVEL_CLASS[level] if i != pivot else _PIVOT_CLASS[level]}" '
                          f'title="{title}">{esc}</span>')
@@ -325,7 +325,6 @@ def _example(
             parts.append(esc)
     if hi < len(window.tokens):
         parts.append('<span class="n2g-cut">…</span>')
-    pivot_id = ids[pivot] if 0 <= pivot < len(ids) else -1
     return ExampleView(
         split=split,
         rank=rank,
@@ -333,7 +332,7 @@ def _example(
         norm=window.value / a_max if a_max > 0 else 0.0,
         doc_title=corpus.title(window.doc),
         doc_url=corpus.url(window.doc),
-        pivot_text=(shown[pivot_id] if 0 <= pivot_id < n_shown else f"<{pivot_id}>") if 0 <= pivot < len(ids) else None,
+        pivot_text=vocab_text(shown, ids[pivot]) if 0 <= pivot < len(ids) else None,
         fitted=fitted,
         html=Markup("".join(parts)),
     )
@@ -412,7 +411,7 @@ class _Related:
         ]
 
     def _tok(self, tid: int) -> str:
-        return display_token(self.shown[tid]) if 0 <= tid < len(self.shown) else f"<{tid}>"
+        return display_token(vocab_text(self.shown, tid))
 
     def logit_view(self, neuron: int) -> LogitView | None:
         entry = self._logits.get(str(neuron))
@@ -650,10 +649,10 @@ def _draw_layer(work: WorkDir, layer: int, sources: dict[int, str], titles: dict
         cache = {}  # a damaged cache is only lost time: draw again
     if not isinstance(cache, dict):
         cache = {}
+    before = set(cache)
     svgs = render_svgs(sources, titles, cache=cache)
-    keep = {key: cache[key] for n in sources if (key := drawing_key(sources[n], titles[n])) in cache}
-    if keep != cache or not path.is_file():
-        atomic_write_bytes(path, orjson.dumps(keep))
+    if set(cache) != before or not path.is_file():
+        atomic_write_bytes(path, orjson.dumps(cache))
     return svgs
 
 
@@ -797,9 +796,9 @@ def _render_layer(sh: _Shared, li: int) -> _LayerResult:
             playground=playground.patterns(it.graph, fire_threshold(evaluated))
             if it.graph is not None and sh.playground else None,
         )
-        record = export.dumps(_neuron_record(sh, layer, n, it, page, mined, row, a_max, fitted_windows, evaluated))
-        exported.add(record + "\n")
-        files = {export.JSON_NAME: record + "\n"}
+        record = export.dumps(_neuron_record(sh, layer, n, it, page, mined, row, a_max, fitted_windows, evaluated)) + "\n"
+        exported.add(record)
+        files = {export.JSON_NAME: record}
         if shell is None:  # the one neuron page MkDocs builds (site_pages.py): this page's frame, a marker title
             shell = _render(env, tpl["neuron.md.j2"], page=dataclasses.replace(page, title=site_pages.TITLE),
                             site=site, placeholder=site_pages.BODY)

@@ -260,11 +260,9 @@ def render_svgs(
     its output split per graph; chunks run in parallel (``jobs``, default: the CPU count).
 
     Returns each key's cleaned SVG (see :func:`clean_svg`), or None where ``dot`` drew nothing. With a
-    ``cache`` (:func:`drawing_key` -> SVG), graphs found in it are not drawn again and new drawings are
-    added to it.
+    ``cache`` (:func:`drawing_key` -> SVG), graphs found in it are not drawn again, and afterwards it holds
+    exactly this call's drawings (new ones added, those of graphs not asked for removed).
     """
-    if not sources:
-        return {}
     titles = titles or {}
     out: dict[Hashable, str | None] = {}
     todo = list(sources)
@@ -272,6 +270,9 @@ def render_svgs(
         hashes = {key: drawing_key(sources[key], titles.get(key, "N2G graph")) for key in sources}
         out = {key: cache[h] for key, h in hashes.items() if h in cache}
         todo = [key for key in sources if key not in out]
+        current = set(hashes.values())
+        for stale in [h for h in cache if h not in current]:
+            del cache[stale]
     if not todo:
         return out
     dot = dot_binary()

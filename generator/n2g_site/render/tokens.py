@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import unicodedata
+from collections.abc import Sequence
 
 # Stand-ins for the whitespace that matters in a token.
 _VISIBLE = {"\n": "⏎", "\t": "⇥", "\r": "↵"}
@@ -22,6 +23,15 @@ def _char(ch: str) -> str:
         code = ord(ch)
         return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
     return ch
+
+
+def vocab_text(vocab: Sequence[str], token_id: int) -> str:
+    """Entry ``token_id`` of ``vocab``, or ``<token_id>`` for an id outside it (a page still shows the token).
+
+    >>> vocab_text(["a", "b"], 1), vocab_text(["a", "b"], 7)
+    ('b', '<7>')
+    """
+    return vocab[token_id] if 0 <= token_id < len(vocab) else f"<{token_id}>"
 
 
 @functools.lru_cache(maxsize=1 << 17)  # pure; the same tokens recur across a layer's graphs and pages
