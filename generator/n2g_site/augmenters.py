@@ -65,14 +65,16 @@ class MlmProposer:
     name = "mlm"
 
     def __init__(self, tokenizer: Any, mlm: Any, text: Sequence[str], encode: Callable[[str], list[int]],
-                 first: int) -> None:
-        self.tokenizer, self.mlm = tokenizer, mlm.eval()
+                 first: int, device: Any = "cpu") -> None:
+        # The masked LM runs where the analysed model runs (its forwards are a large share of a GPU fit).
+        self.device = torch.device(device)
+        self.tokenizer, self.mlm = tokenizer, mlm.to(self.device).eval()
         self.text, self.encode, self.first = text, encode, first
         self.tokens_run = 0
 
     @classmethod
     def load(cls, name: str, text: Sequence[str], encode: Callable[[str], list[int]], first: int, *,
-             local_only: bool) -> MlmProposer:
+             local_only: bool, device: Any = "cpu") -> MlmProposer:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         try:
@@ -83,7 +85,7 @@ class MlmProposer:
                 f"--mlm-model {name!r} could not be loaded ({type(exc).__name__}): it needs a network or a local "
                 "copy (pass its folder), or use --augmenter self"
             ) from None
-        return cls(tokenizer, mlm, text, encode, first)
+        return cls(tokenizer, mlm, text, encode, first, device)
 
     def __call__(self, prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]]
                  ) -> list[list[list[tuple[int, float]]]]:
@@ -101,15 +103,19 @@ class MlmProposer:
             return out
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True)
         self.tokens_run += int(enc["attention_mask"].sum())
+        is_mask = enc["input_ids"] == self.tokenizer.mask_token_id
+        present = is_mask.any(dim=1).tolist()  # False: the mask was truncated away
+        slot = is_mask.int().argmax(dim=1).to(self.device)  # each row's first mask position
         with torch.inference_mode():
-            logits = self.mlm(**enc).logits.float()
+            logits = self.mlm(**{k: v.to(self.device) for k, v in enc.items()}).logits
+            # Only each row's mask position leaves the device, as its top candidates.
+            picked = logits[torch.arange(len(texts), device=self.device), slot].float().softmax(dim=-1)
+            top = picked.topk(min(CANDIDATES, picked.shape[-1]), dim=-1)
+        indices, values = top.indices.cpu().tolist(), top.values.cpu().tolist()
         for row, (i, j, space, original) in enumerate(slots):
-            where = (enc["input_ids"][row] == self.tokenizer.mask_token_id).nonzero()
-            if where.numel() == 0:  # truncated away
+            if not present[row]:
                 continue
-            probs = logits[row, int(where[0, 0])].softmax(dim=-1)
-            top = probs.topk(min(CANDIDATES, probs.numel()))
-            for word_id, prob in zip(top.indices.tolist(), top.values.tolist()):
+            for word_id, prob in zip(indices[row], values[row]):
                 word = self.tokenizer.convert_ids_to_tokens(word_id)
                 if not word or word.startswith("##") or word in self.tokenizer.all_special_tokens:
                     continue
@@ -132,8 +138,8 @@ def make_proposer(cfg: FitConfig, model: LoadedModel, text: Sequence[str], batch
     if cfg.augmenter == "self":
         return SelfProposer(model, batch_tokens)
     if cfg.augmenter == "mlm":
-        return MlmProposer.load(cfg.mlm_model, text, model.encode, first, local_only=False)
+        return MlmProposer.load(cfg.mlm_model, text, model.encode, first, local_only=False, device=model.device)
     try:
-        return MlmProposer.load(cfg.mlm_model, text, model.encode, first, local_only=True)
+        return MlmProposer.load(cfg.mlm_model, text, model.encode, first, local_only=True, device=model.device)
     except UserError:
         return SelfProposer(model, batch_tokens)

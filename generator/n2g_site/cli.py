@@ -43,7 +43,12 @@ _OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
      "Where stage outputs go (resumable). Default: .n2g/<model>__<corpus>."),
     ("--site-dir", None, "site_dir", click.Path(path_type=Path, file_okay=False),
      "Where the built site goes. Default: site."),
-    ("--device", None, "device", str, "Torch device: cpu, cuda, cuda:N or mps. Default: cpu."),
+    ("--device", None, "device", str,
+     "Torch device: cpu, cuda, cuda:N or mps. The model is checked to be there after loading. Default: cpu."),
+    ("--dtype", None, "dtype", click.Choice(["fp32", "tf32", "bf16", "fp16"]),
+     "Number format: fp32; tf32 (fp32 weights, TF32 matmuls on CUDA: ~8x faster, activations within ~1e-3); "
+     "bf16 or fp16 (16-bit weights and activations: activations move a few % of a neuron's max, which "
+     "changes graphs). Recorded in the work dir: stages refuse files made in another dtype. Default: fp32."),
     ("--seed", None, "seed", int, "Seed for the corpus order, the split and random models. Default: 0."),
     ("--hook", None, "hook", str,
      "Neuron hook with a {layer} field, e.g. 'blocks.{layer}.mlp.hook_pre'. Default: hook_post "
@@ -181,9 +186,11 @@ class _Session:
             from .models import load_model
 
             started = time.perf_counter()
-            say(f"model: loading {self.cfg.model!r} on {self.cfg.device}")
-            self._model = load_model(self.cfg.model, device=self.cfg.device, seed=self.cfg.seed, hook=self.cfg.hook)
-            say(f"model: {self._model.name}, {self._model.n_layers} layers x {self._model.d_mlp} neurons "
+            say(f"model: loading {self.cfg.model!r} onto {self.cfg.device} in {self.cfg.dtype}")
+            self._model = load_model(self.cfg.model, device=self.cfg.device, dtype=self.cfg.dtype,
+                                     seed=self.cfg.seed, hook=self.cfg.hook)
+            say(f"model: {self._model.name}, {self._model.n_layers} layers x {self._model.d_mlp} neurons, "
+                f"weights on {self._model.device} in {self._model.dtype_name} "
                 f"({time.perf_counter() - started:.1f} s)")
         return self._model
 

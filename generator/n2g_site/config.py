@@ -75,6 +75,7 @@ class MineConfig:
 
 
 AUGMENTERS = ("auto", "self", "mlm", "none")
+DTYPE_NAMES = ("fp32", "tf32", "bf16", "fp16")  # --dtype; what each means: models.DTYPES
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class Config:
     work_dir: Path | None = None  # None = .n2g/<run-name>
     site_dir: Path = Path("site")
     device: str = "cpu"
+    dtype: str = "fp32"  # number format of weights and activations: fp32, tf32 (CUDA), bf16, fp16 (models.DTYPES)
     seed: int = 0
     hook: str | None = None  # override the neuron hook, e.g. "blocks.{layer}.mlp.hook_pre"
     templates: Path | None = None  # a folder whose templates override the built-in ones
@@ -180,6 +182,11 @@ class Config:
             parse_ranges(self.neurons, what="--neurons")
         if self.device not in ("cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise UserError(f"--device {self.device!r} is not one of cpu, cuda, cuda:N, mps")
+        if self.dtype not in DTYPE_NAMES:
+            raise UserError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPE_NAMES)}")
+        if self.dtype == "tf32" and not self.device.startswith("cuda"):
+            raise UserError(f"--dtype tf32 is a CUDA matmul mode; with --device {self.device} use --dtype fp32 "
+                            "(the same weights, full fp32 arithmetic)")
         return self
 
     @property

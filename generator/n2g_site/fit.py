@@ -6,7 +6,7 @@ options is not fitted again. Each file also carries a first fidelity score: the 
 neuron's held-out top windows (evaluate.py; the full evaluation against baselines is its own stage).
 
     {"schema": "n2g-site/neuron-fit/1", "layer", "neuron", "hook", "status": "fitted" | "dead",
-     "max_activation": A_max, "augmenter", "config": {fit options}, "bos", "mask",
+     "max_activation": A_max, "augmenter", "config": {fit options}, "dtype": --dtype, "bos", "mask",
      "graph": {graph.py schema}, "examples": [{rank, doc, window_start, pivot, prune_start, prune_end,
      prune_passed, scale_factor, variants, positive_variants, lines}], "heldout": evaluate.Scores | null,
      "cost": {phase: {"requests", "tokens"}} for phase in prune, saliency, augment, augment_saliency
@@ -33,7 +33,7 @@ from .n2g.fit import Example, FittedNeuron, NeuronTask, Vocabulary, fit_neurons
 from .n2g.graph import normalise
 from .n2g.predict import KeyIndex, Predictor
 from .progress import advance, bar, say
-from .store import MinedLayer, WorkDir, read_json, write_json
+from .store import LEGACY_DTYPE, MinedLayer, WorkDir, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-fit/1"
 GROUP = 4  # neurons fitted per batched round (resume granularity)
@@ -48,14 +48,15 @@ class FitSummary:
     tokens: int
 
 
-def _is_current(path, options: dict) -> bool:
+def _is_current(path, options: dict, dtype: str) -> bool:
     if not path.exists():
         return False
     try:
         data = read_json(path)
     except ValueError:  # not JSON: a file we did not write; fit again
         return False
-    return data.get("schema") == SCHEMA and data.get("config") == options
+    return (data.get("schema") == SCHEMA and data.get("config") == options
+            and data.get("dtype", LEGACY_DTYPE) == dtype)
 
 
 def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask]:
@@ -82,13 +83,14 @@ def plan(cfg: Config, n_layers: int, d_mlp: int) -> list[tuple[int, tuple[int, .
 
 
 def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> FitSummary:
-    manifest = work.load_manifest()
+    work.load_manifest()
+    manifest = work.check_identity({"dtype": cfg.dtype})  # fits use the mined windows' activations
     info = manifest["model_info"]
     options = asdict(cfg.fit)
     groups = plan(cfg, info["n_layers"], info["d_mlp"])
     for layer in sorted({layer for layer, _ in groups}):
         work.require(work.mined(layer), "mine")
-    todo = [g for g in groups if not all(_is_current(work.fitted(g[0], n), options) for n in g[1])]
+    todo = [g for g in groups if not all(_is_current(work.fitted(g[0], n), options, cfg.dtype) for n in g[1])]
     total = sum(len(g[1]) for g in todo)
     skipped = sum(len(g[1]) for g in groups) - total
     shard = f" (shard {cfg.shard})" if cfg.shard else ""
@@ -127,6 +129,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
                     "max_activation": round(task.max_activation, 6),
                     "augmenter": augmenter,
                     "config": options,
+                    "dtype": cfg.dtype,
                     "bos": info.get("bos"),
                     "mask": text[mask_id],
                     "graph": result.graph.to_json(),

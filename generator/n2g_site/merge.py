@@ -14,9 +14,9 @@ from pathlib import Path
 
 from .config import UserError
 from .progress import say
-from .store import WorkDir, atomic_write_bytes, read_json
+from .store import LEGACY_DTYPE, WorkDir, atomic_write_bytes, read_json
 
-IDENTITY = ("model", "corpus", "seed", "hook", "mine")
+IDENTITY = ("model", "corpus", "seed", "hook", "mine", "dtype")
 
 
 def merge(work: WorkDir, sources: Sequence[Path]) -> int:
@@ -27,10 +27,14 @@ def merge(work: WorkDir, sources: Sequence[Path]) -> int:
         if not source.manifest.exists():
             raise UserError(f"{source.root} is not an n2g-site work dir (no run.json): pass the --work-dir of a shard")
         theirs = read_json(source.manifest)
+        for manifest in (mine, theirs):
+            manifest.setdefault("dtype", LEGACY_DTYPE)
         diffs = [key for key in IDENTITY if theirs.get(key) != mine.get(key)]
         if diffs:
-            raise UserError(f"{source.root} was made with other {', '.join(diffs)} than {work.root}: "
-                            "shards must share the model, corpus, seed and mining options")
+            detail = "; ".join(f"{key} {theirs.get(key)!r} there, {mine.get(key)!r} here" for key in diffs
+                               if key != "mine") or "mining options"
+            raise UserError(f"{source.root} was made with other {', '.join(diffs)} than {work.root} ({detail}): "
+                            "shards must share the model, corpus, seed, dtype and mining options")
         for path in sorted((source.root / "fit").rglob("N*.json")):
             dest = work.root / path.relative_to(source.root)
             data = path.read_bytes()

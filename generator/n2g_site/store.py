@@ -43,6 +43,7 @@ import orjson
 from .config import UserError
 
 MANIFEST = "run.json"
+LEGACY_DTYPE = "fp32"  # the dtype of work dirs whose run.json predates --dtype (everything ran in fp32)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 VOCAB = "vocab.json"
@@ -347,6 +348,8 @@ class WorkDir:
         Everything else in the manifest (e.g. which layers were mined) may grow between runs.
         """
         old = read_json(self.manifest) if self.manifest.exists() else {}
+        if old:
+            old.setdefault("dtype", LEGACY_DTYPE)
         diffs = [
             f"{key}={old[key]!r} (now {value!r})"
             for key, value in identity.items()
