@@ -174,3 +174,28 @@ def test_without_scores_the_first_small_graph_is_the_example(tmp_path: Path) -> 
     render_site(cfg, work)
     text = (work.fragments / "reading.html").read_text(encoding="utf-8")
     assert "No neuron of this site has a held-out score yet" in text and 'href="../neurons/L0/N0/"' in text
+
+
+def test_method_page_rows_come_from_the_declared_options() -> None:
+    """Each step lists the options declared for it (config.Option.steps), with their declared help and this
+    build's value; no help text is restated in guide.py."""
+    from n2g_site.config import declared
+
+    steps = {key for key, _ in guide.METHOD_STEPS}
+    assert {s for o in declared() for s in o.option.steps} <= steps
+    fit = {"config": Config().fit_record(), "augmenter": "self"}
+    build = guide.build_info(
+        MANIFEST, version="9.9", date="2026-01-01", fit=fit, evaluate={"fire_threshold": 0.4, "ngram": 3}
+    )
+    page = guide.method_page(build, mask="<pad>")
+    for key in steps:
+        declared_here = guide.step_options(key)
+        assert [row.flag for row in page.steps[key].options] == [o.flag for o in declared_here]
+        assert [row.meaning for row in page.steps[key].options] == [o.option.described() for o in declared_here]
+        assert bool(declared_here) == (key != "predict"), key
+    values = {row.flag: row.value for step in page.steps.values() for row in step.options}
+    assert values["--fire-threshold"] == "0.4" and values["--ngram"] == "3"
+    assert values["--augmenter"] == "auto (ran: self)" and values["--mask-token"] == "<pad> (the model's default)"
+    assert values["--top-k"] == str(MANIFEST["mine"]["top_k"]) and values["--seed"] == guide._value(
+        MANIFEST.get("seed")
+    )
