@@ -158,3 +158,23 @@ def test_a_key_set_in_its_old_and_new_place_is_an_error():
 def test_a_moved_key_passed_directly_names_its_new_table():
     with pytest.raises(UserError, match=r"unknown option 'fire_threshold' in \[fit\] \(it is now in \[evaluate\]\)"):
         merge(Config(), {"fit": {"fire_threshold": 0.4}}, source="x")
+
+
+def test_a_fit_option_declared_not_recorded_leaves_fits_current():
+    from dataclasses import make_dataclass
+
+    from n2g_site.config import option
+
+    extended = make_dataclass(
+        "Extended",
+        [
+            ("budget", int, option(8, "Tokens in flight.", "fit", minimum=1, record=False)),
+            ("strict", bool, option(False, "Changes graphs.", "fit")),
+        ],
+        bases=(FitConfig,),
+        frozen=True,
+    )
+    cfg = Config(fit=extended(budget=64))
+    record = cfg.fit_record()
+    assert "budget" not in record and record["strict"] is False
+    assert {k: v for k, v in record.items() if k != "strict"} == FIT_RECORD_BEFORE_THE_MOVE

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ class Option:
     steps: tuple[str, ...] = ()  # Method-page steps it controls (render/guide.py METHOD_STEPS)
     main: bool = False  # listed in the README's table of main options
     path: str = ""  # "dir" or "existing-dir": a folder argument
+    record: bool = True  # [fit] only: part of each fit file's config; False for knobs that cannot change a graph
 
     def described(self) -> str:
         """The help text with the note on limit values: "Corpus tokens to mine (0 = the whole corpus)."."""
@@ -111,6 +112,11 @@ def option_of(f: Field[Any]) -> Option | None:
 def flag_of(f: Field[Any]) -> str:
     opt = option_of(f)
     return opt.flag if opt and opt.flag else "--" + f.name.replace("_", "-")
+
+
+def _recorded(f: Field[Any]) -> bool:
+    opt = option_of(f)
+    return opt is None or opt.record
 
 
 def check_options(obj: Any) -> None:
@@ -495,8 +501,11 @@ class Config:
 
     def fit_record(self) -> dict[str, Any]:
         """The options a fit file records as ``config`` (and fit compares to reuse it): the fit section and
-        the firing threshold of the fit's own held-out check, the keys fit files have always carried."""
-        return {**asdict(self.fit), "fire_threshold": self.evaluate.fire_threshold}
+        the firing threshold of the fit's own held-out check, the keys fit files have always carried. A fit
+        option declared with ``record=False`` (a batching knob that cannot change a graph) is left out, so
+        changing it does not make existing fits stale."""
+        options = {f.name: getattr(self.fit, f.name) for f in fields(self.fit) if _recorded(f)}
+        return {**options, "fire_threshold": self.evaluate.fire_threshold}
 
     @property
     def run_name(self) -> str:
