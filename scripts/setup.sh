@@ -13,6 +13,7 @@ as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 packages=()
 command -v dot >/dev/null || packages+=(graphviz)
 if [[ $want_test -eq 1 ]] && ! command -v chromium >/dev/null; then packages+=(chromium); fi
+if [[ $want_test -eq 1 ]] && ! command -v make >/dev/null; then packages+=(make); fi  # make check
 if [[ ${#packages[@]} -gt 0 ]]; then
   echo "setup: installing system packages: ${packages[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

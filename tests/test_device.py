@@ -115,15 +115,15 @@ def test_fit_refuses_another_dtype_than_the_mined_one_and_records_its_own(tmp_pa
 
     from n2g_site.cli import app
 
-    common = ["--model", "random:tiny", "--corpus", "wiki", "--layers", "1", "--neurons", "0-1", "--top-k", "3",
-              "--max-tokens", "2000", "--train-examples", "2", "--augmenter", "none",
-              "--work-dir", str(tmp_path / "w")]
+    run = ["--model", "random:tiny", "--corpus", "wiki", "--layers", "1", "--neurons", "0-1",
+           "--work-dir", str(tmp_path / "w")]
+    fit = ["fit", *run, "--train-examples", "2", "--augmenter", "none"]
     runner = CliRunner()
-    mined = runner.invoke(app, ["mine", *common, "--dtype", "bf16"])
+    mined = runner.invoke(app, ["mine", *run, "--top-k", "3", "--max-tokens", "2000", "--dtype", "bf16"])
     assert mined.exit_code == 0, mined.output
     assert read_json(tmp_path / "w" / "run.json")["dtype"] == "bf16"
-    refused = runner.invoke(app, ["fit", *common])
+    refused = runner.invoke(app, fit)
     assert refused.exit_code == 2 and "dtype='bf16' (now 'fp32')" in refused.output
-    fitted = runner.invoke(app, ["fit", *common, "--dtype", "bf16"])
+    fitted = runner.invoke(app, [*fit, "--dtype", "bf16"])
     assert fitted.exit_code == 0, fitted.output
     assert read_json(WorkDir(tmp_path / "w").fitted(1, 0))["dtype"] == "bf16"

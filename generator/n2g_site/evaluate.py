@@ -181,7 +181,7 @@ def evaluate(cfg: Config, work: WorkDir) -> EvaluateSummary:
     text = work.load_vocab()
     bos = text.index(info["bos"]) if info.get("bos") in text else None
     keys = KeyIndex(text)
-    threshold, n = cfg.fit.fire_threshold, cfg.ngram
+    threshold, n = cfg.evaluate.fire_threshold, cfg.evaluate.ngram
     layers = [layer for layer in cfg.select_layers(info["n_layers"]) if work.mined(layer).exists()]
     neurons = cfg.select_neurons(info["d_mlp"])
     todo = [(layer, neuron) for layer in layers for neuron in neurons if work.fitted(layer, neuron).exists()]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     work.load_manifest()
     manifest = work.check_identity({"dtype": cfg.dtype})  # fits use the mined windows' activations
     info = manifest["model_info"]
-    options = asdict(cfg.fit)
+    options = cfg.fit_record()
     groups = plan(cfg, info["n_layers"], info["d_mlp"])
     for layer in sorted({layer for layer, _ in groups}):
         work.require(work.mined(layer), "mine")
@@ -119,7 +119,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
             group = _tasks(mined, list(neurons), cfg.fit.train_examples)
             for result in fit_neurons(group, engine, cfg.fit, vocab, proposer):
                 task = result.task
-                heldout = None if result.dead else _heldout(mined, task, result, keys, cfg.fit.fire_threshold, model.bos_id)
+                heldout = None if result.dead else _heldout(mined, task, result, keys, cfg.evaluate.fire_threshold, model.bos_id)
                 write_json(work.fitted(task.layer, task.neuron), {
                     "schema": SCHEMA,
                     "layer": task.layer,

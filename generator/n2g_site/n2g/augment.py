@@ -1,4 +1,4 @@
-"""Augmentation: variants of a pruned prompt with one important token replaced (n2g-algorithm.md sec 4).
+"""Augmentation: variants of a pruned prompt with one important token replaced (docs/algorithm.md, "Augment").
 
 A *proposer* suggests replacement tokens for chosen positions of each prompt, with a probability; this
 module turns suggestions into variant prompts. The fit measures each variant and feeds the ones that still

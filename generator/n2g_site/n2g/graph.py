@@ -18,7 +18,7 @@ JSON form (``graph`` in a neuron's fit file; JSON Schema in ``schemas/graph.sche
 - ``end`` is the largest normalised activation of the activating token over the lines that stop here
   (null if no line stops here); ``count`` is how many lines pass through the node.
 
-Where we differ from the original code (n2g-algorithm.md sec 10): ``end`` and the node values take the
+Where we differ from the original code (docs/algorithm.md, "Deviations"): ``end`` and the node values take the
 maximum over lines instead of the first one inserted, so a graph does not depend on example order; the
 trie is searched with backtracking (predict.py) instead of being rewritten by ``merge_ignores``.
 """

@@ -3,7 +3,7 @@
 A graph pattern (a root-to-``end`` path of the trie: activating token, then earlier tokens, ``None`` =
 any one token) matches at position t when every key equals the normalised token at t, t-1, ... The
 prediction at t is the ``end`` value of the longest matching pattern (ties: the largest value), else 0.
-This is the original's longest-match rule (n2g-algorithm.md sec 6) with full backtracking: every pattern
+This is the original's longest-match rule (docs/algorithm.md, "Prediction") with full backtracking: every pattern
 is tried, so no ``merge_ignores`` rewrite of the trie is needed and an exact-match branch never hides an
 ignore branch. Cost: one numpy comparison per pattern element over the whole sequence.
 """

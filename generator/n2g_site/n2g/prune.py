@@ -1,4 +1,4 @@
-"""Prune an example to its key context (``fast_prune`` in the original; n2g-algorithm.md sec 2).
+"""Prune an example to its key context (``fast_prune`` in the original; docs/algorithm.md, "Prune").
 
 Candidates are the pivot with 5, 10, ... 30 tokens of left context (the whole prefix too when it is shorter
 than the cap), each led by the doc-start token and followed by up to 5 tokens of right context that stay in

@@ -1,4 +1,4 @@
-"""Token saliency by occlusion (``fast_measure_importance``; n2g-algorithm.md sec 3).
+"""Token saliency by occlusion (``fast_measure_importance``; docs/algorithm.md, "Saliency").
 
 Row k of the batch is the pruned prompt with position k replaced by the mask token. The importance of
 position k for position j is ``1 - a_k[j] / a[j]``: 1 when masking k kills the activation at j, 0 when it

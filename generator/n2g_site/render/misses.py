@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import FitConfig
+from ..config import EvaluateConfig
 from .contexts import MissesView, MissToken, MissView
 from .tokens import vocab_text
 
@@ -16,7 +16,7 @@ from .tokens import vocab_text
 def fire_threshold(evaluated: dict[str, Any] | None) -> float:
     """The share of its max at which the evaluate stage counted a neuron as firing (the default when the
     neuron was not evaluated): the misses view and the playground both use it."""
-    return float((evaluated or {}).get("fire_threshold") or FitConfig().fire_threshold)
+    return float((evaluated or {}).get("fire_threshold") or EvaluateConfig().fire_threshold)
 
 
 def _level(value: float | None) -> int:

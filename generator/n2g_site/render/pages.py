@@ -15,7 +15,7 @@ Pages and where their heavy HTML lives::
 
 Layer and prose Markdown is a title and the placeholder paragraph ``N2G-FRAGMENT``; the MkDocs hook
 (``mkdocs_hooks.py``) swaps in the fragment by plain string replacement, so Python-Markdown never parses
-the heavy HTML (see design.md, "The site"). Neuron pages are written after the MkDocs build from the
+the heavy HTML (docs/developer-guide.md, "The site"). Neuron pages are written after the MkDocs build from the
 shell page and the packs (``site_pages.py``). All SVGs of a layer are drawn in a few batched ``dot`` runs.
 
 The stage writes into fresh staging folders and swaps them in at the end, so a killed render leaves the

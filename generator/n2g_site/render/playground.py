@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import FitConfig
+from ..config import EvaluateConfig
 from ..n2g.graph import Graph, normalise
 from ..store import WorkDir
 from .search_index import script
@@ -30,7 +30,7 @@ from .search_index import script
 DATA_PATH = "playground/tokenizer.js"
 
 
-def patterns(graph: Graph, fire_threshold: float = FitConfig.fire_threshold) -> dict[str, Any]:
+def patterns(graph: Graph, fire_threshold: float = EvaluateConfig.fire_threshold) -> dict[str, Any]:
     """The graph's complete matches in node order, ``"p": [[end value, key, key, ...], ...]`` (activating token
     first), and ``"t"``, the share of the max at which a token counts as firing (as in the evaluation)."""
     return {"p": [[float(value), *keys] for keys, value in graph.patterns()], "t": float(fire_threshold)}
