@@ -88,7 +88,7 @@ def _reference(graph: Graph, seqs: list[list[int]]) -> np.ndarray:
 @given(graphs(), sequence_lists)
 def test_trie_predictor_equals_the_reference_on_random_graphs_and_sequences(graph, seqs):
     want = _reference(graph, seqs)
-    got = TriePredictor(graph, VOCAB_KEYS)(Sequences.concat(seqs))
+    got = TriePredictor(graph, VOCAB_KEYS).on(Sequences.concat(seqs))
     assert got.dtype == want.dtype == np.float64
     assert got.tobytes() == want.tobytes(), (got, want)
 
@@ -100,7 +100,7 @@ def test_trie_predictor_equals_the_reference_on_built_graphs(lines, seqs):
     """Graphs as build_graph makes them (activating tokens never ignore), with repeated tokens in the text."""
     graph = build_graph([line(["a" if d == 0 and k is None else k for d, k in enumerate(keys)], end)
                          for keys, end in lines])
-    got = TriePredictor(graph, VOCAB_KEYS)(Sequences.concat(seqs))
+    got = TriePredictor(graph, VOCAB_KEYS).on(Sequences.concat(seqs))
     assert got.tobytes() == _reference(graph, seqs).tobytes()
 
 
@@ -108,7 +108,7 @@ def test_trie_predictor_stops_at_sequence_starts_and_takes_the_longest_match():
     graph = build_graph([line(["b"], 0.6), line(["b", None, "c"], 0.9), line(["b", "a"], 0.7)])
     # c x | b b | c x b | (empty) | A b: the first ' b' of sequence 1 has ' c' two back only across a boundary
     seqs = Sequences.concat([[3, 5], [2, 2], [3, 5, 2], [], [6, 2]])
-    got = TriePredictor(graph, KEYS)(seqs)
+    got = TriePredictor(graph, KEYS).on(seqs)
     np.testing.assert_array_equal(got, [0, 0, 0.6, 0.6, 0, 0, 0.9, 0, 0.7])
     assert [s.tolist() for s in seqs.split(got)] == [[0, 0], [0.6, 0.6], [0, 0, 0.9], [], [0, 0.7]]
 

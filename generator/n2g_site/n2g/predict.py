@@ -115,7 +115,9 @@ class Sequences:
     def padded(cls, tokens: np.ndarray) -> Sequences:
         """Rows of a 2-d array, tokens < 0 (padding) dropped: the same as ``concat`` of each row's
         ``row[row >= 0]``. Take the matching values of a same-shaped array with ``values[tokens >= 0]``."""
-        tokens = np.asarray(tokens).reshape(len(tokens), -1)
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2:
+            raise ValueError(f"Sequences.padded needs a 2-d array of rows, got shape {tokens.shape}")
         keep = tokens >= 0
         bounds = np.zeros(len(tokens) + 1, dtype=np.int64)
         np.cumsum(keep.sum(axis=1), out=bounds[1:])
@@ -155,7 +157,7 @@ class Sequences:
 
 
 class TriePredictor:
-    """A graph compiled for :class:`Sequences`: ``predictor(seqs)`` equals ``Predictor(graph, keys)`` applied
+    """A graph compiled for :class:`Sequences`: ``predictor.on(seqs)`` equals ``Predictor(graph, keys)`` applied
     to each sequence, concatenated.
 
     The graph's patterns are first re-inserted into a trie of key ids (so siblings with the same key, which
@@ -221,7 +223,8 @@ class TriePredictor:
         return (np.concatenate([self._child[at[hit]], wild[has_wild]]),
                 np.concatenate([pos[hit], pos[has_wild]]))
 
-    def __call__(self, seqs: Sequences) -> np.ndarray:
+    def on(self, seqs: Sequences) -> np.ndarray:
+        """float64 [len(seqs)]: the prediction at every token of every sequence."""
         n = len(seqs)
         pred = np.zeros(n, dtype=np.float64)
         if n == 0 or not self.has_end.any():
