@@ -195,3 +195,16 @@ def test_misses_break_ties_by_the_earliest_position_then_dataset_then_sequence()
     assert got == _reference_misses(predict, datasets, 1.0, 0.5, None, limit=5)
     assert [(m["dataset"], m["sequence"], m["position"]) for m in got["false_positive"]] == [
         ("heldout", 0, 1), ("heldout", 1, 1), ("ordinary", 0, 1), ("ordinary", 1, 1)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_score_graph_equals_score_predictor_with_the_reference_predictor(tmp_path, seed):
+    """fit.py's held-out score can use score_graph: the same Scores as score_predictor(Predictor(...))."""
+    work = make_workdir(tmp_path, seed)
+    mined, keys = MinedLayer.load(work.mined(0)), KeyIndex(VOCAB)
+    for n in range(NEURONS):
+        fit = read_json(work.fitted(0, n))
+        graph = Graph.from_json(fit["graph"])
+        texts = [(w.tokens, w.acts) for w in mined.heldout.windows(n)]
+        want = ev.score_predictor(Predictor(graph, keys), texts, fit["max_activation"], 0.5, BOS)
+        assert ev.score_graph(graph, keys, texts, fit["max_activation"], 0.5, BOS) == want

@@ -132,6 +132,15 @@ def score_predictor(predict: Callable[[np.ndarray], np.ndarray], texts: Sequence
     return score(pairs(), threshold)
 
 
+def score_graph(graph: Graph, keys: KeyIndex, texts: Sequence[tuple[np.ndarray, np.ndarray]], a_max: float,
+                threshold: float, bos: int | None) -> Scores:
+    """``score_predictor(Predictor(graph, keys), texts, ...)`` (the same Scores), all sequences at once."""
+    seqs = Sequences.concat(t for t, _ in texts)
+    acts = np.concatenate([np.asarray(a, dtype=np.float64) for _, a in texts]) if texts else np.zeros(0)
+    data = Dataset.of("", seqs, acts, a_max, bos)
+    return score_flat(data.truth, [TriePredictor(graph, keys).on(seqs)], threshold)[0]
+
+
 @dataclass(frozen=True)
 class Dataset:
     """One neuron's sequences of a dataset laid end to end, and the truth they are scored against."""
