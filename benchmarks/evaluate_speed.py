@@ -4,7 +4,11 @@ neurons in one run, and the files both write compared byte for byte.
     PYTHONPATH=generator .venv/bin/python benchmarks/evaluate_speed.py --work-dir .n2g/smollm2-135m__wiki
     PYTHONPATH=generator .venv/bin/python benchmarks/evaluate_speed.py --synthetic 1536 --before-neurons 256
 
-The work dir (a real one, or a synthetic one shaped like SmolLM2-135M from render_scale.py: 1,536 neurons
+    PYTHONPATH=generator .venv/bin/python benchmarks/evaluate_speed.py --work-dir .n2g/smollm2-135m__wiki \
+        --replicate 1536 --before-neurons 256
+
+The work dir (a real one; a real one's fitted neurons cycled to ``--replicate`` neurons, real graphs and
+windows; or a synthetic one shaped like SmolLM2-135M from render_scale.py: 1,536 neurons
 per layer, 20 + 20 windows of 53 tokens, 4,096 tokens of ordinary text, graphs of 20-150 nodes) is copied
 to a temporary folder first: evaluate writes into it, and a source work dir is never touched. "before" is
 the whole ``n2g_site`` package at commit BEFORE (``git archive``; the last commit with the serial
@@ -87,10 +91,44 @@ def _synthetic(root: Path, neurons: int) -> None:
     render_scale.make_workdir(root, neurons, jobs=1)
 
 
+def _replicated(source: Path, root: Path, neurons: int) -> None:
+    """A work dir of ``neurons`` neurons in layers 0, 1, ... (1,536 each) that cycle through the source's
+    fitted neurons: their real graphs, windows, ordinary-text activations and vocabulary."""
+    import numpy as np
+
+    from n2g_site.store import ExampleSet, MinedLayer, WorkDir, read_json, write_json
+
+    src, work = WorkDir(source), WorkDir(root)
+    manifest = read_json(src.manifest)
+    per_layer = int(manifest["model_info"]["d_mlp"])
+    root.mkdir(parents=True)
+    shutil.copy(src.manifest, work.manifest)
+    shutil.copy(src.vocab, work.vocab)
+    mined = {int(p.stem.split("_")[1]): MinedLayer.load(p) for p in sorted((source / "mine").glob("layer_*.npz"))}
+    pool = [(layer, int(n)) for layer, m in mined.items() for n in m.neurons
+            if src.fitted(layer, int(n)).exists() and read_json(src.fitted(layer, int(n)))["status"] == "fitted"]
+    for layer in range(-(-neurons // per_layer)):
+        count = min(per_layer, neurons - layer * per_layer)
+        picks = [pool[(layer * per_layer + i) % len(pool)] for i in range(count)]
+
+        def gather(split: str) -> ExampleSet:
+            return ExampleSet(**{f: np.stack([getattr(getattr(mined[ll], split), f)[mined[ll].row(nn)]
+                                              for ll, nn in picks]) for f in ExampleSet.__dataclass_fields__})
+
+        first = mined[picks[0][0]]
+        ordinary = type(first.ordinary)(first.ordinary.tokens, np.stack([mined[ll].ordinary.acts[mined[ll].row(nn)]
+                                                                          for ll, nn in picks]), first.ordinary.doc)
+        MinedLayer(layer, np.arange(count), gather("train"), gather("heldout"), first.stats, ordinary).save(work.mined(layer))
+        for i, (ll, nn) in enumerate(picks):
+            write_json(work.fitted(layer, i), {**read_json(src.fitted(ll, nn)), "layer": layer, "neuron": i})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", type=Path, help="a fitted work dir (copied; never written)")
     parser.add_argument("--synthetic", type=int, help="or: this many synthetic neurons (layer 0 first)")
+    parser.add_argument("--replicate", type=int,
+                        help="with --work-dir: this many neurons (layer 0 first) cycling through its fitted ones")
     parser.add_argument("--layers", help="selection (default: the work dir's defaults, or all synthetic layers)")
     parser.add_argument("--neurons", help="selection for 'after' (default as --layers)")
     parser.add_argument("--before-neurons", type=int,
@@ -108,7 +146,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="n2g-evaluate-speed-"))
     try:
         work = tmp / "work"
-        if args.work_dir is not None:
+        if args.work_dir is not None and args.replicate:
+            _replicated(args.work_dir, work, args.replicate)
+            args.layers = args.layers or f"0-{(args.replicate - 1) // 1536}"
+            args.neurons = args.neurons or f"0-{min(args.replicate, 1536) - 1}"
+        elif args.work_dir is not None:
             shutil.copytree(args.work_dir, work, ignore=shutil.ignore_patterns("evaluate", "site*"))
         else:
             _synthetic(work, args.synthetic)

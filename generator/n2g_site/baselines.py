@@ -43,20 +43,28 @@ def _ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
 
 
 class TokenLookup:
+    """Statistics over the token ids seen in the training windows only, then one vocabulary-sized table."""
+
     def __init__(self, windows: Iterable[tuple[np.ndarray, np.ndarray]], vocab_size: int, skip: int | None,
                  stat: str = "mean") -> None:
-        sums = np.zeros(vocab_size, dtype=np.float64)
-        counts = np.zeros(vocab_size, dtype=np.int64)
-        best = np.full(vocab_size, -np.inf)
-        for tokens, norm in windows:
-            keep = (tokens >= 0) & (tokens < vocab_size) & (tokens != (-1 if skip is None else skip))
-            np.add.at(sums, tokens[keep], norm[keep])
-            np.add.at(counts, tokens[keep], 1)
-            np.maximum.at(best, tokens[keep], norm[keep])
+        tokens, norm = [], []
+        for t, v in windows:
+            t = np.asarray(t, dtype=np.int64)
+            keep = (t >= 0) & (t < vocab_size) & (t != (-1 if skip is None else skip))
+            tokens.append(t[keep])
+            norm.append(np.asarray(v, dtype=np.float64)[keep])
+        tokens_all = np.concatenate(tokens) if tokens else np.zeros(0, np.int64)
+        norm_all = np.concatenate(norm) if norm else np.zeros(0)
+        seen, where = np.unique(tokens_all, return_inverse=True)
         if stat == "max":
-            self.table = np.where(counts > 0, best, 0.0)
+            values = np.full(len(seen), -np.inf)
+            np.maximum.at(values, where, norm_all)
         else:
-            self.table = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+            sums = np.zeros(len(seen))
+            np.add.at(sums, where, norm_all)  # in window order: the same sums as per token id
+            values = sums / np.bincount(where, minlength=len(seen))
+        self.table = np.zeros(vocab_size)  # unseen tokens predict 0
+        self.table[seen] = values
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
         tokens = np.asarray(tokens, dtype=np.int64)
