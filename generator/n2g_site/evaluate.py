@@ -20,6 +20,11 @@ Outputs: ``evaluate/L{L:02d}/N{N:05d}.json`` per neuron (schema ``n2g-site/neuro
 ``evaluate/layer_{L:02d}.csv`` (one row per neuron x dataset x method) and ``evaluate/summary.json``
 (per layer, dataset and method: unweighted means over neurons where the metric is defined, as in P1;
 plus dead and always-on neuron counts of the whole layer).
+
+Speed: each predictor runs once per neuron over both datasets laid end to end (:class:`Sequences`; the
+graph through :class:`~n2g_site.n2g.predict.TriePredictor`, the same floats as ``Predictor`` per sequence),
+and neurons are scored in worker processes (``jobs``, default one per CPU the process may use) when there
+are at least :data:`PARALLEL_MIN_NEURONS`. Every file is the same whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -27,18 +32,23 @@ from __future__ import annotations
 import csv
 import io
 import math
+import multiprocessing
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .baselines import NGram, TokenLookup
 from .config import Config
 from .n2g.graph import Graph
-from .n2g.predict import KeyIndex, Predictor
+from .n2g.predict import KeyIndex, Sequences, TriePredictor
 from .progress import advance, bar, console, say
-from .store import MinedLayer, WorkDir, atomic_write_text, read_json, write_json
+from .store import ExampleSet, MinedLayer, WorkDir, atomic_write_text, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-eval/1"
 METHODS = ("n2g", "token_lookup", "token_max", "ngram")
@@ -47,6 +57,9 @@ METRICS = ("precision", "recall", "f1", "correlation")
 ALWAYS_ON_SHARE = 0.5  # a neuron is "always on" when it fires on at least half of the mined tokens
 MAX_MISSES = 3  # false-positive and false-negative snippets kept per neuron (one per sequence at most)
 MISS_BEFORE, MISS_AFTER = 20, 4  # tokens of context kept around a miss
+PARALLEL_MIN_NEURONS = 256  # fewer neurons are scored in this process (a spawned worker takes ~1 s to start)
+CHUNK = 32  # neurons per worker task
+WRITERS = 8  # threads writing a chunk's files: each file is synced, and concurrent syncs share a disk commit
 
 
 @dataclass(frozen=True)
@@ -71,30 +84,39 @@ def score(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: float = 0.5
     >>> (s.true_positive, s.precision, s.recall, s.f1)
     (1, 0.5, 0.5, 0.5)
     """
-    truths, preds = [], []
-    for truth, pred in pairs:
-        truth = np.asarray(truth, dtype=np.float64)
-        keep = ~np.isnan(truth)
-        truths.append(truth[keep])
-        preds.append(np.asarray(pred, dtype=np.float64)[keep])
-    truth = np.concatenate(truths) if truths else np.zeros(0)
-    pred = np.concatenate(preds) if preds else np.zeros(0)
-    t, p = truth >= threshold, pred >= threshold
-    tp, true_fire, pred_fire = int((t & p).sum()), int(t.sum()), int(p.sum())
-    fp, fn = pred_fire - tp, true_fire - tp
-    corr = None
-    if truth.size > 1 and truth.std() > 0 and pred.std() > 0:
-        corr = round(float(np.corrcoef(truth, pred)[0, 1]), 4)
-    return Scores(
-        tokens=int(truth.size),
-        true_firing=true_fire,
-        predicted_firing=pred_fire,
-        true_positive=tp,
-        precision=round(tp / pred_fire, 4) if pred_fire else None,
-        recall=round(tp / true_fire, 4) if true_fire else None,
-        f1=round(2 * tp / (2 * tp + fp + fn), 4) if (2 * tp + fp + fn) else None,
-        correlation=corr,
-    )
+    pairs = [(np.asarray(t, dtype=np.float64), np.asarray(p, dtype=np.float64)) for t, p in pairs]
+    return score_flat(np.concatenate([t for t, _ in pairs]) if pairs else np.zeros(0),
+                      [np.concatenate([p for _, p in pairs]) if pairs else np.zeros(0)], threshold)[0]
+
+
+def score_flat(truth: np.ndarray, preds: Sequence[np.ndarray], threshold: float = 0.5) -> list[Scores]:
+    """:func:`score` of each prediction in ``preds`` against one ``truth``, every sequence's tokens laid end
+    to end (the same counts and floats as ``score`` of the sequences one by one)."""
+    keep = ~np.isnan(truth)
+    truth = truth[keep]
+    t = truth >= threshold
+    true_fire = int(t.sum())
+    truth_varies = truth.size > 1 and truth.std() > 0
+    out = []
+    for pred in preds:
+        pred = pred[keep]
+        p = pred >= threshold
+        tp, pred_fire = int((t & p).sum()), int(p.sum())
+        fp, fn = pred_fire - tp, true_fire - tp
+        corr = None
+        if truth_varies and pred.std() > 0:
+            corr = round(float(np.corrcoef(truth, pred)[0, 1]), 4)
+        out.append(Scores(
+            tokens=int(truth.size),
+            true_firing=true_fire,
+            predicted_firing=pred_fire,
+            true_positive=tp,
+            precision=round(tp / pred_fire, 4) if pred_fire else None,
+            recall=round(tp / true_fire, 4) if true_fire else None,
+            f1=round(2 * tp / (2 * tp + fp + fn), 4) if (2 * tp + fp + fn) else None,
+            correlation=corr,
+        ))
+    return out
 
 
 def score_predictor(predict: Callable[[np.ndarray], np.ndarray], texts: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -110,6 +132,31 @@ def score_predictor(predict: Callable[[np.ndarray], np.ndarray], texts: Sequence
     return score(pairs(), threshold)
 
 
+def score_graph(graph: Graph, keys: KeyIndex, texts: Sequence[tuple[np.ndarray, np.ndarray]], a_max: float,
+                threshold: float, bos: int | None) -> Scores:
+    """``score_predictor(Predictor(graph, keys), texts, ...)`` (the same Scores), all sequences at once."""
+    seqs = Sequences.concat(t for t, _ in texts)
+    acts = np.concatenate([np.asarray(a, dtype=np.float64) for _, a in texts]) if texts else np.zeros(0)
+    data = Dataset.of("", seqs, acts, a_max, bos)
+    return score_flat(data.truth, [TriePredictor(graph, keys).on(seqs)], threshold)[0]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One neuron's sequences of a dataset laid end to end, and the truth they are scored against."""
+
+    name: str
+    seqs: Sequences
+    truth: np.ndarray  # float64 [N]: normalised activations; NaN where not scored (the doc-start token)
+
+    @classmethod
+    def of(cls, name: str, seqs: Sequences, acts: np.ndarray, a_max: float, bos: int | None) -> Dataset:
+        truth = np.asarray(acts, dtype=np.float64) / a_max
+        if bos is not None:
+            truth = np.where(seqs.tokens == bos, np.nan, truth)
+        return cls(name, seqs, truth)
+
+
 @dataclass
 class EvaluateSummary:
     neurons: int
@@ -118,52 +165,68 @@ class EvaluateSummary:
 
 def find_misses(predict: Callable[[np.ndarray], np.ndarray], datasets: dict[str, Sequence[tuple[np.ndarray, np.ndarray]]],
                 a_max: float, threshold: float, bos: int | None, limit: int = MAX_MISSES) -> dict[str, list[dict]]:
+    """:func:`misses` of ``predict`` (one sequence at a time) on (tokens, raw activations) sequences."""
+    flat, preds = [], []
+    for name, texts in datasets.items():
+        seqs = Sequences.concat(t for t, _ in texts)
+        acts = np.concatenate([np.asarray(a, dtype=np.float64) for _, a in texts]) if texts else np.zeros(0)
+        flat.append(Dataset.of(name, seqs, acts, a_max, bos))
+        preds.append(np.concatenate([np.asarray(predict(np.asarray(t)), dtype=np.float64) for t, _ in texts])
+                     if texts else np.zeros(0))
+    return misses(flat, preds, threshold, limit)
+
+
+def misses(datasets: Sequence[Dataset], preds: Sequence[np.ndarray], threshold: float,
+           limit: int = MAX_MISSES) -> dict[str, list[dict]]:
     """Where the graph is wrong: snippets around its worst false positive and false negative per sequence.
 
     A false positive is a token the graph predicts to fire (predicted >= ``threshold``) where the neuron
     does not; a false negative the reverse. Per sequence the miss with the largest gap between predicted
-    and true normalised activation is kept; across sequences the ``limit`` largest gaps, datasets in the
-    order given breaking ties, and a miss with the same 4 tokens before it counted once (held-out windows
-    and the ordinary text can hold the same passage). Each snippet: ``dataset``, ``sequence`` (index in it),
-    ``position`` (of the miss in the sequence), ``start`` (of the snippet), ``tokens`` (ids), ``truth`` and
-    ``predicted`` (normalised activations of the snippet's tokens, 3 decimals; null at doc-start tokens).
+    and true normalised activation is kept (the first of equal gaps); across sequences the ``limit``
+    largest gaps, datasets in the order given then sequences breaking ties, and a miss with the same 4
+    tokens before it counted once (held-out windows and the ordinary text can hold the same passage). Each
+    snippet: ``dataset``, ``sequence`` (index in it), ``position`` (of the miss in the sequence), ``start``
+    (of the snippet), ``tokens`` (ids), ``truth`` and ``predicted`` (normalised activations of the snippet's
+    tokens, 3 decimals; null at doc-start tokens). ``preds[i]`` is the prediction on ``datasets[i]``.
     """
-    found: dict[str, list[tuple[float, int, dict]]] = {"false_positive": [], "false_negative": []}
-    order = 0
-    for name, texts in datasets.items():
-        for index, (tokens, acts) in enumerate(texts):
-            tokens = np.asarray(tokens)
-            truth = np.asarray(acts, dtype=np.float64) / a_max
-            if bos is not None:
-                truth = np.where(tokens == bos, np.nan, truth)
-            pred = np.asarray(predict(tokens), dtype=np.float64)
-            scored = ~np.isnan(truth)
-            fires, said = scored & (truth >= threshold), scored & (pred >= threshold)
-            for kind, wrong, gap in (("false_positive", said & ~fires, pred - truth),
-                                     ("false_negative", fires & ~said, truth - pred)):
-                if not wrong.any():
-                    continue
-                at = int(np.flatnonzero(wrong)[np.argmax(gap[wrong])])
-                lo, hi = max(0, at - MISS_BEFORE), min(len(tokens), at + MISS_AFTER + 1)
-                snippet = {
-                    "dataset": name, "sequence": index, "position": at, "start": lo,
-                    "tokens": [int(t) for t in tokens[lo:hi]],
-                    "truth": [None if np.isnan(v) else round(float(v), 3) for v in truth[lo:hi]],
-                    "predicted": [round(float(v), 3) for v in pred[lo:hi]],
-                }
-                found[kind].append((-float(gap[at]), order, snippet))
-                order += 1
     out: dict[str, list[dict]] = {}
-    for kind, items in found.items():
+    for kind in ("false_positive", "false_negative"):
+        candidates = []  # per dataset: (gap, dataset index, sequence, flat position) of each sequence's worst
+        for index, (data, pred) in enumerate(zip(datasets, preds)):
+            scored = ~np.isnan(data.truth)
+            fires, said = scored & (data.truth >= threshold), scored & (pred >= threshold)
+            wrong = np.flatnonzero(said & ~fires if kind == "false_positive" else fires & ~said)
+            if not wrong.size:
+                continue
+            gap = (pred - data.truth if kind == "false_positive" else data.truth - pred)[wrong]
+            seq = data.seqs.sequence[wrong]
+            order = np.lexsort((wrong, -gap, seq))  # per sequence: largest gap first, then the earliest
+            first = order[np.unique(seq[order], return_index=True)[1]]
+            candidates.append((gap[first], np.full(first.size, index), seq[first], wrong[first]))
+        if not candidates:
+            out[kind] = []
+            continue
+        gap, which, seq, at = (np.concatenate(c) for c in zip(*candidates))
+        order = np.lexsort((seq, which, -gap)).tolist()
+        which, seq, at = which.tolist(), seq.tolist(), at.tolist()
         chosen, seen = [], set()
-        for _, _, snippet in sorted(items, key=lambda x: x[:2]):
-            at = snippet["position"] - snippet["start"]
+        for i in order:
+            data, pred = datasets[which[i]], preds[which[i]]
+            start, stop = int(data.seqs.bounds[seq[i]]), int(data.seqs.bounds[seq[i] + 1])
+            position = at[i] - start
             # held-out windows and the ordinary text can hold the same passage: show it once
-            context = tuple(snippet["tokens"][at - 4 : at + 1]) if at >= 4 else (snippet["dataset"], snippet["sequence"])
+            context = (tuple(data.seqs.tokens[at[i] - 4 : at[i] + 1].tolist()) if position >= 4
+                       else (data.name, seq[i]))
             if context in seen:
                 continue
             seen.add(context)
-            chosen.append(snippet)
+            lo, hi = max(start, at[i] - MISS_BEFORE), min(stop, at[i] + MISS_AFTER + 1)
+            chosen.append({
+                "dataset": data.name, "sequence": seq[i], "position": position, "start": lo - start,
+                "tokens": data.seqs.tokens[lo:hi].tolist(),
+                "truth": [None if v != v else round(v, 3) for v in data.truth[lo:hi].tolist()],  # NaN: not scored
+                "predicted": [round(v, 3) for v in pred[lo:hi].tolist()],
+            })
             if len(chosen) == limit:
                 break
         out[kind] = chosen
@@ -175,34 +238,36 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return round(float(np.mean(defined)), 4) if defined else None
 
 
-def evaluate(cfg: Config, work: WorkDir) -> EvaluateSummary:
+def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> EvaluateSummary:
+    """Score every fitted neuron of the selection in ``jobs`` worker processes (1: this process; default:
+    one per CPU this process may run on when there are at least :data:`PARALLEL_MIN_NEURONS` neurons)."""
     manifest = work.load_manifest()
     info = manifest["model_info"]
     text = work.load_vocab()
     bos = text.index(info["bos"]) if info.get("bos") in text else None
-    keys = KeyIndex(text)
     threshold, n = cfg.evaluate.fire_threshold, cfg.evaluate.ngram
     layers = [layer for layer in cfg.select_layers(info["n_layers"]) if work.mined(layer).exists()]
     neurons = cfg.select_neurons(info["d_mlp"])
     todo = [(layer, neuron) for layer in layers for neuron in neurons if work.fitted(layer, neuron).exists()]
     if not todo:
         work.require(work.fitted(layers[0] if layers else 0, neurons[0]), "fit")
+    settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos)
+    chunks = [(layer, part[i : i + CHUNK]) for layer in layers
+              for part in [[nn for ll, nn in todo if ll == layer]] for i in range(0, len(part), CHUNK)]
     started = time.perf_counter()
+    rows: dict[int, list[dict]] = {layer: [] for layer in layers}
+    counts: dict[int, dict] = {}
+    with bar("evaluate", len(todo), "neurons") as progress, _scoring(settings, jobs, len(todo)) as score_chunks:
+        for (layer, part), (chunk_rows, layer_counts) in zip(chunks, score_chunks(chunks)):
+            rows[layer].extend(chunk_rows)
+            counts[layer] = layer_counts
+            advance(progress, len(part))
     summary: dict[str, dict] = {}
-    with bar("evaluate", len(todo), "neurons") as progress:
-        for layer in layers:
-            mined = MinedLayer.load(work.mined(layer))
-            rows: list[dict] = []
-            for neuron in (nn for ll, nn in todo if ll == layer):
-                fit = read_json(work.fitted(layer, neuron))
-                result = _evaluate_neuron(fit, mined, keys, len(text), threshold, n, cfg.fit.train_examples, bos)
-                write_json(work.evaluated(layer, neuron), result)
-                for dataset, methods in result["datasets"].items():
-                    for method, s in methods.items():
-                        rows.append({"layer": layer, "neuron": neuron, "dataset": dataset, "method": method, **s})
-                advance(progress)
-            _write_csv(work, layer, rows)
-            summary[str(layer)] = _layer_summary(rows, mined)
+    for layer in layers:
+        if layer not in counts:  # no fitted neuron: the layer's CSV has only its header, its counts still count
+            counts[layer] = _Layer.load(work.mined(layer)).counts
+        _write_csv(work, layer, rows[layer])
+        summary[str(layer)] = _layer_summary(rows[layer], counts[layer])
     write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, "layers": summary}, indent=1)
     seconds = time.perf_counter() - started
     print_table(summary)
@@ -210,42 +275,164 @@ def evaluate(cfg: Config, work: WorkDir) -> EvaluateSummary:
     return EvaluateSummary(len(todo), seconds)
 
 
-def _evaluate_neuron(fit: dict, mined: MinedLayer, keys: KeyIndex, vocab_size: int, threshold: float, n: int,
-                     train_examples: int, bos: int | None) -> dict:
-    layer, neuron = fit["layer"], fit["neuron"]
-    out = {"schema": SCHEMA, "layer": layer, "neuron": neuron, "status": fit["status"], "fire_threshold": threshold,
-           "ngram": n, "datasets": {}}
+@dataclass(frozen=True)
+class _Settings:
+    root: str
+    threshold: float
+    ngram: int
+    train_examples: int
+    bos: int | None
+
+
+@dataclass
+class _Layer:
+    """One mined layer as scoring reads it: the ordinary text laid end to end once for all its neurons."""
+
+    mined: MinedLayer
+    ordinary: Sequences
+    ordinary_keep: np.ndarray  # bool [R, T]: the ordinary text's non-padding tokens
+    counts: dict  # dead / always-on / layer neuron counts for the summary
+
+    @classmethod
+    def load(cls, path: Path) -> _Layer:
+        mined = MinedLayer.load(path)
+        tokens = mined.ordinary.tokens
+        counts = {
+            "dead": int((mined.stats.max <= 0).sum()),
+            "always_on": int((mined.stats.firing_share(0.5) >= ALWAYS_ON_SHARE).sum()),
+            "layer_neurons": int(mined.stats.max.shape[0]),
+        }
+        return cls(mined, Sequences.padded(tokens), tokens >= 0, counts)
+
+    def ordinary_acts(self, row: int) -> np.ndarray:
+        if not self.ordinary_keep.shape[0]:  # mined with --ordinary-tokens 0
+            return np.zeros(0)
+        return self.mined.ordinary.acts[row][self.ordinary_keep].astype(np.float64)
+
+
+class _Scorer:
+    """Scores chunks of one layer's neurons and writes their files; holds the key index and the last layer.
+
+    Files are written by a few threads while the next neuron is scored, all of a chunk's before it returns:
+    each ``write_json`` syncs its file, ~5-10 ms of waiting on these disks one at a time (more than the
+    scoring), under 1 ms a file when several are in flight (measured, benchmarks/README.md).
+    """
+
+    def __init__(self, settings: _Settings) -> None:
+        self.settings = settings
+        self.work = WorkDir(Path(settings.root))
+        text = self.work.load_vocab()
+        self.keys = KeyIndex(text)
+        self.vocab_size = len(text)
+        self.layer: tuple[int, _Layer] | None = None
+        self.writer = ThreadPoolExecutor(WRITERS, thread_name_prefix="evaluate-write")
+
+    def close(self) -> None:
+        self.writer.shutdown()
+
+    def __call__(self, chunk: tuple[int, list[int]]) -> tuple[list[dict], dict]:
+        layer, neurons = chunk
+        if self.layer is None or self.layer[0] != layer:
+            self.layer = (layer, _Layer.load(self.work.mined(layer)))
+        data = self.layer[1]
+        rows: list[dict] = []
+        written = []
+        for neuron in neurons:
+            result = _evaluate_neuron(read_json(self.work.fitted(layer, neuron)), data, self.keys, self.vocab_size,
+                                      self.settings)
+            written.append(self.writer.submit(write_json, self.work.evaluated(layer, neuron), result))
+            for dataset, methods in result["datasets"].items():
+                for method, s in methods.items():
+                    rows.append({"layer": layer, "neuron": neuron, "dataset": dataset, "method": method, **s})
+        for future in written:
+            future.result()  # raises a failed write's error
+        return rows, data.counts
+
+
+_WORKER: _Scorer | None = None
+
+
+def _init_worker(settings: _Settings) -> None:
+    global _WORKER
+    _WORKER = _Scorer(settings)
+
+
+def _worker_chunk(chunk: tuple[int, list[int]]) -> tuple[list[dict], dict]:
+    assert _WORKER is not None
+    return _WORKER(chunk)
+
+
+def default_jobs() -> int:
+    """CPUs this process may run on (a Slurm or container CPU set, not the whole machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def _scoring(settings: _Settings, jobs: int | None, neurons: int
+             ) -> Iterator[Callable[[list[tuple[int, list[int]]]], Iterator[tuple[list[dict], dict]]]]:
+    """A function from chunks to their results, in order: in this process or in worker processes (``jobs``
+    of them; None: one per CPU when there are at least PARALLEL_MIN_NEURONS neurons)."""
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"evaluate: jobs={jobs} must be 1 or more")
+    if jobs is None:
+        jobs = default_jobs() if neurons >= PARALLEL_MIN_NEURONS else 1
+    jobs = min(jobs, math.ceil(neurons / CHUNK))
+    if jobs <= 1:
+        scorer = _Scorer(settings)
+        try:
+            yield lambda chunks: map(scorer, chunks)
+        finally:
+            scorer.close()
+        return
+    # spawn: evaluate may run in a process that holds torch threads (build runs fit first)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(settings,)) as pool:
+        yield lambda chunks: pool.map(_worker_chunk, chunks)
+
+
+def _windows(examples: ExampleSet, row: int, limit: int | None = None) -> tuple[Sequences, np.ndarray]:
+    """A neuron's filled windows (the first ``limit``) laid end to end, padding dropped, and their raw
+    activations: the same tokens and floats as ``examples.windows(row, limit)``."""
+    slots = np.flatnonzero(examples.doc[row] >= 0)[:limit]
+    tokens = examples.tokens[row, slots]
+    return Sequences.padded(tokens), examples.acts[row, slots][tokens >= 0].astype(np.float64)
+
+
+def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, settings: _Settings) -> dict:
+    threshold, n, bos = settings.threshold, settings.ngram, settings.bos
+    out = {"schema": SCHEMA, "layer": fit["layer"], "neuron": fit["neuron"], "status": fit["status"],
+           "fire_threshold": threshold, "ngram": n, "datasets": {}}
     if fit["status"] != "fitted":
         return out
-    row = mined.row(neuron)
+    mined = layer.mined
+    row = mined.row(fit["neuron"])
     a_max = float(fit["max_activation"])
-    train = [(w.tokens, w.acts / a_max) for w in mined.train.windows(row)[:train_examples]]
+    train, train_acts = _windows(mined.train, row, settings.train_examples)
+    norm = train_acts / a_max
     predictors = {
-        "n2g": Predictor(Graph.from_json(fit["graph"]), keys),
-        "token_lookup": TokenLookup(train, vocab_size, bos, "mean"),
-        "token_max": TokenLookup(train, vocab_size, bos, "max"),
-        "ngram": NGram(train, n, threshold, bos),
+        "n2g": TriePredictor(Graph.from_json(fit["graph"]), keys),
+        "token_lookup": TokenLookup([(train.tokens, norm)], vocab_size, bos, "mean"),
+        "token_max": TokenLookup([(train.tokens, norm)], vocab_size, bos, "max"),
+        "ngram": NGram.of(train, norm, n, threshold, bos),
     }
-    datasets = {
-        "heldout": [(w.tokens, w.acts) for w in mined.heldout.windows(row)],
-        "ordinary": mined.ordinary.rows(row),
-    }
-    for name, texts in datasets.items():
-        out["datasets"][name] = {
-            method: score_predictor(predict, texts, a_max, threshold, bos).as_dict()
-            for method, predict in predictors.items()
-        }
-    out["misses"] = find_misses(predictors["n2g"], datasets, a_max, threshold, bos)
+    heldout, heldout_acts = _windows(mined.heldout, row)
+    datasets = [Dataset.of("heldout", heldout, heldout_acts, a_max, bos),
+                Dataset.of("ordinary", layer.ordinary, layer.ordinary_acts(row), a_max, bos)]
+    both = Sequences.join([d.seqs for d in datasets])  # one pass of each predictor over both datasets
+    cuts = np.cumsum([0] + [len(d.seqs) for d in datasets])
+    preds = {method: predict.on(both) for method, predict in predictors.items()}
+    for data, lo, hi in zip(datasets, cuts[:-1], cuts[1:]):
+        scores = score_flat(data.truth, [pred[lo:hi] for pred in preds.values()], threshold)
+        out["datasets"][data.name] = {method: s.as_dict() for method, s in zip(preds, scores)}
+    out["misses"] = misses(datasets, [preds["n2g"][lo:hi] for lo, hi in zip(cuts[:-1], cuts[1:])], threshold)
     return out
 
 
-def _layer_summary(rows: list[dict], mined: MinedLayer) -> dict:
-    out: dict = {
-        "neurons": len({r["neuron"] for r in rows}),
-        "dead": int((mined.stats.max <= 0).sum()),
-        "always_on": int((mined.stats.firing_share(0.5) >= ALWAYS_ON_SHARE).sum()),
-        "layer_neurons": int(mined.stats.max.shape[0]),
-    }
+def _layer_summary(rows: list[dict], counts: dict) -> dict:
+    out: dict = {"neurons": len({r["neuron"] for r in rows}), **counts}
     for dataset in DATASETS:
         for method in METHODS:
             chosen = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
