@@ -74,18 +74,26 @@ def _boxes(root: ET.Element) -> list[Box]:
 
 def _edge_ends(d: str) -> tuple[tuple[float, float], tuple[float, float]]:
     """An edge path's start (at the context box) and its arrow's tip (the end point carried on along the
-    curve's last direction by the arrow's length)."""
-    assert re.fullmatch(r"M-?\d+,-?\d+c[-\d ]+", d), d
-    values = _ints(d)
-    x, y = values[0], values[1]
+    path's last direction by the arrow's length). Paths: ``M x,y`` then ``h dx``, ``l dx dy`` or ``c`` with
+    relative Bezier triples."""
+    m = re.fullmatch(r"M(-?\d+),(-?\d+)([hlc])([-\d ]+)", d)
+    assert m, d
+    x, y = int(m.group(1)), int(m.group(2))
     start = (float(x), float(y))
-    rel = values[2:]
-    assert rel and len(rel) % 6 == 0, d
-    prev = (x, y)
-    for i in range(0, len(rel), 6):
-        c2 = (x + rel[i + 2], y + rel[i + 3])
-        x, y = x + rel[i + 4], y + rel[i + 5]
-        prev = c2 if c2 != (x, y) else (x + rel[i], y + rel[i + 1])
+    rel = _ints(m.group(4))
+    if m.group(3) == "h":
+        assert len(rel) == 1, d
+        prev, (x, y) = (x, y), (x + rel[0], y)
+    elif m.group(3) == "l":
+        assert len(rel) == 2, d
+        prev, (x, y) = (x, y), (x + rel[0], y + rel[1])
+    else:
+        assert rel and len(rel) % 6 == 0, d
+        prev = (x, y)
+        for i in range(0, len(rel), 6):
+            c2 = (x + rel[i + 2], y + rel[i + 3])
+            x, y = x + rel[i + 4], y + rel[i + 5]
+            prev = c2 if c2 != (x, y) else (x + rel[i], y + rel[i + 1])
     dx, dy = x - prev[0], y - prev[1]
     norm = math.hypot(dx, dy) or 1.0
     return start, (x + ARROW * dx / norm, y + ARROW * dy / norm)

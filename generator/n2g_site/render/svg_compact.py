@@ -9,9 +9,10 @@ tree:
   and text anchor every label inherits; no XML prolog, doctype, comments or ids;
 - every coordinate a whole point (1 pt = 1/72 in, the drawing's user unit), dot's ``translate`` folded
   into them;
-- one ``<g class="edges">`` holding every edge as a bare ``<path>`` with relative coordinates: the curve
-  is reversed (written from the context token toward the token it supports) so that one shared arrow
-  ``<marker>`` at its end replaces dot's per-edge arrowhead polygon;
+- one ``<g class="edges">`` holding every edge as a bare ``<path>`` with relative coordinates (a straight
+  line where dot's curve is one to within a point): the curve is reversed (written from the context token
+  toward the token it supports) so that one shared arrow ``<marker>`` at its end replaces dot's per-edge
+  arrowhead polygon;
 - per node ``<g class="node ...">`` with the tooltip as its ``<title>`` (browsers show it on hover), the box
   as a short ``<path>`` with its fill, and the label ``<text>``. The node's DOT ``class`` (``end``, ``any``,
   ``w``) is kept: :data:`GRAPH_CSS` styles the outlines and label colours by class instead of repeating them
@@ -99,12 +100,31 @@ def _edge(d: str, frame: _Frame) -> str:
     if not d.lstrip().startswith("M") or len(values) < 8 or (len(values) - 2) % 6:
         raise ValueError(f"dot drew an edge that is not a cubic Bezier chain: {d[:80]!r}")
     pts = [frame.point(values[i], values[i + 1]) for i in range(0, len(values), 2)][::-1]
+    if len(pts) == 4 and _straight(pts):
+        (x0, y0), (x1, y1) = pts[0], pts[3]
+        step = f"h{x1 - x0}" if y1 == y0 else f"l{_join([x1 - x0, y1 - y0])}"
+        return f"M{x0},{y0}{step}"
     rel: list[int] = []
     for seg in range(0, len(pts) - 1, 3):
         x0, y0 = pts[seg]
         for x, y in pts[seg + 1 : seg + 4]:
             rel += [x - x0, y - y0]
     return f"M{pts[0][0]},{pts[0][1]}c{_join(rel)}"
+
+
+def _straight(pts: list[tuple[int, int]], tolerance: float = 1.0) -> bool:
+    """Whether a one-segment Bezier is a straight line to within ``tolerance`` points: both control points
+    near the chord and between its ends (most edges of a trie drawing: a child level with its parent)."""
+    (x0, y0), (x3, y3) = pts[0], pts[3]
+    dx, dy = x3 - x0, y3 - y0
+    length2 = dx * dx + dy * dy
+    if length2 == 0:
+        return False
+    for x, y in pts[1:3]:
+        t = ((x - x0) * dx + (y - y0) * dy) / length2
+        if not 0 <= t <= 1 or abs((x - x0) * dy - (y - y0) * dx) / math.sqrt(length2) > tolerance:
+            return False
+    return True
 
 
 def _marker(marker_id: str, arrow: float) -> ET.Element:
