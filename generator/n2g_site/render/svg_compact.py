@@ -3,7 +3,7 @@
 ``dot`` writes every element with its own id, a ``<title>`` naming the DOT node ("n3", "n3->n7"), an XML
 comment, a tooltip link wrapper, every style attribute repeated (fonts, strokes, colours) and coordinates
 with two decimals. :func:`compact` parses that output with :mod:`xml.etree.ElementTree` and writes a new
-tree:
+document:
 
 - the root ``<svg>`` with the graph's ``<title>`` and ``aria-label``, its size in whole points, and the font
   and text anchor every label inherits; no XML prolog, doctype, comments or ids;
@@ -19,9 +19,11 @@ tree:
   on every node. Attributes the drawing cannot do without (a box's fill, the arrows' and edges' paint, the
   small font of "any token") stay on the elements, so the drawing is still legible without the CSS.
 
-Text and attribute values go through ElementTree's serialiser, which escapes ``&``, ``<``, ``>`` and
-quotes: labels stay literal text whatever the token. The output is deterministic (attribute order is the
-order written here).
+The output is written as text, not through ElementTree's serialiser (pure Python, 3x slower here, and this
+runs once per neuron): tags and attribute names are constants of this module, and every value taken from
+dot's output or the caller (labels, tooltips, the title, colours) goes through :func:`_text` or
+:func:`_attribute`, which escape ``&``, ``<``, ``>`` and quotes, so labels stay literal text whatever the
+token (tests/test_svg.py, tests/test_render_hostile.py). The output is deterministic.
 """
 
 from __future__ import annotations
@@ -127,16 +129,14 @@ def _straight(pts: list[tuple[int, int]], tolerance: float = 1.0) -> bool:
     return True
 
 
-def _marker(marker_id: str, arrow: float) -> ET.Element:
+def _marker(marker_id: str, arrow: float) -> str:
     """dot's "normal" arrowhead of ``arrowsize=arrow`` (10 pt x ``arrow`` long, 0.35 of that each side of
     the line) as a marker drawn at each edge path's end, along its direction."""
     length, half = 10 * arrow, 3.5 * arrow
-    marker = ET.Element("marker", {
-        "id": marker_id, "markerWidth": f"{length:g}", "markerHeight": f"{2 * half:g}", "refY": f"{half:g}",
-        "orient": "auto", "markerUnits": "userSpaceOnUse",
-    })
-    ET.SubElement(marker, "path", {"d": f"M0,0 {length:g},{half:g} 0,{2 * half:g}z", "fill": EDGE_COLOUR})
-    return marker
+    return _element("marker", [
+        ("id", marker_id), ("markerWidth", f"{length:g}"), ("markerHeight", f"{2 * half:g}"),
+        ("refY", f"{half:g}"), ("orient", "auto"), ("markerUnits", "userSpaceOnUse"),
+    ], _element("path", [("d", f"M0,0 {length:g},{half:g} 0,{2 * half:g}z"), ("fill", EDGE_COLOUR)]))
 
 
 def marker_id(title: str) -> str:
@@ -168,54 +168,64 @@ def compact(svg: str, title: str, *, font: str, font_size: float, arrow: float) 
     frame = _Frame(float(m.group(1)), float(m.group(2)))
     width, height = _size(src.get("width"), "width"), _size(src.get("height"), "height")
 
-    root = ET.Element("svg", {
-        "class": "n2g-graph", "xmlns": SVG_NS, "role": "img", "aria-label": title,
-        "width": f"{width}pt", "height": f"{height}pt", "viewBox": f"0 0 {width} {height}",
-        "font-family": font, "font-size": f"{font_size:g}", "text-anchor": "middle",
-    })
-    ET.SubElement(root, "title").text = title
-    nodes: list[ET.Element] = []
+    parts = []
     edges: list[str] = []
     for item in graph.findall(_S + "g"):
         classes = (item.get("class") or "").split()
         if classes[:1] == ["edge"]:
             path = item.find(_S + "path")
             if path is not None:
-                edges.append(_edge(path.get("d", ""), frame))
+                edges.append(_element("path", [("d", _edge(path.get("d", ""), frame))]))
         elif classes[:1] == ["node"]:
-            nodes.append(_node(item, classes, frame))
+            parts.append(_node(item, classes, frame))
+    head = [_element("title", [], _text(title))]
     if edges:
         mid = marker_id(title)
-        ET.SubElement(root, "defs").append(_marker(mid, arrow))
-        group = ET.SubElement(root, "g", {"class": "edges", "fill": "none", "stroke": EDGE_COLOUR,
-                                          "marker-end": f"url(#{mid})"})
-        for d in edges:
-            ET.SubElement(group, "path", {"d": d})
-    root.extend(nodes)  # after the edges: boxes are painted over the edges' ends
-    # ElementTree writes an empty element as "<path ... />"; ">" in text and values is always escaped, so
-    # " />" only ever ends a tag.
-    return ET.tostring(root, encoding="unicode", short_empty_elements=True).replace(" />", "/>")
+        head.append(_element("defs", [], _marker(mid, arrow)))
+        head.append(_element("g", [("class", "edges"), ("fill", "none"), ("stroke", EDGE_COLOUR),
+                                   ("marker-end", f"url(#{mid})")], "".join(edges)))
+    return _element("svg", [
+        ("class", "n2g-graph"), ("xmlns", SVG_NS), ("role", "img"), ("aria-label", title),
+        ("width", f"{width}pt"), ("height", f"{height}pt"), ("viewBox", f"0 0 {width} {height}"),
+        ("font-family", font), ("font-size", f"{font_size:g}"), ("text-anchor", "middle"),
+    ], "".join(head + parts))  # nodes after the edges: boxes are painted over the edges' ends
 
 
-def _node(item: ET.Element, classes: list[str], frame: _Frame) -> ET.Element:
-    out = ET.Element("g", {"class": " ".join(classes)})
-    link = next((el for el in item.iter() if el.get(_XLINK_TITLE) is not None), None)
-    if link is not None:
-        ET.SubElement(out, "title").text = link.get(_XLINK_TITLE)
+def _node(item: ET.Element, classes: list[str], frame: _Frame) -> str:
+    inner = []
     for el in item.iter():
         tag = el.tag.removeprefix(_S)
+        if el.get(_XLINK_TITLE) is not None and not inner:
+            inner.append(_element("title", [], _text(el.get(_XLINK_TITLE))))
         if tag == "polygon":
-            attrs = {"d": _box(_numbers(el.get("points", "")), frame)}
             fill = el.get("fill")
-            attrs["fill"] = fill if fill and fill != "transparent" else "none"
-            ET.SubElement(out, "path", attrs)
+            inner.append(_element("path", [("d", _box(_numbers(el.get("points", "")), frame)),
+                                           ("fill", fill if fill and fill != "transparent" else "none")]))
         elif tag == "text":
             x, y = frame.point(float(el.get("x", 0)), float(el.get("y", 0)))
-            attrs = {"x": str(x), "y": str(y)}
+            attrs = [("x", str(x)), ("y", str(y))]
             size = el.get("font-size")
             if "any" in classes and size:
-                attrs["font-size"] = f"{float(size):g}"
-            ET.SubElement(out, "text", attrs).text = el.text or ""
+                attrs.append(("font-size", f"{float(size):g}"))
+            inner.append(_element("text", attrs, _text(el.text or "")))
         elif tag in ("ellipse", "path", "polyline", "image"):
             raise ValueError(f"dot drew a node as <{tag}>; svg_compact only knows box nodes (polygons)")
-    return out
+    return _element("g", [("class", " ".join(classes))], "".join(inner))
+
+
+def _text(value: str) -> str:
+    """Character data, escaped: the only markup characters left are the ones written here."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _element(tag: str, attrs: list[tuple[str, str]], content: str | None = None) -> str:
+    """One element: ``tag`` and attribute names are this module's constants; every attribute value is
+    escaped (``&``, ``<``, ``>``, ``"`` and the whitespace XML would normalise); ``content`` is markup built
+    by this module (:func:`_text` for character data); None writes an empty element."""
+    head = "<" + tag + "".join(f' {name}="{_attribute(value)}"' for name, value in attrs)
+    return head + "/>" if content is None else f"{head}>{content}</{tag}>"
+
+
+def _attribute(value: str) -> str:
+    return (_text(value).replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;")
+            .replace("\t", "&#9;"))
