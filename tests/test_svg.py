@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from n2g_site.n2g.graph import Element, Graph, Line, build_graph
 from n2g_site.render import svg as svg_mod
-from n2g_site.render.drawing import MAX_NODES, pattern_rank, select
+from n2g_site.render.drawing import MAX_DEPTH, MAX_NODES, MAX_ROWS, pattern_rank, select
 from n2g_site.render.svg import GRAPH_CSS, graph_dot, render_svgs, standalone_svg
 from n2g_site.render.svg_compact import marker_id
 from n2g_site.render.tokens import display_token
@@ -31,7 +31,6 @@ from render_fixtures import HOSTILE, big_graph, small_graph
 
 NS = "{http://www.w3.org/2000/svg}"
 ANY = "any token"
-ARROW = 6.0  # the arrowhead's length in points (svg.ARROW x 10)
 TOUCH = 2.0  # points: how far an edge end may sit from the box it touches (whole-point rounding, outlines)
 
 
@@ -73,30 +72,26 @@ def _boxes(root: ET.Element) -> list[Box]:
 
 
 def _edge_ends(d: str) -> tuple[tuple[float, float], tuple[float, float]]:
-    """An edge path's start (at the context box) and its arrow's tip (the end point carried on along the
-    path's last direction by the arrow's length). Paths: ``M x,y`` then ``h dx``, ``l dx dy`` or ``c`` with
-    relative Bezier triples."""
-    m = re.fullmatch(r"M(-?\d+),(-?\d+)([hlc])([-\d ]+)", d)
+    """An edge path's start (at the context box) and end (the arrow's tip, at the box of the token the edge
+    supports). Paths: ``M x,y`` then ``h dx``, ``l dx dy``, or ``c`` with relative Bezier triples and an
+    optional closing ``l dx dy``."""
+    m = re.fullmatch(r"M(-?\d+),(-?\d+)(?:h(-?\d+)|l(-?\d+)(-?\d+)|l(-?\d+) (\d+)|c([-\d ]+?)(?:l([-\d ]+))?)", d)
     assert m, d
     x, y = int(m.group(1)), int(m.group(2))
     start = (float(x), float(y))
-    rel = _ints(m.group(4))
-    if m.group(3) == "h":
-        assert len(rel) == 1, d
-        prev, (x, y) = (x, y), (x + rel[0], y)
-    elif m.group(3) == "l":
-        assert len(rel) == 2, d
-        prev, (x, y) = (x, y), (x + rel[0], y + rel[1])
-    else:
-        assert rel and len(rel) % 6 == 0, d
-        prev = (x, y)
-        for i in range(0, len(rel), 6):
-            c2 = (x + rel[i + 2], y + rel[i + 3])
-            x, y = x + rel[i + 4], y + rel[i + 5]
-            prev = c2 if c2 != (x, y) else (x + rel[i], y + rel[i + 1])
-    dx, dy = x - prev[0], y - prev[1]
-    norm = math.hypot(dx, dy) or 1.0
-    return start, (x + ARROW * dx / norm, y + ARROW * dy / norm)
+    if m.group(3) is not None:
+        return start, (x + int(m.group(3)), float(y))
+    if m.group(4) is not None or m.group(6) is not None:
+        dx, dy = (int(m.group(4)), int(m.group(5))) if m.group(4) is not None else (int(m.group(6)), int(m.group(7)))
+        return start, (x + dx, y + dy)
+    rel = _ints(m.group(8))
+    assert rel and len(rel) % 6 == 0, d
+    for i in range(0, len(rel), 6):
+        x, y = x + rel[i + 4], y + rel[i + 5]
+    if m.group(9):
+        dx, dy = _ints(m.group(9))
+        x, y = x + dx, y + dy
+    return start, (float(x), float(y))
 
 
 def _nearest(boxes: list[Box], point: tuple[float, float]) -> int:
@@ -271,7 +266,7 @@ def test_the_demo_largest_graphs_are_drawn_truthfully() -> None:
 
 def test_the_cap_keeps_the_strongest_patterns_whole() -> None:
     graph = synthetic_graph(3)
-    chosen = select(graph, max_nodes=MAX_NODES)
+    chosen = select(graph, max_nodes=MAX_NODES, max_rows=10**6)  # the node budget alone
     drawn = set(chosen.nodes)
     assert len(drawn) == chosen.drawn <= MAX_NODES
     assert all(graph.nodes[i].parent in drawn for i in drawn if graph.nodes[i].parent >= 0)  # whole paths
@@ -290,12 +285,42 @@ def test_the_cap_keeps_the_strongest_patterns_whole() -> None:
     assert chosen.hidden_patterns == chosen.patterns - chosen.drawn_patterns > 0
 
 
+@pytest.mark.parametrize("seed", [0, 4])
+def test_the_drawing_is_at_most_max_rows_tall(seed: int) -> None:
+    graph = synthetic_graph(seed, lines=1500, max_len=2)  # bushy: many short patterns, few nodes each
+    chosen = select(graph)
+    assert chosen.drawn < MAX_NODES  # the rows, not the nodes, stopped it
+    paths, boxes, parents = drawn_paths(_draw(graph))
+    has_child = {p for ps in parents.values() for p in ps}
+    leaves = [b for i, b in enumerate(boxes) if i not in has_child]
+    assert len(leaves) == MAX_ROWS == len({round((b.y0 + b.y1) / 2) for b in leaves})  # one row each
+
+
 def test_the_strongest_pattern_is_drawn_even_beyond_the_budget() -> None:
     graph = _graph(MERGED)
     chosen = select(graph, max_nodes=1)  # its strongest pattern, " Paris <- in" (0.9), has 2 nodes
     assert chosen.nodes == (0, 1) and chosen.drawn_patterns == 1
     with pytest.raises(ValueError, match="max_nodes=0"):
         select(graph, max_nodes=0)
+
+
+def _chain(tokens: list[str], end: float, first_id: int = 0) -> list[dict]:
+    return [{"id": first_id + d, "parent": first_id + d - 1 if d else -1, "depth": d, "key": t.strip(), "token": t,
+             "importance": 1.0 if d == 0 else 0.9, "activation": 0.5, "end": end if d == len(tokens) - 1 else None,
+             "count": 1} for d, t in enumerate(tokens)]
+
+
+def test_patterns_longer_than_the_depth_limit_are_counted_not_drawn() -> None:
+    long = _chain([f" w{i}" for i in range(MAX_DEPTH + 2)], 0.99)  # the strongest, but a sentence long
+    graph = _graph(long + _chain([" Paris", " in"], 0.7, len(long)))
+    chosen = select(graph)
+    assert [graph.nodes[i].token for i in chosen.nodes] == [" Paris", " in"]
+    assert (chosen.patterns, chosen.drawn_patterns, chosen.hidden) == (2, 1, MAX_DEPTH + 2)
+    only_long = _graph(long)  # nothing fits: the strongest pattern is drawn anyway
+    assert select(only_long).nodes == tuple(range(MAX_DEPTH + 2))
+    assert_drawing_tells_the_truth(graph, _draw(graph))
+    with pytest.raises(ValueError, match="max_depth=0"):
+        select(graph, max_depth=0)
 
 
 def test_the_strongest_pattern_is_drawn_on_top() -> None:

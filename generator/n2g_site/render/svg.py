@@ -8,7 +8,8 @@ patterns, up to a node budget, with counts of what is left out. Differences from
 
 - ignore nodes (key ``None``) are drawn as a small dashed "any token" node instead of being hidden;
 - nodes where a match may stop (``end`` not null) get a bold outline (DOT class ``end``);
-- at most ``max_nodes`` nodes are drawn (whole patterns, strongest first), the rest are counted.
+- at most ``max_nodes`` nodes in ``max_rows`` rows are drawn (whole patterns of at most ``max_depth`` tokens,
+  strongest first), the rest are counted.
 
 ``dot``'s SVG is then rewritten compactly (svg_compact.py): about half the bytes, styles by class
 (:data:`~.svg_compact.GRAPH_CSS`), whole-point coordinates, the tooltips kept as ``<title>`` elements.
@@ -38,11 +39,11 @@ from pathlib import Path
 from ..config import UserError
 from ..n2g.graph import Graph
 from . import svg_compact
-from .drawing import MAX_NODES, select
+from .drawing import MAX_DEPTH, MAX_NODES, MAX_ROWS, select
 from .svg_compact import GRAPH_CSS
 from .tokens import display_token
 
-__all__ = ["MAX_NODES", "GRAPH_CSS", "DotGraph", "graph_dot", "render_svgs", "standalone_svg", "svg_object"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_ROWS", "GRAPH_CSS", "DotGraph", "graph_dot", "render_svgs", "standalone_svg", "svg_object"]
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +133,13 @@ def _declaration_order(graph: Graph, order: tuple[int, ...]) -> list[int]:
     return [node_id for subtree in reversed(subtrees) for node_id in subtree]
 
 
-def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) -> DotGraph:
+def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES,
+              max_depth: int = MAX_DEPTH, max_rows: int = MAX_ROWS) -> DotGraph:
     """DOT source for one N2G graph (see module docstring for the layout): the trie nodes that
     :func:`drawing.select` picks, in its order, written as text: every label and tooltip goes through
     :func:`_dq`, every other value is generated here. A node's DOT ``class`` (``end``: a match may stop
     here; ``any``: an ignore node; ``w``: white label text) reaches the SVG, where n2g.css styles it."""
-    chosen = select(graph, max_nodes=max_nodes)
+    chosen = select(graph, max_nodes=max_nodes, max_depth=max_depth, max_rows=max_rows)
     lines = [_GRAPH_HEAD.format(name=name)]
     for node_id in _declaration_order(graph, chosen.nodes):
         node = graph.nodes[node_id]

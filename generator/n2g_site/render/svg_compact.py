@@ -11,8 +11,8 @@ document:
   into them;
 - one ``<g class="edges">`` holding every edge as a bare ``<path>`` with relative coordinates (a straight
   line where dot's curve is one to within a point): the curve is reversed (written from the context token
-  toward the token it supports) so that one shared arrow ``<marker>`` at its end replaces dot's per-edge
-  arrowhead polygon;
+  toward the token it supports) and carried on to the arrowhead's tip, so that one shared arrow
+  ``<marker>`` at its end replaces dot's per-edge arrowhead polygon;
 - per node ``<g class="node ...">`` with the tooltip as its ``<title>`` (browsers show it on hover), the box
   as a short ``<path>`` with its fill, and the label ``<text>``. The node's DOT ``class`` (``end``, ``any``,
   ``w``) is kept: :data:`GRAPH_CSS` styles the outlines and label colours by class instead of repeating them
@@ -95,23 +95,34 @@ def _box(points: list[float], frame: _Frame) -> str:
     return "M" + " ".join(f"{x},{y}" for x, y in pts) + "z"
 
 
-def _edge(d: str, frame: _Frame) -> str:
-    """An edge's cubic Bezier chain (``M p0 C p1 p2 p3 ...``), reversed and written with relative
-    coordinates (``M p3 c ...``): the same curve, ending where dot's arrowhead starts."""
+def _edge(d: str, arrowhead: list[float], frame: _Frame) -> str:
+    """An edge's cubic Bezier chain (``M p0 C p1 p2 p3 ...``, ``p0`` where dot's arrowhead starts), reversed
+    and written with relative coordinates (``M p3 c ...``), then a line on to the arrowhead's tip (the
+    ``arrowhead`` polygon's point farthest from ``p0``, touching the box of the token the edge supports).
+    The arrow marker sits on that last line: its direction is dot's own arrow axis, not a tangent of
+    rounded control points (which a short last segment would skew by degrees). A curve that is a straight
+    line to within a point is written as one line to the tip (most edges: a child level with its parent)."""
     values = _numbers(d)
     if not d.lstrip().startswith("M") or len(values) < 8 or (len(values) - 2) % 6:
         raise ValueError(f"dot drew an edge that is not a cubic Bezier chain: {d[:80]!r}")
     pts = [frame.point(values[i], values[i + 1]) for i in range(0, len(values), 2)][::-1]
-    if len(pts) == 4 and _straight(pts):
-        (x0, y0), (x1, y1) = pts[0], pts[3]
-        step = f"h{x1 - x0}" if y1 == y0 else f"l{_join([x1 - x0, y1 - y0])}"
+    corners = [(arrowhead[i], arrowhead[i + 1]) for i in range(0, len(arrowhead) - 1, 2)]
+    if corners:
+        far = max(corners, key=lambda c: (c[0] - values[0]) ** 2 + (c[1] - values[1]) ** 2)
+        tip = frame.point(*far)
+    else:
+        tip = pts[-1]
+    (x0, y0), end = pts[0], pts[-1]
+    if len(pts) == 4 and _straight(pts) and (tip == end or _straight([pts[0], end, end, tip])):
+        step = f"h{tip[0] - x0}" if tip[1] == y0 else f"l{_join([tip[0] - x0, tip[1] - y0])}"
         return f"M{x0},{y0}{step}"
     rel: list[int] = []
     for seg in range(0, len(pts) - 1, 3):
-        x0, y0 = pts[seg]
+        sx, sy = pts[seg]
         for x, y in pts[seg + 1 : seg + 4]:
-            rel += [x - x0, y - y0]
-    return f"M{pts[0][0]},{pts[0][1]}c{_join(rel)}"
+            rel += [x - sx, y - sy]
+    last = "" if tip == end else f"l{_join([tip[0] - end[0], tip[1] - end[1]])}"
+    return f"M{x0},{y0}c{_join(rel)}{last}"
 
 
 def _straight(pts: list[tuple[int, int]], tolerance: float = 1.0) -> bool:
@@ -131,11 +142,11 @@ def _straight(pts: list[tuple[int, int]], tolerance: float = 1.0) -> bool:
 
 def _marker(marker_id: str, arrow: float) -> str:
     """dot's "normal" arrowhead of ``arrowsize=arrow`` (10 pt x ``arrow`` long, 0.35 of that each side of
-    the line) as a marker drawn at each edge path's end, along its direction."""
+    the line) as a marker whose tip sits on each edge path's end, along the path's last direction."""
     length, half = 10 * arrow, 3.5 * arrow
     return _element("marker", [
         ("id", marker_id), ("markerWidth", f"{length:g}"), ("markerHeight", f"{2 * half:g}"),
-        ("refY", f"{half:g}"), ("orient", "auto"), ("markerUnits", "userSpaceOnUse"),
+        ("refX", f"{length:g}"), ("refY", f"{half:g}"), ("orient", "auto"), ("markerUnits", "userSpaceOnUse"),
     ], _element("path", [("d", f"M0,0 {length:g},{half:g} 0,{2 * half:g}z"), ("fill", EDGE_COLOUR)]))
 
 
@@ -173,9 +184,10 @@ def compact(svg: str, title: str, *, font: str, font_size: float, arrow: float) 
     for item in graph.findall(_S + "g"):
         classes = (item.get("class") or "").split()
         if classes[:1] == ["edge"]:
-            path = item.find(_S + "path")
+            path, head = item.find(_S + "path"), item.find(_S + "polygon")
             if path is not None:
-                edges.append(_element("path", [("d", _edge(path.get("d", ""), frame))]))
+                arrowhead = _numbers(head.get("points", "")) if head is not None else []
+                edges.append(_element("path", [("d", _edge(path.get("d", ""), arrowhead, frame))]))
         elif classes[:1] == ["node"]:
             parts.append(_node(item, classes, frame))
     head = [_element("title", [], _text(title))]
