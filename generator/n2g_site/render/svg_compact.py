@@ -238,6 +238,11 @@ def _element(tag: str, attrs: list[tuple[str, str]], content: str | None = None)
     return head + "/>" if content is None else f"{head}>{content}</{tag}>"
 
 
+_SPECIAL = re.compile(r'[&<>"\n\r\t]')
+
+
 def _attribute(value: str) -> str:
+    if _SPECIAL.search(value) is None:  # coordinates, colours, classes: nothing to escape
+        return value
     return (_text(value).replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;")
             .replace("\t", "&#9;"))
