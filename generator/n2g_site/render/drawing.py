@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from ..n2g.graph import Graph, Node
 
-# 60 nodes: on the demo's large graphs (79-1,712 trie nodes) that is 16-31 patterns and at most ~12 KB of
-# SVG (benchmarks/README.md, "Graph drawings"); dot lays it out in ~40 ms.
+# 60 nodes: on the demo's large graphs (79-1,712 trie nodes) that is 16-25 patterns and at most ~12 KB of
+# SVG (benchmarks/README.md, "Graph drawings"); one dot process draws it in under 0.1 s.
 MAX_NODES = 60
 # 20 rows (branch ends; a row is ~31 pt): a drawing at most ~620 pt (~830 px) tall, so the top of a neuron
 # page at 1400 x 900 shows most of it beside the summary. Without it the demo's capped drawings were up to
