@@ -103,9 +103,9 @@ def _nearest(boxes: list[Box], point: tuple[float, float]) -> int:
 
 
 def drawn_paths(svg: str) -> tuple[list[tuple[str, ...]], list[Box], dict[int, list[int]]]:
-    """Every path the drawing shows from an activating token (a box no edge supports... i.e. a box that is no
-    edge's context) to a box with the end outline, as label tuples from the activating token backwards; the
-    boxes; and each box's drawn parents (the boxes its edges point to)."""
+    """Every path the drawing shows from an activating token (a box that is no edge's context) to a box with
+    the end outline, as label tuples from the activating token backwards; the boxes; and each box's drawn
+    parents (the boxes its edges point to)."""
     root = ET.fromstring(svg)
     boxes = _boxes(root)
     parents: dict[int, list[int]] = {i: [] for i in range(len(boxes))}
