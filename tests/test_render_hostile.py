@@ -74,13 +74,18 @@ def test_any_token_text_renders_as_text(tmp_path_factory, vocab):
                 node["token"] = vocab[i % len(vocab)]
         write_json(path, fit)
     render_site(Config(), work, jobs=1)
-    from n2g_site.render.svg import _FILE_STYLE
+    import re
+
+    from n2g_site.render.svg import _FILE_STYLE, standalone_svg
 
     from n2g_site.site_pages import rendered_pages
 
     files = [(url, body) for url, body, _ in rendered_pages(work.fragments)]
     files += [(url + name, text) for url, _, extra in rendered_pages(work.fragments)
               for name, text in extra.items() if name.endswith(".svg")]
+    # Each inline graph as the file it becomes when its page is too large (pages.PAGE_BODY_BUDGET).
+    files += [(url + "graph.svg", standalone_svg(m.group(0))) for url, body in list(files)
+              for m in re.finditer(r'<svg class="n2g-graph".*?</svg>', body, re.S)]
     assert any(name.endswith(".svg") for name, _ in files)
     for name, text in files:  # pages, and the graphs too large to inline (graph.svg, its constant <style> aside)
         checker = Checker()

@@ -110,7 +110,7 @@ def test_labels_and_tooltips_are_literal_text() -> None:
     nodes += [{"id": 2 * len(tokens) + i, "parent": -1, "depth": 0, "key": t, "token": t, "importance": 1.0,
                "activation": 0.5, "end": 0.5, "count": 1} for i, t in enumerate(tokens)]
     graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
-    svg = render_svgs({0: graph_dot(graph, max_nodes=1000).source})[0]
+    svg = render_svgs({0: graph_dot(graph, max_nodes=1000, max_rows=1000).source})[0]
     assert svg is not None
     root = ET.fromstring(svg)
     ns = "{http://www.w3.org/2000/svg}"

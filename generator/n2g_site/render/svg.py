@@ -2,12 +2,17 @@
 
 Layout follows the original N2G: ``rankdir=RL`` puts the activating tokens on the right and their context
 extending to the left; edges are declared activating -> context and drawn with ``dir=back``, so arrows
-point from the context toward the token it activates. Differences from the original drawing:
+point from the context toward the token it activates. What is drawn (drawing.py): the trie itself, so every
+path from an activating token to an end marker is a pattern, and for a large graph only its strongest
+patterns, up to a node budget, with counts of what is left out. Differences from the original drawing:
 
-- trie nodes with the same (depth, key) are merged into one drawn node (trie -> DAG, edges deduplicated);
 - ignore nodes (key ``None``) are drawn as a small dashed "any token" node instead of being hidden;
-- nodes where a match may stop (``end`` not null) get a bold outline;
-- at most ``max_nodes`` nodes are drawn (shallow, frequent ones first), the rest are counted as hidden.
+- nodes where a match may stop (``end`` not null) get a bold outline (DOT class ``end``);
+- at most ``max_nodes`` nodes in ``max_rows`` rows are drawn (whole patterns of at most ``max_depth`` tokens,
+  strongest first), the rest are counted.
+
+``dot``'s SVG is then rewritten compactly (svg_compact.py): about half the bytes, styles by class
+(:data:`~.svg_compact.GRAPH_CSS`), whole-point coordinates, the tooltips kept as ``<title>`` elements.
 
 Drawing runs one ``dot`` process per chunk of ~200 graphs (the graphs concatenated on its stdin, the SVG
 documents it writes split apart), chunks in parallel, never one process per neuron and no temporary files.
@@ -20,12 +25,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import html
 import logging
 import os
 import re
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,15 +38,21 @@ from pathlib import Path
 
 from ..config import UserError
 from ..n2g.graph import Graph
+from . import svg_compact
+from .drawing import MAX_DEPTH, MAX_NODES, MAX_ROWS, select
+from .svg_compact import GRAPH_CSS
 from .tokens import display_token
+
+__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_ROWS", "GRAPH_CSS", "DotGraph", "graph_dot", "render_svgs", "standalone_svg", "svg_object"]
 
 log = logging.getLogger(__name__)
 
-MAX_NODES = 150
 CHUNK = 200
 ACT_RGB = (0xE0, 0x31, 0x31)  # activating tokens: white -> red by activation
 CTX_RGB = (0x33, 0x70, 0xE0)  # context tokens: white -> blue by importance
 FONT = "Helvetica,Arial,sans-serif"
+FONT_SIZE = 11  # points, the node labels' (an "any token" label is 8)
+ARROW = 0.6  # dot's arrowsize
 
 
 @dataclass
@@ -50,8 +61,10 @@ class DotGraph:
 
     source: str
     nodes: int  # trie nodes
-    drawn: int  # drawn nodes (after merging and the cap)
-    hidden: int  # merged nodes left out by the cap
+    drawn: int  # drawn nodes (trie nodes of the drawn patterns)
+    hidden: int  # trie nodes left out by the cap (nodes - drawn)
+    patterns: int = 0  # patterns in the graph (nodes where a match may stop)
+    drawn_patterns: int = 0  # patterns drawn: every drawn path from an activating token to an end marker
 
 
 def _mix(rgb: tuple[int, int, int], v: float) -> str:
@@ -100,114 +113,73 @@ def _label(token: str) -> tuple[str, str]:
 _GRAPH_HEAD = (
     'digraph {name} {{\n'
     f'\tgraph [bgcolor=transparent fontname="{FONT}" nodesep=0.12 rankdir=RL ranksep=0.3]\n'
-    # plain boxes: "rounded" doubles the SVG size
-    f'\tnode [color="#555555" fontname="{FONT}" fontsize=11 height=0.3 margin="0.08,0.03" penwidth=1 '
+    f'\tnode [color="#555555" fontname="{FONT}" fontsize={FONT_SIZE} height=0.3 margin="0.08,0.03" penwidth=1 '
     'shape=box style=filled]\n'
-    '\tedge [arrowsize=0.6 color="#888888" dir=back]\n'
+    f'\tedge [arrowsize={ARROW} color="#888888" dir=back]\n'
 )
 _ANY_NODE = ' [label="any token" color="#999999" fontcolor="#777777" fontsize=8 height=0.2 style=dashed'
 _ENDS = ' color="#000000" penwidth=2.6'
 
 
-def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES) -> DotGraph:
-    """DOT source for one N2G graph (see module docstring for the layout), written as text: every label
-    and tooltip goes through :func:`_dq`, every other value is generated here."""
-    # Merge trie nodes by (depth, key); shallow and frequent first, so the cap keeps the core.
-    order = sorted(graph.nodes, key=lambda n: (n.depth, -n.count, n.id))
-    drawn: dict[tuple[int, str | None], dict] = {}
-    node_of: dict[int, tuple[int, str | None]] = {}
-    total = len({(n.depth, n.key) for n in graph.nodes})
-    for node in order:
-        key = (node.depth, node.key)
-        if key not in drawn:
-            if node.parent >= 0 and node_of.get(node.parent) is None:
-                continue  # its parent was capped away
-            if len(drawn) >= max_nodes:
-                continue
-            drawn[key] = {
-                "token": node.token,
-                "importance": node.importance,
-                "activation": node.activation,
-                "end": node.end,
-                "count": 0,
-                "id": f"n{len(drawn)}",
-            }
-        elif node.parent >= 0 and node_of.get(node.parent) is None:
-            continue
-        d = drawn[key]
-        d["importance"] = max(d["importance"], node.importance)
-        d["activation"] = max(d["activation"], node.activation)
-        if node.end is not None:
-            d["end"] = node.end if d["end"] is None else max(d["end"], node.end)
-        d["count"] += node.count
-        node_of[node.id] = key
+def _declaration_order(graph: Graph, order: tuple[int, ...]) -> list[int]:
+    """The order to declare the drawn nodes in so that dot draws ``order`` (select's) top to bottom: with
+    ``rankdir=RL``, dot stacks a tree's root subtrees in the reverse of their declaration order and each
+    node's children in their declaration order (tests/test_svg.py checks the result)."""
+    subtrees: list[list[int]] = []
+    for node_id in order:
+        if graph.nodes[node_id].parent < 0:
+            subtrees.append([])
+        subtrees[-1].append(node_id)
+    return [node_id for subtree in reversed(subtrees) for node_id in subtree]
 
+
+def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES,
+              max_depth: int = MAX_DEPTH, max_rows: int = MAX_ROWS) -> DotGraph:
+    """DOT source for one N2G graph (see module docstring for the layout): the trie nodes that
+    :func:`drawing.select` picks, in its order, written as text: every label and tooltip goes through
+    :func:`_dq`, every other value is generated here. A node's DOT ``class`` (``end``: a match may stop
+    here; ``any``: an ignore node; ``w``: white label text) reaches the SVG, where n2g.css styles it."""
+    chosen = select(graph, max_nodes=max_nodes, max_depth=max_depth, max_rows=max_rows)
     lines = [_GRAPH_HEAD.format(name=name)]
-    for (depth, key), d in drawn.items():
-        ends = d["end"] is not None
-        if key is None:
-            head = "\t" + d["id"] + _ANY_NODE
+    for node_id in _declaration_order(graph, chosen.nodes):
+        node = graph.nodes[node_id]
+        ends = node.end is not None
+        classes = ["end"] if ends else []
+        if node.key is None:
+            head = f"\tn{node_id}{_ANY_NODE}"
             tip = "any one token"
+            classes.append("any")
         else:
-            label, quoted = _label(d["token"])
-            if depth == 0:
-                fill = _mix(ACT_RGB, d["activation"])
-                tip = f"{label}: activating token, activation {d['activation']:.2f}"
+            label, quoted = _label(node.token)
+            if node.depth == 0:
+                fill = _mix(ACT_RGB, node.activation)
+                tip = f"{label}: activating token, activation {node.activation:.2f}"
             else:
-                fill = _mix(CTX_RGB, d["importance"])
-                tip = f"{label}: context, importance {d['importance']:.2f}"
-            head = f'\t{d["id"]} [label={quoted} fillcolor="{fill}" fontcolor="{text_colour(fill)}"'
+                fill = _mix(CTX_RGB, node.importance)
+                tip = f"{label}: context, importance {node.importance:.2f}"
+            colour = text_colour(fill)
+            if colour != "#000000":
+                classes.append("w")
+            head = f'\tn{node_id} [label={quoted} fillcolor="{fill}" fontcolor="{colour}"'
         if ends:
-            tip += f"; a match may stop here (predicts {d['end']:.2f})"
+            tip += f"; a match may stop here (predicts {node.end:.2f})"
             head += _ENDS
+        if classes:
+            head += f' class="{" ".join(classes)}"'
         lines.append(f"{head} tooltip={_dq(tip, tooltip=True)}]\n")
-    edges: set[tuple[str, str]] = set()
-    for node in graph.nodes:
-        if node.parent < 0 or node.id not in node_of or node.parent not in node_of:
-            continue
-        edge = (drawn[node_of[node.parent]]["id"], drawn[node_of[node.id]]["id"])
-        if edge not in edges:
-            edges.add(edge)
-            lines.append(f"\t{edge[0]} -> {edge[1]}\n")  # ids are n<number>: no quoting needed
+    for node_id in chosen.nodes:
+        parent = graph.nodes[node_id].parent
+        if parent >= 0:
+            lines.append(f"\tn{parent} -> n{node_id}\n")  # ids are n<number>: no quoting needed
     lines.append("}\n")
-    source = "".join(lines)
-    return DotGraph(source=source, nodes=len(graph.nodes), drawn=len(drawn), hidden=total - len(drawn))
-
-
-_PROLOG = re.compile(r"\A.*?(?=<svg\b)", re.S)
-_COMMENT = re.compile(r"<!--.*?-->\s*", re.S)
-_ITEM_TITLE = re.compile(r"\n<title>[^<]*</title>")  # dot's per-node/edge titles ("n3->n7"): noise
-# With several input files, dot prefixes ids ("page0,1_graph0"), so match any id.
-_GRAPH_TITLE = re.compile(r'(<g id="[^"]*" class="graph"[^>]*>)\s*<title>[^<]*</title>')
-# Size: a tooltip link wrapper per node becomes a <title> (the same tooltip, ~50 bytes less); per-element
-# ids go; the font and anchor every label repeats move to the <svg> element, which its texts inherit.
-_TOOLTIP_LINK = re.compile(r'<g id="a_[^"]*"><a xlink:title="([^"]*)">\n(.*?)\n</a>\n</g>\n', re.S)
-_ITEM_ID = re.compile(r'<g id="(?:node|edge)\d+" class="(node|edge)">')
-_INHERITED = (f' font-family="{FONT}"', ' font-size="11.00"', ' text-anchor="middle"')
+    return DotGraph(source="".join(lines), nodes=chosen.total, drawn=chosen.drawn, hidden=chosen.hidden,
+                    patterns=chosen.patterns, drawn_patterns=chosen.drawn_patterns)
 
 
 def clean_svg(svg: str, title: str) -> str:
-    """Make ``dot``'s SVG inlineable: no XML prolog/doctype/comments; a <title> and aria-label from ``title``."""
-    svg = _PROLOG.sub("", svg, count=1)
-    svg = _COMMENT.sub("", svg)
-    svg = _GRAPH_TITLE.sub(r"\1", svg, count=1)
-    svg = _ITEM_TITLE.sub("", svg)
-    svg = _TOOLTIP_LINK.sub(r"<title>\1</title>\n\2\n", svg)
-    svg = _ITEM_ID.sub(r'<g class="\1">', svg)
-    for attr in _INHERITED:
-        svg = svg.replace(attr, "")
-    # Every edge is drawn alike: its colours come from n2g.css (.n2g-graph .edge) instead.
-    svg = svg.replace('<path fill="none" stroke="#888888" ', "<path ").replace(
-        '<polygon fill="#888888" stroke="#888888" ', "<polygon ")
-    # Node outlines default to grey (n2g.css); black label text is SVG's default fill.
-    svg = svg.replace(' stroke="#555555" points=', " points=").replace(' fill="#000000">', ">")
-    t = html.escape(title, quote=True)
-    svg = svg.replace(
-        "<svg ", f'<svg class="n2g-graph" role="img" aria-label="{t}" font-family="{FONT}" font-size="11" '
-        'text-anchor="middle" ', 1
-    )
-    end = svg.index(">", svg.index("<svg")) + 1
-    return f"{svg[:end]}\n<title>{t}</title>{svg[end:]}".strip()
+    """Make ``dot``'s SVG inlineable and compact (svg_compact.compact), with a <title> and aria-label
+    from ``title``."""
+    return svg_compact.compact(svg, title, font=FONT, font_size=FONT_SIZE, arrow=ARROW)
 
 
 def dot_binary() -> str:
@@ -282,38 +254,50 @@ def render_svgs(
         drawn = list(pool.map(lambda ks: _draw_chunk(dot, [sources[k] for k in ks]), chunks))
     for ks, svgs in zip(chunks, drawn, strict=True):
         for key, svg in zip(ks, svgs, strict=True):
-            out[key] = clean_svg(svg, titles.get(key, "N2G graph")) if svg and "<svg" in svg else None
+            out[key] = _clean_or_none(svg, titles.get(key, "N2G graph"))
             if cache is not None and out[key] is not None:
                 cache[hashes[key]] = out[key]
     return out
 
 
+def _clean_or_none(svg: str | None, title: str) -> str | None:
+    """:func:`clean_svg`, or None (logged) where dot drew nothing or something svg_compact cannot read."""
+    if not svg or "<svg" not in svg:
+        return None
+    try:
+        return clean_svg(svg, title)
+    except (ValueError, ET.ParseError) as exc:
+        log.warning("cannot read dot's drawing of %r: %s", title, exc)
+        return None
+
+
 @functools.lru_cache(maxsize=1)
 def _drawing_version() -> bytes:
-    """What else decides a drawing besides its DOT text: this module's code and the ``dot`` version."""
+    """What else decides a drawing besides its DOT text: the code that turns DOT into the final SVG (this
+    module and svg_compact.py) and the ``dot`` version."""
     try:
         dot = subprocess.run([dot_binary(), "-V"], capture_output=True, check=False).stderr
     except (UserError, OSError):
         dot = b""
-    return hashlib.sha256(Path(__file__).read_bytes() + b"\0" + dot).digest()
+    code = Path(__file__).read_bytes() + b"\0" + Path(svg_compact.__file__).read_bytes()
+    return hashlib.sha256(code + b"\0" + dot).digest()
 
 
 def drawing_key(source: str, title: str) -> str:
-    """The cache key of a drawing: its DOT text and title, this module's code and the ``dot`` version (so
-    editing svg.py or upgrading Graphviz redraws everything)."""
+    """The cache key of a drawing: its DOT text and title, the drawing code and the ``dot`` version (so
+    editing svg.py or svg_compact.py, or upgrading Graphviz, redraws everything)."""
     return hashlib.sha256(_drawing_version() + title.encode("utf-8") + b"\0" + source.encode("utf-8")).hexdigest()
 
 
-# What n2g.css gives an inline graph (.n2g-graph rules), for a graph in a file of its own.
-_FILE_STYLE = ("<style>.edge path{fill:none;stroke:#888}.edge polygon{fill:#888;stroke:#888}"
-               ".node polygon:not([stroke]){stroke:#555}</style>")
+# What n2g.css gives an inline graph (the GRAPH_CSS rules), for a graph in a file of its own.
+_FILE_STYLE = f"<style>{GRAPH_CSS}</style>"
 _SIZE = re.compile(r'<svg\b[^>]*?\swidth="([\d.]+)(pt|px)?"[^>]*?\sheight="([\d.]+)(pt|px)?"')
 _LABEL = re.compile(r'<svg\b[^>]*?\saria-label="([^"]*)"')
 
 
 def standalone_svg(svg: str) -> str:
-    """An inline graph (:func:`clean_svg`) as an SVG file of its own: XML declaration, the edge and outline
-    styles that n2g.css gives inline graphs."""
+    """An inline graph (:func:`clean_svg`) as an SVG file of its own: XML declaration, the node styles
+    (:data:`GRAPH_CSS`) that n2g.css gives inline graphs."""
     end = svg.index("</title>") + len("</title>") if "</title>" in svg else svg.index(">", svg.index("<svg")) + 1
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{svg[:end]}\n{_FILE_STYLE}{svg[end:]}\n'
 

@@ -1,0 +1,433 @@
+"""Graph drawings (render/drawing.py, svg.py, svg_compact.py): every drawn path is a pattern, the cap keeps the
+strongest patterns, and the SVG is compact, valid and deterministic.
+
+The paths are read back from the SVG alone (:func:`drawn_paths`): boxes and their labels from the node groups,
+edges from the edge paths' geometry (each edge's start touches the context token's box, its arrow tip the
+box of the token it supports), so the check does not trust the Python that chose what to draw.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from n2g_site.n2g.graph import Element, Graph, Line, build_graph
+from n2g_site.render import svg as svg_mod
+from n2g_site.render.drawing import MAX_DEPTH, MAX_NODES, MAX_ROWS, pattern_rank, select
+from n2g_site.render.svg import GRAPH_CSS, graph_dot, render_svgs, standalone_svg
+from n2g_site.render.svg_compact import marker_id
+from n2g_site.render.tokens import display_token
+from n2g_site.resources import builtin_path
+from render_fixtures import HOSTILE, big_graph, small_graph
+
+NS = "{http://www.w3.org/2000/svg}"
+ANY = "any token"
+TOUCH = 2.0  # points: how far an edge end may sit from the box it touches (whole-point rounding, outlines)
+
+
+# ------------------------------------------------------------------------------------ reading an SVG
+
+
+@dataclass
+class Box:
+    label: str
+    end: bool  # drawn with the end-of-pattern outline (class "end", n2g.css)
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def distance(self, x: float, y: float) -> float:
+        dx = max(self.x0 - x, 0.0, x - self.x1)
+        dy = max(self.y0 - y, 0.0, y - self.y1)
+        return math.hypot(dx, dy)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in re.findall(r"-?\d+", text)]
+
+
+def _boxes(root: ET.Element) -> list[Box]:
+    boxes = []
+    for g in root.iter(f"{NS}g"):
+        classes = (g.get("class") or "").split()
+        if "node" not in classes:
+            continue
+        d = g.find(f"{NS}path").get("d")
+        m = re.fullmatch(r"M(-?\d+),(-?\d+)h(-?\d+)v(-?\d+)h-?\d+z", d)
+        assert m, d
+        x, y, w, h = map(int, m.groups())
+        label = "".join(g.find(f"{NS}text").itertext())
+        boxes.append(Box(label, "end" in classes, x, y, x + w, y + h))
+    return boxes
+
+
+def _edge_ends(d: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """An edge path's start (at the context box) and end (the arrow's tip, at the box of the token the edge
+    supports). Paths: ``M x,y`` then ``h dx``, ``l dx dy``, or ``c`` with relative Bezier triples and an
+    optional closing ``l dx dy``."""
+    m = re.fullmatch(r"M(-?\d+),(-?\d+)(?:h(-?\d+)|l(-?\d+)(-?\d+)|l(-?\d+) (\d+)|c([-\d ]+?)(?:l([-\d ]+))?)", d)
+    assert m, d
+    x, y = int(m.group(1)), int(m.group(2))
+    start = (float(x), float(y))
+    if m.group(3) is not None:
+        return start, (x + int(m.group(3)), float(y))
+    if m.group(4) is not None or m.group(6) is not None:
+        dx, dy = (int(m.group(4)), int(m.group(5))) if m.group(4) is not None else (int(m.group(6)), int(m.group(7)))
+        return start, (x + dx, y + dy)
+    rel = _ints(m.group(8))
+    assert rel and len(rel) % 6 == 0, d
+    for i in range(0, len(rel), 6):
+        x, y = x + rel[i + 4], y + rel[i + 5]
+    if m.group(9):
+        dx, dy = _ints(m.group(9))
+        x, y = x + dx, y + dy
+    return start, (float(x), float(y))
+
+
+def _nearest(boxes: list[Box], point: tuple[float, float]) -> int:
+    dist = [b.distance(*point) for b in boxes]
+    best = min(range(len(boxes)), key=dist.__getitem__)
+    assert dist[best] <= TOUCH, (point, dist[best], boxes[best].label)
+    assert sorted(dist)[1:2] != [dist[best]] or len(boxes) == 1, ("ambiguous edge end", point)
+    return best
+
+
+def drawn_paths(svg: str) -> tuple[list[tuple[str, ...]], list[Box], dict[int, list[int]]]:
+    """Every path the drawing shows from an activating token (a box that is no edge's context) to a box with
+    the end outline, as label tuples from the activating token backwards; the boxes; and each box's drawn
+    parents (the boxes its edges point to)."""
+    root = ET.fromstring(svg)
+    boxes = _boxes(root)
+    parents: dict[int, list[int]] = {i: [] for i in range(len(boxes))}
+    edges = root.find(f"{NS}g[@class='edges']")
+    for path in ([] if edges is None else edges.findall(f"{NS}path")):
+        start, tip = _edge_ends(path.get("d"))
+        child, parent = _nearest(boxes, start), _nearest(boxes, tip)
+        assert child != parent
+        parents[child].append(parent)
+
+    def up(i: int, seen: tuple[int, ...]) -> list[list[int]]:
+        assert i not in seen, "a cycle in the drawing"
+        if not parents[i]:
+            return [[i]]
+        return [[*chain, i] for p in parents[i] for chain in up(p, (*seen, i))]
+
+    paths = [tuple(boxes[j].label for j in chain) for i, b in enumerate(boxes) if b.end for chain in up(i, ())]
+    return paths, boxes, parents
+
+
+def pattern_labels(graph: Graph) -> set[tuple[str, ...]]:
+    """The graph's patterns as the labels a drawing shows for them."""
+    return {tuple(ANY if n.key is None else display_token(n.token) for n in graph.path(node.id))
+            for node in graph.nodes if node.end is not None}
+
+
+def assert_drawing_tells_the_truth(graph: Graph, svg: str) -> list[tuple[str, ...]]:
+    """Every drawn activating-token-to-end path is a pattern; every drawn leaf is an end; no box has two
+    parents (the drawing is a forest, as the trie)."""
+    paths, boxes, parents = drawn_paths(svg)
+    patterns = pattern_labels(graph)
+    wrong = [p for p in paths if p not in patterns]
+    assert not wrong, f"{len(wrong)} of {len(paths)} drawn paths are not patterns, e.g. {wrong[:3]}"
+    has_child = {p for ps in parents.values() for p in ps}
+    assert all(b.end for i, b in enumerate(boxes) if i not in has_child), "a drawn leaf without an end"
+    assert all(len(ps) <= 1 for ps in parents.values())
+    return paths
+
+
+# ------------------------------------------------------------------------------------------- graphs
+
+
+def _graph(nodes: list[dict]) -> Graph:
+    return Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
+
+
+def _draw(graph: Graph, *, max_nodes: int = MAX_NODES, title: str = "N2G graph") -> str:
+    svg = render_svgs({0: graph_dot(graph, max_nodes=max_nodes).source}, {0: title})[0]
+    assert svg is not None
+    return svg
+
+
+def _lines(rng: random.Random, vocab: list[str], n: int, max_len: int) -> list[Line]:
+    """Lines over a small vocabulary (Zipf-like), so that equal tokens at equal depths recur across patterns."""
+    weights = [1 / (i + 1) for i in range(len(vocab))]
+    lines = []
+    for _ in range(n):
+        length = rng.randint(1, max_len)
+        elements = []
+        for d in range(length):
+            ignore = 0 < d < length - 1 and rng.random() < 0.15
+            tok = rng.choices(vocab, weights)[0]
+            elements.append(Element(None if ignore else tok.strip().lower() or tok, "" if ignore else tok,
+                                    1.0 if d == 0 else rng.uniform(0.75, 1.0), rng.random()))
+        lines.append(Line(elements, round(rng.uniform(0.5, 1.0), 2)))
+    return lines
+
+
+def synthetic_graph(seed: int, lines: int = 400, max_len: int = 6) -> Graph:
+    vocab = [" the", " of", " in", " borders", " India", " Nepal", " it", ",", ".", *HOSTILE]
+    return build_graph(_lines(random.Random(seed), vocab, lines, max_len))
+
+
+MERGED = [  # two activating tokens with the same context " in": the old drawing merged the two " in" nodes
+    {"id": 0, "parent": -1, "depth": 0, "key": "paris", "token": " Paris", "importance": 1.0,
+     "activation": 0.9, "end": None, "count": 2},
+    {"id": 1, "parent": 0, "depth": 1, "key": "in", "token": " in", "importance": 0.9,
+     "activation": 0.0, "end": 0.9, "count": 1},
+    {"id": 2, "parent": -1, "depth": 0, "key": "france", "token": " France", "importance": 1.0,
+     "activation": 0.6, "end": 0.6, "count": 2},
+    {"id": 3, "parent": 2, "depth": 1, "key": "in", "token": " in", "importance": 0.8,
+     "activation": 0.0, "end": None, "count": 1},
+    {"id": 4, "parent": 0, "depth": 1, "key": None, "token": "", "importance": 0.1,
+     "activation": 0.0, "end": None, "count": 1},
+    {"id": 5, "parent": 4, "depth": 2, "key": "of", "token": " of", "importance": 0.8,
+     "activation": 0.0, "end": 0.8, "count": 1},
+    {"id": 6, "parent": 3, "depth": 2, "key": "born", "token": " born", "importance": 0.8,
+     "activation": 0.0, "end": 0.5, "count": 1},
+]
+
+
+# -------------------------------------------------------------------------------- the trie, drawn
+
+
+def test_the_trie_is_drawn_unmerged() -> None:
+    graph = _graph(MERGED)
+    dot = graph_dot(graph)
+    assert (dot.nodes, dot.drawn, dot.hidden, dot.patterns, dot.drawn_patterns) == (7, 7, 0, 4, 4)
+    assert dot.source.count("->") == 5 and "rankdir=RL" in dot.source and "dir=back" in dot.source
+    svg = _draw(graph)
+    paths = assert_drawing_tells_the_truth(graph, svg)
+    assert sorted(paths) == sorted(pattern_labels(graph))
+    assert [b.label for b in drawn_paths(svg)[1]].count(" in") == 2  # one " in" per pattern prefix
+
+
+def test_the_path_reader_catches_a_merged_drawing() -> None:
+    """The old drawing (equal token at equal depth drawn once) shows " France <- in <- of", not a pattern."""
+    graph = _graph(MERGED)
+    source = graph_dot(graph).source
+    merged = re.sub(r"\tn3 \[[^\n]*\n", "", source).replace("n2 -> n3", "n2 -> n1").replace("n3 -> n6", "n1 -> n6")
+    svg = render_svgs({0: merged})[0]
+    with pytest.raises(AssertionError, match="are not patterns"):
+        assert_drawing_tells_the_truth(graph, svg)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), lines=st.integers(1, 60), budget=st.sampled_from([1, 5, 20, MAX_NODES]),
+       vocab=st.lists(st.text(min_size=1, max_size=6) | st.sampled_from(HOSTILE + ["\\", "\\N", "&lt;", "]]>"]),
+                      min_size=2, max_size=8))
+def test_every_drawn_path_is_a_pattern(seed: int, lines: int, budget: int, vocab: list[str]) -> None:
+    graph = build_graph(_lines(random.Random(seed), vocab, lines, 5))
+    dot = graph_dot(graph, max_nodes=budget)
+    svg = _draw(graph, max_nodes=budget)
+    paths = assert_drawing_tells_the_truth(graph, svg)
+    assert len(paths) == dot.drawn_patterns and len(drawn_paths(svg)[1]) == dot.drawn
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_large_graph_is_drawn_truthfully_up_to_the_budget(seed: int) -> None:
+    graph = synthetic_graph(seed)
+    assert len(graph.nodes) > 5 * MAX_NODES
+    dot = graph_dot(graph)
+    assert dot.drawn <= MAX_NODES and dot.hidden == len(graph.nodes) - dot.drawn
+    assert dot.patterns == len(graph.patterns()) and 0 < dot.drawn_patterns < dot.patterns
+    paths = assert_drawing_tells_the_truth(graph, _draw(graph))
+    assert len(paths) == dot.drawn_patterns
+
+
+DEMO = os.environ.get("N2G_DEMO_WORK")  # a built work dir (e.g. a copy of .n2g/smollm2-135m__wiki)
+
+
+@pytest.mark.skipif(not DEMO, reason="set N2G_DEMO_WORK to a fitted work dir to check its largest graphs")
+def test_the_demo_largest_graphs_are_drawn_truthfully() -> None:
+    import orjson
+
+    fits = sorted(Path(DEMO, "fit").rglob("N*.json"))
+    graphs = [(p, orjson.loads(p.read_bytes()).get("graph")) for p in fits]
+    graphs = sorted(((p, Graph.from_json(g)) for p, g in graphs if g and g.get("nodes")),
+                    key=lambda pg: -len(pg[1].nodes))[:6]
+    assert graphs
+    for path, graph in graphs:
+        paths = assert_drawing_tells_the_truth(graph, _draw(graph))
+        assert len(paths) == graph_dot(graph).drawn_patterns, path
+
+
+# ---------------------------------------------------------------------------------------- the cap
+
+
+def test_the_cap_keeps_the_strongest_patterns_whole() -> None:
+    graph = synthetic_graph(3)
+    chosen = select(graph, max_nodes=MAX_NODES, max_rows=10**6)  # the node budget alone
+    drawn = set(chosen.nodes)
+    assert len(drawn) == chosen.drawn <= MAX_NODES
+    assert all(graph.nodes[i].parent in drawn for i in drawn if graph.nodes[i].parent >= 0)  # whole paths
+    ranked = sorted((n for n in graph.nodes if n.end is not None), key=pattern_rank)
+    assert ranked[0].id in drawn and ranked[1].id in drawn
+    # A pattern was left out only because its missing nodes did not fit when its turn came.
+    taken: set[int] = set()
+    for end in ranked:
+        path = {n.id for n in graph.path(end.id)}
+        if path <= drawn and not path <= taken and len(taken | path) <= MAX_NODES:
+            taken |= path
+        elif not path <= drawn:
+            assert len(taken | path) > MAX_NODES, end
+    assert taken == drawn
+    assert chosen.drawn_patterns == sum(1 for i in drawn if graph.nodes[i].end is not None)
+    assert chosen.hidden_patterns == chosen.patterns - chosen.drawn_patterns > 0
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_the_drawing_is_at_most_max_rows_tall(seed: int) -> None:
+    graph = synthetic_graph(seed, lines=1500, max_len=2)  # bushy: many short patterns, few nodes each
+    chosen = select(graph)
+    assert chosen.drawn < MAX_NODES  # the rows, not the nodes, stopped it
+    paths, boxes, parents = drawn_paths(_draw(graph))
+    has_child = {p for ps in parents.values() for p in ps}
+    leaves = [b for i, b in enumerate(boxes) if i not in has_child]
+    assert len(leaves) == MAX_ROWS == len({round((b.y0 + b.y1) / 2) for b in leaves})  # one row each
+
+
+def test_the_strongest_pattern_is_drawn_even_beyond_the_budget() -> None:
+    graph = _graph(MERGED)
+    chosen = select(graph, max_nodes=1)  # its strongest pattern, " Paris <- in" (0.9), has 2 nodes
+    assert chosen.nodes == (0, 1) and chosen.drawn_patterns == 1
+    with pytest.raises(ValueError, match="max_nodes=0"):
+        select(graph, max_nodes=0)
+
+
+def _chain(tokens: list[str], end: float, first_id: int = 0) -> list[dict]:
+    return [{"id": first_id + d, "parent": first_id + d - 1 if d else -1, "depth": d, "key": t.strip(), "token": t,
+             "importance": 1.0 if d == 0 else 0.9, "activation": 0.5, "end": end if d == len(tokens) - 1 else None,
+             "count": 1} for d, t in enumerate(tokens)]
+
+
+def test_patterns_longer_than_the_depth_limit_are_counted_not_drawn() -> None:
+    long = _chain([f" w{i}" for i in range(MAX_DEPTH + 2)], 0.99)  # the strongest, but a sentence long
+    graph = _graph(long + _chain([" Paris", " in"], 0.7, len(long)))
+    chosen = select(graph)
+    assert [graph.nodes[i].token for i in chosen.nodes] == [" Paris", " in"]
+    assert (chosen.patterns, chosen.drawn_patterns, chosen.hidden) == (2, 1, MAX_DEPTH + 2)
+    only_long = _graph(long)  # nothing fits: the strongest pattern is drawn anyway
+    assert select(only_long).nodes == tuple(range(MAX_DEPTH + 2))
+    assert_drawing_tells_the_truth(graph, _draw(graph))
+    with pytest.raises(ValueError, match="max_depth=0"):
+        select(graph, max_depth=0)
+
+
+def test_the_strongest_pattern_is_drawn_on_top() -> None:
+    graph = _graph(MERGED)
+    boxes = drawn_paths(_draw(graph))[1]
+    by_label = {b.label: b for b in boxes}
+    assert by_label[" Paris"].y0 < by_label[" France"].y0  # Paris' best pattern (0.9) beats France's (0.6)
+    tops = sorted((b for b in boxes if b.label in (" in", ANY)), key=lambda b: b.y0)
+    assert [b.label for b in tops][:2] == [" in", ANY]  # under Paris: " in" (0.9) above "any" (-> of, 0.8)
+
+
+def test_a_big_fixture_is_capped_and_counted() -> None:
+    graph = _graph(big_graph(60))
+    dot = graph_dot(graph)
+    assert dot.nodes == 3 + 2 * 3 * 60 and dot.drawn <= MAX_NODES and dot.hidden == dot.nodes - dot.drawn
+    root = ET.fromstring(_draw(graph))
+    assert sum(1 for g in root.iter(f"{NS}g") if "node" in (g.get("class") or "").split()) == dot.drawn
+
+
+# ------------------------------------------------------------------------------------- compact SVG
+
+
+def test_the_svg_is_compact_and_valid() -> None:
+    graph = _graph(small_graph())
+    svg = _draw(graph, title='L0 "N3" <x>')
+    root = ET.fromstring(svg)  # well-formed
+    assert root.tag == f"{NS}svg" and root.get("class") == "n2g-graph" and root.get("role") == "img"
+    assert root.get("aria-label") == 'L0 "N3" <x>' and root.find(f"{NS}title").text == 'L0 "N3" <x>'
+    assert "<!--" not in svg and "<?xml" not in svg and "xlink" not in svg and "\n" not in svg
+    ids = [el.get("id") for el in root.iter() if el.get("id") is not None]
+    assert ids == [marker_id('L0 "N3" <x>')]  # the arrow marker's, nothing else
+    assert marker_id("a") != marker_id("b")
+    marker = {id(el) for el in root.find(f"{NS}defs").iter()}
+    for el in root.iter():  # whole points everywhere but in the arrow marker's own shape
+        for name in ("x", "y", "width", "height", "viewBox", "d"):
+            if id(el) not in marker and el.get(name) is not None:
+                assert not re.search(r"\d\.\d", el.get(name)), (el.tag, name, el.get(name))
+    for g in root.iter(f"{NS}g"):
+        if "node" in (g.get("class") or ""):
+            assert [c.tag for c in g] == [f"{NS}title", f"{NS}path", f"{NS}text"]
+            assert not {"stroke", "stroke-width", "font-family", "text-anchor"} & (set(g[1].attrib) | set(g[2].attrib))
+    assert svg == _draw(graph, title='L0 "N3" <x>')  # deterministic
+
+
+def test_labels_are_literal_text_and_tooltips_stay() -> None:
+    tokens = [*HOSTILE, "\\", '\\"', "a\\lb", "\\N", "&#45;", "&lt;", "]]>", " />"]
+    nodes = [{"id": i, "parent": -1, "depth": 0, "key": t, "token": t, "importance": 1.0,
+              "activation": 0.5, "end": 0.5, "count": 1} for i, t in enumerate(tokens)]
+    svg = _draw(_graph(nodes))
+    root = ET.fromstring(svg)
+    texts = sorted("".join(t.itertext()) for t in root.iter(f"{NS}text"))
+    assert texts == sorted(display_token(t) for t in tokens)
+    titles = {t.text for t in root.iter(f"{NS}title")}
+    for t in tokens:
+        assert f"{display_token(t)}: activating token, activation 0.50; a match may stop here (predicts 0.50)" in titles
+    assert "<script>" not in svg
+
+
+def test_white_labels_any_nodes_and_ends_are_classes() -> None:
+    nodes = [
+        {"id": 0, "parent": -1, "depth": 0, "key": "a", "token": "a", "importance": 1.0, "activation": 1.0,
+         "end": None, "count": 1},
+        {"id": 1, "parent": 0, "depth": 1, "key": None, "token": "", "importance": 0.1, "activation": 0.0,
+         "end": None, "count": 1},
+        {"id": 2, "parent": 1, "depth": 2, "key": "b", "token": "b", "importance": 1.0, "activation": 0.0,
+         "end": 0.7, "count": 1},
+    ]
+    root = ET.fromstring(_draw(_graph(nodes)))
+    classes = {g.find(f"{NS}text").text: g.get("class") for g in root.iter(f"{NS}g") if g.find(f"{NS}text") is not None}
+    assert classes == {"a": "node", ANY: "node any", "b": "node end w"}  # b: full-importance blue -> white
+    any_box = next(g for g in root.iter(f"{NS}g") if g.get("class") == "node any")
+    assert any_box[1].get("fill") == "none" and any_box[2].get("font-size") == "8"
+
+
+def test_n2g_css_styles_the_classes() -> None:
+    css = (builtin_path("templates") / "assets" / "n2g.css").read_text(encoding="utf-8")
+    rules = re.findall(r"[^{}]+\{[^}]*\}", GRAPH_CSS)
+    assert len(rules) == 5
+    def flat(text: str) -> str:
+        return re.sub(r"/\*.*?\*/", "", re.sub(r"\s+", "", text)).replace(";}", "}")
+
+    for rule in rules:
+        assert flat(rule) in flat(css), rule
+
+
+def test_a_standalone_file_carries_the_styles() -> None:
+    svg = _draw(_graph(small_graph()))
+    file = standalone_svg(svg)
+    assert file.startswith('<?xml version="1.0" encoding="UTF-8"?>') and f"<style>{GRAPH_CSS}</style>" in file
+    ET.fromstring(file.encode("utf-8"))
+
+
+def test_output_dot_cannot_be_read_from_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    weird = 'digraph g { a [shape=ellipse label="x"] }'  # not a drawing svg_compact knows
+    good = graph_dot(_graph(small_graph())).source
+    out = render_svgs({0: weird, 1: good})
+    assert out[0] is None and out[1] and "svg_compact only knows box nodes" in caplog.text
+
+
+def test_the_drawing_cache_key_covers_the_compaction_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    source = graph_dot(_graph(small_graph())).source
+    before = svg_mod.drawing_key(source, "t")
+    fake = tmp_path / "svg_compact.py"
+    fake.write_text("# another version\n", encoding="utf-8")
+    monkeypatch.setattr(svg_mod.svg_compact, "__file__", str(fake))
+    svg_mod._drawing_version.cache_clear()
+    try:
+        assert svg_mod.drawing_key(source, "t") != before
+    finally:
+        svg_mod._drawing_version.cache_clear()
