@@ -68,7 +68,7 @@ class BatchRows:
     docs: torch.Tensor  # long [B]
     offsets: torch.Tensor  # long [B]
     invalid: torch.Tensor  # long [M]: flat positions (row * T + pos) that are no text (padding, doc-start)
-    count: int  # positions that are text: B * T - M
+    text: torch.Tensor  # long [B * T - M]: the other flat positions, in order
     splits: dict[str, torch.Tensor]  # split -> its rows (batch indices); only the splits the batch has
     heldout: list[tuple[int, int, int]]  # (row, length, doc) of each held-out row, for the ordinary sample
 
@@ -82,13 +82,14 @@ class BatchRows:
         if bos_id is not None:  # the doc-start token is no text: its (often huge) activation is skipped
             valid &= tokens != bos_id
         invalid = (~valid).flatten().nonzero().flatten()
+        text = valid.flatten().nonzero().flatten()
         split = np.array([r.split for r in batch])
         splits = {name: torch.from_numpy(np.flatnonzero(split == name)).to(device)
                   for name in ("train", "heldout") if (split == name).any()}
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
         return cls(tokens=move(tokens), lengths=move(lengths), docs=move(torch.tensor([r.doc for r in batch])),
-                   offsets=move(torch.tensor([r.offset for r in batch])), invalid=move(invalid),
-                   count=int(valid.sum()), splits=splits,
+                   offsets=move(torch.tensor([r.offset for r in batch])), invalid=move(invalid), text=move(text),
+                   splits=splits,
                    heldout=[(i, len(r.tokens), r.doc) for i, r in enumerate(batch) if r.split == "heldout"])
 
 
@@ -233,29 +234,29 @@ class StatsAccumulator:
         self.one = torch.ones((), dtype=torch.int64, device=self.device)
         self.count = 0
 
-    def update(self, acts: torch.Tensor, invalid: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add a batch: ``acts`` [B, T, d_mlp], ``invalid`` [M] the flat positions (row * T + pos) that are
-        no text, ``count`` = B * T - M. Returns each row's peak (value, position) per neuron over its text
-        positions, [B, d_mlp] each (-inf, 0 for a row without text): the top-k candidates.
+    def update(self, acts: torch.Tensor, invalid: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add a batch: ``acts`` [B, T, d_mlp]; ``invalid`` and ``text`` the flat positions (row * T + pos)
+        that are no text and those that are (host-known, so selecting them costs the device no sync).
+        Returns each row's peak (value, position) per neuron over its text positions, [B, d_mlp] each
+        (-inf, 0 for a row without text): the top-k candidates.
 
-        The positions that are no text are overwritten in place (-inf for the maxima and the histogram,
-        where they land in bin 0 and are taken out again, +inf for the minima, 0 for the sum) and restored
-        at the end, so no pass masks the whole batch and nothing depends on the data's shape."""
+        For the peaks the positions that are no text are set to -inf in place and restored after; min, sum
+        and histogram run on the text positions gathered into one [tokens, d_mlp] block, the layout the
+        host code summed, so the float64 sums add in the same order as before."""
         x = acts.contiguous() if acts.dtype == torch.float32 else acts.float()
         flat = x.view(-1, x.shape[-1])
-        kept = flat[invalid]  # (index_put_ below touches only these rows; index_fill_ walks the whole tensor)
+        kept = flat[invalid]  # index_put_ touches only these rows (index_fill_ would walk the whole tensor)
         flat[invalid] = -torch.inf
         seq_max, seq_arg = x.max(dim=1)
-        self.max = torch.maximum(self.max, seq_max.amax(dim=0))
-        bins = torch.bucketize(flat, self.edges, right=True)
-        self.hist.scatter_add_(0, bins, self.one.expand(bins.shape))
-        self.hist[0] -= invalid.numel()
-        flat[invalid] = torch.inf
-        self.min = torch.minimum(self.min, flat.amin(dim=0))
-        flat[invalid] = 0.0
-        self.sum += flat.sum(dim=0, dtype=torch.float64)
         flat[invalid] = kept
-        self.count += count
+        self.max = torch.maximum(self.max, seq_max.amax(dim=0))
+        if text.numel():
+            values = flat.index_select(0, text)
+            self.min = torch.minimum(self.min, values.amin(dim=0))
+            self.sum += values.sum(dim=0, dtype=torch.float64)
+            bins = torch.bucketize(values, self.edges, right=True)
+            self.hist.scatter_add_(0, bins, self.one.expand(bins.shape))
+        self.count += text.numel()
         return seq_max, seq_arg
 
     def state(self) -> dict[str, np.ndarray]:  # the histogram neuron-major and flat, as before
@@ -383,7 +384,7 @@ def _accumulate(acts: dict[int, torch.Tensor], rows: BatchRows, layers: list[int
     with torch.inference_mode():  # the activations are inference tensors, updated in place
         for layer in layers:
             layer_acts = acts[layer].to(stats[layer].device)
-            seq_max, seq_arg = stats[layer].update(layer_acts, rows.invalid, rows.count)
+            seq_max, seq_arg = stats[layer].update(layer_acts, rows.invalid, rows.text)
             columns = picks[layer]
             for name, sel in rows.splits.items():
                 tops[(layer, name)].merge(seq_max[sel[:, None], columns], seq_arg[sel[:, None], columns], sel,
