@@ -8,6 +8,13 @@ first ``ordinary_tokens`` of held-out text whole with the selected neurons' acti
 scored by the evaluate stage, where a graph that fires everywhere is caught). Memory is bounded:
 O(neurons x k x window) for the examples and O(d_mlp x bins) for the stats, whatever the corpus size.
 
+The running top-k windows and statistics are tensors on the model's device (``TopK``,
+``StatsAccumulator``). Each batch is merged into them with torch ops only: a top-k over the kept windows
+and the batch's candidates, gathers, a bucketize + scatter_add for the histograms. Nothing is read back per
+batch (no ``nonzero``, ``any`` or ``item`` on the data), so on a GPU the activations never leave it. Which
+positions are text is known from the rows before the forward. The state is copied to the host only for a
+checkpoint and at the end. Mined files equal those of the previous host-side code.
+
 Output: ``mine/layer_{L:02d}.npz`` (store.MinedLayer), ``corpus.json``, ``vocab.json``, and the run
 manifest ``run.json``, each written atomically. A layer whose file already holds every selected neuron is
 not mined again.
@@ -234,7 +241,8 @@ class StatsAccumulator:
         self.one = torch.ones((), dtype=torch.int64, device=self.device)
         self.count = 0
 
-    def update(self, acts: torch.Tensor, invalid: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, acts: torch.Tensor, invalid: torch.Tensor,
+               text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add a batch: ``acts`` [B, T, d_mlp]; ``invalid`` and ``text`` the flat positions (row * T + pos)
         that are no text and those that are (host-known, so selecting them costs the device no sync).
         Returns each row's peak (value, position) per neuron over its text positions, [B, d_mlp] each
@@ -242,7 +250,8 @@ class StatsAccumulator:
 
         For the peaks the positions that are no text are set to -inf in place and restored after; min, sum
         and histogram run on the text positions gathered into one [tokens, d_mlp] block, the layout the
-        host code summed, so the float64 sums add in the same order as before."""
+        host code summed, so the float64 sums add in the same order as before. ``acts`` is written to (and
+        restored), so call this under ``torch.inference_mode()`` when it is an inference tensor."""
         x = acts.contiguous() if acts.dtype == torch.float32 else acts.float()
         flat = x.view(-1, x.shape[-1])
         kept = flat[invalid]  # index_put_ touches only these rows (index_fill_ would walk the whole tensor)
