@@ -8,6 +8,13 @@ first ``ordinary_tokens`` of held-out text whole with the selected neurons' acti
 scored by the evaluate stage, where a graph that fires everywhere is caught). Memory is bounded:
 O(neurons x k x window) for the examples and O(d_mlp x bins) for the stats, whatever the corpus size.
 
+The running top-k windows and statistics are tensors on the model's device (``TopK``,
+``StatsAccumulator``). Each batch is merged into them with torch ops only: a top-k over the kept windows
+and the batch's candidates, gathers, a bucketize + scatter_add for the histograms. Nothing is read back per
+batch (no ``nonzero``, ``any`` or ``item`` on the data), so on a GPU the activations never leave it. Which
+positions are text is known from the rows before the forward. The state is copied to the host only for a
+checkpoint and at the end. Mined files equal those of the previous host-side code.
+
 Output: ``mine/layer_{L:02d}.npz`` (store.MinedLayer), ``corpus.json``, ``vocab.json``, and the run
 manifest ``run.json``, each written atomically. A layer whose file already holds every selected neuron is
 not mined again.
@@ -58,66 +65,120 @@ class MineSummary:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+@dataclass(frozen=True)
+class BatchRows:
+    """One batch's host-known facts, moved to the accumulators' device once: all an update needs but the
+    activations. Built from the rows alone (no activation is read), so it costs the device no sync."""
+
+    tokens: torch.Tensor  # long [B, T], right-padded with 0
+    lengths: torch.Tensor  # long [B]
+    docs: torch.Tensor  # long [B]
+    offsets: torch.Tensor  # long [B]
+    invalid: torch.Tensor  # long [M]: flat positions (row * T + pos) that are no text (padding, doc-start)
+    text: torch.Tensor  # long [B * T - M]: the other flat positions, in order
+    splits: dict[str, torch.Tensor]  # split -> its rows (batch indices); only the splits the batch has
+    heldout: list[tuple[int, int, int]]  # (row, length, doc) of each held-out row, for the ordinary sample
+
+    @classmethod
+    def build(cls, batch: list[TokenRow], bos_id: int | None, device: torch.device) -> BatchRows:
+        lengths = torch.tensor([len(r.tokens) for r in batch])
+        tokens = torch.zeros((len(batch), int(lengths.max())), dtype=torch.long)
+        for i, row in enumerate(batch):
+            tokens[i, : len(row.tokens)] = torch.tensor(row.tokens)
+        valid = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
+        if bos_id is not None:  # the doc-start token is no text: its (often huge) activation is skipped
+            valid &= tokens != bos_id
+        invalid = (~valid).flatten().nonzero().flatten()
+        text = valid.flatten().nonzero().flatten()
+        split = np.array([r.split for r in batch])
+        splits = {name: torch.from_numpy(np.flatnonzero(split == name)).to(device)
+                  for name in ("train", "heldout") if (split == name).any()}
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return cls(tokens=move(tokens), lengths=move(lengths), docs=move(torch.tensor([r.doc for r in batch])),
+                   offsets=move(torch.tensor([r.offset for r in batch])), invalid=move(invalid), text=move(text),
+                   splits=splits,
+                   heldout=[(i, len(r.tokens), r.doc) for i, r in enumerate(batch) if r.split == "heldout"])
+
+
 class TopK:
-    """Running top-k windows of n neurons (torch tensors, updated batch by batch)."""
-
-    def __init__(self, n: int, k: int, before: int, after: int) -> None:
-        self.k, self.before, self.after = k, before, after
-        empty = ExampleSet.empty(n, k, before + 1 + after)
-        self.value = torch.from_numpy(empty.value)
-        self.tokens = torch.from_numpy(empty.tokens)
-        self.acts = torch.from_numpy(empty.acts)
-        self.doc = torch.from_numpy(empty.doc)
-        self.start = torch.from_numpy(empty.start)
-
-    def update(self, acts: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor,
-               docs: torch.Tensor, offsets: torch.Tensor) -> None:
-        """Merge a batch: ``acts`` [B, T, n] of the selected neurons, ``tokens`` [B, T] right-padded,
-        ``valid`` [B, T] the positions that may be a peak (text tokens, not padding or doc-start)."""
-        batch, width = tokens.shape
-        seq_max, seq_arg = acts.masked_fill(~valid[:, :, None], -torch.inf).max(dim=1)  # [B, n]
-        top_val, top_idx = torch.cat([self.value, seq_max.T], dim=1).topk(self.k, dim=1)
-        is_new = top_idx >= self.k
-        if not bool(is_new.any()):
-            return
-        old = top_idx.clamp(max=self.k - 1)
-        window = self.tokens.shape[2]
-        self.tokens = self.tokens.gather(1, old[:, :, None].expand(-1, -1, window)).clone()
-        self.acts = self.acts.gather(1, old[:, :, None].expand(-1, -1, window)).clone()
-        self.doc = self.doc.gather(1, old).clone()
-        self.start = self.start.gather(1, old).clone()
-        self.doc[~torch.isfinite(top_val)] = -1  # slots still empty (fewer candidate rows than k so far)
-        rows, slots = (is_new & torch.isfinite(top_val)).nonzero(as_tuple=True)
-        b = top_idx[rows, slots] - self.k
-        peak = seq_arg[b, rows]
-        pos = peak[:, None] + torch.arange(-self.before, self.after + 1)[None, :]
-        inside = (pos >= 0) & (pos < lengths[b][:, None])
-        pos = pos.clamp(0, width - 1)
-        self.tokens[rows, slots] = tokens[b[:, None], pos].masked_fill(~inside, -1).to(torch.int32)
-        self.acts[rows, slots] = acts[b[:, None], pos, rows[:, None]].float().masked_fill(~inside, torch.nan)
-        self.doc[rows, slots] = docs[b].to(torch.int32)
-        self.start[rows, slots] = (offsets[b] + peak - self.before).to(torch.int32)
-        self.value = top_val
+    """Running top-k windows of n neurons: tensors on one device, merged batch by batch with torch ops only
+    (no value is read back to the host until ``state`` or ``result``)."""
 
     FIELDS = ("value", "tokens", "acts", "doc", "start")
 
+    def __init__(self, n: int, k: int, before: int, after: int, device: torch.device | str = "cpu") -> None:
+        self.k, self.before, self.after = k, before, after
+        self.device = torch.device(device)
+        self.restore(asdict_arrays(ExampleSet.empty(n, k, before + 1 + after)))
+        self.around = torch.arange(-before, after + 1, device=self.device)  # window positions around a peak
+        self.slots = torch.arange(k, device=self.device)
+
+    def update(self, acts: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor,
+               docs: torch.Tensor, offsets: torch.Tensor) -> None:
+        """Merge a batch: ``acts`` [B, T, n] of the n neurons, ``tokens`` [B, T] right-padded,
+        ``valid`` [B, T] the positions that may be a peak (text tokens, not padding or doc-start)."""
+        seq_max, seq_arg = acts.masked_fill(~valid[:, :, None], -torch.inf).max(dim=1)  # [B, n]
+        rows = torch.arange(acts.shape[0], device=acts.device)
+        self.merge(seq_max, seq_arg, rows, acts, torch.arange(acts.shape[2], device=acts.device), tokens,
+                   lengths, docs, offsets)
+
+    def merge(self, seq_max: torch.Tensor, seq_arg: torch.Tensor, rows: torch.Tensor, acts: torch.Tensor,
+              columns: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, docs: torch.Tensor,
+              offsets: torch.Tensor) -> None:
+        """Merge R candidate rows: ``seq_max``/``seq_arg`` [R, n] each row's peak value and position per
+        neuron (over its valid positions), ``rows`` [R] their index in the batch; ``acts`` [B, T, D] a layer's
+        activations, ``columns`` [n] the neurons' columns in it; ``tokens`` [B, T], the rest [B]."""
+        width, span = tokens.shape[1], self.around.numel()
+        value, peak = seq_max.T, seq_arg.T  # [n, R]
+        finite = torch.isfinite(value)  # a row without text offers nothing: its window stays empty
+        # Token windows come from the batch's rows padded with -1 on both sides (and one all -1 row for the
+        # rows without text), so a window never leaves its row and -1 marks every position outside the text.
+        padded = torch.full((tokens.shape[0] + 1, self.before + width + self.after), -1, dtype=torch.int32,
+                            device=tokens.device)
+        padded[:-1, self.before: self.before + width] = torch.where(
+            torch.arange(width, device=tokens.device) < lengths[:, None], tokens, -1)
+        source = torch.where(finite, rows[None, :], tokens.shape[0])
+        cand_tokens = padded.reshape(-1).take((source * padded.shape[1] + peak)[:, :, None]
+                                              + torch.arange(span, device=tokens.device))
+        row_start = (rows * width)[None, :, None]
+        flat = (row_start + peak[:, :, None] + self.around).clamp_(row_start, row_start + width - 1)
+        cand_acts = acts.reshape(-1).take(torch.add(columns[:, None, None], flat, alpha=acts.shape[2])).float()
+        cand_acts.masked_fill_(cand_tokens < 0, torch.nan)
+        cand_doc = torch.where(finite, docs[rows].to(torch.int32)[None, :], -1)
+        cand_start = torch.where(finite, (offsets[rows][None, :] + peak - self.before).to(torch.int32), 0)
+        k = self.k
+        top_val, top_idx = torch.cat([self.value, value], dim=1).topk(k, dim=1)
+        # A batch with no new window anywhere leaves every slot where it was (ties keep their order).
+        any_new = (top_idx >= k).any()
+        self.value = torch.where(any_new, top_val, self.value)
+        top_idx = torch.where(any_new, top_idx, self.slots)
+        idx3 = top_idx[:, :, None].expand(-1, -1, self.tokens.shape[2])
+        self.tokens = torch.cat([self.tokens, cand_tokens], dim=1).gather(1, idx3)
+        self.acts = torch.cat([self.acts, cand_acts], dim=1).gather(1, idx3)
+        self.doc = torch.cat([self.doc, cand_doc], dim=1).gather(1, top_idx)
+        self.start = torch.cat([self.start, cand_start], dim=1).gather(1, top_idx)
+
     def state(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name).numpy() for name in self.FIELDS}
+        return {name: getattr(self, name).cpu().numpy() for name in self.FIELDS}
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
         for name in self.FIELDS:
-            setattr(self, name, torch.from_numpy(state[name].copy()))
+            setattr(self, name, torch.from_numpy(np.array(state[name])).to(self.device))
 
     def result(self) -> ExampleSet:
-        n, k = self.value.shape
+        host = self.state()
         return ExampleSet(
-            tokens=self.tokens.numpy(),
-            acts=self.acts.numpy(),
-            doc=self.doc.numpy(),
-            start=self.start.numpy(),
-            pivot=np.where(self.doc.numpy() >= 0, self.before, 0).astype(np.int32),
-            value=self.value.numpy().astype(np.float32),
+            tokens=host["tokens"],
+            acts=host["acts"],
+            doc=host["doc"],
+            start=host["start"],
+            pivot=np.where(host["doc"] >= 0, self.before, 0).astype(np.int32),
+            value=host["value"].astype(np.float32),
         )
+
+
+def asdict_arrays(examples: ExampleSet) -> dict[str, np.ndarray]:
+    return {name: getattr(examples, name) for name in TopK.FIELDS}
 
 
 class OrdinarySampler:
@@ -127,16 +188,16 @@ class OrdinarySampler:
         self.budget = budget
         self.used = 0
         self.tokens: list[torch.Tensor] = []
-        self.acts: list[torch.Tensor] = []  # [n, len] each
+        self.acts: list[torch.Tensor] = []  # [n, len] each, on the host
         self.docs: list[int] = []
 
     def wants(self) -> bool:
         return self.used < self.budget
 
     def add(self, tokens: torch.Tensor, acts: torch.Tensor, length: int, doc: int) -> None:
-        """One row: ``tokens`` [T], ``acts`` [T, n] of the selected neurons."""
-        self.tokens.append(tokens[:length].clone())
-        self.acts.append(acts[:length].T.to(torch.float16).clone())
+        """One row: ``tokens`` [T], ``acts`` [T, n] of the selected neurons (any device; copied to the host)."""
+        self.tokens.append(tokens[:length].to("cpu", copy=True))
+        self.acts.append(acts[:length].T.to("cpu", torch.float16, copy=True))
         self.docs.append(doc)
         self.used += length
 
@@ -167,43 +228,64 @@ class OrdinarySampler:
 
 
 class StatsAccumulator:
-    """Max, min, mean and histogram of every neuron of a layer."""
+    """Max, min, mean and histogram of every neuron of a layer: tensors on one device, updated with torch
+    ops only; the histogram is kept bin-major ([bins, d_mlp]) so a batch adds to it with one scatter_add."""
 
-    def __init__(self, d_mlp: int) -> None:
-        self.max = torch.full((d_mlp,), -torch.inf)
-        self.min = torch.full((d_mlp,), torch.inf)
-        self.sum = torch.zeros(d_mlp, dtype=torch.float64)
-        self.hist = torch.zeros(d_mlp * (len(HIST_EDGES) + 1), dtype=torch.int64)
-        self.edges = torch.from_numpy(HIST_EDGES).float()
+    def __init__(self, d_mlp: int, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.max = torch.full((d_mlp,), -torch.inf, device=self.device)
+        self.min = torch.full((d_mlp,), torch.inf, device=self.device)
+        self.sum = torch.zeros(d_mlp, dtype=torch.float64, device=self.device)
+        self.hist = torch.zeros((len(HIST_EDGES) + 1, d_mlp), dtype=torch.int64, device=self.device)
+        self.edges = torch.from_numpy(HIST_EDGES).float().to(self.device)
+        self.one = torch.ones((), dtype=torch.int64, device=self.device)
         self.count = 0
 
-    def update(self, flat: torch.Tensor) -> None:
-        """``flat`` [tokens, d_mlp]: activations at real (unpadded) positions."""
-        flat = flat.float()
-        self.max = torch.maximum(self.max, flat.amax(dim=0))
-        self.min = torch.minimum(self.min, flat.amin(dim=0))
-        self.sum += flat.sum(dim=0, dtype=torch.float64)
-        self.count += flat.shape[0]
-        bins = len(HIST_EDGES) + 1
-        index = torch.bucketize(flat, self.edges, right=True) + torch.arange(flat.shape[1]) * bins
-        self.hist += torch.bincount(index.flatten(), minlength=self.hist.numel())
+    def update(self, acts: torch.Tensor, invalid: torch.Tensor,
+               text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add a batch: ``acts`` [B, T, d_mlp]; ``invalid`` and ``text`` the flat positions (row * T + pos)
+        that are no text and those that are (host-known, so selecting them costs the device no sync).
+        Returns each row's peak (value, position) per neuron over its text positions, [B, d_mlp] each
+        (-inf, 0 for a row without text): the top-k candidates.
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {"max": self.max.numpy(), "min": self.min.numpy(), "sum": self.sum.numpy(),
-                "hist": self.hist.numpy(), "count": np.array(self.count)}
+        For the peaks the positions that are no text are set to -inf in place and restored after; min, sum
+        and histogram run on the text positions gathered into one [tokens, d_mlp] block, the layout the
+        host code summed, so the float64 sums add in the same order as before. ``acts`` is written to (and
+        restored), so call this under ``torch.inference_mode()`` when it is an inference tensor."""
+        x = acts.contiguous() if acts.dtype == torch.float32 else acts.float()
+        flat = x.view(-1, x.shape[-1])
+        kept = flat[invalid]  # index_put_ touches only these rows (index_fill_ would walk the whole tensor)
+        flat[invalid] = -torch.inf
+        seq_max, seq_arg = x.max(dim=1)
+        flat[invalid] = kept
+        self.max = torch.maximum(self.max, seq_max.amax(dim=0))
+        if text.numel():
+            values = flat.index_select(0, text)
+            self.min = torch.minimum(self.min, values.amin(dim=0))
+            self.sum += values.sum(dim=0, dtype=torch.float64)
+            bins = torch.bucketize(values, self.edges, right=True)
+            self.hist.scatter_add_(0, bins, self.one.expand(bins.shape))
+        self.count += text.numel()
+        return seq_max, seq_arg
+
+    def state(self) -> dict[str, np.ndarray]:  # the histogram neuron-major and flat, as before
+        return {"max": self.max.cpu().numpy(), "min": self.min.cpu().numpy(), "sum": self.sum.cpu().numpy(),
+                "hist": self.hist.T.contiguous().flatten().cpu().numpy(), "count": np.array(self.count)}
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
-        for name in ("max", "min", "sum", "hist"):
-            setattr(self, name, torch.from_numpy(state[name].copy()))
+        for name in ("max", "min", "sum"):
+            setattr(self, name, torch.from_numpy(np.array(state[name])).to(self.device))
+        d_mlp = self.max.shape[0]
+        self.hist = torch.from_numpy(np.array(state["hist"]).reshape(d_mlp, -1).T.copy()).to(self.device)
         self.count = int(state["count"])
 
     def result(self) -> LayerStats:
-        d_mlp = self.max.shape[0]
+        host = self.state()
         return LayerStats(
-            max=self.max.numpy().astype(np.float32),
-            min=self.min.numpy().astype(np.float32),
-            mean=(self.sum / max(self.count, 1)).numpy().astype(np.float32),
-            hist=self.hist.reshape(d_mlp, -1).numpy(),
+            max=host["max"].astype(np.float32),
+            min=host["min"].astype(np.float32),
+            mean=(host["sum"] / max(self.count, 1)).astype(np.float32),
+            hist=host["hist"].reshape(self.max.shape[0], -1),
             tokens=self.count,
         )
 
@@ -305,6 +387,24 @@ def _budget(rows: Iterable[TokenRow], max_tokens: int) -> Iterator[TokenRow]:
         yield row
 
 
+def _accumulate(acts: dict[int, torch.Tensor], rows: BatchRows, layers: list[int], picks: dict[int, torch.Tensor],
+                stats: dict[int, StatsAccumulator], tops: dict[tuple[int, str], TopK],
+                ordinary: dict[int, OrdinarySampler]) -> None:
+    """Fold one batch's activations into every layer's accumulators, on the activations' device."""
+    with torch.inference_mode():  # the activations are inference tensors, updated in place
+        for layer in layers:
+            layer_acts = acts[layer].to(stats[layer].device)
+            seq_max, seq_arg = stats[layer].update(layer_acts, rows.invalid, rows.text)
+            columns = picks[layer]
+            for name, sel in rows.splits.items():
+                tops[(layer, name)].merge(seq_max[sel[:, None], columns], seq_arg[sel[:, None], columns], sel,
+                                          layer_acts, columns, rows.tokens, rows.lengths, rows.docs, rows.offsets)
+            for i, length, doc in rows.heldout:
+                if not ordinary[layer].wants():
+                    break
+                ordinary[layer].add(rows.tokens[i], layer_acts[i][:, columns], length, doc)
+
+
 def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> MineSummary:
     """Mine what the selection needs; the model is loaded only if something is missing."""
     if work.manifest.exists():
@@ -339,10 +439,11 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     index: list[dict[str, str]] = []
     rows = stream(index)
     layers = sorted(todo)
-    picks = {layer: torch.tensor(todo[layer]) for layer in layers}
-    tops = {(layer, split): TopK(len(todo[layer]), m.top_k, m.context_before, m.context_after)
+    device = torch.device(model.device)  # the accumulators live where the activations are made
+    picks = {layer: torch.tensor(todo[layer], device=device) for layer in layers}
+    tops = {(layer, split): TopK(len(todo[layer]), m.top_k, m.context_before, m.context_after, device)
             for layer in layers for split in ("train", "heldout")}
-    stats = {layer: StatsAccumulator(model.d_mlp) for layer in layers}
+    stats = {layer: StatsAccumulator(model.d_mlp, device) for layer in layers}
     ordinary = {layer: OrdinarySampler(m.ordinary_tokens) for layer in layers}
     parts: dict[str, Any] = {}
     for layer in layers:
@@ -361,29 +462,10 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
             if number < resume_batches:  # covered by the checkpoint: only its documents are re-read
                 advance(progress, sum(len(r.tokens) for r in batch))
                 continue
-            lengths = torch.tensor([len(r.tokens) for r in batch])
-            tokens = torch.zeros((len(batch), int(lengths.max())), dtype=torch.long)
-            for i, row in enumerate(batch):
-                tokens[i, : len(row.tokens)] = torch.tensor(row.tokens)
-            docs = torch.tensor([r.doc for r in batch])
-            offsets = torch.tensor([r.offset for r in batch])
-            split = np.array([r.split for r in batch])
-            acts = model.mlp_activations(tokens, layers)
-            valid = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
-            if model.bos_id is not None:  # the doc-start token is no text: its (often huge) activation is skipped
-                valid &= tokens != model.bos_id
-            for layer in layers:
-                layer_acts = acts[layer].cpu()
-                stats[layer].update(layer_acts[valid])
-                chosen = layer_acts[:, :, picks[layer]]
-                for name in ("train", "heldout"):
-                    sel = torch.from_numpy(np.flatnonzero(split == name))
-                    if len(sel):
-                        tops[(layer, name)].update(chosen[sel], tokens[sel], lengths[sel], valid[sel], docs[sel], offsets[sel])
-                for i in np.flatnonzero(split == "heldout"):
-                    if ordinary[layer].wants():
-                        ordinary[layer].add(tokens[i], chosen[i], int(lengths[i]), int(docs[i]))
-            done = int(lengths.sum())
+            rows_on = BatchRows.build(batch, model.bos_id, device)
+            acts = model.mlp_activations(rows_on.tokens, layers)
+            _accumulate(acts, rows_on, layers, picks, stats, tops, ordinary)
+            done = sum(len(r.tokens) for r in batch)
             tokens_done += done
             mined_now += done
             advance(progress, done)
