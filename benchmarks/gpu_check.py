@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -130,8 +129,8 @@ def agreement(corpus: Path, tmp: Path, device: str, dtype: str, tokens: int, top
                      mine=MineConfig(max_tokens=tokens, top_k=top_k), fit=FitConfig(augmenter="self"))
         model = load_model(cfg.model, device=dev, dtype=dt)
         work = WorkDir(cfg.work_path)
-        mine(cfg, lambda: model, work)
-        fit(cfg, lambda: model, work)
+        mine(cfg, lambda model=model: model, work)
+        fit(cfg, lambda model=model: model, work)
         evaluate(cfg, work)
         runs[name] = (cfg, work)
     (cfg, cpu), (_, dev) = runs["cpu"], runs["device"]
@@ -206,7 +205,6 @@ def speed(shape: str, corpus: Path, tmp: Path, args: argparse.Namespace, busy: B
     }
     out["projected_min"] = {k: round(v / 60, 1) for k, v in parts.items()}
     out["projected_min"]["total"] = round(sum(parts.values()) / 60, 1)
-    del model
     shutil.rmtree(work.root, ignore_errors=True)
     return out
 
