@@ -76,7 +76,10 @@ _OPTIONS: list[tuple[str, str | None, str, Any, str]] = [
     ("--ordinary-tokens", "mine", "ordinary_tokens", int,
      f"Held-out text kept whole, whatever it activates, for scoring on ordinary text. Default: {_MINE.ordinary_tokens}."),
     ("--batch-tokens", "mine", "batch_tokens", int,
-     f"Tokens per forward batch (mine and fit). Default: {_MINE.batch_tokens}."),
+     f"Tokens per forward batch while mining (fit: --fit-batch-tokens). Default: {_MINE.batch_tokens}."),
+    ("--fit-batch-tokens", "fit", "fit_batch_tokens", int,
+     "Fit: trie nodes per forward batch; neurons are fitted together in fixed groups of this // 1024 (recorded "
+     "in each fit file; shards must use the same value). Default: 4096 with --device cpu, 262144 on a GPU."),
     ("--train-examples", "fit", "train_examples", int,
      f"Top training windows a graph is fitted on. Default: {_FIT.train_examples}."),
     ("--pivot-threshold", "fit", "pivot_threshold", float,

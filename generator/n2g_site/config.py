@@ -103,9 +103,14 @@ class FitConfig:
     augment_min_prob: float = 1e-5  # replacement candidates below this probability are not tried
     augment_keep_threshold: float = 0.5  # a variant is positive when its peak >= this share of the prompt's
     mlm_model: str = "distilbert-base-uncased"  # the masked LM of the mlm augmenter (Hugging Face name or dir)
+    # Trie nodes per fit forward batch; neurons are fitted in lockstep groups of fit_batch_tokens // 1024.
+    # None = 4096 with --device cpu, 262144 with cuda/mps (fit.py resolves and records the number).
+    fit_batch_tokens: int | None = None
 
     def validate(self) -> None:
         _positive(self, "train_examples", "prune_step", "prune_max_context")
+        if self.fit_batch_tokens is not None and self.fit_batch_tokens < 1:
+            raise UserError(f"--fit-batch-tokens {self.fit_batch_tokens} must be 1 or more, e.g. 4096 (CPU) or 262144 (GPU)")
         if self.augment_per_position < 0:
             raise UserError(f"--augment-per-position {self.augment_per_position} must be 0 or more")
         for name in ("activation_threshold", "importance_threshold", "prune_threshold", "pivot_threshold", "fire_threshold",
