@@ -4,7 +4,10 @@
 (b) BatchedEngine: requests pooled across examples and neurons of a layer, deduped, each forward stopped
     after the layer's MLP hook; shared prefixes computed once (tries of sequences packed as rows with a
     tree attention mask), packed into padded batches;
-(c) with --engines ...,plain: the batched engine without prefix sharing (whole sequences, sorted by length).
+(c) with --engines ...,plain: the batched engine without prefix sharing (whole sequences, sorted by length);
+(d) with --engines old,batched: the batched engine, N2G core and proposer of an earlier commit (``--old-ref``,
+    loaded from git as a separate package), to check that the new code gives byte-identical graphs and to
+    time both in one run.
 All fit the same neurons with the same options; the script checks each engine's graphs agree with the
 reference's and prints the speed-up, forwards per neuron and tokens/s. Usage (after mining, e.g. the demo
 build, or `n2g-site mine --layers 6,23 --neurons 0-1 --work-dir DIR`):
@@ -43,6 +46,7 @@ def main() -> None:
                         help="comma-separated, run in this order: batched, plain (batched, no prefix sharing), reference")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--segment-tokens", type=int, default=256)
+    parser.add_argument("--old-ref", default="89af568", help="the commit the 'old' engine comes from")
     args = parser.parse_args()
     work = WorkDir(args.work_dir)
     manifest = read_json(work.require(work.manifest, "mine"))
@@ -61,8 +65,23 @@ def main() -> None:
         "reference": lambda: ReferenceEngine(model),
     }
     names = args.engines.split(",")
+    fitters = {name: fit_neurons for name in names}
+    if "old" in names:
+        import importlib
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from fit_host import old_package
+
+        old = old_package(args.old_ref)
+        old_engine = importlib.import_module(f"{old}.engine")
+        makers["old"] = lambda: old_engine.BatchedEngine(model, cfg.mine.batch_tokens, segment_tokens=args.segment_tokens)
+        fitters["old"] = importlib.import_module(f"{old}.n2g.fit").fit_neurons
     engines = {name: makers[name]() for name in names}
     proposers = {name: make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens) for name in names}
+    if "old" in names:
+        proposers["old"] = importlib.import_module(f"{old}.augmenters").make_proposer(cfg.fit, model, text,
+                                                                                     cfg.mine.batch_tokens)
     for name in names:
         results[name], seconds[name], counters[name] = [], 0.0, engines[name].counters
     print("load average (1, 5, 15 min) at the start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
@@ -71,18 +90,21 @@ def main() -> None:
         mined = MinedLayer.load(work.mined(layer))
         for name in names:
             started = time.perf_counter()
-            results[name] += fit_neurons(_tasks(mined, neurons, cfg.fit.train_examples), engines[name], cfg.fit,
-                                         vocab, proposers[name])
+            results[name] += fitters[name](_tasks(mined, neurons, cfg.fit.train_examples), engines[name], cfg.fit,
+                                           vocab, proposers[name])
             took = time.perf_counter() - started
             seconds[name] += took
             print(f"layer {layer}, {name}: {len(neurons)} neurons in {took:.1f} s", flush=True)
     n = len(results[names[0]])
-    base = "reference" if "reference" in names else names[-1]
+    base = "reference" if "reference" in names else "old" if "old" in names else names[-1]
     differ = False
     for name in names:
         if name == base:
             continue
         same = sum(_agree(a.graph, b.graph) for a, b in zip(results[name], results[base]))
+        exact = sum(a.graph.to_json() == b.graph.to_json() and a.examples == b.examples and a.cost == b.cost
+                    for a, b in zip(results[name], results[base]))
+        print(f"\n{name} vs {base}: graphs, example records and costs identical (exactly): {exact} of {n}")
         differ |= same < n
         sizes = [len(a.graph.nodes) for a in results[name]]
         print(f"\n{name} vs {base}: graphs that agree (same nodes and patterns; values within 1e-3): "

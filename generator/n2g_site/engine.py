@@ -31,7 +31,7 @@ with a warning that names the exception (a CUDA out-of-memory error is raised, n
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -296,7 +296,7 @@ class BatchedEngine:
         flat = ((slot[:, None] * width + nodes) * d_mlp + neurons[:, None])
         return torch.from_numpy(flat[np.arange(nodes.shape[1]) < lens[:, None]])
 
-    def _plain_batches(self, rows: list[Row], pair_ids, pair_rows, pair_neurons) -> list[_Batch]:
+    def _plain_batches(self, rows: list[Row], pair_ids, pair_rows, pair_neurons) -> Iterator[_Batch]:
         lens = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         order = np.argsort(lens, kind="stable")
         packed = self._pack(lens[order].tolist())
@@ -306,7 +306,6 @@ class BatchedEngine:
             row_batch[order[batch]] = b
             slot[order[batch]] = np.arange(len(batch))
         chosen_of = _group(row_batch[pair_rows], len(packed))
-        out = []
         for b, batch in enumerate(packed):
             members = order[batch]
             matrix, _ = _padded([rows[i] for i in members])
@@ -316,11 +315,10 @@ class BatchedEngine:
             gather = self._gather_index(slot[pair_rows[chosen]], nodes, lens[pair_rows[chosen]],
                                         pair_neurons[chosen], width)
             answered = int(lens[members].sum())
-            out.append(_Batch(torch.from_numpy(np.maximum(matrix, 0)), None, None, gather, pair_ids[chosen],
-                              len(members), answered, answered))
-        return out
+            yield _Batch(torch.from_numpy(np.maximum(matrix, 0)), None, None, gather, pair_ids[chosen],
+                         len(members), answered, answered)
 
-    def _tree_batches(self, rows: list[Row], pair_ids, pair_rows, pair_neurons) -> list[_Batch]:
+    def _tree_batches(self, rows: list[Row], pair_ids, pair_rows, pair_neurons) -> Iterator[_Batch]:
         trie = _Trie.build(rows, self.segment_tokens)
         sorted_of = np.empty(len(rows), dtype=np.int64)
         sorted_of[trie.order] = np.arange(len(rows))  # caller's row -> sorted position
@@ -339,7 +337,6 @@ class BatchedEngine:
         tokens_per_batch = np.bincount(row_batch, weights=trie.lens, minlength=len(packed))
         pair_srow = sorted_of[pair_rows]
         chosen_of = _group(row_batch[pair_srow], len(packed))
-        out = []
         for b, batch in enumerate(packed):
             segs = seg_order[batch]
             width = int(trie.sizes[segs[-1]])
@@ -355,17 +352,17 @@ class BatchedEngine:
             srow = pair_srow[chosen]
             gather = self._gather_index(seg_slot[trie.seg[srow]], trie.nodes[srow], trie.lens[srow],
                                         pair_neurons[chosen], width)
-            out.append(_Batch(torch.from_numpy(tokens), torch.from_numpy(positions), torch.from_numpy(parents),
-                              gather, pair_ids[chosen], int(rows_per_batch[b]), int(tokens_per_batch[b]),
-                              int(trie.sizes[segs].sum())))
-        return out
+            yield _Batch(torch.from_numpy(tokens), torch.from_numpy(positions), torch.from_numpy(parents),
+                         gather, pair_ids[chosen], int(rows_per_batch[b]), int(tokens_per_batch[b]),
+                         int(trie.sizes[segs].sum()))
 
     # --- the device side ---------------------------------------------------------------------------
 
-    def _execute(self, layer: int, batches: list[_Batch], lens: np.ndarray, values: list) -> None:
-        """Run the batches, each launched before the previous one's values are read back."""
+    def _execute(self, layer: int, batches: Iterator[_Batch], lens: np.ndarray, values: list) -> None:
+        """Run the batches, each built and launched before the previous one's values are read back (on a GPU
+        the host builds batch k+1 while batch k runs)."""
         pending = None
-        for batch in batches + [None]:
+        for batch in chain(batches, [None]):
             launched = self._launch(batch, layer) if batch is not None else None
             if pending is not None:
                 self._collect(*pending, lens, values)
