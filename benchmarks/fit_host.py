@@ -8,11 +8,13 @@ engines get identical answers. Its logits for the ``self`` proposer are ``H[toke
 vocabulary size. Every call into the stand-in (forward, logits, unembedding) is timed and subtracted: what is
 left is the N2G core, the engine's bookkeeping (dedupe, tries, masks, packing, the gather and the answers)
 and the proposer's post-processing. On a GPU the mask, gather, softmax and top-k of the new code would run
-on the device; here they run on the CPU and are counted as host time.
+on the device; here they run on the CPU and are shown in a column of their own.
 
 Training windows are real: mined SmolLM2 windows (tokens from a work dir's ``mine/``); only their activations
-come from the stand-in (recomputed, so the pivot is the stand-in's peak). The old code is loaded from git
-(``--old-ref``, default the commit this branch started from) as a separate package, in the same process.
+come from the stand-in (recomputed, so the pivot is the stand-in's peak). Times are CPU seconds of this
+process (``time.process_time``, one torch thread), which other jobs on the machine inflate less than wall
+time. The old code is loaded from git (``--old-ref``, default the commit this branch started from) as a
+separate package, in the same process; old and new alternate ``--repeats`` times and the best is kept.
 
     PYTHONPATH=generator .venv/bin/python benchmarks/fit_host.py --work-dir /tmp/mined --layers 6,23 \\
         --neurons 0-31 [--big-neurons 0-255] [--profile out.prof]
@@ -52,11 +54,11 @@ class Clock:
 
     def __call__(self, fn):
         def timed(*args, **kwargs):
-            started = time.perf_counter()
+            started = time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.inside += time.perf_counter() - started
+                self.inside += time.process_time() - started
         return timed
 
 
@@ -175,13 +177,13 @@ def run(pkg: str, model: StandIn, clock: Clock, mined: dict, layers, neurons, gr
         for layer in layers:
             for i in range(0, len(neurons), group):
                 tasks = tasks_for(pkg, model, mined[layer], neurons[i : i + group], cfg.train_examples)
-                started = time.perf_counter()
+                started = time.process_time()
                 if profile:
                     profile.enable()
                 results += fit_mod.fit_neurons(tasks, engine, cfg, vocab, proposer)
                 if profile:
                     profile.disable()
-                wall += time.perf_counter() - started
+                wall += time.process_time() - started
     finally:
         model.mlp_activations = forward
         for (m, name), fn in zip(patched, originals):
@@ -233,7 +235,7 @@ def main() -> None:
                for a, b in zip(best["old"][0], best["new"][0]))
     print(f"\nCPU groups ({cpu_group} neurons, {CPU_BATCH_TOKENS}-node batches), layers {layers}, neurons "
           f"{args.neurons}: old and new give the same graphs, records and costs for {same} of {n} neurons")
-    print("\n| code | group | batch nodes | neurons | wall s | inside the stand-in s | host ms/neuron | of which device-side "
+    print("\n| code | group | batch nodes | neurons | CPU s | inside the stand-in s | host ms/neuron | of which device-side "
           "steps on the CPU | **host ms/neuron without them** | forwards/neuron | computed nodes/forward "
           "| padded tokens/forward |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
