@@ -95,3 +95,24 @@ def test_self_proposer_unembeds_only_the_asked_positions_and_equals_the_full_log
         for x, y in zip(a, b):
             assert [t for t, _ in x] == [t for t, _ in y]
             assert [p for _, p in x] == pytest.approx([p for _, p in y], rel=1e-5, abs=1e-9)
+
+
+def test_self_proposer_without_an_unembedding_hook_picks_positions_from_the_full_logits():
+    class Bridge:  # a model that only gives full logits (no unembed.hook_in)
+        def parameters(self):
+            return iter([torch.zeros(1)])
+
+        def __call__(self, tokens):
+            torch.manual_seed(int(tokens.sum()))
+            return torch.randn(*tokens.shape, 50)
+
+    class Model:
+        bridge, device, d_vocab = Bridge(), torch.device("cpu"), 50
+
+    prompts, positions = [(1, 2, 3, 4, 5), (7, 8, 9)], [[2, 4], [1]]
+    got = SelfProposer(Model())(prompts, positions)
+    # one batch, sorted by the last position asked: prompt 1's prefix (7), then prompt 0's (1, 2, 3, 4)
+    logits = Model.bridge(torch.tensor([[7, 0, 0, 0], [1, 2, 3, 4]]))
+    for (i, k), proposals in zip([(1, 2), (1, 4), (0, 1)], [got[0][0], got[0][1], got[1][0]]):
+        top = logits[i, k - 1].softmax(-1).topk(32)
+        assert [t for t, _ in proposals] == top.indices.tolist()
