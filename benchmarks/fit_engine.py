@@ -4,7 +4,10 @@
 (b) BatchedEngine: requests pooled across examples and neurons of a layer, deduped, each forward stopped
     after the layer's MLP hook; shared prefixes computed once (tries of sequences packed as rows with a
     tree attention mask), packed into padded batches;
-(c) with --engines ...,plain: the batched engine without prefix sharing (whole sequences, sorted by length).
+(c) with --engines ...,plain: the batched engine without prefix sharing (whole sequences, sorted by length);
+(d) with --engines old,batched: the batched engine, N2G core and proposer of an earlier commit (``--old-ref``,
+    loaded from git as a separate package), to check that the new code gives byte-identical graphs and to
+    time both in one run.
 All fit the same neurons with the same options; the script checks each engine's graphs agree with the
 reference's and prints the speed-up, forwards per neuron and tokens/s. Usage (after mining, e.g. the demo
 build, or `n2g-site mine --layers 6,23 --neurons 0-1 --work-dir DIR`):
@@ -43,6 +46,7 @@ def main() -> None:
                         help="comma-separated, run in this order: batched, plain (batched, no prefix sharing), reference")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--segment-tokens", type=int, default=256)
+    parser.add_argument("--old-ref", default="89af568", help="the commit the 'old' engine comes from")
     args = parser.parse_args()
     work = WorkDir(args.work_dir)
     manifest = read_json(work.require(work.manifest, "mine"))
@@ -54,39 +58,66 @@ def main() -> None:
                        frozenset(model.tokenizer.all_special_ids))
     layers = cfg.select_layers(model.n_layers)
     neurons = list(cfg.select_neurons(model.d_mlp))
-    results, seconds, counters = {}, {}, {}
+    results, seconds, counters, host, cpu_total = {}, {}, {}, {}, {}
+    inside = _time_model_calls(model)
     makers = {
         "batched": lambda: BatchedEngine(model, cfg.mine.batch_tokens, segment_tokens=args.segment_tokens),
         "plain": lambda: BatchedEngine(model, cfg.mine.batch_tokens, share_prefixes=False),
         "reference": lambda: ReferenceEngine(model),
     }
     names = args.engines.split(",")
+    fitters = {name: fit_neurons for name in names}
+    if "old" in names:
+        import importlib
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from fit_host import old_package
+
+        old = old_package(args.old_ref)
+        old_engine = importlib.import_module(f"{old}.engine")
+        makers["old"] = lambda: old_engine.BatchedEngine(model, cfg.mine.batch_tokens, segment_tokens=args.segment_tokens)
+        fitters["old"] = importlib.import_module(f"{old}.n2g.fit").fit_neurons
     engines = {name: makers[name]() for name in names}
     proposers = {name: make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens) for name in names}
+    if "old" in names:
+        proposers["old"] = importlib.import_module(f"{old}.augmenters").make_proposer(cfg.fit, model, text,
+                                                                                     cfg.mine.batch_tokens)
     for name in names:
-        results[name], seconds[name], counters[name] = [], 0.0, engines[name].counters
+        results[name], seconds[name], counters[name], host[name] = [], 0.0, engines[name].counters, 0.0
+        cpu_total[name] = 0.0
     print("load average (1, 5, 15 min) at the start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
     # Interleaved layer by layer, so a change in the machine's load hits every engine alike.
     for layer in layers:
         mined = MinedLayer.load(work.mined(layer))
         for name in names:
-            started = time.perf_counter()
-            results[name] += fit_neurons(_tasks(mined, neurons, cfg.fit.train_examples), engines[name], cfg.fit,
-                                         vocab, proposers[name])
+            started, cpu, inside[0] = time.perf_counter(), time.process_time(), 0.0
+            results[name] += fitters[name](_tasks(mined, neurons, cfg.fit.train_examples), engines[name], cfg.fit,
+                                           vocab, proposers[name])
             took = time.perf_counter() - started
             seconds[name] += took
+            host[name] += time.process_time() - cpu - inside[0]
+            cpu_total[name] += time.process_time() - cpu
             print(f"layer {layer}, {name}: {len(neurons)} neurons in {took:.1f} s", flush=True)
     n = len(results[names[0]])
-    base = "reference" if "reference" in names else names[-1]
+    base = "reference" if "reference" in names else "old" if "old" in names else names[-1]
     differ = False
     for name in names:
         if name == base:
             continue
         same = sum(_agree(a.graph, b.graph) for a, b in zip(results[name], results[base]))
+        exact = sum(a.graph.to_json() == b.graph.to_json() and a.examples == b.examples and a.cost == b.cost
+                    for a, b in zip(results[name], results[base]))
+        print(f"\n{name} vs {base}: graphs, example records and costs identical (exactly): {exact} of {n}")
         differ |= same < n
         sizes = [len(a.graph.nodes) for a in results[name]]
         print(f"\n{name} vs {base}: graphs that agree (same nodes and patterns; values within 1e-3): "
               f"{same} of {n} (node counts {sizes})")
+    print("\nhost CPU ms/neuron outside the model's forwards (real requests; on a CPU this includes the new code's "
+          "device-side steps: tree mask, gather, unembedding of the chosen positions, softmax + top-k): "
+          + ", ".join(f"{name} {1000 * host[name] / n:.1f}" for name in names)
+          + "; all CPU s/neuron (every thread, forwards included): "
+          + ", ".join(f"{name} {cpu_total[name] / n:.2f}" for name in names))
     print("\n| engine | s/neuron | forward calls/neuron | rows/neuron | tokens/neuron | computed tokens/neuron "
           "| tokens/s | computed tokens/s | neurons/s | speed-up |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -100,6 +131,30 @@ def main() -> None:
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     if differ:
         print("a graph that differs: float noise of batched vs single-row matmuls moved a value across a threshold")
+
+
+def _time_model_calls(model) -> list[float]:
+    """Count the CPU seconds spent inside the model (forwards, the proposer's forward; not the new proposer's
+    unembedding of the chosen positions, a device-side step that stays in the host column) in
+    ``out[0]``, so the fit's own host time is the rest."""
+    out, depth = [0.0], [0]
+
+    def timed(fn):
+        def call(*args, **kwargs):
+            depth[0] += 1
+            started = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if not depth[0]:  # nested calls (run_with_hooks -> forward) are counted once
+                    out[0] += time.process_time() - started
+        return call
+
+    model._forward_hooks = timed(model._forward_hooks)
+    model.bridge.forward = timed(model.bridge.forward)
+    model.bridge.run_with_hooks = timed(model.bridge.run_with_hooks)
+    return out
 
 
 def _agree(a, b) -> bool:

@@ -63,3 +63,56 @@ def test_auto_falls_back_to_self_offline_and_mlm_fails_clearly(tiny_model, tmp_p
     with pytest.raises(UserError, match="--mlm-model .* could not be loaded"):
         make_proposer(FitConfig(augmenter="mlm", mlm_model=str(tmp_path / "no-such-mlm")), tiny_model, text, 1024)
     assert make_proposer(FitConfig(augmenter="none"), tiny_model, text, 1024) is None
+
+
+def _old_self_proposals(model, prompts, positions):
+    """The proposer as it was: full logits [B, W, V] to the host, softmax there, top-k per position."""
+    out = []
+    for prompt, where in zip(prompts, positions):
+        if not where:
+            out.append([])
+            continue
+        logits = model.bridge(torch.tensor([prompt[: max(where)]])).float().cpu()
+        probs = logits.softmax(dim=-1)
+        top = [probs[0, k - 1].topk(32) for k in where]
+        out.append([list(zip(t.indices.tolist(), t.values.tolist())) for t in top])
+    return out
+
+
+def test_self_proposer_unembeds_only_the_asked_positions_and_equals_the_full_logits(tiny_model):
+    texts = [" He lives in Paris and London", " The city is big and the river is long", " A"]
+    prompts = [tuple([tiny_model.bos_id] + tiny_model.encode(t)) for t in texts]
+    positions = [[2, 4, 6], [1, 5, 8, 9], [1]]
+    unembedded = []
+    hook = tiny_model.bridge.unembed.register_forward_hook(lambda m, args, out: unembedded.append(args[0].shape))
+    try:
+        got = SelfProposer(tiny_model, batch_tokens=4096)(prompts, positions)
+    finally:
+        hook.remove()
+    assert unembedded == [torch.Size([1, 8, tiny_model.bridge.cfg.d_model])]  # 8 positions, not 3 x 9
+    want = _old_self_proposals(tiny_model, prompts, positions)
+    for a, b in zip(got, want):
+        for x, y in zip(a, b):
+            assert [t for t, _ in x] == [t for t, _ in y]
+            assert [p for _, p in x] == pytest.approx([p for _, p in y], rel=1e-5, abs=1e-9)
+
+
+def test_self_proposer_without_an_unembedding_hook_picks_positions_from_the_full_logits():
+    class Bridge:  # a model that only gives full logits (no unembed.hook_in)
+        def parameters(self):
+            return iter([torch.zeros(1)])
+
+        def __call__(self, tokens):
+            torch.manual_seed(int(tokens.sum()))
+            return torch.randn(*tokens.shape, 50)
+
+    class Model:
+        bridge, device, d_vocab = Bridge(), torch.device("cpu"), 50
+
+    prompts, positions = [(1, 2, 3, 4, 5), (7, 8, 9)], [[2, 4], [1]]
+    got = SelfProposer(Model())(prompts, positions)
+    # one batch, sorted by the last position asked: prompt 1's prefix (7), then prompt 0's (1, 2, 3, 4)
+    logits = Model.bridge(torch.tensor([[7, 0, 0, 0], [1, 2, 3, 4]]))
+    for (i, k), proposals in zip([(1, 2), (1, 4), (0, 1)], [got[0][0], got[0][1], got[1][0]]):
+        top = logits[i, k - 1].softmax(-1).topk(32)
+        assert [t for t, _ in proposals] == top.indices.tolist()

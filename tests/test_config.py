@@ -133,8 +133,22 @@ FIT_RECORD_BEFORE_THE_MOVE = {
 }  # fmt: skip
 
 
-def test_fit_record_keeps_existing_fit_files_current():
-    assert Config().fit_record() == FIT_RECORD_BEFORE_THE_MOVE
+def test_fit_record_keeps_existing_fit_files_current(tmp_path):
+    record = Config().fit_record()
+    assert record.pop("fit_batch_tokens") is None  # fit resolves it (4096 on the CPU) and records the number
+    assert record == FIT_RECORD_BEFORE_THE_MOVE
+    # A file from before --fit-batch-tokens was fitted in groups of 4, which is what 4096 means: still current.
+    from dataclasses import replace
+
+    from n2g_site.fit import SCHEMA, _is_current, fit_options
+    from n2g_site.store import write_json
+
+    old = tmp_path / "N00000.json"
+    write_json(old, {"schema": SCHEMA, "config": FIT_RECORD_BEFORE_THE_MOVE})
+    cfg = Config()
+    assert _is_current(old, replace(cfg, fit=fit_options(cfg)).fit_record(), "fp32")
+    gpu = Config(device="cuda")
+    assert not _is_current(old, replace(gpu, fit=fit_options(gpu)).fit_record(), "fp32")  # groups of 256
     moved = merge(Config(), {"evaluate": {"fire_threshold": 0.4}}, source="x")
     assert moved.fit_record()["fire_threshold"] == 0.4
 
@@ -177,4 +191,4 @@ def test_a_fit_option_declared_not_recorded_leaves_fits_current():
     cfg = Config(fit=extended(budget=64))
     record = cfg.fit_record()
     assert "budget" not in record and record["strict"] is False
-    assert {k: v for k, v in record.items() if k != "strict"} == FIT_RECORD_BEFORE_THE_MOVE
+    assert {k: v for k, v in record.items() if k not in ("strict", "fit_batch_tokens")} == FIT_RECORD_BEFORE_THE_MOVE

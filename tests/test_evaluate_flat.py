@@ -17,7 +17,7 @@ import pytest
 
 from n2g_site import evaluate as ev
 from n2g_site.baselines import NGram, TokenLookup
-from n2g_site.config import Config
+from n2g_site.config import Config, EvaluateConfig
 from n2g_site.n2g.graph import Graph, Node
 from n2g_site.n2g.predict import KeyIndex, Predictor
 from n2g_site.store import HIST_EDGES, ExampleSet, LayerStats, MinedLayer, OrdinaryText, WorkDir, read_json, write_json
@@ -145,7 +145,8 @@ def _reference(work: WorkDir, neuron: int, n: int, threshold: float = 0.5, train
 @pytest.mark.parametrize(("seed", "ngram"), [(0, 5), (1, 2), (2, 3)])
 def test_each_neuron_file_equals_the_per_sequence_reference(tmp_path, seed, ngram):
     work = make_workdir(tmp_path, seed)
-    ev.evaluate(Config(work_dir=tmp_path, layers="0", neurons=f"0-{NEURONS - 1}", ngram=ngram), work, jobs=1)
+    cfg = Config(work_dir=tmp_path, layers="0", neurons=f"0-{NEURONS - 1}", evaluate=EvaluateConfig(ngram=ngram))
+    ev.evaluate(cfg, work, jobs=1)
     for n in range(NEURONS):
         got = json.loads(work.evaluated(0, n).read_text())
         assert got == json.loads(json.dumps(_reference(work, n, ngram))), n

@@ -1,5 +1,6 @@
 """Nothing lost on a crash, and work split across processes: kill -9 then resume, and 3 shards + merge,
-each giving exactly the files of one uninterrupted run."""
+each giving exactly the files of one uninterrupted run. The fit runs in lockstep groups of 6 neurons
+(``--fit-batch-tokens 6144``): 4 groups over 2 layers x 12 neurons, so each of 3 shards gets whole groups."""
 
 import os
 import shutil
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.slow
 MINE = ["--model", "random:tiny", "--corpus", "wiki", "--layers", "0-1", "--neurons", "0-11", "--top-k", "6",
         "--max-tokens", "30000", "--batch-tokens", "256", "--checkpoint-seconds", "0"]
 RUN = MINE[:4]  # model and corpus: every command takes them (they name the work dir)
-FIT = [*MINE[:8], "--batch-tokens", "256"]  # fit refuses mine's own options
+FIT = [*MINE[:8], "--fit-batch-tokens", "6144"]  # fit refuses mine's own options; groups of 6 neurons
 
 
 def cli(*args: str, **kwargs) -> subprocess.Popen:
@@ -61,7 +62,8 @@ def reference(tmp_path_factory) -> Path:
     """One uninterrupted mine + fit."""
     work = tmp_path_factory.mktemp("reference")
     run("mine", *MINE, "--work-dir", str(work))
-    run("fit", *FIT, "--work-dir", str(work))
+    out = run("fit", *FIT, "--work-dir", str(work))
+    assert "groups of 6 neurons" in " ".join(out.split())
     return work
 
 

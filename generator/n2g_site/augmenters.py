@@ -2,7 +2,9 @@
 
 - ``self`` (:class:`SelfProposer`): the analysed model's own next-token distribution at the position before
   the replaced token, i.e. the tokens this model finds plausible in that context. Needs no second model,
-  so it works offline; one forward pass to the logits per prompt.
+  so it works offline; one forward pass per prompt, stopped at the unembedding, whose input is unembedded
+  only at the positions asked about; softmax and top-k run on the model's device, so only ``[positions,
+  32]`` ids and probabilities come back.
 - ``mlm`` (:class:`MlmProposer`): a masked LM fills the replaced token's slot, as in the paper
   (``distilbert-base-uncased``). Candidates are words of the masked LM, kept when the analysed model's
   tokenizer encodes them (with the replaced token's leading space and casing) as a single token.
@@ -20,6 +22,14 @@ from .config import FitConfig, UserError
 from .models import LoadedModel
 
 CANDIDATES = 32  # candidates fetched per position before filtering (per_position of them are kept)
+UNEMBED_CHUNK = 1024  # positions unembedded (and soft-maxed) at a time: [1024, d_vocab] floats
+
+
+def top_candidates(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and probabilities of the ``CANDIDATES`` most likely next tokens, per row of ``logits``
+    (where the logits are: on the model's device)."""
+    top = logits.float().softmax(dim=-1).topk(min(CANDIDATES, logits.shape[-1]), dim=-1)
+    return top.indices, top.values
 
 
 class SelfProposer:
@@ -48,17 +58,53 @@ class SelfProposer:
              out: list[list[list[tuple[int, float]]]]) -> None:
         width = max(max(positions[i]) for i in batch)  # logits at k-1 predict position k
         tokens = torch.zeros((len(batch), width), dtype=torch.long)
+        rows, cols = [], []
         for row, i in enumerate(batch):
             prefix = prompts[i][: max(positions[i])]
             tokens[row, : len(prefix)] = torch.tensor(prefix)
             self.tokens_run += len(prefix)
+            rows += [row] * len(positions[i])
+            cols += [k - 1 for k in positions[i]]
+        device = self.model.device
+        ids: list[list[int]] = []
+        probs: list[list[float]] = []
         with torch.inference_mode():
-            logits = self.model.bridge(tokens.to(self.model.device)).float().cpu()
-        probs = logits.softmax(dim=-1)
-        for row, i in enumerate(batch):
-            for j, k in enumerate(positions[i]):
-                top = probs[row, k - 1].topk(CANDIDATES)
-                out[i][j] = list(zip(top.indices.tolist(), top.values.tolist()))
+            hidden, are_logits = self._final_hidden(tokens.to(device))
+            rows_t, cols_t = torch.tensor(rows, device=device), torch.tensor(cols, device=device)
+            for a in range(0, len(rows), UNEMBED_CHUNK):  # [chunk, d_vocab] logits at a time
+                logits = hidden[rows_t[a : a + UNEMBED_CHUNK], cols_t[a : a + UNEMBED_CHUNK]]
+                if not are_logits:  # only the positions asked about are unembedded
+                    logits = self.model.bridge.unembed(logits[None])[0]
+                top_ids, top_probs = top_candidates(logits)
+                ids += top_ids.cpu().tolist()
+                probs += top_probs.cpu().tolist()
+        at = 0
+        for i in batch:
+            for j in range(len(positions[i])):
+                out[i][j] = list(zip(ids[at], probs[at]))
+                at += 1
+
+    def _final_hidden(self, tokens: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """The unembedding's input ``[B, W, d_model]`` (the forward stops there) and False; for a model
+        without that hook, the full logits ``[B, W, d_vocab]`` and True."""
+        bridge = self.model.bridge
+        if getattr(bridge, "unembed", None) is None or "unembed.hook_in" not in getattr(bridge, "hook_dict", {}):
+            return bridge(tokens), True
+        saved: list[torch.Tensor] = []
+
+        def save(x: torch.Tensor, hook: object) -> None:
+            saved.append(x)
+            raise _Unembedding
+
+        try:
+            bridge.run_with_hooks(tokens, fwd_hooks=[("unembed.hook_in", save)])
+        except _Unembedding:
+            pass
+        return saved[0], False
+
+
+class _Unembedding(Exception):
+    """Raised from the unembedding's input hook: the rest of the forward runs on the chosen positions only."""
 
 
 class MlmProposer:

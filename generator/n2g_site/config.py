@@ -208,7 +208,12 @@ class MineConfig:
         minimum=0,
         steps=("mine", "evaluate"),
     )
-    batch_tokens: int = option(4096, "Tokens per forward batch (mine and fit).", "mine", also=("fit",), minimum=1)
+    batch_tokens: int = option(
+        4096,
+        "Tokens per forward batch while mining (a GPU wants ~65536). The fit has its own: --fit-batch-tokens.",
+        "mine",
+        minimum=1,
+    )
 
     def validate(self) -> None:
         check_options(self)
@@ -339,6 +344,16 @@ class FitConfig:
         "Masked LM of --augmenter mlm (a Hugging Face name or folder).",
         "fit",
         steps=("augment",),
+    )
+    fit_batch_tokens: int | None = option(
+        None,
+        "Trie nodes per forward batch of the fit. Neurons are fitted in lockstep, in fixed groups of this // 1024 "
+        "cut from the whole selection (so resumed and sharded runs batch alike); the number is recorded in each "
+        "fit file, and shards of one run must use the same one.",
+        "fit",
+        minimum=1,
+        default_text="4096 with --device cpu (groups of 4), 262144 on a GPU (groups of 256)",
+        example="262144",
     )
 
     def validate(self) -> None:

@@ -12,6 +12,13 @@ neuron's held-out top windows (evaluate.py; the full evaluation against baseline
      "cost": {phase: {"requests", "tokens"}} for phase in prune, saliency, augment, augment_saliency
              (this neuron's activation requests before the engine dedupes them)}
 
+Neurons are fitted in lockstep: a fixed group of neurons of one layer goes through each N2G phase together,
+so a phase is one or a few large forward batches. The group size comes from ``--fit-batch-tokens`` (trie
+nodes per forward batch): ``fit_batch_tokens // NODES_PER_NEURON`` neurons, about one batch per phase.
+Its default depends on ``--device`` as the user gave it (never on the memory or the device found), and the
+resolved number is recorded in every fit file's ``config``, so runs, resumes and shards that agree on the
+options cut the selection into the same groups and write the same bytes.
+
 A neuron is *dead* when its best training window peaks at or below 0: it gets a file (and a page that
 says so) but no graph.
 """
@@ -20,23 +27,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config import Config
+from .config import Config, FitConfig
 from .engine import BatchedEngine
-from .evaluate import score_predictor
+from .evaluate import score_graph
 from .models import LoadedModel
 from .augmenters import make_proposer
 from .n2g.fit import Example, FittedNeuron, NeuronTask, Vocabulary, fit_neurons
 from .n2g.graph import normalise
-from .n2g.predict import KeyIndex, Predictor
+from .n2g.predict import KeyIndex
 from .progress import advance, bar, say
 from .store import LEGACY_DTYPE, MinedLayer, WorkDir, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-fit/1"
-GROUP = 4  # neurons fitted per batched round (resume granularity)
+NODES_PER_NEURON = 1024  # trie nodes one neuron sends to a phase, roughly (SmolLM2, self augmenter: 300-1,500)
+CPU_BATCH_TOKENS = 4096  # --fit-batch-tokens default with --device cpu: groups of 4 neurons
+GPU_BATCH_TOKENS = 262_144  # ... with cuda or mps: groups of 256 neurons, phases of ~100k-300k nodes
 
 
 @dataclass
@@ -55,8 +64,10 @@ def _is_current(path, options: dict, dtype: str) -> bool:
         data = read_json(path)
     except ValueError:  # not JSON: a file we did not write; fit again
         return False
-    return (data.get("schema") == SCHEMA and data.get("config") == options
-            and data.get("dtype", LEGACY_DTYPE) == dtype)
+    recorded = data.get("config")
+    if isinstance(recorded, dict):  # files from before --fit-batch-tokens were fitted in groups of 4
+        recorded = {**recorded, "fit_batch_tokens": recorded.get("fit_batch_tokens", CPU_BATCH_TOKENS)}
+    return data.get("schema") == SCHEMA and recorded == options and data.get("dtype", LEGACY_DTYPE) == dtype
 
 
 def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask]:
@@ -69,6 +80,18 @@ def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask
     return tasks
 
 
+def fit_options(cfg: Config) -> FitConfig:
+    """``cfg.fit`` with ``fit_batch_tokens`` resolved from the options (``--device`` as given, not as found)."""
+    if cfg.fit.fit_batch_tokens is not None:
+        return cfg.fit
+    return replace(cfg.fit, fit_batch_tokens=CPU_BATCH_TOKENS if cfg.device == "cpu" else GPU_BATCH_TOKENS)
+
+
+def group_size(options: FitConfig) -> int:
+    """Neurons fitted together: enough for about one forward batch of ``fit_batch_tokens`` per phase."""
+    return max(1, int(options.fit_batch_tokens or CPU_BATCH_TOKENS) // NODES_PER_NEURON)
+
+
 def plan(cfg: Config, n_layers: int, d_mlp: int) -> list[tuple[int, tuple[int, ...]]]:
     """The fixed groups of neurons fitted together (this shard's share of them).
 
@@ -76,8 +99,9 @@ def plan(cfg: Config, n_layers: int, d_mlp: int) -> list[tuple[int, tuple[int, .
     batches every neuron with the same companions as an uninterrupted one and writes identical files.
     """
     neurons = cfg.select_neurons(d_mlp)
-    groups = [(layer, tuple(neurons[i : i + GROUP])) for layer in cfg.select_layers(n_layers)
-              for i in range(0, len(neurons), GROUP)]
+    size = group_size(fit_options(cfg))
+    groups = [(layer, tuple(neurons[i : i + size])) for layer in cfg.select_layers(n_layers)
+              for i in range(0, len(neurons), size)]
     index, count = cfg.shard_index
     return [g for k, g in enumerate(groups) if k % count == index]
 
@@ -86,7 +110,8 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     work.load_manifest()
     manifest = work.check_identity({"dtype": cfg.dtype})  # fits use the mined windows' activations
     info = manifest["model_info"]
-    options = cfg.fit_record()
+    resolved = fit_options(cfg)
+    options = replace(cfg, fit=resolved).fit_record()
     groups = plan(cfg, info["n_layers"], info["d_mlp"])
     for layer in sorted({layer for layer, _ in groups}):
         work.require(work.mined(layer), "mine")
@@ -98,19 +123,20 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         say(f"fit: all {skipped} selected neurons{shard} are already fitted, nothing to do")
         return FitSummary(0, skipped, 0, 0.0, 0)
     model = load_model()
-    engine = BatchedEngine(model, cfg.mine.batch_tokens)
+    batch_tokens = int(resolved.fit_batch_tokens)
+    engine = BatchedEngine(model, batch_tokens)
     text = work.load_vocab()
     mask_id = model.mask_id if cfg.fit.mask_token is None else model.token_id(cfg.fit.mask_token)
     vocab = Vocabulary(text=text, keys=[normalise(t) for t in text], bos_id=model.bos_id, mask_id=mask_id,
                        special=frozenset(int(i) for i in model.tokenizer.all_special_ids))
     keys = KeyIndex(text)
-    proposer = make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens)
+    proposer = make_proposer(resolved, model, text, batch_tokens)
     augmenter = proposer.name if proposer is not None else "none"
     started = time.perf_counter()
     fitted = dead = 0
     layers = sorted({layer for layer, _ in todo})
     say(f"fit: {total} neurons in layers {','.join(map(str, layers))}{shard} ({skipped} already done), "
-        f"augmenter {augmenter!r}")
+        f"augmenter {augmenter!r}, groups of {group_size(resolved)} neurons, {batch_tokens:,}-node batches")
     mined: MinedLayer | None = None
     with bar("fit", total, "neurons") as progress:
         for layer, neurons in todo:
@@ -155,4 +181,4 @@ def _heldout(mined: MinedLayer, task: NeuronTask, result: FittedNeuron, keys: Ke
     windows = [(w.tokens, w.acts) for w in mined.heldout.windows(mined.row(task.neuron))]
     if not windows:
         return None
-    return score_predictor(Predictor(result.graph, keys), windows, task.max_activation, threshold, bos)
+    return score_graph(result.graph, keys, windows, task.max_activation, threshold, bos)

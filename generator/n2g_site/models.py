@@ -154,7 +154,9 @@ class LoadedModel:
         The forward pass stops right after the deepest requested layer's hook, so nothing past it is
         computed. Rows may be right-padded: the model is causal, so padding never changes earlier positions.
         Batch size adapts to memory: a batch that runs out of (GPU) memory is split in halves and retried,
-        and the halves' results are joined, so callers may ask for large batches.
+        and the halves' results are joined, so callers may ask for large batches. The largest batch (rows x
+        width) that worked after a split is remembered: later, larger batches are cut to it up front
+        instead of failing and splitting again.
 
         ``attention_mask`` (4D additive, ``[batch, 1, pos, pos]``) and ``position_ids`` (``[batch, pos]``)
         are handed to the model as they are: the engine uses them to run a trie of sequences that share
@@ -162,22 +164,32 @@ class LoadedModel:
         """
         import torch
 
+        def in_parts(step: int) -> dict[int, Any]:
+            part = lambda x, a: None if x is None else x[a : a + step]  # noqa: E731
+            outs = [self.mlp_activations(tokens[a : a + step], layers, attention_mask=part(attention_mask, a),
+                                         position_ids=part(position_ids, a)) for a in range(0, rows, step)]
+            return {layer: torch.cat([o[layer] for o in outs]) for layer in outs[0]}
+
+        rows, width = int(tokens.shape[0]), int(tokens.shape[-1]) if tokens.dim() > 1 else 1
+        fits = self.__dict__.get("_tokens_that_fit")  # set by an earlier out-of-memory split
+        step = rows if fits is None else max(1, fits // max(width, 1))
+        if rows > step:
+            return in_parts(step)
         try:
             if attention_mask is None and position_ids is None:
                 return self._forward_hooks(tokens, layers)
             return self._forward_hooks(tokens, layers, attention_mask, position_ids)
         except torch.OutOfMemoryError:
-            if tokens.shape[0] == 1:
+            if rows == 1:
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            half = tokens.shape[0] // 2
-            part = lambda x, s: None if x is None else x[s]  # noqa: E731
-            first = self.mlp_activations(tokens[:half], layers, attention_mask=part(attention_mask, slice(None, half)),
-                                         position_ids=part(position_ids, slice(None, half)))
-            second = self.mlp_activations(tokens[half:], layers, attention_mask=part(attention_mask, slice(half, None)),
-                                          position_ids=part(position_ids, slice(half, None)))
-            return {layer: torch.cat([first[layer], second[layer]]) for layer in first}
+            half = (rows + 1) // 2
+            out = in_parts(half)
+            fits = self.__dict__.get("_tokens_that_fit")
+            if fits is None or half * width < fits:  # a deeper split may already have recorded less
+                self.__dict__["_tokens_that_fit"] = half * width
+            return out
 
     def _forward_hooks(self, tokens: Any, layers: Sequence[int], attention_mask: Any = None,
                        position_ids: Any = None) -> dict[int, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 
@@ -39,6 +40,7 @@ class Variant:
     probability: float
 
 
+@lru_cache(maxsize=1 << 18)
 def _wordlike(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 

@@ -66,9 +66,10 @@ def candidates(window: Sequence[int], pivot: int, *, bos_id: int | None, step: i
     if available <= max_context and available not in lengths:
         lengths.append(available)
     out = []
+    window = window.tolist() if isinstance(window, np.ndarray) else [int(t) for t in window]
     for n in sorted(lengths):
         start = pivot + 1 - n
-        tokens = lead + tuple(int(t) for t in window[start:end])
+        tokens = lead + tuple(window[start:end])
         out.append(Candidate(start, end, tokens, len(lead) + pivot - start))
     return out
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Request:
-    """Activations of neuron ``(layer, neuron)`` at every position of ``tokens``."""
+class Request(NamedTuple):
+    """Activations of neuron ``(layer, neuron)`` at every position of ``tokens`` (a named tuple: a fit
+    group makes 10^4-10^5 of them, and one is built in ~40% of a frozen dataclass's time)."""
 
     layer: int
     neuron: int

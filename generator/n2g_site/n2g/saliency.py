@@ -31,10 +31,22 @@ def importance(base: np.ndarray, masked: Sequence[np.ndarray], first: int) -> np
     """Matrix ``I[k, j]`` over the prompt (``len(base)`` square) from the rows of :func:`masked_rows`."""
     n = len(base)
     out = np.zeros((n, n), dtype=np.float64)
-    for offset, row in enumerate(masked):
-        k = first + offset
-        m = len(row)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(base[:m] != 0, row / np.where(base[:m] != 0, base[:m], 1.0), 1.0)
-        out[k, k:m] = (1.0 - ratio)[k:m]
+    if not len(masked):
+        return out
+    m = len(masked[0])
+    if any(len(row) != m for row in masked):  # not rows of masked_rows: one at a time
+        for offset, row in enumerate(masked):
+            out[first + offset, first + offset : len(row)] = _effect(base[: len(row)], row)[first + offset :]
+        return out
+    effect = _effect(base[:m], np.stack(masked))  # [rows, m], the same arithmetic row by row
+    ks = first + np.arange(len(masked))
+    out[ks, :m] = np.where(np.arange(m) >= ks[:, None], effect, 0.0)
     return out
+
+
+def _effect(base: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``1 - rows / base`` where ``base`` is not 0, else 0."""
+    nonzero = base != 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(nonzero, rows / np.where(nonzero, base, 1.0), 1.0)
+    return 1.0 - ratio
