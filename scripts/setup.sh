@@ -22,8 +22,9 @@ fi
 
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
-# torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build. GPU users: install the torch
-# build for their CUDA into .venv before running this script; any torch>=2.6,<2.15 is kept.
+# torch first: setup keeps any torch that is already in .venv (GPU users install the CUDA build for their
+# driver first, README "On a GPU"); otherwise 2.13.0, which on these machines resolves to the CPU wheel kept
+# on disk (on a stock machine PyPI's 2.13.0 wheel for Linux is a CUDA build of several GB).
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" "torch==2.13.0"
 extras=""
 [[ $want_test -eq 1 ]] && extras="[test]"
