@@ -81,6 +81,7 @@ class LoadedModel:
     mask_id: int  # replaces a token when measuring saliency
     architecture: str
     dtype_name: str = "fp32"  # the --dtype it was loaded in (models.DTYPES)
+    tokens_that_fit: int | None = None  # rows x width of the largest batch that ran after an out-of-memory split
 
     @property
     def n_layers(self) -> int:
@@ -171,7 +172,7 @@ class LoadedModel:
             return {layer: torch.cat([o[layer] for o in outs]) for layer in outs[0]}
 
         rows, width = int(tokens.shape[0]), int(tokens.shape[-1]) if tokens.dim() > 1 else 1
-        fits = self.__dict__.get("_tokens_that_fit")  # set by an earlier out-of-memory split
+        fits = self.tokens_that_fit  # set by an earlier out-of-memory split
         step = rows if fits is None else max(1, fits // max(width, 1))
         if rows > step:
             return in_parts(step)
@@ -186,9 +187,8 @@ class LoadedModel:
                 torch.cuda.empty_cache()
             half = (rows + 1) // 2
             out = in_parts(half)
-            fits = self.__dict__.get("_tokens_that_fit")
-            if fits is None or half * width < fits:  # a deeper split may already have recorded less
-                self.__dict__["_tokens_that_fit"] = half * width
+            if self.tokens_that_fit is None or half * width < self.tokens_that_fit:  # a deeper split may have
+                self.tokens_that_fit = half * width  # recorded less already
             return out
 
     def _forward_hooks(self, tokens: Any, layers: Sequence[int], attention_mask: Any = None,
