@@ -177,12 +177,27 @@ def test_neuron_page(site: Path) -> None:
     assert html.count("<svg class=\"n2g-graph\"") == 1
     assert html.count('<div class="n2g-ex">') >= 5
     assert html.count('class="n2g-badge n2g-heldout"') >= 1 and html.count('class="n2g-badge n2g-train"') >= 5
-    assert re.search(r'<span class="a\d+ pv" title="[^"]+"> Paris</span>', html)
+    assert re.search(r'<i class="a\d+ pv" title=[^ >"]+> Paris</i>', html)  # lean markup: unquoted numbers
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert" not in html
     assert "F1 0.69" in html
     assert "London &amp; &lt;Co&gt;" in html or "Paris" in html  # doc titles shown, escaped
     assert 'href="../N2/"' in html and 'href="../../../layers/L0/"' in html
+
+
+def test_neuron_pages_have_the_lean_frame(site: Path) -> None:
+    """Neuron pages: no site navigation, table of contents, palette toggle or footer (templates/overrides/
+    neuron.html); the header with Material's search box and the pager stay. Other pages keep the full frame."""
+    neuron, layer = _page(site, "neurons/L0/N3"), _page(site, "layers/L0")
+    for part in ('class="md-nav md-nav--primary"', 'data-md-component="palette"', '<footer',
+                 '<label class="md-header__button md-icon" for="__drawer">'):
+        assert part not in neuron and part in layer, part
+    for part in ('data-md-component="search"', 'data-md-component="search-query"', '<script id="__config"',
+                 "assets/n2g.js", '__md_get("__palette")', '<nav class="n2g-pager">'):
+        assert part in neuron, part
+    body = neuron[neuron.index('<div class="n2g-neuron">'):neuron.rindex("</article>")]
+    frame = len(neuron.encode()) - len(body.encode())
+    assert frame < 8_000, frame  # Material's full frame was ~12.7 KB
 
 
 def test_links_are_relative(site: Path) -> None:
@@ -224,9 +239,9 @@ def test_neuron_pages_not_in_search_or_nav(site: Path) -> None:
     locations = [doc["location"] for doc in index["docs"]]
     assert any(loc.startswith("layers/") for loc in locations)
     assert not [loc for loc in locations if loc.startswith("neurons/")]
-    for rel in ("", "neurons/L0/N3"):
-        nav = re.search(r'<nav class="md-nav md-nav--primary".*?<div class="md-content"', _page(site, rel), re.S)
-        assert nav and "layers/L0/" in nav.group(0) and "neurons/" not in nav.group(0), rel
+    nav = re.search(r'<nav class="md-nav md-nav--primary".*?<div class="md-content"', _page(site, ""), re.S)
+    assert nav and "layers/L0/" in nav.group(0) and "neurons/" not in nav.group(0)
+    assert 'class="md-nav md-nav--primary"' not in _page(site, "neurons/L0/N3")  # the lean frame: no nav at all
 
 
 def test_derived_config(tmp_path: Path) -> None:

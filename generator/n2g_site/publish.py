@@ -28,6 +28,7 @@ PLAYGROUND_JS = "assets/playground.js"  # the neuron pages' in-browser graph pre
 # Material's prose search runs in a Web Worker, which browsers refuse to start from file://; this shim (MIT,
 # vendored) stands in there, so the unzipped offline bundle searches too. Over http it does nothing.
 WORKER_SHIM = "assets/vendor/iframe-worker.js"
+OVERRIDES = "overrides"  # in the built-in templates: Material template overrides (the neuron pages' frame)
 
 
 def _layer_key(path: Path) -> int:
@@ -52,6 +53,10 @@ def derive_config(cfg: Config, work: WorkDir) -> dict[str, Any]:
     if cfg.site_url:
         conf["site_url"] = cfg.site_url
     conf["use_directory_urls"] = True  # the fragments' relative links assume directory URLs
+    theme = dict(base.get("theme") or {"name": "material"})
+    # The neuron pages' lean frame (templates/overrides/neuron.html), picked by the shell page's front matter.
+    theme.setdefault("custom_dir", str(builtin_path("templates") / OVERRIDES))
+    conf["theme"] = theme
     manifest = read_json(work.manifest) if work.manifest.exists() else {}
     layers = sorted((docs / "layers").glob("L*.md"), key=_layer_key)
     nav: list[Any] = [{"Home": "index.md"}, {"How to read a graph": "reading.md"}, {"Fidelity": "fidelity.md"}]

@@ -46,7 +46,7 @@ class ExampleView:
     doc_url: str | None  # link to the source document when the corpus has one (Wikipedia)
     pivot_text: str | None  # display form (tokens.display_token, inline) of the token where the neuron peaked
     fitted: bool  # this training window was one the graph was fitted on
-    html: Markup  # the shown tokens as highlighted HTML, cut marks included (render/pages.py builds it)
+    html: Markup  # the shown tokens as highlighted HTML, cut marks included (render/neuron.py builds it)
 
 
 @dataclass
@@ -58,6 +58,9 @@ class GraphView:
     drawn: int  # nodes drawn after merging equal (depth, token) nodes and capping
     hidden: int  # merged nodes left out by the cap
     patterns: int  # complete matches (nodes where a match may stop)
+    # patterns drawn, when the drawing shows only the strongest of a huge graph (svg.py's node budget);
+    # None: every pattern is drawn. The caption then says "showing N of M patterns" (all of them in the data).
+    patterns_drawn: int | None
     depth: int  # longest pattern, in tokens
     activating: list[str]  # activating tokens (display form), strongest first
 
@@ -171,7 +174,8 @@ class NeuronPage:
     logits: LogitView | None = None
     fidelity: Any = None  # render.fidelity.NeuronFidelity: the evaluate stage's scores (None: not evaluated)
     fidelity_url: str = "../../../fidelity/"  # the page explaining the scores
-    json_url: str | None = None  # this neuron's data as JSON (render/export.py), relative to the page
+    data_url: str | None = None  # the layer's export file (render/export.py), relative to the page
+    data_line: int = 0  # this neuron's line in it, from 1
     summary: str = ""  # one-line description read off the graph (render/summary.py); "" without a graph
     groups: int = 0  # separate activating-token groups of the graph (polysemanticity signal)
     misses: MissesView | None = None  # where the graph is wrong on held-out text (evaluate stage)
