@@ -45,7 +45,7 @@ def test_deploy_to_a_local_bare_repo_pushes_gh_pages(built, tmp_path: Path, monk
     assert result.exit_code == 0, result.output
     files = git("ls-tree", "-r", "--name-only", "gh-pages", cwd=bare).splitlines()
     assert "index.html" in files and "neurons/L0/N3/index.html" in files and ".nojekyll" in files
-    assert "neurons/L0/N3/neuron.json" in files and "export/index.json" in files and "export/layer_00.jsonl.gz" in files
+    assert "neurons/L0/N3/index.html" in files and "export/index.json" in files and "export/layer_00.jsonl.gz" in files
     page = git("show", "gh-pages:neurons/L0/N3/index.html", cwd=bare)
     assert page == (built[1] / "neurons" / "L0" / "N3" / "index.html").read_text(encoding="utf-8")
     # a second deploy follows the branch's history (a fast-forward push, no force)
