@@ -14,7 +14,7 @@ import pytest
 from n2g_site.config import Config, UserError
 from n2g_site.n2g.graph import Graph
 from n2g_site.publish import derive_config, publish
-from n2g_site.render.pages import render_site
+from n2g_site.render import render_site
 from n2g_site.render.svg import MAX_NODES, graph_dot, render_svgs
 from n2g_site.render.tokens import display_token
 from n2g_site.resources import builtin_path
@@ -291,3 +291,23 @@ def test_missing_work_dir_is_user_error(tmp_path: Path) -> None:
 
     with pytest.raises(UserError, match="n2g-site mine"):
         render_site(Config(), WorkDir(tmp_path / "nothing"))
+
+
+@pytest.mark.parametrize("stage, damage", [
+    ("fit", lambda work: work.fitted(0, 3)),
+    ("evaluate", lambda work: work.evaluated(0, 3)),
+    ("evaluate", lambda work: work.evaluation_summary),
+    ("relate", lambda work: work.similar),
+    ("relate", lambda work: work.logit_effects(0)),
+])
+def test_a_damaged_stage_file_stops_render_naming_it(tmp_path: Path, stage, damage) -> None:
+    """One policy for every stage file render reads (store.read_stage_file): missing is 'not run', damaged
+    (not JSON, or not an object) is a UserError naming the file and the command that writes it again."""
+    work = make_workdir(tmp_path / "work")
+    path = damage(work)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for text in ('{"truncated": ', "[1, 2]"):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(UserError) as info:
+            render_site(Config(site_dir=tmp_path / "site"), work)
+        assert str(path) in str(info.value) and f"n2g-site {stage}" in str(info.value)
