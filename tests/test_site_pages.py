@@ -18,8 +18,12 @@ from render_fixtures import DEAD, LAYERS, make_workdir
 NEURONS = [(layer, n) for layer, ns in LAYERS.items() for n in ns]
 
 
-def _build(root: Path, **cfg) -> Path:
+def _build(root: Path, *, tokenizer: bool = False, **cfg) -> Path:
     work = make_workdir(root / "work")
+    if tokenizer:  # the embedded tokenizer: neuron pages get a playground
+        from n2g_site.models import embedded_tokenizer, save_tokenizer
+
+        save_tokenizer(embedded_tokenizer(), work.tokenizer.parent)
     config = Config(site_dir=root / "site", **cfg)
     render.render_site(config, work)
     return publish(config, work)
@@ -86,9 +90,29 @@ def test_large_graphs_go_into_a_file_next_to_the_page(tmp_path: Path, monkeypatc
     assert not (site / f"neurons/L{DEAD[0]}/N{DEAD[1]}/graph.svg").exists()  # a dead neuron has no graph
 
 
+def test_a_huge_graphs_playground_patterns_go_into_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over the body budget even without its drawing, a page keeps only a pointer to its playground patterns:
+    patterns.js next to it, the same data as the inline JSON of a page under the budget."""
+    import json
+
+    from n2g_site.render.search_index import read_script
+
+    inline = _build(tmp_path / "inline", tokenizer=True)
+    page = (inline / "neurons/L0/N3/index.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'<script type="application/json" class="n2g-pg-graph">(.*?)</script>', page).group(1))
+    assert data["p"] and not (inline / "neurons/L0/N3/patterns.js").exists()
+    monkeypatch.setattr(layer_mod, "PAGE_BODY_BUDGET", 0)
+    site = _build(tmp_path / "file", tokenizer=True)
+    page = (site / "neurons/L0/N3/index.html").read_text(encoding="utf-8")
+    pointer = re.search(r'<script type="application/json" class="n2g-pg-graph">(.*?)</script>', page).group(1)
+    assert json.loads(pointer) == {"src": "neurons/L0/N3/patterns"}
+    assert read_script((site / "neurons/L0/N3/patterns.js").read_text(encoding="utf-8")) == data
+    assert 'data="graph.svg"' in page  # the drawing went first
+
+
 def test_pages_stay_small(site: Path) -> None:
     sizes = [(site / f"neurons/L{layer}/N{n}/index.html").stat().st_size for layer, n in NEURONS]
-    assert max(sizes) < 60_000
+    assert max(sizes) < 40_000
 
 
 CHROMIUM = __import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")
@@ -109,6 +133,9 @@ def test_a_graph_from_its_file_is_visible_in_a_browser(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(layer_mod, "PAGE_BODY_BUDGET", 0)
     work = make_workdir(tmp_path / "work")
+    from n2g_site.models import embedded_tokenizer, save_tokenizer
+
+    save_tokenizer(embedded_tokenizer(), work.tokenizer.parent)  # a playground, its patterns in patterns.js
     config = Config(site_dir=tmp_path / "www" / "sub", site_url="https://example.org/sub/")
     render.render_site(config, work)
     publish(config, work)
@@ -128,6 +155,12 @@ def test_a_graph_from_its_file_is_visible_in_a_browser(tmp_path: Path, monkeypat
             tips = tab.evaluate("() => [...document.querySelector('object.n2g-graph').contentDocument"
                                 ".querySelectorAll('g.node > title')].map(t => t.textContent)")
             assert any("<script>alert(1)</script>" in t for t in tips)  # as text, in a tooltip
+            errors: list[str] = []
+            tab.on("pageerror", lambda exc: errors.append(str(exc)))
+            tab.locator(".n2g-pg-input").fill("in Paris")  # the playground loads patterns.js on first use
+            tab.wait_for_function("() => /tokens? ·/.test(document.querySelector('.n2g-pg-status').textContent)",
+                                  timeout=20000)
+            assert tab.locator(".n2g-pg-out span").count() > 0 and errors == []
             browser.close()
     finally:
         server.shutdown()

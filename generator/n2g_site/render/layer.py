@@ -13,11 +13,11 @@ import orjson
 from .. import site_pages
 from ..store import MinedLayer, WorkDir, atomic_write_bytes
 from . import export
-from .contexts import LayerPage, LayerSummary, Link
+from .contexts import LayerPage, LayerSummary, Link, NeuronPage
 from .inputs import Shared
 from .jinja_env import render
 from .neuron import NeuronData
-from .search_index import graph_entries
+from .search_index import graph_entries, script
 from .svg import graph_dot, render_svgs, standalone_svg, svg_object
 from .writer import PLACEHOLDER, Writer, layer_md_path
 
@@ -26,6 +26,7 @@ from .writer import PLACEHOLDER, Writer, layer_md_path
 # passes 40 KB.
 PAGE_BODY_BUDGET = 32_000
 GRAPH_FILE = "graph.svg"
+PATTERNS_FILE = "patterns.js"  # a huge graph's playground patterns (n2gDeliver data script), next to its page
 FIRING_THRESHOLD = 0.5  # "fires" = activation >= this share of the neuron's max (N2G's threshold)
 
 
@@ -60,6 +61,26 @@ def draw_layer(work: WorkDir, layer: int, sources: dict[int, str], titles: dict[
     return svgs
 
 
+def _neuron_body(sh: Shared, page: NeuronPage, url: str) -> tuple[str, dict[str, str]]:
+    """A neuron page's body and the files next to it. A body over :data:`PAGE_BODY_BUDGET` moves its graph into
+    graph.svg (an <object>, tooltips kept), then, if still over, its playground patterns into patterns.js (a
+    data script the playground loads on first use), so no page passes ~40 KB."""
+    body = render(sh.env, sh.tpl["neuron_body.html.j2"], page=page, site=sh.site)
+    files: dict[str, str] = {}
+    svg = str(page.graph.svg) if page.graph is not None and page.graph.svg else None
+    if svg and len(body.encode("utf-8")) > PAGE_BODY_BUDGET and svg in body:
+        # A large graph goes into graph.svg next to the page (written there by site_pages.py).
+        files[GRAPH_FILE] = standalone_svg(svg)
+        body = body.replace(svg, svg_object(svg, GRAPH_FILE), 1)
+    if page.playground and len(body.encode("utf-8")) > PAGE_BODY_BUDGET:
+        name = url + PATTERNS_FILE[: -len(".js")]  # n2gLoad names a data script relative to the site root
+        files[PATTERNS_FILE] = script(name, export.dumps(page.playground))
+        lean = render(sh.env, sh.tpl["neuron_body.html.j2"], page=dataclasses.replace(page, playground={"src": name}),
+                      site=sh.site)
+        body = lean.replace(svg, svg_object(svg, GRAPH_FILE), 1) if GRAPH_FILE in files and svg else lean
+    return body, files
+
+
 def layer_neurons(sh: Shared, layer: int, mined: MinedLayer) -> list[int]:
     """The selected neurons of the layer that were mined, in order."""
     mined_set = {int(n) for n in mined.neurons}
@@ -92,14 +113,9 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
         if shell is None:  # the one neuron page MkDocs builds (site_pages.py): this page's frame, a marker title
             shell = render(sh.env, sh.tpl["neuron.md.j2"], page=dataclasses.replace(page, title=site_pages.TITLE),
                            site=sh.site, placeholder=site_pages.BODY)
-        body = render(sh.env, sh.tpl["neuron_body.html.j2"], page=page, site=sh.site)
-        files = {}
-        svg = str(page.graph.svg) if page.graph is not None and page.graph.svg else None
-        if svg and len(body.encode("utf-8")) > PAGE_BODY_BUDGET and svg in body:
-            # A large graph goes into graph.svg next to the page (written there by site_pages.py).
-            files[GRAPH_FILE] = standalone_svg(svg)
-            body = body.replace(svg, svg_object(svg, GRAPH_FILE), 1)
-        pack.add(f"neurons/L{layer}/N{data.neuron}/", page.title, body, files)
+        url = f"neurons/L{layer}/N{data.neuron}/"
+        body, files = _neuron_body(sh, page, url)
+        pack.add(url, page.title, body, files)
         rows.append(data.row(sh, page))
 
     f1s = [d.f1 for d in neurons if d.f1 is not None]
