@@ -176,6 +176,7 @@ class NeuronPage:
     fidelity_url: str = "../../../fidelity/"  # the page explaining the scores
     data_url: str | None = None  # the layer's export file (render/export.py), relative to the page
     data_line: int = 0  # this neuron's line in it, from 1
+    examples_in_data: int = 0  # windows in the neuron's export record (the page shows the first few of each split)
     summary: str = ""  # one-line description read off the graph (render/summary.py); "" without a graph
     groups: int = 0  # separate activating-token groups of the graph (polysemanticity signal)
     misses: MissesView | None = None  # where the graph is wrong on held-out text (evaluate stage)

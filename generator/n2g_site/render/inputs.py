@@ -79,13 +79,14 @@ class Related:
     def _tok(self, tid: int) -> str:
         return display_token(vocab_text(self.vocab, tid))
 
-    def logit_view(self, neuron: int) -> LogitView | None:
+    def logit_view(self, neuron: int, limit: int | None = None) -> LogitView | None:
+        """The neuron's strongest promoted and suppressed tokens (the first ``limit`` of each)."""
         entry = self._logits.get(str(neuron))
         if not entry:
             return None
         return LogitView(
-            promoted=[LogitToken(self._tok(int(t)), float(v)) for t, v in entry.get("up") or []],
-            suppressed=[LogitToken(self._tok(int(t)), float(v)) for t, v in entry.get("down") or []],
+            promoted=[LogitToken(self._tok(int(t)), float(v)) for t, v in (entry.get("up") or [])[:limit]],
+            suppressed=[LogitToken(self._tok(int(t)), float(v)) for t, v in (entry.get("down") or [])[:limit]],
             norm=self._norm,
         )
 

@@ -32,8 +32,14 @@ from .summary import Shape, describe
 from .svg import DotGraph
 from .tokens import display_token, vocab_text
 
-MAX_TRAIN_EXAMPLES = 10  # training windows shown per neuron (and in its export record)
-MAX_HELDOUT_EXAMPLES = 5  # held-out windows shown per neuron
+MAX_TRAIN_EXAMPLES = 10  # training windows in a neuron's export record (the fit's 10)
+MAX_HELDOUT_EXAMPLES = 5  # held-out windows in it
+# What the page shows of them, and of its neighbour and logit lists: the strongest, all of them in the layer's
+# data. Highlighted examples are most of a neuron page, and a whole model's site pays for every byte 46,080 times.
+PAGE_TRAIN_EXAMPLES = 5
+PAGE_HELDOUT_EXAMPLES = 3
+PAGE_NEIGHBOURS = 5  # similar neurons per list
+PAGE_LOGITS = 5  # promoted and suppressed tokens each
 SHOW_BEFORE = 24  # tokens shown before the pivot (windows are mined wider)
 SHOW_AFTER = 8  # tokens shown after it
 TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
@@ -156,17 +162,20 @@ class NeuronData:
             augmenter=self.fit.get("augmenter"),
             cost=_phase_order(self.fit.get("cost")),
             graph=graph_view,
-            train_examples=[self._example_view(sh, w) for w in self.windows if w.split == "train"],
-            heldout_examples=[self._example_view(sh, w) for w in self.windows if w.split == "heldout"],
+            train_examples=[self._example_view(sh, w) for w in self.windows
+                            if w.split == "train" and w.rank < PAGE_TRAIN_EXAMPLES],
+            heldout_examples=[self._example_view(sh, w) for w in self.windows
+                              if w.split == "heldout" and w.rank < PAGE_HELDOUT_EXAMPLES],
+            examples_in_data=len(self.windows),
             layer_link=Link(f"Layer {layer}", f"../../../layers/L{layer}/"),
             home_url="../../../",
             reading_url="../../../reading/",
             prev=Link(f"Neuron {prev}", f"../N{prev}/") if prev is not None else None,
             next=Link(f"Neuron {next}", f"../N{next}/") if next is not None else None,
-            similar=related.similar_views(layer, n),
-            similar_activation=related.similar_views(layer, n, by_activation=True),
+            similar=related.similar_views(layer, n)[:PAGE_NEIGHBOURS],
+            similar_activation=related.similar_views(layer, n, by_activation=True)[:PAGE_NEIGHBOURS],
             similar_activation_tokens=related.activation_tokens,
-            logits=related.logit_view(n),
+            logits=related.logit_view(n, PAGE_LOGITS),
             fidelity=neuron_fidelity(self.evaluated),
             fidelity_url="../../../fidelity/",
             data_url=f"../../../{export.EXPORT_DIR}/{export.layer_file(layer)}",
