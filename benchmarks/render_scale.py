@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -311,6 +312,11 @@ def main() -> None:
         print(f"| search shards | {len(shards)} (median {statistics.median(shards) / 1000:.1f} KB) | | |")
         graphs = sorted(p.stat().st_size for p in (site / "neurons").rglob("graph.svg"))
         print(f"| graph.svg files | {len(graphs)} ({sum(graphs) / args.neurons / 1000:.1f} KB a neuron) | | |")
+        inline = sum(len(m.group(0).encode("utf-8")) for p in (site / "neurons").rglob("index.html")
+                     for m in re.finditer(r'<svg class="n2g-graph".*?</svg>', p.read_text(encoding="utf-8"), re.S))
+        drawings = (inline + sum(graphs)) / args.neurons / 1000
+        print(f"| drawings (inline SVG + graph.svg) | {drawings:.1f} KB a neuron; the site without them "
+              f"{site_bytes / args.neurons / 1000 - drawings:.1f} KB a neuron | | |")
         try:  # the site's parts, as `n2g-site publish` prints them (newer n2g-site)
             from n2g_site.publish import measure_site
         except ImportError:

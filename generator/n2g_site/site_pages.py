@@ -1,8 +1,8 @@
 """Neuron pages without one MkDocs page each: one built *shell* page, every neuron poured into it.
 
 MkDocs (Python-Markdown + the Material theme) costs ~3.5 ms per page, serially: 3 minutes for 50,000
-neuron pages. Every neuron page has the same frame (header, search box, palette toggle, navigation,
-footer, scripts), and all of them sit at the same depth (``neurons/L{l}/N{n}/``), so their relative URLs
+neuron pages. Every neuron page has the same frame (the lean one of templates/overrides/neuron.html: header,
+search boxes, scripts), and all of them sit at the same depth (``neurons/L{l}/N{n}/``), so their relative URLs
 are the same. So render writes a single shell page, ``docs/neurons/n2g-shell/page.md``, at that depth
 (from ``neuron.md.j2``, with :data:`TITLE` as its title and :data:`BODY` as its body), plus one *pack* per
 layer in ``fragments/`` holding every neuron's body HTML and data files, and the list of packs and pages
