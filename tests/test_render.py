@@ -311,3 +311,25 @@ def test_a_damaged_stage_file_stops_render_naming_it(tmp_path: Path, stage, dama
         with pytest.raises(UserError) as info:
             render_site(Config(site_dir=tmp_path / "site"), work)
         assert str(path) in str(info.value) and f"n2g-site {stage}" in str(info.value)
+
+
+def test_caption_says_how_many_patterns_a_capped_drawing_shows(tmp_path: Path) -> None:
+    """svg.py may draw only the strongest patterns of a huge graph and say how many (DotGraph.patterns_drawn);
+    the caption then reads "showing the N strongest of M patterns"; without the field every pattern is drawn."""
+    from types import SimpleNamespace
+
+    from n2g_site.render.inputs import load_shared
+    from n2g_site.render.jinja_env import render
+    from n2g_site.render.neuron import NeuronData
+    from n2g_site.store import MinedLayer
+
+    work = make_workdir(tmp_path / "work")
+    sh = load_shared(Config(site_dir=tmp_path / "site"), work, tmp_path / "d", tmp_path / "f")
+    mined = MinedLayer.load(work.mined(0))
+    data = NeuronData.gather(work, mined, 0, 3, 0.1)
+    total = sum(1 for node in data.graph.nodes if node.end is not None)
+    for drawn, expected in ((1, f"showing the 1 strongest of {total} patterns"), (None, f"{total} patterns, up to")):
+        dot = SimpleNamespace(nodes=len(data.graph.nodes), drawn=3, hidden=0, patterns_drawn=drawn)
+        page = data.page(sh, dot=dot, svg='<svg class="n2g-graph"></svg>', prev=None, next=None, hook="h", line=1)
+        body = render(sh.env, sh.tpl["neuron_body.html.j2"], page=page, site=sh.site)
+        assert expected in body, body[body.index("<figcaption>"):body.index("</figcaption>")]
