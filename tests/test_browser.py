@@ -80,7 +80,7 @@ def test_home_to_layer_to_neuron_with_a_visible_graph(served_site, page):
     svg.wait_for(state="visible")
     box = svg.bounding_box()
     assert box and box["width"] > 20 and box["height"] > 20
-    assert page.locator("span[title]").count() > 10  # highlighted example tokens
+    assert page.locator(".n2g-tokens [title]").count() > 10  # highlighted example tokens
     assert page.errors == []
 
 
@@ -186,23 +186,66 @@ def test_layer_table_sorts_and_filters(served_site, page):
     assert page.errors == []
 
 
+def _save_artefact(shot: Path) -> None:
+    """Screenshots stay in pytest's tmp folder; with N2G_ARTIFACTS set they are copied there too."""
+    if folder := os.environ.get("N2G_ARTIFACTS"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(folder) / shot.name)
+
+
 def test_neuron_page_screenshot(served_site, page, tmp_path):
     page.goto(served_site + "neurons/L1/N0/")
     page.locator("svg.n2g-graph").first.wait_for(state="visible")
     shot = tmp_path / "neuron-L1-N0.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
-    if folder := os.environ.get("N2G_ARTIFACTS"):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(folder) / shot.name)
+    _save_artefact(shot)
+
+
+def _first_fitted_page(www: Path) -> str:
+    for path in sorted((www / "work" / "fit").rglob("N*.json")):
+        fit = json.loads(path.read_text(encoding="utf-8"))
+        if fit.get("status") == "fitted" and (fit.get("graph") or {}).get("nodes"):
+            return f"neurons/L{fit['layer']}/N{fit['neuron']}/"
+    pytest.skip("no graph in the tiny model's site")
+
+
+@pytest.mark.parametrize("width, height, name", [(1400, 900, "desktop"), (390, 844, "phone")])
+def test_first_screen_shows_summary_graph_and_first_example(served_site, www, page, tmp_path, width, height, name):
+    """Without scrolling, at 1400 x 900: the one-line summary, the whole graph and the first top example. At
+    phone width (390 px) nothing is wider than the screen but the drawing and the example boxes' own scrollers.
+    Screenshots of both are pytest artefacts (tmp folder, or N2G_ARTIFACTS)."""
+    rel = _first_fitted_page(www)
+    page.set_viewport_size({"width": width, "height": height})
+    try:
+        page.goto(served_site + rel)
+        graph = page.locator("svg.n2g-graph").first
+        graph.wait_for(state="visible")
+        example = page.locator(".n2g-ex").first
+        boxes = {"summary": page.locator(".n2g-summary").first.bounding_box(), "graph": graph.bounding_box(),
+                 "example": example.bounding_box()}
+        shot = tmp_path / f"neuron-first-screen-{name}.png"
+        page.screenshot(path=str(shot))
+        _save_artefact(shot)
+        if name == "desktop":
+            for part, box in boxes.items():
+                assert box and box["height"] > 5 and 0 <= box["y"] and box["y"] + box["height"] <= height, (part, box)
+        else:
+            overflow = page.evaluate("() => document.documentElement.scrollWidth")
+            assert overflow <= width + 1, overflow  # no sideways scrolling of the page
+            assert boxes["graph"]["width"] <= width and boxes["example"]["width"] <= width
+        assert page.errors == []
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 720})
 
 
 # ------------------------------------------------------------------------------------- JSON downloads
 
 
 def test_home_layer_neuron_similar_neuron_then_its_json_validates(served_site, www, page):
-    """From the sub-path: home -> layer -> neuron -> a similar neuron; its neuron.json, fetched the way the
-    page's download link points, validates against the documented schema (and so does the JSONL)."""
+    """From the sub-path: home -> layer -> neuron -> a similar neuron; its record, the line of its layer's
+    export file that the page's download link and text name, validates against the documented schema (and so
+    does every line of every layer file)."""
     from n2g_site.schemas import validate
 
     similar = json.loads((www / "work" / "relate" / "similar.json").read_text(encoding="utf-8"))["neurons"]
@@ -218,15 +261,17 @@ def test_home_layer_neuron_similar_neuron_then_its_json_validates(served_site, w
     page.wait_for_url(f"**/sub/neurons/L{layer}/N{neuron}/")
     page.locator("#similar + p + ol a").first.click()
     page.wait_for_url(f"**/sub/neurons/L{to_layer}/N{to_neuron}/")
-    link = page.get_by_role("link", name="Download this neuron's data (JSON)")
+    link = page.get_by_role("link", name=f"Download layer {to_layer}'s data")
     assert link.get_attribute("download") is not None
     got = page.evaluate("""async () => {
-        const href = document.querySelector('a[download]').href;
-        const response = await fetch(href);
-        return {href, status: response.status, text: await response.text()};
+        const a = document.querySelector('a[download]');
+        const response = await fetch(a.href);
+        const text = await new Response(response.body.pipeThrough(new DecompressionStream('gzip'))).text();
+        const line = Number(a.parentElement.textContent.match(/this neuron is line (\\d+)/)[1]);
+        return {href: a.href, status: response.status, record: text.split('\\n')[line - 1]};
     }""")
-    assert got["status"] == 200 and got["href"] == f"{served_site}neurons/L{to_layer}/N{to_neuron}/neuron.json"
-    record = json.loads(got["text"])
+    assert got["status"] == 200 and got["href"] == f"{served_site}export/layer_{to_layer:02d}.jsonl.gz"
+    record = json.loads(got["record"])  # the line the page names is this neuron's record
     validate(record, "neuron")
     assert (record["layer"], record["neuron"]) == (to_layer, to_neuron)
     assert {(s["layer"], s["neuron"]) for s in record["similar"]}  # it has neighbours too (4 graphs: every pair is listed)

@@ -1,5 +1,7 @@
 """End to end: `n2g-site build` through the CLI, on the random tiny model (fast) and the embedded model (slow)."""
 
+import gzip
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -24,7 +26,7 @@ class _Spans(HTMLParser):
         if tag == "svg":
             self.svg += 1
         classes = (dict(attrs).get("class") or "").split()
-        if tag == "span" and any(re.fullmatch(r"a\d+", c) for c in classes):
+        if tag in ("span", "i") and any(re.fullmatch(r"a\d+", c) for c in classes):
             self.tokens += 1
 
 
@@ -45,13 +47,18 @@ def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
             page = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").read_text()
             fit = read_json(work / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json")
             validate(fit, "neuron-fit")
-            validate(read_json(site / "neurons" / f"L{layer}" / f"N{neuron}" / "neuron.json"), "neuron")
             assert fit["augmenter"] == "self"  # auto, offline
             parser = _Spans()
             parser.feed(page)
             if fit["status"] == "fitted":
                 assert parser.svg >= 1
             assert parser.tokens > 0
+    for layer in (0, 1):  # each neuron's record: a line of its layer's export file
+        with gzip.open(site / "export" / f"layer_{layer:02d}.jsonl.gz", "rt", encoding="utf-8") as lines:
+            records = [json.loads(line) for line in lines]
+        assert [r["neuron"] for r in records] == [0, 1, 2]
+        for record in records:
+            validate(record, "neuron")
     # the evaluate stage scored every neuron against both baselines on both datasets
     summary = read_json(work / "evaluate" / "summary.json")
     assert set(summary["layers"]) == {"0", "1"}

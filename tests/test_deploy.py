@@ -45,7 +45,7 @@ def test_deploy_to_a_local_bare_repo_pushes_gh_pages(built, tmp_path: Path, monk
     assert result.exit_code == 0, result.output
     files = git("ls-tree", "-r", "--name-only", "gh-pages", cwd=bare).splitlines()
     assert "index.html" in files and "neurons/L0/N3/index.html" in files and ".nojekyll" in files
-    assert "neurons/L0/N3/neuron.json" in files and "export/index.json" in files and "export/layer_00.jsonl.gz" in files
+    assert "neurons/L0/N3/index.html" in files and "export/index.json" in files and "export/layer_00.jsonl.gz" in files
     page = git("show", "gh-pages:neurons/L0/N3/index.html", cwd=bare)
     assert page == (built[1] / "neurons" / "L0" / "N3" / "index.html").read_text(encoding="utf-8")
     # a second deploy follows the branch's history (a fast-forward push, no force)
@@ -103,3 +103,27 @@ def test_a_site_over_the_pages_limit_gets_a_warning(built, tmp_path: Path, monke
     result = deploy(built, "--dry-run", cwd=tmp_path, monkeypatch=monkeypatch)
     assert result.exit_code == 0, result.output
     assert "warning: the site is" in result.output and "--layers / --neurons" in result.output
+
+
+def test_site_size_by_part_and_projection(tmp_path) -> None:
+    """publish.measure_site sums a site by part; the parts that grow with the neurons set the projection."""
+    from n2g_site.publish import measure_site
+
+    files = {"neurons/L0/N0/index.html": 10_000, "neurons/L0/N1/index.html": 12_000, "neurons/L0/N1/graph.svg": 4_000,
+             "export/layer_00.jsonl.gz": 6_000, "export/index.json": 500, "token-search/tokens-00.js": 2_000,
+             "layers/L0/index.html": 1_000, "assets/n2g.css": 50_000, "playground/tokenizer.js": 100_000,
+             "index.html": 20_000}
+    for rel, size in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x" * size)
+    size = measure_site(tmp_path)
+    assert size.total == sum(files.values()) and size.neurons == 2
+    assert size.parts["neuron pages"] == 22_000 and size.parts["large graphs (graph.svg)"] == 4_000
+    assert size.parts["layer data (export/)"] == 6_000 and size.parts["other pages and files"] == 20_500
+    assert list(size.parts)[:2] == ["playground tokenizer", "theme and assets"]  # largest first
+    assert size.growing == 22_000 + 4_000 + 6_000 + 2_000 + 1_000  # 17,500 bytes a neuron
+    assert size.projected(1000) == size.total - size.growing + 17_500 * 1000
+    assert size.fits(1_000_000) == (1_000_000 - (size.total - size.growing)) // 17_500
+    text = size.projection(46_080, 1_000_000_000)
+    assert "fits" in text and "46,080 neurons" in text and "17.5 KB a neuron" in text
+    assert "2 neurons" in str(size) and "biggest: playground tokenizer" in str(size)

@@ -1,12 +1,13 @@
-"""JSON exports: a neuron.json next to every neuron page and export/layer_LL.jsonl.gz per layer with an
-export/index.json, valid against their schemas, carrying the build metadata, deterministic, with hostile tokens
-kept as plain text."""
+"""JSON exports: export/layer_LL.jsonl.gz per layer (the only copy of each neuron's record: no neuron.json
+next to the pages) with an export/index.json, valid against their schemas, carrying the build metadata,
+deterministic, with hostile tokens kept as plain text; each neuron page links its layer's file and line."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -53,11 +54,19 @@ def _neurons() -> list[tuple[int, int]]:
 
 
 def _record(site: Path, layer: int, neuron: int) -> dict:
-    return json.loads((site / "neurons" / f"L{layer}" / f"N{neuron}" / "neuron.json").read_text(encoding="utf-8"))
+    """The neuron's record: the line of its layer's file that its page names."""
+    return json.loads(_raw_record(site, layer, neuron))
 
 
-def test_every_neuron_json_validates_against_the_schema(built) -> None:
+def _raw_record(site: Path, layer: int, neuron: int) -> str:
+    page = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").read_text(encoding="utf-8")
+    line = int(re.search(r"this neuron is line (\d+)", page).group(1))
+    return _layer_lines(site)[layer][line - 1]
+
+
+def test_every_record_validates_against_the_schema(built) -> None:
     _, site, _ = built
+    assert not list(site.rglob("neuron.json"))  # written once: in the layer files only
     for layer, neuron in _neurons():
         record = _record(site, layer, neuron)
         validate(record, "neuron")
@@ -93,7 +102,7 @@ def test_hostile_tokens_survive_as_text(built) -> None:
     _, site, _ = built
     seen: set[str] = set()
     for layer, neuron in _neurons():
-        raw = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "neuron.json").read_text(encoding="utf-8")
+        raw = _raw_record(site, layer, neuron)
         assert raw.count("\n") == 1 and raw.endswith("\n")  # one line: newline tokens are escaped
         for ex in json.loads(raw)["examples"]:
             seen.update(ex["tokens"])
@@ -127,7 +136,6 @@ def test_layer_files_hold_every_neuron_once(built) -> None:
             record = json.loads(line)
             validate(record, "neuron")
             assert (record["layer"], record["neuron"]) == (layer, neuron)
-            assert line == (site / "neurons" / f"L{layer}" / f"N{neuron}" / "neuron.json").read_text(encoding="utf-8")
     for name in ("neuron.schema.json", "graph.schema.json", "build.schema.json", "export-index.schema.json"):
         assert json.loads((site / "export" / name).read_text(encoding="utf-8"))["$id"].startswith("urn:n2g-site:")
 
@@ -155,9 +163,11 @@ def test_records_and_index_carry_the_build_metadata(built) -> None:
 
 def test_pages_link_the_downloads(built) -> None:
     _, site, _ = built
-    page = (site / "neurons" / "L0" / "N3" / "index.html").read_text(encoding="utf-8")
-    assert '<a href="neuron.json" download>Download this neuron&#39;s data (JSON)</a>' in page \
-        or '<a href="neuron.json" download>Download this neuron\'s data (JSON)</a>' in page
+    for layer, neuron in _neurons():
+        page = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").read_text(encoding="utf-8")
+        link = re.search(r"<a href=\"([^\"]+)\" download>Download layer (\d+)(?:&#39;|')s data</a>", page)
+        assert link and link.group(1) == f"../../../export/layer_{layer:02d}.jsonl.gz" and int(link.group(2)) == layer
+        assert (site / "neurons" / f"L{layer}" / f"N{neuron}" / link.group(1)).resolve().is_file()
     home = (site / "index.html").read_text(encoding="utf-8")
     assert 'href="export/index.json"' in home and 'href="export/neuron.schema.json"' in home
 

@@ -4,6 +4,7 @@ request leaves the site, and the offline bundle works from file://."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import zipfile
@@ -157,8 +158,11 @@ def _trigger_case(root: Path, site: str = "sub", work_dir: str = "work") -> tupl
     vocab = work.load_vocab()
     tok = embedded_tokenizer()
     keys = KeyIndex(vocab)
-    for path in sorted((root / site / "neurons").rglob("neuron.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
+    records = []
+    for path in sorted((root / site / "export").glob("layer_*.jsonl.gz")):  # every neuron's record, per layer
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            records += [json.loads(line) for line in lines]
+    for record in records:
         if not record["graph"] or not record["examples"]:
             continue
         example = record["examples"][0]

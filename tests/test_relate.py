@@ -204,7 +204,9 @@ def test_relate_writes_activation_neighbours(tmp_path) -> None:
     assert "on 110 tokens of ordinary held-out text" in body
     assert re.match(r'<ol class="n2g-similar-act">\n<li><a href="\.\./\.\./L3/N17/">L3 N17</a> · 1\b', act_list)
     assert graph_list.index("</ol>") > 0
-    record = json.loads(files["neuron.json"])  # and the data has them too
+    import gzip  # and the data has them too: L0 N0 is the first line of layer 0's export
+
+    record = json.loads(gzip.decompress((work.docs / "export" / "layer_00.jsonl.gz").read_bytes()).splitlines()[0])
     assert [(r["layer"], r["neuron"]) for r in record["similar_activation"]][0] == (3, 17)
 
 

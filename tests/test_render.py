@@ -14,7 +14,7 @@ import pytest
 from n2g_site.config import Config, UserError
 from n2g_site.n2g.graph import Graph
 from n2g_site.publish import derive_config, publish
-from n2g_site.render.pages import render_site
+from n2g_site.render import render_site
 from n2g_site.render.svg import MAX_NODES, graph_dot, render_svgs
 from n2g_site.render.tokens import display_token
 from n2g_site.resources import builtin_path
@@ -155,12 +155,27 @@ def test_neuron_page(site: Path) -> None:
     assert html.count("<svg class=\"n2g-graph\"") == 1
     assert html.count('<div class="n2g-ex">') >= 5
     assert html.count('class="n2g-badge n2g-heldout"') >= 1 and html.count('class="n2g-badge n2g-train"') >= 5
-    assert re.search(r'<span class="a\d+ pv" title="[^"]+"> Paris</span>', html)
+    assert re.search(r'<i class="a\d+ pv" title=[^ >"]+> Paris</i>', html)  # lean markup: unquoted numbers
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert" not in html
     assert "F1 0.69" in html
     assert "London &amp; &lt;Co&gt;" in html or "Paris" in html  # doc titles shown, escaped
     assert 'href="../N2/"' in html and 'href="../../../layers/L0/"' in html
+
+
+def test_neuron_pages_have_the_lean_frame(site: Path) -> None:
+    """Neuron pages: no site navigation, table of contents, palette toggle or footer (templates/overrides/
+    neuron.html); the header with Material's search box and the pager stay. Other pages keep the full frame."""
+    neuron, layer = _page(site, "neurons/L0/N3"), _page(site, "layers/L0")
+    for part in ('class="md-nav md-nav--primary"', 'data-md-component="palette"', '<footer',
+                 '<label class="md-header__button md-icon" for="__drawer">'):
+        assert part not in neuron and part in layer, part
+    for part in ('data-md-component="search"', 'data-md-component="search-query"', '<script id="__config"',
+                 "assets/n2g.js", '__md_get("__palette")', '<nav class="n2g-pager">'):
+        assert part in neuron, part
+    body = neuron[neuron.index('<div class="n2g-neuron">'):neuron.rindex("</article>")]
+    frame = len(neuron.encode()) - len(body.encode())
+    assert frame < 8_000, frame  # Material's full frame was ~12.7 KB
 
 
 def test_links_are_relative(site: Path) -> None:
@@ -203,9 +218,9 @@ def test_neuron_pages_not_in_search_or_nav(site: Path) -> None:
     locations = [doc["location"] for doc in index["docs"]]
     assert any(loc.startswith("layers/") for loc in locations)
     assert not [loc for loc in locations if loc.startswith("neurons/")]
-    for rel in ("", "neurons/L0/N3"):
-        nav = re.search(r'<nav class="md-nav md-nav--primary".*?<div class="md-content"', _page(site, rel), re.S)
-        assert nav and "layers/L0/" in nav.group(0) and "neurons/" not in nav.group(0), rel
+    nav = re.search(r'<nav class="md-nav md-nav--primary".*?<div class="md-content"', _page(site, ""), re.S)
+    assert nav and "layers/L0/" in nav.group(0) and "neurons/" not in nav.group(0)
+    assert 'class="md-nav md-nav--primary"' not in _page(site, "neurons/L0/N3")  # the lean frame: no nav at all
 
 
 def test_derived_config(tmp_path: Path) -> None:
@@ -255,3 +270,45 @@ def test_missing_work_dir_is_user_error(tmp_path: Path) -> None:
 
     with pytest.raises(UserError, match="n2g-site mine"):
         render_site(Config(), WorkDir(tmp_path / "nothing"))
+
+
+@pytest.mark.parametrize("stage, damage", [
+    ("fit", lambda work: work.fitted(0, 3)),
+    ("evaluate", lambda work: work.evaluated(0, 3)),
+    ("evaluate", lambda work: work.evaluation_summary),
+    ("relate", lambda work: work.similar),
+    ("relate", lambda work: work.logit_effects(0)),
+])
+def test_a_damaged_stage_file_stops_render_naming_it(tmp_path: Path, stage, damage) -> None:
+    """One policy for every stage file render reads (store.read_stage_file): missing is 'not run', damaged
+    (not JSON, or not an object) is a UserError naming the file and the command that writes it again."""
+    work = make_workdir(tmp_path / "work")
+    path = damage(work)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for text in ('{"truncated": ', "[1, 2]"):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(UserError) as info:
+            render_site(Config(site_dir=tmp_path / "site"), work)
+        assert str(path) in str(info.value) and f"n2g-site {stage}" in str(info.value)
+
+
+def test_caption_says_how_many_patterns_a_capped_drawing_shows(tmp_path: Path) -> None:
+    """svg.py may draw only the strongest patterns of a huge graph and say how many (DotGraph.drawn_patterns);
+    the caption then reads "showing the N strongest of M patterns"; when it drew them all it says so."""
+    from types import SimpleNamespace
+
+    from n2g_site.render.inputs import load_shared
+    from n2g_site.render.jinja_env import render
+    from n2g_site.render.neuron import NeuronData
+    from n2g_site.store import MinedLayer
+
+    work = make_workdir(tmp_path / "work")
+    sh = load_shared(Config(site_dir=tmp_path / "site"), work, tmp_path / "d", tmp_path / "f")
+    mined = MinedLayer.load(work.mined(0))
+    data = NeuronData.gather(work, mined, 0, 3, 0.1)
+    total = sum(1 for node in data.graph.nodes if node.end is not None)
+    for drawn, expected in ((1, f"showing the 1 strongest of {total} patterns"), (total, f"{total} patterns, up to")):
+        dot = SimpleNamespace(nodes=len(data.graph.nodes), drawn=3, hidden=0, patterns=total, drawn_patterns=drawn)
+        page = data.page(sh, dot=dot, svg='<svg class="n2g-graph"></svg>', prev=None, next=None, hook="h", line=1)
+        body = render(sh.env, sh.tpl["neuron_body.html.j2"], page=page, site=sh.site)
+        assert expected in body, body[body.index("<figcaption>"):body.index("</figcaption>")]

@@ -20,7 +20,7 @@ from render_fixtures import VOCAB, make_workdir
 
 VOID = {"br", "hr", "img", "input", "meta", "link", "col", "wbr", "circle", "rect", "path", "line", "ellipse",
         "polygon", "polyline", "stop"}
-ALLOWED = {"div", "p", "span", "a", "table", "thead", "tbody", "tr", "th", "td", "code", "strong", "em", "small",
+ALLOWED = {"div", "p", "span", "i", "a", "table", "thead", "tbody", "tr", "th", "td", "code", "strong", "em", "small",
            "h2", "h3", "ul", "ol", "li", "svg", "g", "title", "desc", "text", "details", "summary", "sub", "sup",
            "input", "label", "button", "figure", "figcaption", "br", "caption", "colgroup", "col", "nav", "abbr",
            "defs", "marker", "tspan", "object"} | VOID

@@ -48,7 +48,7 @@ def test_similar_neurons_are_listed_with_their_similarity(site: Path) -> None:
 
 def test_logit_effects_are_escaped_text(site: Path) -> None:
     html = _page(site, "neurons/L3/N3")
-    block = html[html.index('id="logits"'):html.index('id="examples"')]
+    block = html[html.index('id="logits"'):html.index("</table>", html.index('id="logits"'))]
     assert '<code class="n2g-tok">&lt;script&gt;alert(1)&lt;/script&gt;</code></td><td>0.91' in block
     assert '<code class="n2g-tok">&amp;amp;</code>' in block
     assert '<code class="n2g-tok">&#34;</code>' in block or '<code class="n2g-tok">&quot;</code>' in block
@@ -76,9 +76,9 @@ def test_layer_table_is_sortable(site: Path) -> None:
 
 
 def test_parallel_render_writes_the_same_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import n2g_site.render.pages as pages
+    import n2g_site.render as render
 
-    monkeypatch.setattr(pages, "PARALLEL_MIN_NEURONS", 0)
+    monkeypatch.setattr(render, "PARALLEL_MIN_NEURONS", 0)
     trees = []
     for jobs in (1, 2):
         work = make_workdir(tmp_path / f"w{jobs}")

@@ -98,7 +98,7 @@ def test_the_render_step_needs_no_model(workflow: dict, tmp_path: Path, monkeypa
         result = CliRunner().invoke(app, [env.get(w, w) for w in words])
         assert result.exit_code == 0, result.output
     site = tmp_path / "_site"
-    assert (site / "index.html").is_file() and (site / "neurons" / "L0" / "N3" / "neuron.json").is_file()
+    assert (site / "index.html").is_file() and (site / "neurons" / "L0" / "N3" / "index.html").is_file()
     assert "https://user.github.io/repo/" in (site / "sitemap.xml").read_text(encoding="utf-8")
 
 

@@ -27,14 +27,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import publish
 from .config import Config, UserError
 from .progress import say
-from .store import WorkDir
+from .store import WorkDir, read_json
 
 SCRATCH = "deploy.git"  # in the work dir
-# GitHub Pages publishes sites of at most 1 GB ("GitHub Pages limits", docs.github.com); a whole model's
-# site is larger (~96 KB a neuron, benchmarks/README.md: 46,080 SmolLM2 neurons ~4.4 GB).
-PAGES_LIMIT_BYTES = 1_000_000_000
+# GitHub Pages publishes sites of at most 1 GB ("GitHub Pages limits", docs.github.com): publish.py measures a
+# site against it (publish.measure_site) and deploy states where this one stands before pushing.
+PAGES_LIMIT_BYTES = publish.PAGES_LIMIT_BYTES
 REMOTE = "target"  # the scratch repo's name for the remote being deployed to
 
 
@@ -125,8 +126,9 @@ def size_warning(size: int, limit: int | None = None) -> str | None:
     if size <= limit:
         return None
     return (f"the site is {size / 1e6:,.0f} MB; GitHub Pages publishes sites of at most {limit / 1e6:,.0f} MB "
-            f"and will not serve this one. Deploy fewer neurons (--layers / --neurons when mining; ~96 KB a "
-            f"neuron), or put --site-dir on any static host (or share `n2g-site build --zip`'s bundle)")
+            f"and will not serve this one. Deploy fewer neurons (--layers / --neurons; `n2g-site publish` prints "
+            f"what a neuron costs and how many fit), or put --site-dir on any static host (or share "
+            f"`n2g-site build --zip`'s bundle)")
 
 
 def deploy(cfg: Config, work: WorkDir, *, remote: str = "origin", branch: str = "gh-pages",
@@ -141,7 +143,13 @@ def deploy(cfg: Config, work: WorkDir, *, remote: str = "origin", branch: str = 
     if not branch or branch.startswith("-") or _git("check-ref-format", "--branch", branch, check=False).returncode:
         raise UserError(f"--branch {branch!r} is not a valid branch name")
     site = _check_site(cfg, work)
-    if (warning := size_warning(site_bytes(site))) is not None:
+    size = publish.measure_site(site)
+    model_info = (read_json(work.manifest) if work.manifest.is_file() else {}).get("model_info") or {}
+    if isinstance(model_info.get("n_layers"), int) and isinstance(model_info.get("d_mlp"), int):
+        say(f"deploy: {size.projection(model_info['n_layers'] * model_info['d_mlp'], PAGES_LIMIT_BYTES)}")
+    else:
+        say(f"deploy: {size}")
+    if (warning := size_warning(size.total)) is not None:
         say(f"deploy: warning: {warning}")
     tmp = None
     try:

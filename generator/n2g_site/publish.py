@@ -10,14 +10,17 @@ shows the same site. A ``mkdocs.yml`` in the current folder is not read.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .config import Config, UserError
+from .progress import say
 from .resources import builtin_path
 from .store import WorkDir, atomic_write_text, read_json
 
@@ -28,6 +31,7 @@ PLAYGROUND_JS = "assets/playground.js"  # the neuron pages' in-browser graph pre
 # Material's prose search runs in a Web Worker, which browsers refuse to start from file://; this shim (MIT,
 # vendored) stands in there, so the unzipped offline bundle searches too. Over http it does nothing.
 WORKER_SHIM = "assets/vendor/iframe-worker.js"
+OVERRIDES = "overrides"  # in the built-in templates: Material template overrides (the neuron pages' frame)
 
 
 def _layer_key(path: Path) -> int:
@@ -52,7 +56,11 @@ def derive_config(cfg: Config, work: WorkDir) -> dict[str, Any]:
     if cfg.site_url:
         conf["site_url"] = cfg.site_url
     conf["use_directory_urls"] = True  # the fragments' relative links assume directory URLs
-    manifest = read_json(work.manifest) if work.manifest.exists() else {}
+    theme = dict(base.get("theme") or {"name": "material"})
+    # The neuron pages' lean frame (templates/overrides/neuron.html), picked by the shell page's front matter.
+    theme.setdefault("custom_dir", str(builtin_path("templates") / OVERRIDES))
+    conf["theme"] = theme
+    manifest = _manifest(work)
     layers = sorted((docs / "layers").glob("L*.md"), key=_layer_key)
     nav: list[Any] = [{"Home": "index.md"}, {"How to read a graph": "reading.md"}, {"Fidelity": "fidelity.md"}]
     # Prose pages (render/guide.py), in the nav and in MkDocs' search; older renders may lack them.
@@ -84,6 +92,93 @@ def derive_config(cfg: Config, work: WorkDir) -> dict[str, Any]:
         src = "Wikipedia" if "wikipedia.org" in str(info.get("url") or "") else info.get("name", "the corpus")
         conf["copyright"] = f"Example text from {src}, {info.get('licence') or 'CC BY-SA 4.0'}."
     return conf
+
+
+def _manifest(work: WorkDir) -> dict[str, Any]:
+    return read_json(work.manifest) if work.manifest.exists() else {}
+
+
+# ------------------------------------------------------------------------------------------ site size
+
+PAGES_LIMIT_BYTES = 1_000_000_000  # GitHub Pages publishes sites of at most 1 GB ("GitHub Pages limits")
+# What a site's bytes are, by path: (name, grows with the number of neurons). First match wins.
+_PARTS = (
+    ("neuron pages", True, re.compile(r"neurons/.*index\.html")),
+    ("large graphs (graph.svg)", True, re.compile(r"neurons/.*")),
+    ("layer data (export/)", True, re.compile(r"export/layer_.*")),
+    ("token-search index", True, re.compile(r"token-search/.*")),
+    ("layer pages", True, re.compile(r"layers/.*")),
+    ("playground tokenizer", False, re.compile(r"playground/.*")),
+    ("theme and assets", False, re.compile(r"assets/.*")),
+    ("prose search index", False, re.compile(r"search/.*")),
+    ("other pages and files", False, re.compile(r".*")),
+)
+
+
+@dataclass
+class SiteSize:
+    """A built site's bytes: in all, by part (:data:`_PARTS`), and per neuron page."""
+
+    total: int
+    neurons: int  # neuron pages
+    parts: dict[str, int]  # part -> bytes, largest first
+
+    @property
+    def per_neuron(self) -> float:
+        return self.total / self.neurons if self.neurons else float("nan")
+
+    @property
+    def growing(self) -> int:
+        """Bytes of the parts that grow with the number of neurons (pages, data, index, layer pages)."""
+        grows = {name for name, growing, _ in _PARTS if growing}
+        return sum(v for k, v in self.parts.items() if k in grows)
+
+    def projected(self, neurons: int) -> float:
+        """The size of the same site with ``neurons`` neurons: the fixed parts once, the growing parts at this
+        site's rate per neuron."""
+        if not self.neurons:
+            return float(self.total)
+        return self.total - self.growing + self.growing / self.neurons * neurons
+
+    def fits(self, limit: int = PAGES_LIMIT_BYTES) -> int:
+        """How many neurons fit under ``limit`` at this site's rate."""
+        if not self.neurons or not self.growing:
+            return 0
+        return max(0, int((limit - (self.total - self.growing)) / (self.growing / self.neurons)))
+
+    def __str__(self) -> str:
+        top = ", ".join(f"{name} {v / 1e6:,.1f} MB ({v / max(self.neurons, 1) / 1e3:,.1f} KB a neuron)"
+                        for name, v in list(self.parts.items())[:5])
+        return (f"site {self.total / 1e6:,.1f} MB for {self.neurons:,} neurons, {self.per_neuron / 1e3:,.1f} KB a "
+                f"neuron ({self.growing / max(self.neurons, 1) / 1e3:,.1f} KB of it grows with the neurons, the rest "
+                f"is fixed); biggest: {top}")
+
+    def projection(self, model_neurons: int, limit: int = PAGES_LIMIT_BYTES) -> str:
+        """The site against GitHub Pages' limit, now and for every neuron of the model."""
+        whole = self.projected(model_neurons)
+        verdict = "fits" if self.total <= limit else "does NOT fit"
+        return (f"GitHub Pages serves at most {limit / 1e9:g} GB: this site ({self.total / 1e6:,.1f} MB) {verdict}; "
+                f"at {self.growing / max(self.neurons, 1) / 1e3:,.1f} KB a neuron about {self.fits(limit):,} neurons "
+                f"fit; all {model_neurons:,} neurons of the model would be ~{whole / 1e9:,.2f} GB")
+
+
+def measure_site(site: Path) -> SiteSize:
+    """Every file under ``site``, summed by part."""
+    parts: dict[str, int] = {}
+    neurons = total = 0
+    for folder, _, names in os.walk(site):
+        rel_folder = Path(folder).relative_to(site).as_posix()
+        for name in names:
+            path = Path(folder) / name
+            if not path.is_file():
+                continue
+            size = path.stat().st_size
+            rel = name if rel_folder == "." else f"{rel_folder}/{name}"
+            part = next(label for label, _, pattern in _PARTS if pattern.fullmatch(rel))
+            parts[part] = parts.get(part, 0) + size
+            total += size
+            neurons += part == "neuron pages"
+    return SiteSize(total=total, neurons=neurons, parts=dict(sorted(parts.items(), key=lambda kv: -kv[1])))
 
 
 @contextmanager
@@ -121,6 +216,11 @@ def publish(cfg: Config, work: WorkDir) -> Path:
             raise UserError(f"mkdocs build failed: {exc}") from None
     site = Path(conf["site_dir"])
     _offline_search_index(site)
+    size = measure_site(site)
+    say(f"publish: {size}")
+    model_info = _manifest(work).get("model_info") or {}
+    if isinstance(model_info.get("n_layers"), int) and isinstance(model_info.get("d_mlp"), int):
+        say(f"publish: {size.projection(model_info['n_layers'] * model_info['d_mlp'])}")
     return site
 
 

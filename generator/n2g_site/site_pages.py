@@ -1,8 +1,8 @@
 """Neuron pages without one MkDocs page each: one built *shell* page, every neuron poured into it.
 
 MkDocs (Python-Markdown + the Material theme) costs ~3.5 ms per page, serially: 3 minutes for 50,000
-neuron pages. Every neuron page has the same frame (header, search box, palette toggle, navigation,
-footer, scripts), and all of them sit at the same depth (``neurons/L{l}/N{n}/``), so their relative URLs
+neuron pages. Every neuron page has the same frame (the lean one of templates/overrides/neuron.html: header,
+search boxes, scripts), and all of them sit at the same depth (``neurons/L{l}/N{n}/``), so their relative URLs
 are the same. So render writes a single shell page, ``docs/neurons/n2g-shell/page.md``, at that depth
 (from ``neuron.md.j2``, with :data:`TITLE` as its title and :data:`BODY` as its body), plus one *pack* per
 layer in ``fragments/`` holding every neuron's body HTML and data files, and the list of packs and pages
@@ -11,12 +11,12 @@ shell is excluded from the search index by its front matter); then :func:`write_
 hook's ``on_post_build``, so ``mkdocs serve`` gets the pages too) splits the built shell around its body
 marker and writes every neuron page as prefix + body + suffix, with what is page-specific substituted: the
 title (``<title>``, header, heading), the heading's anchor, and the page's own URL (canonical link). It
-writes each neuron's data files (``neuron.json``, a separate ``graph.svg`` for large graphs) next to its
+writes each neuron's files (a separate ``graph.svg`` for a large graph) next to its
 page, puts the pages in ``sitemap.xml`` (and ``.gz``) in place of the shell, and removes the shell's folder.
 
 A pack (``fragments/neurons/L{l}.jsonl``, written by :class:`PackWriter`) is JSON Lines, one page per line
-in page order: ``{"url": "neurons/L0/N5/", "body": "<div ...>", "files": {"neuron.json": "...",
-"graph.svg": "..."}}``. One file per layer, not three per neuron: on this disk creating a file costs
+in page order: ``{"url": "neurons/L0/N5/", "body": "<div ...>", "files": {"graph.svg": "..."}}``
+(``files`` empty for most pages). One file per layer, not three per neuron: on this disk creating a file costs
 0.05-0.4 ms, and a 50,000-neuron site would otherwise create 150,000 of them twice (render, then MkDocs
 copying the data files).
 

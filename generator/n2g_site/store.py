@@ -103,6 +103,22 @@ def read_json(path: Path) -> Any:
     return orjson.loads(path.read_bytes())
 
 
+def read_stage_file(path: Path, stage: str) -> dict[str, Any] | None:
+    """A stage's JSON object at ``path``; None when the file does not exist. A file that is not valid JSON,
+    or not an object, raises a UserError that names it and the command that rewrites it (``n2g-site
+    {stage}``: a stage skips what is done, so the damaged file must go first)."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except orjson.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}): delete it and rerun `n2g-site {stage}`") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} holds a JSON {type(data).__name__}, not an object: delete it and rerun "
+                        f"`n2g-site {stage}`")
+    return data
+
+
 @dataclass
 class ExampleSet:
     """Top-k activating windows for n neurons, k slots each, W tokens per window.
@@ -361,6 +377,30 @@ class WorkDir:
                 f"or delete {self.root} to start fresh"
             )
         return {**old, **identity}
+
+    # One reader per stage file, one policy for all of them: a missing file is None (that stage has not run
+    # for it, and the site shows what is there); a file that is there but not a JSON object is a UserError
+    # naming it and the command that writes it again. Silently skipping it would publish a site with a hole.
+
+    def read_fit(self, layer: int, neuron: int) -> dict[str, Any] | None:
+        """``fit/LLL/NNNNN.json`` (written by ``n2g-site fit``)."""
+        return read_stage_file(self.fitted(layer, neuron), "fit")
+
+    def read_evaluation(self, layer: int, neuron: int) -> dict[str, Any] | None:
+        """``evaluate/LLL/NNNNN.json`` (written by ``n2g-site evaluate``)."""
+        return read_stage_file(self.evaluated(layer, neuron), "evaluate")
+
+    def read_evaluation_summary(self) -> dict[str, Any] | None:
+        """``evaluate/summary.json``."""
+        return read_stage_file(self.evaluation_summary, "evaluate")
+
+    def read_similar(self) -> dict[str, Any] | None:
+        """``relate/similar.json`` (written by ``n2g-site relate``)."""
+        return read_stage_file(self.similar, "relate")
+
+    def read_logit_effects(self, layer: int) -> dict[str, Any] | None:
+        """``relate/logit_LL.json``."""
+        return read_stage_file(self.logit_effects(layer), "relate")
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         write_json(self.manifest, manifest, indent=2)

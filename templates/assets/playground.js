@@ -78,17 +78,27 @@
     var input = box.querySelector(".n2g-pg-input");
     var out = box.querySelector(".n2g-pg-out");
     var status = box.querySelector(".n2g-pg-status");
-    var graph = JSON.parse(box.querySelector(".n2g-pg-graph").textContent);
-    var fires = typeof graph.t === "number" ? graph.t : FIRES;  // the evaluation's firing threshold
+    var inline = JSON.parse(box.querySelector(".n2g-pg-graph").textContent);
+    // A huge graph's patterns are a data script next to its page ({"src": name}: render/layer.py).
+    var graphReady = null, graph = null, fires = FIRES;
+    function loadGraph() {
+      if (!graphReady) graphReady = inline.src ? window.n2gLoad(inline.src) : Promise.resolve(inline);
+      return graphReady;
+    }
     var predict = null, timer = null, seq = 0;
     input.addEventListener("keydown", function (e) { e.stopPropagation(); });  // not Material's shortcuts
     function run() {
       var mine = ++seq, text = input.value;
       if (!text) { out.replaceChildren(); status.textContent = ""; return; }
       if (!predict) status.textContent = "Loading the tokenizer\u2026";
-      loadTokenizer().then(function (tk) {
+      Promise.all([loadTokenizer(), loadGraph()]).then(function (got) {
+        var tk = got[0];
         if (mine !== seq) return;
-        if (!predict) predict = compile(graph, tk.keys);
+        if (!predict) {
+          graph = got[1];
+          fires = typeof graph.t === "number" ? graph.t : FIRES;  // the evaluation's firing threshold
+          predict = compile(graph, tk.keys);
+        }
         var ids = tk.tokenizer.encode(text, { add_special_tokens: false }).ids;
         // The reader's text is a document: it starts after the doc-start token, as mined text did (not shown).
         var values = tk.bos === null ? predict(ids) : predict([tk.bos].concat(ids)).slice(1);

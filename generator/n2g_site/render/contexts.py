@@ -46,7 +46,7 @@ class ExampleView:
     doc_url: str | None  # link to the source document when the corpus has one (Wikipedia)
     pivot_text: str | None  # display form (tokens.display_token, inline) of the token where the neuron peaked
     fitted: bool  # this training window was one the graph was fitted on
-    html: Markup  # the shown tokens as highlighted HTML, cut marks included (render/pages.py builds it)
+    html: Markup  # the shown tokens as highlighted HTML, cut marks included (render/neuron.py builds it)
 
 
 @dataclass
@@ -55,9 +55,12 @@ class GraphView:
 
     svg: Markup | None  # inline <svg> (no XML prolog), None if Graphviz failed for this graph
     nodes: int  # nodes in the fitted trie
-    drawn: int  # nodes drawn after merging equal (depth, token) nodes and capping
-    hidden: int  # merged nodes left out by the cap
+    drawn: int  # trie nodes drawn (the strongest patterns, up to render/drawing.py's budget)
+    hidden: int  # trie nodes left out of the drawing
     patterns: int  # complete matches (nodes where a match may stop)
+    # patterns drawn: fewer than ``patterns`` when the drawing shows only the strongest of a huge graph; the
+    # caption then says "showing the N strongest of M patterns" (all of them in the data)
+    drawn_patterns: int
     depth: int  # longest pattern, in tokens
     activating: list[str]  # activating tokens (display form), strongest first
 
@@ -171,7 +174,9 @@ class NeuronPage:
     logits: LogitView | None = None
     fidelity: Any = None  # render.fidelity.NeuronFidelity: the evaluate stage's scores (None: not evaluated)
     fidelity_url: str = "../../../fidelity/"  # the page explaining the scores
-    json_url: str | None = None  # this neuron's data as JSON (render/export.py), relative to the page
+    data_url: str | None = None  # the layer's export file (render/export.py), relative to the page
+    data_line: int = 0  # this neuron's line in it, from 1
+    examples_in_data: int = 0  # windows in the neuron's export record (the page shows the first few of each split)
     summary: str = ""  # one-line description read off the graph (render/summary.py); "" without a graph
     groups: int = 0  # separate activating-token groups of the graph (polysemanticity signal)
     misses: MissesView | None = None  # where the graph is wrong on held-out text (evaluate stage)

@@ -2,10 +2,12 @@
 
 ::
 
-    site/neurons/L{l}/N{n}/neuron.json   one neuron, next to its page (render packs it with the page's body;
-                                         site_pages.py writes it out after the MkDocs build)
-    docs/export/layer_LL.jsonl.gz        every neuron of layer LL, one line each, in neuron order (gzip)
+    docs/export/layer_LL.jsonl.gz        every neuron of layer LL, one line each, in neuron order (gzip): the
+                                         site's data download (each neuron page links its layer's file and line)
     docs/export/index.json               the build metadata and the list of layer files (export-index schema)
+
+A neuron's record is written once, in its layer's file: not also as a file next to its page (at 46,080
+neurons that copy alone was ~1.2 GB, more than GitHub Pages serves).
 
 Each record is the neuron's graph, the examples its page shows (raw token strings, token ids and the
 neuron's activation at each token), the fit's options, cost and first held-out score, the evaluate stage's
@@ -36,7 +38,6 @@ SCHEMA = "n2g-site/neuron/1"
 EXPORT_DIR = "export"  # docs/export/
 INDEX_NAME = "index.json"
 INDEX_SCHEMA = "n2g-site/export-index/1"
-JSON_NAME = "neuron.json"
 SCHEMA_FILES = ("neuron.schema.json", "graph.schema.json", "build.schema.json", "export-index.schema.json")
 # Line breaks that JSON leaves raw inside strings but Python's str.splitlines() splits on.
 _RAW_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -158,7 +159,7 @@ def logit_record(entry: dict[str, Any] | None, norm: str, vocab: list[str]) -> d
 
 class LayerExport:
     """One layer's ``export/layer_LL.jsonl.gz``, filled as render writes the layer's neuron records (the
-    records are in memory then: no neuron.json is read back)."""
+    records are in memory then: nothing is read back)."""
 
     def __init__(self, layer: int):
         self.layer = layer

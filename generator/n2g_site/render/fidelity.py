@@ -13,7 +13,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..evaluate import DATASETS, METHODS
-from ..store import WorkDir, read_json
+from ..store import WorkDir
 from .plots import METHOD_STYLE, chart, render_chart
 
 DATASET_LABELS = {"heldout": "held-out top windows", "ordinary": "ordinary held-out text"}
@@ -94,9 +94,9 @@ def _trend(summary: dict, dataset: str) -> str:
 
 
 def fidelity_page(env: jinja2.Environment, work: WorkDir) -> FidelityPage:
-    if not work.evaluation_summary.exists():
+    data = work.read_evaluation_summary()
+    if data is None:
         return FidelityPage(evaluated=False)
-    data = read_json(work.evaluation_summary)
     summary = dict(sorted(data["layers"].items(), key=lambda kv: int(kv[0])))
     layers = [int(k) for k in summary]
     datasets = []
@@ -140,19 +140,8 @@ class NeuronFidelity:
     datasets: list[tuple[str, int, int, list[NeuronScoreRow]]]  # (label, tokens, true firing, rows)
 
 
-def read_evaluation(work: WorkDir, layer: int, neuron: int) -> dict | None:
-    """The neuron's evaluate file, or None when it was not evaluated (or the file is not JSON)."""
-    path = work.evaluated(layer, neuron)
-    if not path.exists():
-        return None
-    try:
-        return read_json(path)
-    except ValueError:
-        return None
-
-
 def neuron_fidelity(data: dict | None) -> NeuronFidelity | None:
-    """From :func:`read_evaluation`'s dict; None when not evaluated (or dead: nothing to score)."""
+    """From the neuron's evaluate file (WorkDir.read_evaluation); None when not evaluated (or dead: nothing to score)."""
     if not data or not data.get("datasets"):
         return None
     datasets = []

@@ -119,22 +119,16 @@ def first_fit(work: WorkDir, layers: list[int], selected: dict[int, list[int]]) 
     """The first fit file of the selection (layer, then neuron order), or None when nothing is fitted."""
     for layer in layers:
         for neuron in selected.get(layer) or []:
-            path = work.fitted(layer, neuron)
-            if path.exists():
-                try:
-                    return read_json(path)
-                except ValueError:
-                    continue
+            fit = work.read_fit(layer, neuron)  # a damaged file is a UserError (store.read_stage_file)
+            if fit is not None:
+                return fit
     return None
 
 
 def evaluate_options(work: WorkDir) -> dict[str, Any] | None:
     """``{"fire_threshold", "ngram"}`` of the evaluate stage, or None when it has not run."""
-    if not work.evaluation_summary.exists():
-        return None
-    try:
-        summary = read_json(work.evaluation_summary)
-    except ValueError:
+    summary = work.read_evaluation_summary()
+    if summary is None:
         return None
     return {"fire_threshold": summary.get("fire_threshold"), "ngram": summary.get("ngram")}
 
@@ -237,13 +231,10 @@ def _f1_candidates(
                         out.append((f1, layer, neuron, "evaluate"))
             continue
         for neuron in sorted(wanted):
-            path = work.fitted(layer, neuron)
-            if not path.exists():
+            fit = work.read_fit(layer, neuron)
+            if fit is None:
                 continue
-            try:
-                heldout = read_json(path).get("heldout")
-            except ValueError:
-                continue
+            heldout = fit.get("heldout")
             fit_f1 = heldout.get("f1") if isinstance(heldout, dict) else None
             if isinstance(fit_f1, (int, float)) and fit_f1 == fit_f1:
                 out.append((float(fit_f1), layer, neuron, "fit"))

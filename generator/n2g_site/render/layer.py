@@ -1,0 +1,152 @@
+"""One layer: every neuron gathered once (:class:`~.neuron.NeuronData`), its graphs drawn in batched ``dot``
+runs, its neuron pages packed for site_pages.py, its export file, and its layer page."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .. import site_pages
+from ..store import MinedLayer, WorkDir, atomic_write_bytes
+from . import export
+from .contexts import LayerPage, LayerSummary, Link, NeuronPage
+from .inputs import Shared
+from .jinja_env import render
+from .neuron import NeuronData
+from .search_index import graph_entries, script
+from .svg import graph_dot, render_svgs, standalone_svg, svg_object
+from .writer import PLACEHOLDER, Writer, layer_md_path
+
+# A neuron page is the lean frame (~7 KB, templates/overrides/neuron.html) + its body. A body longer than this
+# keeps its graph in graph.svg next to the page (an <object>, tooltips kept) instead of inline, so no page
+# passes 40 KB.
+PAGE_BODY_BUDGET = 32_000
+GRAPH_FILE = "graph.svg"
+PATTERNS_FILE = "patterns.js"  # a huge graph's playground patterns (n2gDeliver data script), next to its page
+FIRING_THRESHOLD = 0.5  # "fires" = activation >= this share of the neuron's max (N2G's threshold)
+
+
+@dataclass
+class LayerResult:
+    summary: LayerSummary
+    entries: list[tuple[int, int, list]]  # (layer, neuron, search_index.graph_entries) per graph
+    fit_options: dict[str, Any]
+    tokens_mined: int
+    pages: int
+    neurons: int
+    export: dict[str, Any] | None  # the layer's export/index.json entry (export.LayerExport.write); None: no neurons
+    pack: dict[str, Any]  # the layer's neuron-page pack (site_pages.PackWriter.close)
+    shell: str | None  # neuron.md.j2 rendered as the shell page (site_pages.py); None without neurons
+    summaries: list[tuple[int, int, str, int, float | None]]  # (layer, neuron, summary, groups, F1) per graph
+
+
+def draw_layer(work: WorkDir, layer: int, sources: dict[int, str], titles: dict[int, str]) -> dict:
+    """Every graph of a layer as SVG (svg.render_svgs), reusing and then updating the layer's drawing cache:
+    the cache keeps exactly this render's drawings, so it never grows past the layer's graphs."""
+    path = work.svg_cache(layer)
+    try:
+        cache = orjson.loads(path.read_bytes()) if path.is_file() else {}
+    except orjson.JSONDecodeError:
+        cache = {}  # a damaged cache is only lost time: draw again
+    if not isinstance(cache, dict):
+        cache = {}
+    before = set(cache)
+    svgs = render_svgs(sources, titles, cache=cache)
+    if set(cache) != before or not path.is_file():
+        atomic_write_bytes(path, orjson.dumps(cache))
+    return svgs
+
+
+def _neuron_body(sh: Shared, page: NeuronPage, url: str) -> tuple[str, dict[str, str]]:
+    """A neuron page's body and the files next to it. A body over :data:`PAGE_BODY_BUDGET` moves its graph into
+    graph.svg (an <object>, tooltips kept), then, if still over, its playground patterns into patterns.js (a
+    data script the playground loads on first use), so no page passes ~40 KB."""
+    body = render(sh.env, sh.tpl["neuron_body.html.j2"], page=page, site=sh.site)
+    files: dict[str, str] = {}
+    svg = str(page.graph.svg) if page.graph is not None and page.graph.svg else None
+    if svg and len(body.encode("utf-8")) > PAGE_BODY_BUDGET and svg in body:
+        # A large graph goes into graph.svg next to the page (written there by site_pages.py).
+        files[GRAPH_FILE] = standalone_svg(svg)
+        body = body.replace(svg, svg_object(svg, GRAPH_FILE), 1)
+    if page.playground and len(body.encode("utf-8")) > PAGE_BODY_BUDGET:
+        name = url + PATTERNS_FILE[: -len(".js")]  # n2gLoad names a data script relative to the site root
+        files[PATTERNS_FILE] = script(name, export.dumps(page.playground))
+        lean = render(sh.env, sh.tpl["neuron_body.html.j2"], page=dataclasses.replace(page, playground={"src": name}),
+                      site=sh.site)
+        body = lean.replace(svg, svg_object(svg, GRAPH_FILE), 1) if GRAPH_FILE in files and svg else lean
+    return body, files
+
+
+def layer_neurons(sh: Shared, layer: int, mined: MinedLayer) -> list[int]:
+    """The selected neurons of the layer that were mined, in order."""
+    mined_set = {int(n) for n in mined.neurons}
+    return [n for n in sh.selected.get(layer) or [int(n) for n in mined.neurons] if n in mined_set]
+
+
+def render_layer(sh: Shared, li: int) -> LayerResult:
+    """Render one layer: gather its neurons, draw their graphs, write their pages, data and the layer page."""
+    layer = sh.layers[li]
+    mined = MinedLayer.load(sh.work.require(sh.work.mined(layer), "mine"))
+    sh.related.load_layer(layer)
+    firing = mined.stats.firing_share(FIRING_THRESHOLD)
+    neurons = [NeuronData.gather(sh.work, mined, layer, n, float(firing[n])) for n in layer_neurons(sh, layer, mined)]
+
+    dots = {d.neuron: graph_dot(d.graph) for d in neurons if d.graph is not None}
+    svgs = draw_layer(sh.work, layer, {n: d.source for n, d in dots.items()},
+                      {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots})
+
+    hook = sh.hook_pattern.replace("{layer}", str(layer))
+    out = Writer(sh.staged_docs, sh.staged_frag)
+    exported = export.LayerExport(layer)
+    pack = site_pages.PackWriter(sh.staged_frag, f"neurons/L{layer}.jsonl")
+    shell: str | None = None
+    rows = []
+    for i, data in enumerate(neurons):
+        page = data.page(sh, dot=dots.get(data.neuron), svg=svgs.get(data.neuron), hook=hook, line=i + 1,
+                         prev=neurons[i - 1].neuron if i > 0 else None,
+                         next=neurons[i + 1].neuron if i + 1 < len(neurons) else None)
+        exported.add(export.dumps(data.record(sh)) + "\n")
+        if shell is None:  # the one neuron page MkDocs builds (site_pages.py): this page's frame, a marker title
+            shell = render(sh.env, sh.tpl["neuron.md.j2"], page=dataclasses.replace(page, title=site_pages.TITLE),
+                           site=sh.site, placeholder=site_pages.BODY)
+        url = f"neurons/L{layer}/N{data.neuron}/"
+        body, files = _neuron_body(sh, page, url)
+        pack.add(url, page.title, body, files)
+        rows.append(data.row(sh, page))
+
+    f1s = [d.f1 for d in neurons if d.f1 is not None]
+    mean_f1 = float(np.mean(f1s)) if f1s else None
+    layers = sh.layers
+    lpage = LayerPage(
+        layer=layer,
+        title=f"Layer {layer}",
+        hook=hook,
+        d_mlp=int(mined.stats.max.shape[0]),
+        rows=rows,
+        fitted=sum(r.status == "fitted" for r in rows),
+        dead=sum(r.status == "dead" for r in rows),
+        unfitted=sum(r.status == "unfitted" for r in rows),
+        mean_f1=mean_f1,
+        prev=Link(f"Layer {layers[li - 1]}", f"../L{layers[li - 1]}/") if li > 0 else None,
+        next=Link(f"Layer {layers[li + 1]}", f"../L{layers[li + 1]}/") if li + 1 < len(layers) else None,
+    )
+    md_path = layer_md_path(layer)
+    out.page(md_path, render(sh.env, sh.tpl["layer.md.j2"], page=lpage, site=sh.site, placeholder=PLACEHOLDER))
+    out.fragment(md_path, render(sh.env, sh.tpl["layer_body.html.j2"], page=lpage, site=sh.site))
+    fit_options = next((dict(d.fit["config"]) for d in neurons if isinstance(d.fit.get("config"), dict)), {})
+    return LayerResult(
+        summary=LayerSummary(layer, md_path, len(rows), lpage.fitted, lpage.dead, mean_f1),
+        entries=[(layer, d.neuron, graph_entries(d.graph)) for d in neurons if d.graph is not None],
+        fit_options=fit_options,
+        tokens_mined=int(mined.stats.tokens),
+        pages=out.pages + len(neurons),
+        neurons=len(neurons),
+        export=exported.write(sh.staged_docs) if exported.neurons else None,
+        pack=pack.close(),
+        shell=shell,
+        summaries=[(layer, d.neuron, d.shape.summary, d.shape.groups, d.f1) for d in neurons if d.shape is not None],
+    )

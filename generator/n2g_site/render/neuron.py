@@ -1,0 +1,338 @@
+"""One neuron, gathered once: :meth:`NeuronData.gather` reads its fit and evaluate files and its shown windows
+from the mined layer (each window walked once), then yields its page context (:meth:`NeuronData.page`), its
+export record (:meth:`NeuronData.record`, schemas/neuron.schema.json) and its layer-table row
+(:meth:`NeuronData.row`) from the same data.
+
+The examples' highlighted HTML is built here, not by a template loop (~500 tokens a page: Jinja took ~2 ms
+a page). It is the bulk of a neuron page, written once per neuron of a whole-model site, so it is lean:
+a token is ``<i class=aN title=V>`` (unquoted attribute values; ``i`` is reset to upright text by n2g.css),
+plain text when it is quiet.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from markupsafe import Markup, escape
+
+from ..config import UserError
+from ..n2g.fit import PHASES
+from ..n2g.graph import Graph, Node
+from ..store import HIST_EDGES, MinedLayer, Window, WorkDir
+from . import export, playground
+from .contexts import ExampleView, GraphView, HeldoutView, HistBar, LayerRow, Link, NeuronPage
+from .fidelity import neuron_fidelity
+from .inputs import Shared
+from .jinja_env import num
+from .misses import fire_threshold, misses_view
+from .summary import Shape, describe
+from .svg import DotGraph
+from .tokens import display_token, vocab_text
+
+MAX_TRAIN_EXAMPLES = 10  # training windows in a neuron's export record (the fit's 10)
+MAX_HELDOUT_EXAMPLES = 5  # held-out windows in it
+# What the page shows of them, and of its neighbour and logit lists: the strongest, all of them in the layer's
+# data. Highlighted examples are most of a neuron page, and a whole model's site pays for every byte 46,080 times.
+PAGE_TRAIN_EXAMPLES = 5
+PAGE_HELDOUT_EXAMPLES = 3
+PAGE_NEIGHBOURS = 5  # similar neurons per list
+PAGE_LOGITS = 5  # promoted and suppressed tokens each
+SHOW_BEFORE = 24  # tokens shown before the pivot (windows are mined wider)
+SHOW_AFTER = 8  # tokens shown after it
+TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
+
+
+@dataclass
+class ShownWindow:
+    """One window a neuron's page shows: ``window.tokens[lo:hi]``."""
+
+    split: str  # "train" or "heldout"
+    rank: int
+    window: Window
+    lo: int
+    hi: int
+    fitted: bool  # a training window the graph was fitted on
+
+
+def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> list[ShownWindow]:
+    """The windows a page shows, training first, each read from the mined layer once."""
+    out = []
+    for split, examples, limit in (("train", mined.train, MAX_TRAIN_EXAMPLES),
+                                   ("heldout", mined.heldout, MAX_HELDOUT_EXAMPLES)):
+        for rank, w in enumerate(examples.windows(row, limit)):
+            lo, hi = max(0, w.pivot - SHOW_BEFORE), min(len(w.tokens), w.pivot + SHOW_AFTER + 1)
+            out.append(ShownWindow(split, rank, w, lo, hi, split == "train" and (w.doc, w.start) in fitted))
+    return out
+
+
+@dataclass
+class NeuronData:
+    """Everything one neuron's page, export record and layer row are made from."""
+
+    layer: int
+    neuron: int
+    status: str  # "fitted", "dead" or "unfitted"
+    fit: dict[str, Any]  # the fit file ({} when unfitted)
+    graph: Graph | None  # None: dead, unfitted, or an empty graph
+    evaluated: dict[str, Any] | None  # the evaluate file
+    a_max: float  # what highlights are normalised by: the fit's max, else the layer stats' max
+    stats_max: float
+    stats_min: float
+    stats_mean: float
+    firing: float
+    hist: list[HistBar]
+    windows: list[ShownWindow]  # empty for a dead neuron
+    shape: Shape | None  # the graph's one-line summary
+
+    @classmethod
+    def gather(cls, work: WorkDir, mined: MinedLayer, layer: int, neuron: int, firing: float) -> NeuronData:
+        fit = work.read_fit(layer, neuron)
+        stats_max = float(mined.stats.max[neuron])
+        graph = None
+        if fit is None:
+            status = "dead" if stats_max <= 0 else "unfitted"
+        else:
+            status = "dead" if fit.get("status") == "dead" else "fitted"
+            if status == "fitted" and fit.get("graph"):
+                try:
+                    graph = Graph.from_json(fit["graph"])
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise UserError(f"{work.fitted(layer, neuron)}: bad graph ({exc}); delete it and rerun "
+                                    f"`n2g-site fit`") from None
+                graph = graph if graph.nodes else None
+        fit = fit or {}
+        a_max = _float(fit.get("max_activation"), 0.0)
+        if not a_max > 0:
+            a_max = stats_max if stats_max > 0 else 1.0
+        fitted = {(int(e.get("doc", -1)), int(e.get("window_start", -1))) for e in fit.get("examples") or []}
+        return cls(
+            layer=layer, neuron=neuron, status=status, fit=fit, graph=graph,
+            evaluated=work.read_evaluation(layer, neuron),
+            a_max=a_max, stats_max=stats_max, stats_min=float(mined.stats.min[neuron]),
+            stats_mean=float(mined.stats.mean[neuron]), firing=firing, hist=hist_view(mined.stats.hist[neuron]),
+            windows=shown_windows(mined, mined.row(neuron), fitted) if status != "dead" else [],
+            shape=describe(graph) if graph is not None else None,
+        )
+
+    @property
+    def heldout(self) -> HeldoutView | None:
+        ho = self.fit.get("heldout")
+        if not isinstance(ho, dict):
+            return None
+        return HeldoutView(precision=_float(ho.get("precision")), recall=_float(ho.get("recall")),
+                           f1=_float(ho.get("f1")), tokens=int(ho.get("tokens") or 0),
+                           true_firing=int(ho.get("true_firing") or 0),
+                           predicted_firing=int(ho.get("predicted_firing") or 0))
+
+    @property
+    def f1(self) -> float | None:
+        heldout = self.heldout
+        return heldout.f1 if heldout is not None and not math.isnan(heldout.f1) else None
+
+    def page(self, sh: Shared, *, dot: DotGraph | None, svg: str | None, prev: int | None, next: int | None,
+             hook: str, line: int) -> NeuronPage:
+        """The page context. ``dot``/``svg``: the graph's drawing; ``prev``/``next``: the neighbouring neurons
+        of the layer; ``line``: this neuron's line (from 1) in its layer's export file."""
+        graph_view = None
+        if self.graph is not None and dot is not None:
+            graph_view = GraphView(
+                svg=Markup(svg) if svg else None, nodes=dot.nodes, drawn=dot.drawn, hidden=dot.hidden,
+                patterns=dot.patterns, drawn_patterns=dot.drawn_patterns,
+                depth=self.graph.depth, activating=activating_tokens(self.graph))
+        shown = self.status != "dead"
+        layer, n, related = self.layer, self.neuron, sh.related
+        return NeuronPage(
+            layer=layer,
+            neuron=n,
+            title=f"Layer {layer} · Neuron {n}",
+            hook=str(self.fit.get("hook") or hook),
+            status=self.status,
+            max_activation=self.a_max,
+            stats_max=self.stats_max,
+            stats_min=self.stats_min,
+            stats_mean=self.stats_mean,
+            firing=self.firing,
+            hist=self.hist,
+            heldout=self.heldout,
+            augmenter=self.fit.get("augmenter"),
+            cost=_phase_order(self.fit.get("cost")),
+            graph=graph_view,
+            train_examples=[self._example_view(sh, w) for w in self.windows
+                            if w.split == "train" and w.rank < PAGE_TRAIN_EXAMPLES],
+            heldout_examples=[self._example_view(sh, w) for w in self.windows
+                              if w.split == "heldout" and w.rank < PAGE_HELDOUT_EXAMPLES],
+            examples_in_data=len(self.windows),
+            layer_link=Link(f"Layer {layer}", f"../../../layers/L{layer}/"),
+            home_url="../../../",
+            reading_url="../../../reading/",
+            prev=Link(f"Neuron {prev}", f"../N{prev}/") if prev is not None else None,
+            next=Link(f"Neuron {next}", f"../N{next}/") if next is not None else None,
+            similar=related.similar_views(layer, n)[:PAGE_NEIGHBOURS],
+            similar_activation=related.similar_views(layer, n, by_activation=True)[:PAGE_NEIGHBOURS],
+            similar_activation_tokens=related.activation_tokens,
+            logits=related.logit_view(n, PAGE_LOGITS),
+            fidelity=neuron_fidelity(self.evaluated),
+            fidelity_url="../../../fidelity/",
+            data_url=f"../../../{export.EXPORT_DIR}/{export.layer_file(layer)}",
+            data_line=line,
+            summary=self.shape.summary if self.shape else "",
+            groups=self.shape.groups if self.shape else 0,
+            misses=misses_view(self.evaluated, sh.shown) if shown else None,
+            playground=playground.patterns(self.graph, fire_threshold(self.evaluated))
+            if self.graph is not None and sh.playground else None,
+        )
+
+    def _example_view(self, sh: Shared, sw: ShownWindow) -> ExampleView:
+        w, a_max = sw.window, self.a_max
+        pivot = w.pivot - sw.lo
+        ids = w.tokens[sw.lo:sw.hi]
+        return ExampleView(
+            split=sw.split, rank=sw.rank, value=w.value, norm=w.value / a_max if a_max > 0 else 0.0,
+            doc_title=sh.corpus.title(w.doc), doc_url=sh.corpus.url(w.doc),
+            pivot_text=vocab_text(sh.shown, int(ids[pivot])) if 0 <= pivot < len(ids) else None,
+            fitted=sw.fitted, html=example_html(sw, a_max, sh.shown))
+
+    def record(self, sh: Shared) -> dict[str, Any]:
+        """The export record (schemas/neuron.schema.json): what the page shows, as data."""
+        layer, n = self.layer, self.neuron
+        logits, norm = sh.related.logit_raw(n)
+        return {
+            "schema": export.SCHEMA,
+            "layer": layer,
+            "neuron": n,
+            "model": str(sh.manifest.get("model") or "?"),
+            "corpus": str(sh.manifest.get("corpus") or "?"),
+            "page": f"neurons/L{layer}/N{n}/",
+            "hook": str(self.fit.get("hook") or sh.hook_pattern.replace("{layer}", str(layer))),
+            "status": self.status,
+            "max_activation": export.number(self.a_max),
+            "stats": {"max": export.number(self.stats_max), "min": export.number(self.stats_min),
+                      "mean": export.number(self.stats_mean), "firing_share": export.number(self.firing)},
+            "graph": self.fit.get("graph") if self.graph is not None else None,
+            "fit": export.fit_record(self.fit),
+            "examples": [
+                export.example_record(sw.window, split=sw.split, rank=sw.rank, a_max=self.a_max, lo=sw.lo,
+                                      hi=sw.hi, vocab=sh.vocab, doc_title=sh.corpus.title(sw.window.doc),
+                                      doc_url=sh.corpus.url(sw.window.doc), fitted=sw.fitted)
+                for sw in self.windows
+            ],
+            "evaluation": export.evaluation_record(self.evaluated),
+            "similar": export.similar_records(sh.related.similar_raw(layer, n)),
+            "similar_activation": export.similar_records(sh.related.similar_raw(layer, n, by_activation=True)),
+            "logit_effects": export.logit_record(logits, norm, sh.vocab),
+            "summary": self.shape.summary if self.shape else None,
+            "trigger_groups": self.shape.groups if self.shape else None,
+            "build": sh.build,
+        }
+
+    def row(self, sh: Shared, page: NeuronPage) -> LayerRow:
+        """The neuron's row of its layer table."""
+        top = page.graph.activating[:TOP_TOKENS] if page.graph else []
+        if not top:
+            for ex in page.train_examples:
+                if ex.pivot_text is not None and ex.pivot_text not in top:
+                    top.append(ex.pivot_text)
+            top = top[:TOP_TOKENS]
+        return LayerRow(neuron=self.neuron, url=f"../../neurons/L{self.layer}/N{self.neuron}/", status=self.status,
+                        max_activation=self.stats_max, mean=self.stats_mean, firing=self.firing, f1=self.f1,
+                        top_tokens=top, summary=page.summary, groups=page.groups)
+
+
+# ------------------------------------------------------------------------------------------ the pieces
+
+
+def _float(x: Any, default: float = float("nan")) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return default
+
+
+def _phase_order(cost: Any) -> dict[str, dict[str, int]] | None:
+    """The fit's cost by phase in the order the phases run (the file has them sorted by name)."""
+    if not isinstance(cost, dict):
+        return None
+    return {phase: cost[phase] for phase in PHASES if phase in cost} | {k: v for k, v in cost.items() if k not in PHASES}
+
+
+def hist_view(counts: np.ndarray) -> list[HistBar]:
+    """Bars of one neuron's activation histogram (store.HIST_EDGES: bin 0 is everything below 1e-3,
+    then log-spaced bins); empty bins above the highest filled one are dropped."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape != (len(HIST_EDGES) + 1,) or int(counts.sum()) == 0:
+        return []
+    last = int(np.flatnonzero(counts)[-1])
+    lower = [None, *HIST_EDGES.tolist()]
+    upper = [*HIST_EDGES.tolist(), None]
+    top = math.log1p(int(counts.max()))
+    return [
+        HistBar(lo=lower[i], hi=upper[i], count=int(counts[i]),
+                height=round(100 * math.log1p(int(counts[i])) / top) if top > 0 else 0)
+        for i in range(last + 1)
+    ]
+
+
+def activating_tokens(graph: Graph) -> list[str]:
+    """The graph's activating tokens (display form), strongest first, each once."""
+    best: dict[str | None, Node] = {}
+    for node in graph.activating_tokens:
+        if node.key not in best or node.activation > best[node.key].activation:
+            best[node.key] = node
+    ranked = sorted(best.values(), key=lambda n: (-n.activation, -n.count, n.id))
+    return [display_token(n.token) for n in ranked if n.key is not None]
+
+
+_CUT = '<span class="n2g-cut">…</span>'
+_LEVEL = [f"<i class=a{level} title=" for level in range(11)]
+_PIVOT = [f'<i class="a{level} pv" title=' for level in range(11)]
+_ESCAPED: tuple[list[str], list[str]] | None = None  # (vocabulary in display form, each entry as HTML)
+
+
+def _escaped_vocab(shown: list[str]) -> list[str]:
+    """Every entry of ``shown`` HTML-escaped, computed once per process (per vocabulary)."""
+    global _ESCAPED
+    if _ESCAPED is None or _ESCAPED[0] is not shown:
+        _ESCAPED = (shown, [str(escape(t)) for t in shown])
+    return _ESCAPED[1]
+
+
+def example_html(sw: ShownWindow, a_max: float, shown: list[str]) -> Markup:
+    """The shown tokens of a window, highlighted. ``shown`` is the vocabulary in inline display form.
+
+    A token's level is ``round(10 * clamp(act / a_max, 0, 1))``; a token of level 0 within 5% of ``a_max``
+    (either sign) is plain text, else an ``<i>`` with its value as title (a number: no quotes needed); the
+    pivot is underlined (class ``pv``).
+    """
+    window, lo, hi = sw.window, sw.lo, sw.hi
+    n_shown = len(shown)
+    escaped = _escaped_vocab(shown)
+    acts = window.acts[lo:hi].astype(np.float64)  # float64: the same arithmetic as Python floats
+    if a_max > 0:
+        norms = np.nan_to_num(acts / a_max, nan=0.0)
+        levels = np.rint(10 * np.clip(norms, 0.0, 1.0)).astype(np.int64).tolist()  # round() too
+    else:
+        levels = [0] * len(acts)
+    loud = (np.abs(acts) >= 0.05 * a_max).tolist()  # NaN: never
+    values = acts.tolist()
+    if np.isfinite(acts).all():  # every title in one formatting call: what num() writes for a finite value
+        titles = ("%.3g\0" * len(values) % tuple(values)).split("\0")
+    else:
+        titles = [num(v) for v in values]
+    pivot = window.pivot - lo
+    parts = [_CUT] if lo > 0 else []
+    for i, (tid, title, level, audible) in enumerate(zip(window.tokens[lo:hi].tolist(), titles, levels, loud)):
+        esc = escaped[tid] if 0 <= tid < n_shown else str(escape(vocab_text(shown, tid)))
+        if i == pivot:
+            parts.append(f"{_PIVOT[level]}{title}>{esc}</i>")
+        elif level:
+            parts.append(f"{_LEVEL[level]}{title}>{esc}</i>")
+        elif audible:
+            parts.append(f"<i title={title}>{esc}</i>")
+        else:
+            parts.append(esc)
+    if hi < len(window.tokens):
+        parts.append(_CUT)
+    return Markup("".join(parts))
