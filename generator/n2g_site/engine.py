@@ -202,6 +202,12 @@ def gather_values(acts: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return acts.reshape(-1).index_select(0, index).float()
 
 
+def _answered(value: np.ndarray | None) -> np.ndarray:
+    if value is None:  # every pair is filled by _collect; a hole would be a bug here, not a user error
+        raise RuntimeError("engine: a request was left without an answer")
+    return value
+
+
 @dataclass
 class _Batch:
     """One forward's inputs (host) and where each answered (row, neuron) pair's values lie in its output."""
@@ -258,7 +264,7 @@ class BatchedEngine:
             ids = np.flatnonzero(layers == layer)
             self._run(layer, list(layer_rows), ids, row_of[ids], neuron_of[ids], values)
         self.counters.requests += len(requests)
-        return [values[p] for p in answer]
+        return [_answered(values[p]) for p in answer]
 
     # --- one layer ---------------------------------------------------------------------------------
 
@@ -365,7 +371,8 @@ class BatchedEngine:
         for batch in chain(batches, [None]):
             launched = self._launch(batch, layer) if batch is not None else None
             if pending is not None:
-                self._collect(*pending, lens, values)
+                host, done, pairs = pending
+                self._collect(host, done, pairs, lens, values)
             pending = launched
 
     def _launch(self, batch: _Batch, layer: int):
@@ -373,7 +380,7 @@ class BatchedEngine:
         cuda = device.type == "cuda"
         tokens = batch.tokens.to(device, non_blocking=cuda)
         gather = batch.gather.to(device, non_blocking=cuda)
-        if batch.positions is None:
+        if batch.positions is None or batch.parents is None:
             acts = self.model.mlp_activations(tokens, [layer])[layer]
         else:
             acts = self._tree_activations(tokens, batch.positions.to(device, non_blocking=cuda),

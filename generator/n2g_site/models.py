@@ -522,7 +522,9 @@ def _load_transformerlens(spec: str, placement: Placement) -> LoadedModel:
         ) from None
     try:
         if official.startswith("NeelNanda/"):  # legacy TransformerLens checkpoints (SoLU/GELU toy models)
-            bridge = TransformerBridge.boot_tl_legacy(official, device=placement.torch_device, dtype=placement.dtype)
+            from transformer_lens.model_bridge.sources import boot_tl_legacy
+
+            bridge = boot_tl_legacy(official, device=placement.torch_device, dtype=placement.dtype)
         else:
             bridge = TransformerBridge.boot_transformers(official, device=placement.torch_device,
                                                          dtype=placement.dtype)
@@ -536,7 +538,7 @@ def _load_transformerlens(spec: str, placement: Placement) -> LoadedModel:
 
 def _load_random(spec: str, placement: Placement, seed: int) -> LoadedModel:
     from transformer_lens import TransformerBridgeConfig
-    from transformer_lens.model_bridge import TransformerBridge
+    from transformer_lens.model_bridge.sources import boot_native
 
     size = spec[len(RANDOM_PREFIX):]
     if size not in RANDOM_CONFIGS:
@@ -544,6 +546,5 @@ def _load_random(spec: str, placement: Placement, seed: int) -> LoadedModel:
     tokenizer = embedded_tokenizer()
     cfg = TransformerBridgeConfig(**RANDOM_CONFIGS[size], d_vocab=len(tokenizer), seed=seed, device="cpu")
     # The weights are drawn on the CPU (the same numbers for every device and seed), then moved and cast.
-    bridge = TransformerBridge.boot_native(cfg, tokenizer=tokenizer, device=placement.torch_device,
-                                           dtype=placement.dtype)
+    bridge = boot_native(cfg, tokenizer=tokenizer, device=placement.torch_device, dtype=placement.dtype)
     return _wrap(spec, f"random-init {size} transformer (seed {seed})", bridge, tokenizer, "native")

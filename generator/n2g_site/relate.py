@@ -429,7 +429,7 @@ def logit_effects(u: Unembed, layer: int, neurons: Sequence[int], k: int = LOGIT
         if not parts[0]:
             empty = np.zeros((0, k))
             return empty.astype(np.int64), empty, empty.astype(np.int64), empty
-        return tuple(torch.cat(p).numpy() for p in parts)  # type: ignore[return-value]
+        return tuple(torch.cat(p).numpy() for p in parts)
 
 
 # --------------------------------------------------------------------------------------- the stage
