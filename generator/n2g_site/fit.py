@@ -48,7 +48,7 @@ class FitSummary:
     tokens: int
 
 
-def _is_current(path, options: dict, dtype: str) -> bool:
+def _is_current(path, options: dict, dtype: str, mined: str | None = None, device: str = "cpu") -> bool:
     if not path.exists():
         return False
     try:
@@ -56,7 +56,8 @@ def _is_current(path, options: dict, dtype: str) -> bool:
     except ValueError:  # not JSON: a file we did not write; fit again
         return False
     return (data.get("schema") == SCHEMA and data.get("config") == options
-            and data.get("dtype", LEGACY_DTYPE) == dtype)
+            and data.get("dtype", LEGACY_DTYPE) == dtype and data.get("mined") == mined
+            and data.get("device", "cpu") == device)
 
 
 def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask]:
@@ -90,7 +91,10 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     groups = plan(cfg, info["n_layers"], info["d_mlp"])
     for layer in sorted({layer for layer, _ in groups}):
         work.require(work.mined(layer), "mine")
-    todo = [g for g in groups if not all(_is_current(work.fitted(g[0], n), options, cfg.dtype) for n in g[1])]
+    digests = {layer: (manifest.get("mined") or {}).get(str(layer)) for layer, _ in groups}  # the mined data
+    device = cfg.device.split(":")[0]
+    todo = [g for g in groups
+            if not all(_is_current(work.fitted(g[0], n), options, cfg.dtype, digests[g[0]], device) for n in g[1])]
     total = sum(len(g[1]) for g in todo)
     skipped = sum(len(g[1]) for g in groups) - total
     shard = f" (shard {cfg.shard})" if cfg.shard else ""
@@ -130,6 +134,8 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
                     "augmenter": augmenter,
                     "config": options,
                     "dtype": cfg.dtype,
+                    "mined": digests[task.layer],
+                    "device": device,
                     "bos": info.get("bos"),
                     "mask": text[mask_id],
                     "graph": result.graph.to_json(),

@@ -11,6 +11,11 @@ O(neurons x k x window) for the examples and O(d_mlp x bins) for the stats, what
 Output: ``mine/layer_{L:02d}.npz`` (store.MinedLayer), ``corpus.json``, ``vocab.json``, and the run
 manifest ``run.json``, each written atomically. A layer whose file already holds every selected neuron is
 not mined again.
+
+``--shard i/n`` (mine_merge.py) runs the same corpus pass, reading the same documents, but puts through the
+model only every n-th batch (batch number modulo n = i), and writes its running state to
+``mine/shard_{i}of{n}.npz`` instead of layer files; ``n2g-site merge`` combines the n shards into the
+layer files one process would have written.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from .store import (
     OrdinaryText,
     WorkDir,
     atomic_write_bytes,
+    content_digest,
     write_json,
 )
 
@@ -216,8 +222,8 @@ class Checkpoint:
     uninterrupted pass. A checkpoint for another plan (other layers or neurons) is ignored.
     """
 
-    def __init__(self, work: WorkDir, plan: dict[int, tuple[int, ...]]) -> None:
-        self.path = work.root / "mine" / "checkpoint.npz"
+    def __init__(self, work: WorkDir, plan: dict[int, tuple[int, ...]], name: str = "checkpoint.npz") -> None:
+        self.path = work.root / "mine" / name
         self.key = json.dumps({str(k): list(v) for k, v in sorted(plan.items())})
 
     def save(self, batches: int, tokens: int, parts: dict[str, Any]) -> None:
@@ -256,6 +262,7 @@ def identity(cfg: Config, model: LoadedModel | None) -> dict:
         "hook": model.hook_template if model is not None else cfg.hook,
         "mine": asdict(cfg.mine),
         "dtype": cfg.dtype,  # activations in bf16 differ from fp32 ones by a few % of a neuron's max
+        "device_type": cfg.device.split(":")[0],  # another device's kernels round differently
     }
 
 
@@ -322,6 +329,12 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         return MineSummary(list(cfg.select_layers(model.n_layers)), 0, 0, 0.0, True)
     m = cfg.mine
     seq_len = min(m.seq_len, model.n_ctx)
+    shard, shards = cfg.shard_index
+    from . import mine_merge  # it builds on this module's accumulators
+
+    if shards > 1 and mine_merge.shard_done(work, shard, shards, todo):
+        say(f"mine: shard {cfg.shard} is already mined; `n2g-site merge` combines the shards")
+        return MineSummary(sorted(todo), 0, 0, 0.0, True)
 
     def stream(index: list[dict[str, str]]) -> Iterator[TokenRow]:
         docs = load_documents(cfg.corpus, seed=cfg.seed, bad_utf8=cfg.bad_utf8)
@@ -348,7 +361,9 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     for layer in layers:
         parts.update({f"{layer}/train": tops[(layer, "train")], f"{layer}/heldout": tops[(layer, "heldout")],
                       f"{layer}/stats": stats[layer], f"{layer}/ordinary": ordinary[layer]})
-    checkpoint = Checkpoint(work, todo)
+    ordinary_batches = mine_merge.BatchList()  # the batch of each ordinary-text row: merge orders shards' by it
+    parts["ordinary_batches"] = ordinary_batches
+    checkpoint = Checkpoint(work, todo, "checkpoint.npz" if shards == 1 else f"checkpoint_{shard}of{shards}.npz")
     resume_batches, tokens_done = checkpoint.load(parts)
     started = time.perf_counter()
     last_save = time.monotonic()
@@ -358,8 +373,8 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     mined_now = 0
     with bar("mine", m.max_tokens or None, "tokens") as progress:
         for number, batch in enumerate(_batches(rows, m.batch_tokens)):
-            if number < resume_batches:  # covered by the checkpoint: only its documents are re-read
-                advance(progress, sum(len(r.tokens) for r in batch))
+            if number < resume_batches or number % shards != shard:  # covered by the checkpoint, or another
+                advance(progress, sum(len(r.tokens) for r in batch))  # shard's: only its documents are read
                 continue
             lengths = torch.tensor([len(r.tokens) for r in batch])
             tokens = torch.zeros((len(batch), int(lengths.max())), dtype=torch.long)
@@ -383,6 +398,8 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
                 for i in np.flatnonzero(split == "heldout"):
                     if ordinary[layer].wants():
                         ordinary[layer].add(tokens[i], chosen[i], int(lengths[i]), int(docs[i]))
+                        if layer == layers[0]:
+                            ordinary_batches.numbers.append(number)
             done = int(lengths.sum())
             tokens_done += done
             mined_now += done
@@ -391,6 +408,17 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
                 checkpoint.save(number + 1, tokens_done, parts)
                 last_save = time.monotonic()
     seconds = time.perf_counter() - started
+    if shards > 1:  # the running state goes to the shard file; merge writes the layers and run.json
+        mine_merge.save_shard(work, shard, shards, todo, tokens_done, parts, ordinary_batches)
+        write_json(work.corpus, index)
+        write_json(work.vocab, model.token_strings())
+        model.save_tokenizer(work.tokenizer.parent)
+        work.write_manifest({**manifest, "n2g_site_version": __version__, "model_info": model.info(),
+                             "corpus_info": {**describe(cfg.corpus), "documents": len(index)}})
+        checkpoint.remove()
+        say(f"mine: shard {cfg.shard}: {tokens_done:,} of the pass's tokens in {seconds:.1f} s; "
+            f"when every shard is done, `n2g-site merge --work-dir {work.root}` writes the layer files")
+        return MineSummary(layers, tokens_done, len(index), seconds, False)
     if tokens_done == 0:
         raise UserError(f"--corpus {cfg.corpus!r} produced no tokens to mine")
     for layer in layers:
@@ -419,6 +447,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         "corpus_info": {**describe(cfg.corpus), "documents": len(index)},
         "layers": sorted(mined),
         "neurons": {str(layer): list(mined[layer]) for layer in sorted(mined)},
+        "mined": {**(manifest.get("mined") or {}), **{str(layer): content_digest(work.mined(layer)) for layer in layers}},
     })
     checkpoint.remove()
     say(f"mine: {tokens_done:,} tokens from {len(index):,} documents in {seconds:.1f} s "
