@@ -331,8 +331,11 @@ def _counts(mined: MinedLayer) -> dict:
 
 
 def _rows(layer: int, neuron: int, result: dict) -> list[dict]:
-    return [{"layer": layer, "neuron": neuron, "dataset": dataset, "method": method, **s}
-            for dataset, methods in result["datasets"].items() for method, s in methods.items()]
+    """A neuron's CSV rows, datasets and methods in the order of DATASETS and METHODS (not the file's: its
+    keys are sorted)."""
+    scored = result["datasets"]
+    return [{"layer": layer, "neuron": neuron, "dataset": dataset, "method": method, **scored[dataset][method]}
+            for dataset in DATASETS if dataset in scored for method in METHODS if method in scored[dataset]]
 
 
 def rebuild_tables(work: WorkDir, layers: Sequence[int], neurons: Sequence[int] | None = None) -> int:

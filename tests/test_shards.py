@@ -1,0 +1,102 @@
+"""Mining and evaluation split into shards, then merged, equal one process's run; merge refuses work dirs
+whose mined data differ; fits of other mined data are not reused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from shard_helpers import BASE, assert_same
+
+from n2g_site.config import MineConfig, UserError
+from n2g_site.evaluate import evaluate
+from n2g_site.fit import fit
+from n2g_site.merge import merge
+from n2g_site.mine import mine
+from n2g_site.store import WorkDir, read_json
+
+MINED = ("mine", "run.json", "corpus.json", "vocab.json", "tokenizer")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_model) -> Path:
+    """One process: mine, fit, evaluate."""
+    root = tmp_path_factory.mktemp("one") / "work"
+    cfg = replace(BASE, work_dir=root)
+    mine(cfg, lambda: tiny_model, WorkDir(root))
+    fit(cfg, lambda: tiny_model, WorkDir(root))
+    evaluate(cfg, WorkDir(root), jobs=1)
+    return root
+
+
+def test_three_mining_shards_merged_equal_one_mine(reference, tiny_model, tmp_path):
+    """Each shard in its own work dir (as on three machines), merged into a fresh folder."""
+    sources = []
+    for i in range(3):
+        root = tmp_path / f"shard{i}"
+        summary = mine(replace(BASE, work_dir=root, shard=f"{i}/3"), lambda: tiny_model, WorkDir(root))
+        assert 0 < summary.tokens < 12_000  # a third of the pass each, roughly
+        assert not WorkDir(root).mined(0).exists() and WorkDir(root).mine_shard(i, 3).exists()
+        sources.append(root)
+    dest = tmp_path / "merged"
+    merge(WorkDir(dest), sources)
+    assert assert_same(reference, dest, *MINED) >= 7
+    assert not list((dest / "mine").glob("shard_*"))  # combined, then removed
+    digests = read_json(dest / "run.json")["mined"]
+    assert set(digests) == {"0", "1"} and all(d.startswith("sha256:") for d in digests.values())
+
+
+def test_a_mining_shard_is_not_mined_twice_and_an_incomplete_set_is_refused(tiny_model, tmp_path):
+    root = tmp_path / "work"
+    cfg = replace(BASE, work_dir=root, layers="0", shard="1/2")
+    assert not mine(cfg, lambda: tiny_model, WorkDir(root)).skipped
+    assert mine(cfg, lambda: tiny_model, WorkDir(root)).skipped
+    with pytest.raises(UserError, match=r"mining shards 0/2 are missing"):
+        merge(WorkDir(root), [])
+
+
+def test_evaluate_shards_merged_equal_one_evaluate(reference, tmp_path):
+    """Two evaluate shards, one in the work dir, one on its own copy of it (another machine); merged, the neuron
+    files, layer CSVs and summary equal those of one evaluate."""
+    shared, other = tmp_path / "shared", tmp_path / "other"
+    for root in (shared, other):
+        shutil.copytree(reference, root, ignore=shutil.ignore_patterns("evaluate"))
+    for i, root in ((0, shared), (1, other)):
+        assert evaluate(replace(BASE, work_dir=root, shard=f"{i}/2"), WorkDir(root), jobs=1).neurons == 8
+    assert not WorkDir(shared).evaluation_summary.exists()  # a shard cannot write the whole tables
+    merge(WorkDir(shared), [other])
+    assert assert_same(reference, shared, "evaluate") == 16 + 2 + 1
+    assert all(read_json(p)["mined"] == read_json(reference / "run.json")["mined"][str(int(p.parent.name[1:]))]
+               for p in (shared / "evaluate").glob("L*/N*.json"))
+
+
+def _corpus(folder: Path, words: str) -> None:
+    folder.mkdir(exist_ok=True)
+    for i in range(12):
+        (folder / f"doc{i:02d}.txt").write_text(f"Document {i} says {words} again and again. " * 8, encoding="utf-8")
+
+
+def test_merge_refuses_work_dirs_whose_mined_data_differ(tiny_model, tmp_path):
+    """Same model, corpus name and options, but the corpus folder's text changed between the two mines (another
+    copy of it): the mining options match, the mined data do not, and merge says which layer."""
+    corpus = tmp_path / "corpus"
+    cfg = replace(BASE, corpus=str(corpus), layers="0", neurons="0-3", mine=MineConfig(top_k=2, max_tokens=0))
+    _corpus(corpus, "cats and dogs")
+    first = tmp_path / "first"
+    mine(replace(cfg, work_dir=first), lambda: tiny_model, WorkDir(first))
+    fit(replace(cfg, work_dir=first), lambda: tiny_model, WorkDir(first))
+    _corpus(corpus, "rivers flow into the sea")
+    second = tmp_path / "second"
+    mine(replace(cfg, work_dir=second), lambda: tiny_model, WorkDir(second))
+    ours, theirs = (read_json(p / "run.json") for p in (first, second))
+    assert ours["mine"] == theirs["mine"] and ours["mined"]["0"] != theirs["mined"]["0"]
+    with pytest.raises(UserError, match=r"mined data of layer 0 differ"):
+        merge(WorkDir(second), [first])
+    assert not (second / "fit").exists()
+    # fit files made from the other data are not taken as current: all four are fitted again
+    shutil.copytree(first / "fit", second / "fit")
+    assert fit(replace(cfg, work_dir=second), lambda: tiny_model, WorkDir(second)).fitted == 4
+    assert json.loads((second / "fit/L00/N00000.json").read_text())["mined"] == theirs["mined"]["0"]
