@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from shard_helpers import BASE, assert_same
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: `pip install 'n2g-site[ray]'`")

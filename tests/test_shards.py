@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from shard_helpers import BASE, assert_same
 
 from n2g_site.config import MineConfig, UserError
 from n2g_site.evaluate import evaluate
@@ -17,6 +16,7 @@ from n2g_site.fit import fit
 from n2g_site.merge import merge
 from n2g_site.mine import mine
 from n2g_site.store import WorkDir, read_json
+from shard_helpers import BASE, assert_same
 
 MINED = ("mine", "run.json", "corpus.json", "vocab.json", "tokenizer")
 

@@ -47,7 +47,7 @@ def shard_task(stage: str, cfg: Config) -> dict[str, Any]:
     else:
         from .models import load_model
 
-        def model():  # type: ignore[no-untyped-def]
+        def model() -> Any:
             return load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, hook=cfg.hook)
 
         if stage == "mine":

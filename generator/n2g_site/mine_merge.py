@@ -190,7 +190,7 @@ def _stats(states: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def _ordinary(states: Sequence[dict[str, np.ndarray]], batches: Sequence[np.ndarray], budget: int
               ) -> dict[str, np.ndarray]:
     """All shards' ordinary-text rows in batch order, taken while the budget lasts (as one process does)."""
-    rows = []  # (batch, shard, row in shard)
+    rows: list[tuple[int, int, int]] = []  # (batch, shard, row in shard)
     for s, numbers in enumerate(batches):
         rows.extend((int(b), s, r) for r, b in enumerate(numbers))
     rows.sort()
