@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # The option groups each command reads (config.GROUPS); an option's ``also`` adds single commands.
 # A command refuses every other option of the table with one line and exit code 2.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "build": ("run", "model", "select", "mine", "fit", "evaluate", "site", "publish"),
+    "build": ("run", "model", "select", "mine", "fit", "evaluate", "cluster", "site", "publish"),
     "mine": ("run", "model", "select", "mine", "cluster"),
     "fit": ("run", "model", "select", "fit", "cluster"),
     "merge": ("run",),

@@ -40,7 +40,7 @@ GROUPS: dict[str, str] = {
     "mine": "the corpus pass (mine stage)",
     "fit": "N2G graph fitting (fit stage)",
     "evaluate": "scoring against the baselines (evaluate stage)",
-    "cluster": "where mine, fit and evaluate run: this process or tasks on a Ray cluster",
+    "cluster": "where mine, fit and evaluate run (also within build): this process or tasks on a Ray cluster",
     "site": "pages (render stage)",
     "publish": "the built site (publish stage)",
 }
@@ -472,16 +472,16 @@ class Config:
     )
     ray_address: str | None = option(
         None,
-        "Ray cluster to join with --executor ray, e.g. 'auto' or 'ray://head:10001'.",
+        "Ray cluster the Ray executor joins, e.g. 'auto' or 'ray://head:10001'.",
         "cluster",
         default_text="a Ray started on this machine for the run",
     )
     shards: int = option(
         0,
-        "Tasks (shards) the stage is split into with --executor ray.",
+        "Tasks (shards) the Ray executor splits the stage into.",
         "cluster",
         minimum=0,
-        note="0 = one per task slot of the cluster (CPUs / --task-cpus, or GPUs with --device cuda)",
+        note="0 = one per task slot of the cluster: per GPU on a cuda device, else per task's CPUs",
     )
     task_cpus: int = option(1, "CPUs each Ray task declares (and uses: torch threads, evaluate workers).",
                             "cluster", minimum=1)
