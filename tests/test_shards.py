@@ -100,3 +100,23 @@ def test_merge_refuses_work_dirs_whose_mined_data_differ(tiny_model, tmp_path):
     shutil.copytree(first / "fit", second / "fit")
     assert fit(replace(cfg, work_dir=second), lambda: tiny_model, WorkDir(second)).fitted == 4
     assert json.loads((second / "fit/L00/N00000.json").read_text())["mined"] == theirs["mined"]["0"]
+
+
+def test_shard_and_executor_mistakes_are_one_clear_line(tmp_path, monkeypatch):
+    import sys
+
+    from click.testing import CliRunner
+
+    from n2g_site import executors
+    from n2g_site.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["build", "--shard", "0/2", "--work-dir", str(tmp_path / "w")])
+    assert out.exit_code == 2 and "build runs every stage and --shard 0/2 splits one" in " ".join(out.output.split())
+    out = runner.invoke(app, ["fit", "--shard", "0/2", "--executor", "ray", "--work-dir", str(tmp_path / "w")])
+    assert out.exit_code == 2 and "Ray deals the shards itself; pass --shards N" in " ".join(out.output.split())
+    out = runner.invoke(app, ["merge", "--work-dir", str(tmp_path / "none")])
+    assert out.exit_code == 2 and "run.json is missing" in " ".join(out.output.split())
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(UserError, match=r"pip install 'n2g-site\[ray\]'"):
+        executors.run_on_ray("fit", replace(BASE, work_dir=tmp_path / "w", executor="ray"))
