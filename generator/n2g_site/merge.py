@@ -116,6 +116,6 @@ def merge(work: WorkDir, sources: Sequence[Path]) -> int:
         layers = [layer for layer in mined_layers(work) if work.mined(layer).exists()]
         neurons = rebuild_tables(work, sorted(layers))
         say(f"merge: evaluate tables and summary rewritten from {neurons} neuron files")
-    say(f"merge: copied {copied['mine']} mining shards, {copied['fit']} fit and {copied['evaluate']} evaluate files; "
-        f"{same} already present and identical")
+    say(f"merge: {copied['fit']} fit files copied, {copied['evaluate']} evaluate files copied, {copied['mine']} "
+        f"mining shards copied; {same} already present and identical")
     return sum(copied.values())
