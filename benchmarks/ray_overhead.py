@@ -22,7 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import ray  # noqa: E402
-from shard_helpers import BASE, assert_same  # noqa: E402
 
 from n2g_site import executors  # noqa: E402
 from n2g_site.evaluate import evaluate  # noqa: E402
@@ -30,6 +29,7 @@ from n2g_site.fit import fit  # noqa: E402
 from n2g_site.mine import mine  # noqa: E402
 from n2g_site.models import load_model  # noqa: E402
 from n2g_site.store import WorkDir  # noqa: E402
+from shard_helpers import BASE, assert_same  # noqa: E402
 
 
 def local(stage: str, cfg, work: Path) -> float:
@@ -55,25 +55,26 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     print(f"ray.init(num_cpus=2): {time.perf_counter() - started:.1f} s")
     rows = []
-    one = root / "one"
-    times = {stage: local(stage, replace(base, work_dir=one), one) for stage in ("mine", "fit", "evaluate")}
-    for shards in (1, 4):
-        work = root / f"ray{shards}"
-        cfg = replace(base, work_dir=work, executor="ray", shards=shards, task_cpus=2)
+    for round_ in (1, 2):  # each stage: this process, then Ray with 1 and 4 tasks, back to back
+        dirs = {variant: root / f"r{round_}-{variant}" for variant in ("local", 1, 4)}
         for stage in ("mine", "fit", "evaluate"):
-            started = time.perf_counter()
-            executors.run_on_ray(stage, cfg)
-            seconds = time.perf_counter() - started
-            extra = seconds - times[stage]
-            rows.append((stage, shards, times[stage], seconds, seconds / times[stage], extra / shards,
-                         extra / neurons))
-        assert_same(one, work, "mine", "fit", "evaluate", "run.json", "corpus.json")
+            plain = local(stage, replace(base, work_dir=dirs["local"]), dirs["local"])
+            for shards in (1, 4):
+                cfg = replace(base, work_dir=dirs[shards], executor="ray", shards=shards, task_cpus=2)
+                started = time.perf_counter()
+                executors.run_on_ray(stage, cfg)
+                seconds = time.perf_counter() - started
+                extra = seconds - plain
+                rows.append((round_, stage, shards, plain, seconds, seconds / plain, extra / shards, extra / neurons))
+        for shards in (1, 4):
+            assert_same(dirs["local"], dirs[shards], "mine", "fit", "evaluate", "run.json", "corpus.json")
     ray.shutdown()
     print(f"{neurons} neurons (2 layers), tiny model; Ray tasks one at a time (--task-cpus 2 on 2 CPUs)")
-    print("| stage | tasks | this process (s) | Ray (s) | ratio | extra per task (s) | extra per neuron (s) |")
-    print("|---|---|---|---|---|---|---|")
-    for stage, shards, plain, on_ray, ratio, per_task, per_neuron in rows:
-        print(f"| {stage} | {shards} | {plain:.1f} | {on_ray:.1f} | {ratio:.2f} | {per_task:.2f} | {per_neuron:.3f} |")
+    print("| round | stage | tasks | this process (s) | Ray (s) | ratio | extra per task (s) | extra per neuron (s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for round_, stage, shards, plain, on_ray, ratio, per_task, per_neuron in rows:
+        print(f"| {round_} | {stage} | {shards} | {plain:.2f} | {on_ray:.2f} | {ratio:.2f} | {per_task:.2f} | "
+              f"{per_neuron:.3f} |")
     shutil.rmtree(root)
 
 

@@ -78,21 +78,21 @@ def shard_done(work: WorkDir, index: int, count: int, plan: dict[int, tuple[int,
 
 @dataclass
 class _Shard:
+    """One shard file, read one part at a time (a whole-model shard holds ~1 GB of top-k windows)."""
+
     path: Path
-    arrays: dict[str, np.ndarray]
+    key: str
+    tokens: int
 
     @classmethod
-    def load(cls, path: Path) -> _Shard:
+    def open(cls, path: Path) -> _Shard:
         with np.load(path) as z:
-            return cls(path, {name: z[name] for name in z.files})
+            return cls(path, str(z["_key"]), int(z["_tokens"]))
 
     def part(self, name: str) -> dict[str, np.ndarray]:
         prefix = f"{name}/"
-        return {k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix)}
-
-    @property
-    def key(self) -> str:
-        return str(self.arrays["_key"])
+        with np.load(self.path) as z:
+            return {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
 
 
 def pending(work: WorkDir) -> dict[int, list[Path]]:
@@ -112,7 +112,7 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
     if missing:
         raise UserError(f"mining shards {', '.join(f'{i}/{count}' for i in missing)} are missing in {work.root}/mine: "
                         f"run `n2g-site mine --shard I/{count}` for them (or merge the work dirs that hold them)")
-    shards = [_Shard.load(work.mine_shard(i, count)) for i in range(count)]
+    shards = [_Shard.open(work.mine_shard(i, count)) for i in range(count)]
     keys = {s.key for s in shards}
     if len(keys) > 1:
         raise UserError(f"the mining shards of {work.root} cover other layers or neurons "
@@ -122,19 +122,28 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
     m = manifest["mine"]
     from .mine import OrdinarySampler, StatsAccumulator, TopK
 
+    batches = [s.part("ordinary_batches")["number"] for s in shards]
     for layer, neurons in sorted(plan.items()):
-        sets = {split: _top_k([s.part(f"{layer}/{split}") for s in shards], m["top_k"], m["context_before"],
-                              m["context_after"]) for split in ("train", "heldout")}
+        # Folded one shard at a time (memory: two shards' parts): each rule is a total order or a sum, so
+        # folding gives what combining all shards at once gives.
         tops = {}
-        for split, state in sets.items():
+        for split in ("train", "heldout"):
+            state = shards[0].part(f"{layer}/{split}")
+            for shard in shards[1:]:
+                state = _top_k([state, shard.part(f"{layer}/{split}")], m["top_k"], m["context_before"],
+                               m["context_after"])
             tops[split] = TopK(len(neurons), m["top_k"], m["context_before"], m["context_after"])
-            tops[split].restore(state)
-        stats_state = _stats([s.part(f"{layer}/stats") for s in shards])
+            tops[split].restore(_top_k([state], m["top_k"], m["context_before"], m["context_after"]))
+        stats_state = shards[0].part(f"{layer}/stats")
+        ordinary_state, ordinary_batches = shards[0].part(f"{layer}/ordinary"), batches[0]
+        for shard, numbers in zip(shards[1:], batches[1:], strict=True):
+            stats_state = _stats([stats_state, shard.part(f"{layer}/stats")])
+            ordinary_state, ordinary_batches = _ordinary([ordinary_state, shard.part(f"{layer}/ordinary")],
+                                                         [ordinary_batches, numbers], m["ordinary_tokens"])
         stats = StatsAccumulator(len(stats_state["max"]))
         stats.restore(stats_state)
         ordinary = OrdinarySampler(m["ordinary_tokens"])
-        ordinary.restore(_ordinary([s.part(f"{layer}/ordinary") for s in shards],
-                                   [s.part("ordinary_batches")["number"] for s in shards], m["ordinary_tokens"]))
+        ordinary.restore(_ordinary([ordinary_state], [ordinary_batches], m["ordinary_tokens"])[0])
         MinedLayer(layer=layer, neurons=np.array(neurons, dtype=np.int64), train=tops["train"].result(),
                    heldout=tops["heldout"].result(), stats=stats.result(),
                    ordinary=ordinary.result(len(neurons))).save(work.mined(layer))
@@ -149,7 +158,7 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
     })
     for shard in shards:
         shard.path.unlink()
-    tokens = sum(int(s.arrays["_tokens"]) for s in shards)
+    tokens = sum(s.tokens for s in shards)
     say(f"merge: {count} mining shards ({tokens:,} tokens) -> layers {', '.join(map(str, sorted(plan)))}")
     return sorted(plan)
 
@@ -188,18 +197,20 @@ def _stats(states: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def _ordinary(states: Sequence[dict[str, np.ndarray]], batches: Sequence[np.ndarray], budget: int
-              ) -> dict[str, np.ndarray]:
-    """All shards' ordinary-text rows in batch order, taken while the budget lasts (as one process does)."""
+              ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """All shards' ordinary-text rows in batch order, taken while the budget lasts (as one process does), and
+    the batch number of each row taken."""
     rows: list[tuple[int, int, int]] = []  # (batch, shard, row in shard)
     for s, numbers in enumerate(batches):
         rows.extend((int(b), s, r) for r, b in enumerate(numbers))
     rows.sort()
     bounds = [np.cumsum(np.concatenate([[0], st["lengths"]])).astype(np.int64) for st in states]
-    tokens, acts, lengths, docs = [], [], [], []
+    tokens, acts, lengths, docs, taken = [], [], [], [], []
     used = 0
-    for _, s, r in rows:
+    for batch, s, r in rows:
         if used >= budget:
             break
+        taken.append(batch)
         a, b = bounds[s][r], bounds[s][r + 1]
         tokens.append(states[s]["tokens"][a:b])
         acts.append(states[s]["acts"][:, a:b])
@@ -212,7 +223,7 @@ def _ordinary(states: Sequence[dict[str, np.ndarray]], batches: Sequence[np.ndar
         "lengths": np.array(lengths, dtype=np.int64),
         "acts": np.concatenate(acts, axis=1) if acts else np.zeros((n, 0), np.float16),
         "docs": np.array(docs, dtype=np.int64),
-    }
+    }, np.array(taken, dtype=np.int64)
 
 
 def copy_shards(work: WorkDir, source: WorkDir) -> int:
