@@ -89,3 +89,34 @@ def test_a_stage_error_is_not_retried_and_names_the_shard(cluster, tmp_path):
 
     with pytest.raises(UserError, match=r"fit shard \d/2: .*run `n2g-site mine`"):
         executors.run_on_ray("fit", replace(BASE, work_dir=tmp_path / "empty", executor="ray", shards=2))
+
+
+def test_ctrl_c_cancels_the_tasks_and_a_rerun_resumes(cluster, tiny_model, tmp_path):
+    import shutil
+    import signal
+    import time
+
+    work, ref = tmp_path / "work", tmp_path / "ref"
+    cfg = replace(BASE, neurons="0-31", work_dir=work)  # 64 neurons: ~15 s of fit on 2 cores
+    mine(cfg, lambda: tiny_model, WorkDir(work))
+    shutil.copytree(work, ref)
+    fit(replace(cfg, work_dir=ref), lambda: tiny_model, WorkDir(ref))
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    argv = [sys.executable, "-m", "n2g_site.cli", "fit", "--model", "random:tiny", "--corpus", "wiki", "--layers",
+            "0-1", "--neurons", "0-31", "--work-dir", str(work), "--executor", "ray", "--ray-address", "auto",
+            "--shards", "2"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while not any((work / "fit").rglob("N*.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in out, out
+    time.sleep(2)  # the cancelled workers are gone: no file appears any more
+    written = sorted((work / "fit").rglob("N*.json"))
+    time.sleep(3)
+    assert sorted((work / "fit").rglob("N*.json")) == written and len(written) < 64
+    rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert assert_same(ref, work, "fit") == 64
