@@ -104,7 +104,7 @@ def test_ctrl_c_cancels_the_tasks_and_a_rerun_resumes(cluster, tiny_model, tmp_p
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     argv = [sys.executable, "-m", "n2g_site.cli", "fit", "--model", "random:tiny", "--corpus", "wiki", "--layers",
             "0-1", "--neurons", "0-31", "--work-dir", str(work), "--executor", "ray", "--ray-address", "auto",
-            "--shards", "2"]
+            "--shards", "2", "--batch-tokens", "256"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     while not any((work / "fit").rglob("N*.json")):

@@ -120,3 +120,18 @@ def test_shard_and_executor_mistakes_are_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(UserError, match=r"pip install 'n2g-site\[ray\]'"):
         executors.run_on_ray("fit", replace(BASE, work_dir=tmp_path / "w", executor="ray"))
+
+
+def test_merge_refuses_fits_made_with_other_batches(reference, tiny_model, tmp_path):
+    """Fits of other --batch-tokens round differently: merge names the setting instead of mixing them."""
+    other, dest = tmp_path / "other", tmp_path / "dest"
+    shutil.copytree(reference, other, ignore=shutil.ignore_patterns("fit", "evaluate"))
+    shutil.copytree(reference, dest)
+    cfg = replace(BASE, layers="0", neurons="0-3", work_dir=other, mine=replace(BASE.mine, batch_tokens=128))
+    assert fit(cfg, lambda: tiny_model, WorkDir(other)).fitted == 4
+    for neuron in range(4):
+        WorkDir(dest).fitted(0, neuron).unlink()
+    with pytest.raises(UserError, match=r"\('fp32', 'cpu', 128\), other fit files with \('fp32', 'cpu', 256\)"):
+        merge(WorkDir(dest), [other])
+    # and fit does not take them as current either: with 256 it fits them again
+    assert fit(replace(cfg, mine=BASE.mine), lambda: tiny_model, WorkDir(other)).fitted == 4

@@ -48,7 +48,8 @@ class FitSummary:
     tokens: int
 
 
-def _is_current(path, options: dict, dtype: str, mined: str | None = None, device: str = "cpu") -> bool:
+def _is_current(path, options: dict, dtype: str, mined: str | None = None, device: str = "cpu",
+                batch_tokens: int | None = None) -> bool:
     if not path.exists():
         return False
     try:
@@ -57,7 +58,7 @@ def _is_current(path, options: dict, dtype: str, mined: str | None = None, devic
         return False
     return (data.get("schema") == SCHEMA and data.get("config") == options
             and data.get("dtype", LEGACY_DTYPE) == dtype and data.get("mined") == mined
-            and data.get("device", "cpu") == device)
+            and data.get("device", "cpu") == device and data.get("batch_tokens", batch_tokens) == batch_tokens)
 
 
 def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask]:
@@ -94,7 +95,8 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     digests = {layer: (manifest.get("mined") or {}).get(str(layer)) for layer, _ in groups}  # the mined data
     device = cfg.device.split(":")[0]
     todo = [g for g in groups
-            if not all(_is_current(work.fitted(g[0], n), options, cfg.dtype, digests[g[0]], device) for n in g[1])]
+            if not all(_is_current(work.fitted(g[0], n), options, cfg.dtype, digests[g[0]], device,
+                                   cfg.mine.batch_tokens) for n in g[1])]
     total = sum(len(g[1]) for g in todo)
     skipped = sum(len(g[1]) for g in groups) - total
     shard = f" (shard {cfg.shard})" if cfg.shard else ""
@@ -136,6 +138,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
                     "dtype": cfg.dtype,
                     "mined": digests[task.layer],
                     "device": device,
+                    "batch_tokens": cfg.mine.batch_tokens,  # the engine's batches: another size rounds differently
                     "bos": info.get("bos"),
                     "mask": text[mask_id],
                     "graph": result.graph.to_json(),

@@ -55,8 +55,15 @@ def _digest_of(path: Path) -> str | None:
         return None
 
 
-def _copy(work: WorkDir, source: WorkDir, stage: str, digests: dict[str, str]) -> tuple[int, int]:
-    """Copy ``stage``'s neuron files of ``source`` into ``work``; returns (copied, already present)."""
+def _settings(path: Path) -> tuple:
+    data = read_json(path)
+    return (data.get("dtype", LEGACY_DTYPE), data.get("device", "cpu"), data.get("batch_tokens"))
+
+
+def _copy(work: WorkDir, source: WorkDir, stage: str, digests: dict[str, str], seen: dict[str, tuple]
+          ) -> tuple[int, int]:
+    """Copy ``stage``'s neuron files of ``source`` into ``work``; returns (copied, already present). Fit files
+    must all share one (dtype, device, batch tokens), the first seen (``seen``) or this work dir's."""
     copied = same = 0
     for path in sorted((source.root / stage).glob("L*/N*.json")):
         dest = work.root / path.relative_to(source.root)
@@ -65,6 +72,9 @@ def _copy(work: WorkDir, source: WorkDir, stage: str, digests: dict[str, str]) -
         if layer in digests and _digest_of(path) != digests[layer]:
             raise UserError(f"{path} was made from other mined data of layer {layer} ({_digest_of(path)}) than "
                             f"{work.root} holds ({digests[layer]}): refit or re-evaluate it from this work dir's data")
+        if stage == "fit" and (settings := _settings(path)) != seen.setdefault("fit", settings):
+            raise UserError(f"{path} was fitted with (dtype, device, batch tokens) {settings}, other fit files with "
+                            f"{seen['fit']}: their floats round differently; refit the shards with one setting")
         if dest.exists():
             if dest.read_bytes() != data:
                 raise UserError(f"{dest.relative_to(work.root)} differs between {work.root} and {source.root}: "
@@ -101,12 +111,16 @@ def merge(work: WorkDir, sources: Sequence[Path]) -> int:
         _adopt(work, roots[0])
     copied = {"mine": 0, "fit": 0, "evaluate": 0}
     same = 0
+    seen: dict[str, tuple] = {}
+    first_fit = next(iter(sorted((work.root / "fit").glob("L*/N*.json"))), None)
+    if first_fit is not None:
+        seen["fit"] = _settings(first_fit)
     for source in roots:
         mine, theirs = read_json(work.manifest), read_json(source.manifest)
         _check(work, mine, source, theirs)
         copied["mine"] += copy_shards(work, source)
         for stage in ("fit", "evaluate"):
-            more, present = _copy(work, source, stage, mine.get("mined") or {})
+            more, present = _copy(work, source, stage, mine.get("mined") or {}, seen)
             copied[stage] += more
             same += present
     for count in sorted(pending(work)):
