@@ -6,7 +6,8 @@ options is not fitted again. Each file also carries a first fidelity score: the 
 neuron's held-out top windows (evaluate.py; the full evaluation against baselines is its own stage).
 
     {"schema": "n2g-site/neuron-fit/1", "layer", "neuron", "hook", "status": "fitted" | "dead",
-     "max_activation": A_max, "augmenter", "config": {fit options}, "dtype": --dtype, "bos", "mask",
+     "max_activation": A_max, "augmenter", "config": {fit options}, "dtype": --dtype, "mined": the mined
+     layer's content digest (run.json), "device": device type, "batch_tokens": --batch-tokens, "bos", "mask",
      "graph": {graph.py schema}, "examples": [{rank, doc, window_start, pivot, prune_start, prune_end,
      prune_passed, scale_factor, variants, positive_variants, lines}], "heldout": evaluate.Scores | null,
      "cost": {phase: {"requests", "tokens"}} for phase in prune, saliency, augment, augment_saliency
