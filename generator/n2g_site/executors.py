@@ -132,7 +132,8 @@ def run_on_ray(stage: str, cfg: Config, task: Callable[[str, Config], dict[str, 
     )
     corpus = Path(cfg.corpus).expanduser()
     local = replace(cfg, executor="local", work_dir=Path(cfg.work_path).resolve(),  # tasks run in other folders
-                    corpus=str(corpus.resolve()) if corpus.exists() else cfg.corpus)
+                    corpus=str(corpus.resolve()) if corpus.exists() else cfg.corpus,
+                    device="cuda" if cfg.device.startswith("cuda") else cfg.device)  # Ray shows a task its GPU only
     refs = {remote.remote(stage, replace(local, shard=f"{i}/{shards}")): i for i in range(shards)}
     say(f"{stage}: {shards} Ray tasks ({cfg.task_cpus} CPU{'s' if cfg.task_cpus > 1 else ''}"
         f"{' + 1 GPU' if cfg.device.startswith('cuda') else ''} each) on {ray.cluster_resources().get('CPU', 0):.0f} "

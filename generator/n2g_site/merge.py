@@ -6,7 +6,8 @@ machines (SOURCES). ``merge``:
 
 1. checks each source was made from the same model, corpus, seed, dtype, device type and mining options,
    and from the same mined data: the content digest of each layer both sides hold (run.json ``mined``)
-   must match, and each fit and evaluate file copied must name the digest of this work dir's layer;
+   must match, and each fit and evaluate file copied must name the digest of this work dir's layer; fit
+   files must share one (dtype, device type, batch tokens), whose floats they were computed with;
 2. copies mining shard files, fit files and evaluate neuron files this work dir lacks; a file present on
    both sides must have identical bytes (every stage is deterministic), otherwise it stops and names it;
 3. combines a complete set of mining shards into the layer files (mine_merge.py);
