@@ -135,3 +135,36 @@ def test_merge_refuses_fits_made_with_other_batches(reference, tiny_model, tmp_p
         merge(WorkDir(dest), [other])
     # and fit does not take them as current either: with 256 it fits them again
     assert fit(replace(cfg, mine=BASE.mine), lambda: tiny_model, WorkDir(other)).fitted == 4
+
+
+class _StopsAfter:
+    """The tiny model, interrupted (as by Ctrl-C) after ``calls`` forward batches."""
+
+    def __init__(self, model, calls: int) -> None:
+        self.model, self.calls = model, calls
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def mlp_activations(self, *args, **kwargs):
+        self.calls -= 1
+        if self.calls < 0:
+            raise KeyboardInterrupt
+        return self.model.mlp_activations(*args, **kwargs)
+
+
+def test_an_interrupted_mining_shard_resumes_from_its_checkpoint(reference, tiny_model, tmp_path, capsys):
+    root = tmp_path / "work"
+    for i in range(2):
+        cfg = replace(BASE, work_dir=root, shard=f"{i}/2", checkpoint_seconds=0)  # a checkpoint after every batch
+        if i == 1:
+            with pytest.raises(KeyboardInterrupt):
+                mine(cfg, lambda: _StopsAfter(tiny_model, 12), WorkDir(root))
+            assert (root / "mine" / "checkpoint_1of2.npz").exists() and not WorkDir(root).mine_shard(1, 2).exists()
+            capsys.readouterr()
+        mine(cfg, lambda: tiny_model, WorkDir(root))
+        if i == 1:
+            assert "resuming after" in capsys.readouterr().err
+    assert not (root / "mine" / "checkpoint_1of2.npz").exists()
+    merge(WorkDir(root), [])
+    assert_same(reference, root, *MINED)
