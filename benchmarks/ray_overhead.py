@@ -73,8 +73,10 @@ def main() -> None:
     print("| round | stage | tasks | this process (s) | Ray (s) | ratio | extra per task (s) | extra per neuron (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for round_, stage, shards, plain, on_ray, ratio, per_task, per_neuron in rows:
-        print(f"| {round_} | {stage} | {shards} | {plain:.2f} | {on_ray:.2f} | {ratio:.2f} | {per_task:.2f} | "
-              f"{per_neuron:.3f} |")
+        print(
+            f"| {round_} | {stage} | {shards} | {plain:.2f} | {on_ray:.2f} | {ratio:.2f} | {per_task:.2f} | "
+            f"{per_neuron:.3f} |"
+        )
     shutil.rmtree(root)
 
 

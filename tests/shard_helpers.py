@@ -9,8 +9,14 @@ import numpy as np
 from n2g_site.config import Config, MineConfig
 
 # Small enough for seconds on 2 cores, big enough for 3 mining shards of several batches each.
-BASE = Config(model="random:tiny", corpus="wiki", layers="0-1", neurons="0-7", checkpoint_seconds=1e9,
-              mine=MineConfig(top_k=4, max_tokens=12_000, batch_tokens=256, ordinary_tokens=1024))
+BASE = Config(
+    model="random:tiny",
+    corpus="wiki",
+    layers="0-1",
+    neurons="0-7",
+    checkpoint_seconds=1e9,
+    mine=MineConfig(top_k=4, max_tokens=12_000, batch_tokens=256, ordinary_tokens=1024),
+)
 
 
 def files(root: Path, *stages: str) -> list[Path]:

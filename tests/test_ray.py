@@ -71,13 +71,39 @@ def test_mine_fit_evaluate_on_ray_equal_one_process(cluster, tiny_model, tmp_pat
     (dist / "killed-once").unlink()
     # evaluate through the command line, joining the running cluster
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-    proc = subprocess.run([sys.executable, "-m", "n2g_site.cli", "evaluate", "--model", "random:tiny", "--corpus",
-                           "wiki", "--layers", "0-1", "--neurons", "0-7", "--work-dir", str(dist), "--executor", "ray",
-                           "--ray-address", "auto", "--shards", "2"], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "n2g_site.cli",
+            "evaluate",
+            "--model",
+            "random:tiny",
+            "--corpus",
+            "wiki",
+            "--layers",
+            "0-1",
+            "--neurons",
+            "0-7",
+            "--work-dir",
+            str(dist),
+            "--executor",
+            "ray",
+            "--ray-address",
+            "auto",
+            "--shards",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert assert_same(one, dist, "mine", "fit", "evaluate", "run.json", "corpus.json", "vocab.json",
-                       "tokenizer") == 2 + 16 + (16 + 2 + 1) + 3 + 2
+    assert (
+        assert_same(one, dist, "mine", "fit", "evaluate", "run.json", "corpus.json", "vocab.json", "tokenizer")
+        == 2 + 16 + (16 + 2 + 1) + 3 + 2
+    )
     # a rerun resumes: nothing is redone, nothing changes
     before = {p: p.stat().st_mtime_ns for p in (dist / "fit").rglob("*.json")}
     assert all(r["seconds"] < 30 for r in executors.run_on_ray("fit", on_ray))
@@ -102,9 +128,30 @@ def test_ctrl_c_cancels_the_tasks_and_a_rerun_resumes(cluster, tiny_model, tmp_p
     shutil.copytree(work, ref)
     fit(replace(cfg, work_dir=ref), lambda: tiny_model, WorkDir(ref))
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-    argv = [sys.executable, "-m", "n2g_site.cli", "fit", "--model", "random:tiny", "--corpus", "wiki", "--layers",
-            "0-1", "--neurons", "0-31", "--work-dir", str(work), "--executor", "ray", "--ray-address", "auto",
-            "--shards", "2", "--batch-tokens", "256"]
+    argv = [
+        sys.executable,
+        "-m",
+        "n2g_site.cli",
+        "fit",
+        "--model",
+        "random:tiny",
+        "--corpus",
+        "wiki",
+        "--layers",
+        "0-1",
+        "--neurons",
+        "0-31",
+        "--work-dir",
+        str(work),
+        "--executor",
+        "ray",
+        "--ray-address",
+        "auto",
+        "--shards",
+        "2",
+        "--batch-tokens",
+        "256",
+    ]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     while not any((work / "fit").rglob("N*.json")):

@@ -69,8 +69,10 @@ def test_evaluate_shards_merged_equal_one_evaluate(reference, tmp_path):
     assert not WorkDir(shared).evaluation_summary.exists()  # a shard cannot write the whole tables
     merge(WorkDir(shared), [other])
     assert assert_same(reference, shared, "evaluate") == 16 + 2 + 1
-    assert all(read_json(p)["mined"] == read_json(reference / "run.json")["mined"][str(int(p.parent.name[1:]))]
-               for p in (shared / "evaluate").glob("L*/N*.json"))
+    assert all(
+        read_json(p)["mined"] == read_json(reference / "run.json")["mined"][str(int(p.parent.name[1:]))]
+        for p in (shared / "evaluate").glob("L*/N*.json")
+    )
 
 
 def _corpus(folder: Path, words: str) -> None:

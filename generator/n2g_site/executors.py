@@ -65,8 +65,9 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise UserError("--executor ray needs Ray: `pip install 'n2g-site[ray]'` (or `pip install ray`), "
-                        "or pass --executor local") from None
+        raise UserError(
+            "--executor ray needs Ray: `pip install 'n2g-site[ray]'` (or `pip install ray`), or pass --executor local"
+        ) from None
     return ray
 
 
@@ -75,11 +76,18 @@ def _connect(ray: Any, cfg: Config) -> None:
         return
     env = {"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}} if os.environ.get("PYTHONPATH") else None
     try:
-        ray.init(address=cfg.ray_address, runtime_env=env, log_to_driver=False, include_dashboard=False,
-                 configure_logging=False)
+        ray.init(
+            address=cfg.ray_address,
+            runtime_env=env,
+            log_to_driver=False,
+            include_dashboard=False,
+            configure_logging=False,
+        )
     except ConnectionError as exc:
-        raise UserError(f"--ray-address {cfg.ray_address!r}: no Ray cluster there ({exc}): start one with "
-                        "`ray start --head` or leave --ray-address out to start one on this machine") from None
+        raise UserError(
+            f"--ray-address {cfg.ray_address!r}: no Ray cluster there ({exc}): start one with "
+            "`ray start --head` or leave --ray-address out to start one on this machine"
+        ) from None
 
 
 def _slots(ray: Any, cfg: Config) -> int:
@@ -127,17 +135,26 @@ def run_on_ray(stage: str, cfg: Config, task: Callable[[str, Config], dict[str, 
     _connect(ray, cfg)
     shards = cfg.shards or _slots(ray, cfg)
     remote = ray.remote(task).options(
-        num_cpus=cfg.task_cpus, num_gpus=1 if cfg.device.startswith("cuda") else 0,
-        max_retries=cfg.retries, retry_exceptions=False, name=f"n2g-{stage}",
+        num_cpus=cfg.task_cpus,
+        num_gpus=1 if cfg.device.startswith("cuda") else 0,
+        max_retries=cfg.retries,
+        retry_exceptions=False,
+        name=f"n2g-{stage}",
     )
     corpus = Path(cfg.corpus).expanduser()
-    local = replace(cfg, executor="local", work_dir=Path(cfg.work_path).resolve(),  # tasks run in other folders
-                    corpus=str(corpus.resolve()) if corpus.exists() else cfg.corpus,
-                    device="cuda" if cfg.device.startswith("cuda") else cfg.device)  # Ray shows a task its GPU only
+    local = replace(
+        cfg,
+        executor="local",
+        work_dir=Path(cfg.work_path).resolve(),  # tasks run in other folders
+        corpus=str(corpus.resolve()) if corpus.exists() else cfg.corpus,
+        device="cuda" if cfg.device.startswith("cuda") else cfg.device,
+    )  # Ray shows a task its GPU only
     refs = {remote.remote(stage, replace(local, shard=f"{i}/{shards}")): i for i in range(shards)}
-    say(f"{stage}: {shards} Ray tasks ({cfg.task_cpus} CPU{'s' if cfg.task_cpus > 1 else ''}"
+    say(
+        f"{stage}: {shards} Ray tasks ({cfg.task_cpus} CPU{'s' if cfg.task_cpus > 1 else ''}"
         f"{' + 1 GPU' if cfg.device.startswith('cuda') else ''} each) on {ray.cluster_resources().get('CPU', 0):.0f} "
-        f"CPUs, {ray.cluster_resources().get('GPU', 0):.0f} GPUs")
+        f"CPUs, {ray.cluster_resources().get('GPU', 0):.0f} GPUs"
+    )
     files = _files(cfg, stage)
     start_files = files()
     results: list[dict] = []
@@ -154,8 +171,11 @@ def run_on_ray(stage: str, cfg: Config, task: Callable[[str, Config], dict[str, 
                         cause = getattr(exc, "cause", None)
                         raise UserError(f"{stage} shard {refs[ref]}/{shards}: {cause or exc}") from None
                 written = files() - start_files
-                progress.update(task_id, completed=shards - len(pending),
-                                description=f"{stage} on ray" + (f" ({written} neuron files)" if written else ""))
+                progress.update(
+                    task_id,
+                    completed=shards - len(pending),
+                    description=f"{stage} on ray" + (f" ({written} neuron files)" if written else ""),
+                )
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)

@@ -37,16 +37,22 @@ def _check(work: WorkDir, mine: dict, source: WorkDir, theirs: dict) -> None:
         manifest.setdefault("dtype", LEGACY_DTYPE)
     diffs = [key for key in IDENTITY if theirs.get(key) != mine.get(key)]
     if diffs:
-        detail = "; ".join(f"{key} {theirs.get(key)!r} there, {mine.get(key)!r} here" for key in diffs
-                           if key != "mine") or "mining options"
-        raise UserError(f"{source.root} was made with other {', '.join(diffs)} than {work.root} ({detail}): "
-                        "shards must share the model, corpus, seed, dtype, device type and mining options")
+        detail = (
+            "; ".join(f"{key} {theirs.get(key)!r} there, {mine.get(key)!r} here" for key in diffs if key != "mine")
+            or "mining options"
+        )
+        raise UserError(
+            f"{source.root} was made with other {', '.join(diffs)} than {work.root} ({detail}): "
+            "shards must share the model, corpus, seed, dtype, device type and mining options"
+        )
     ours, other = mine.get("mined") or {}, theirs.get("mined") or {}
     for layer in sorted(set(ours) & set(other), key=int):
         if ours[layer] != other[layer]:
-            raise UserError(f"the mined data of layer {layer} differ: {other[layer]} in {source.root}, {ours[layer]} "
-                            f"in {work.root} (mined on another machine or copy?): merge only work dirs made from "
-                            "one mining run, or mine once and copy the mine/ folder to every shard")
+            raise UserError(
+                f"the mined data of layer {layer} differ: {other[layer]} in {source.root}, {ours[layer]} "
+                f"in {work.root} (mined on another machine or copy?): merge only work dirs made from "
+                "one mining run, or mine once and copy the mine/ folder to every shard"
+            )
 
 
 def _digest_of(path: Path) -> str | None:
@@ -61,8 +67,9 @@ def _settings(path: Path) -> tuple:
     return (data.get("dtype", LEGACY_DTYPE), data.get("device", "cpu"), data.get("batch_tokens"))
 
 
-def _copy(work: WorkDir, source: WorkDir, stage: str, digests: dict[str, str], seen: dict[str, tuple]
-          ) -> tuple[int, int]:
+def _copy(
+    work: WorkDir, source: WorkDir, stage: str, digests: dict[str, str], seen: dict[str, tuple]
+) -> tuple[int, int]:
     """Copy ``stage``'s neuron files of ``source`` into ``work``; returns (copied, already present). Fit files
     must all share one (dtype, device, batch tokens), the first seen (``seen``) or this work dir's."""
     copied = same = 0
@@ -71,15 +78,21 @@ def _copy(work: WorkDir, source: WorkDir, stage: str, digests: dict[str, str], s
         data = path.read_bytes()
         layer = str(int(path.parent.name[1:]))
         if layer in digests and _digest_of(path) != digests[layer]:
-            raise UserError(f"{path} was made from other mined data of layer {layer} ({_digest_of(path)}) than "
-                            f"{work.root} holds ({digests[layer]}): refit or re-evaluate it from this work dir's data")
+            raise UserError(
+                f"{path} was made from other mined data of layer {layer} ({_digest_of(path)}) than "
+                f"{work.root} holds ({digests[layer]}): refit or re-evaluate it from this work dir's data"
+            )
         if stage == "fit" and (settings := _settings(path)) != seen.setdefault("fit", settings):
-            raise UserError(f"{path} was fitted with (dtype, device, batch tokens) {settings}, other fit files with "
-                            f"{seen['fit']}: their floats round differently; refit the shards with one setting")
+            raise UserError(
+                f"{path} was fitted with (dtype, device, batch tokens) {settings}, other fit files with "
+                f"{seen['fit']}: their floats round differently; refit the shards with one setting"
+            )
         if dest.exists():
             if dest.read_bytes() != data:
-                raise UserError(f"{dest.relative_to(work.root)} differs between {work.root} and {source.root}: "
-                                "were the shards run with other options? Rerun that neuron in one place")
+                raise UserError(
+                    f"{dest.relative_to(work.root)} differs between {work.root} and {source.root}: "
+                    "were the shards run with other options? Rerun that neuron in one place"
+                )
             same += 1
             continue
         atomic_write_bytes(dest, data)
@@ -131,6 +144,8 @@ def merge(work: WorkDir, sources: Sequence[Path]) -> int:
         layers = [layer for layer in mined_layers(work) if work.mined(layer).exists()]
         neurons = rebuild_tables(work, sorted(layers))
         say(f"merge: evaluate tables and summary rewritten from {neurons} neuron files")
-    say(f"merge: {copied['fit']} fit files copied, {copied['evaluate']} evaluate files copied, {copied['mine']} "
-        f"mining shards copied; {same} already present and identical")
+    say(
+        f"merge: {copied['fit']} fit files copied, {copied['evaluate']} evaluate files copied, {copied['mine']} "
+        f"mining shards copied; {same} already present and identical"
+    )
     return sum(copied.values())

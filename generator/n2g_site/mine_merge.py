@@ -59,8 +59,15 @@ def _key(plan: dict[int, tuple[int, ...]]) -> str:
     return json.dumps({str(k): list(v) for k, v in sorted(plan.items())})
 
 
-def save_shard(work: WorkDir, index: int, count: int, plan: dict[int, tuple[int, ...]], tokens: int,
-               parts: dict[str, Any], ordinary_batches: BatchList) -> None:
+def save_shard(
+    work: WorkDir,
+    index: int,
+    count: int,
+    plan: dict[int, tuple[int, ...]],
+    tokens: int,
+    parts: dict[str, Any],
+    ordinary_batches: BatchList,
+) -> None:
     """Write shard ``index`` of ``count``: the running state of every part after its batches."""
     from .mine import Checkpoint
 
@@ -92,7 +99,7 @@ class _Shard:
     def part(self, name: str) -> dict[str, np.ndarray]:
         prefix = f"{name}/"
         with np.load(self.path) as z:
-            return {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
+            return {k[len(prefix) :]: z[k] for k in z.files if k.startswith(prefix)}
 
 
 def pending(work: WorkDir) -> dict[int, list[Path]]:
@@ -110,13 +117,17 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
     Refuses when a shard is missing or two shards mined another plan (layers and neurons)."""
     missing = [i for i in range(count) if not work.mine_shard(i, count).exists()]
     if missing:
-        raise UserError(f"mining shards {', '.join(f'{i}/{count}' for i in missing)} are missing in {work.root}/mine: "
-                        f"run `n2g-site mine --shard I/{count}` for them (or merge the work dirs that hold them)")
+        raise UserError(
+            f"mining shards {', '.join(f'{i}/{count}' for i in missing)} are missing in {work.root}/mine: "
+            f"run `n2g-site mine --shard I/{count}` for them (or merge the work dirs that hold them)"
+        )
     shards = [_Shard.open(work.mine_shard(i, count)) for i in range(count)]
     keys = {s.key for s in shards}
     if len(keys) > 1:
-        raise UserError(f"the mining shards of {work.root} cover other layers or neurons "
-                        f"({', '.join(sorted(keys))}): rerun every shard with the same --layers and --neurons")
+        raise UserError(
+            f"the mining shards of {work.root} cover other layers or neurons "
+            f"({', '.join(sorted(keys))}): rerun every shard with the same --layers and --neurons"
+        )
     plan = {int(k): tuple(v) for k, v in json.loads(shards[0].key).items()}
     manifest = work.load_manifest()
     m = manifest["mine"]
@@ -130,32 +141,44 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
         for split in ("train", "heldout"):
             state = shards[0].part(f"{layer}/{split}")
             for shard in shards[1:]:
-                state = _top_k([state, shard.part(f"{layer}/{split}")], m["top_k"], m["context_before"],
-                               m["context_after"])
+                state = _top_k(
+                    [state, shard.part(f"{layer}/{split}")], m["top_k"], m["context_before"], m["context_after"]
+                )
             tops[split] = TopK(len(neurons), m["top_k"], m["context_before"], m["context_after"])
             tops[split].restore(_top_k([state], m["top_k"], m["context_before"], m["context_after"]))
         stats_state = shards[0].part(f"{layer}/stats")
         ordinary_state, ordinary_batches = shards[0].part(f"{layer}/ordinary"), batches[0]
         for shard, numbers in zip(shards[1:], batches[1:], strict=True):
             stats_state = _stats([stats_state, shard.part(f"{layer}/stats")])
-            ordinary_state, ordinary_batches = _ordinary([ordinary_state, shard.part(f"{layer}/ordinary")],
-                                                         [ordinary_batches, numbers], m["ordinary_tokens"])
+            ordinary_state, ordinary_batches = _ordinary(
+                [ordinary_state, shard.part(f"{layer}/ordinary")], [ordinary_batches, numbers], m["ordinary_tokens"]
+            )
         stats = StatsAccumulator(len(stats_state["max"]))
         stats.restore(stats_state)
         ordinary = OrdinarySampler(m["ordinary_tokens"])
         ordinary.restore(_ordinary([ordinary_state], [ordinary_batches], m["ordinary_tokens"])[0])
-        MinedLayer(layer=layer, neurons=np.array(neurons, dtype=np.int64), train=tops["train"].result(),
-                   heldout=tops["heldout"].result(), stats=stats.result(),
-                   ordinary=ordinary.result(len(neurons))).save(work.mined(layer))
+        MinedLayer(
+            layer=layer,
+            neurons=np.array(neurons, dtype=np.int64),
+            train=tops["train"].result(),
+            heldout=tops["heldout"].result(),
+            stats=stats.result(),
+            ordinary=ordinary.result(len(neurons)),
+        ).save(work.mined(layer))
     mined = {int(k): v for k, v in (manifest.get("neurons") or {}).items()}
     mined.update(plan)
-    work.write_manifest({
-        **manifest,
-        "n2g_site_version": __version__,
-        "layers": sorted(mined),
-        "neurons": {str(layer): list(mined[layer]) for layer in sorted(mined)},
-        "mined": {**(manifest.get("mined") or {}), **{str(layer): content_digest(work.mined(layer)) for layer in plan}},
-    })
+    work.write_manifest(
+        {
+            **manifest,
+            "n2g_site_version": __version__,
+            "layers": sorted(mined),
+            "neurons": {str(layer): list(mined[layer]) for layer in sorted(mined)},
+            "mined": {
+                **(manifest.get("mined") or {}),
+                **{str(layer): content_digest(work.mined(layer)) for layer in plan},
+            },
+        }
+    )
     for shard in shards:
         shard.path.unlink()
     tokens = sum(s.tokens for s in shards)
@@ -171,9 +194,12 @@ def _top_k(states: Sequence[dict[str, np.ndarray]], k: int, before: int, after: 
     filled = doc >= 0
     order = np.lexsort((start, np.where(filled, doc, np.iinfo(np.int32).max), -value.astype(np.float64)), axis=1)
     order = order[:, :k]
-    pick = {name: np.take_along_axis(np.concatenate([s[name] for s in states], axis=1),
-                                     order if s_dim == 2 else order[:, :, None], axis=1)
-            for name, s_dim in (("value", 2), ("doc", 2), ("start", 2), ("tokens", 3), ("acts", 3))}
+    pick = {
+        name: np.take_along_axis(
+            np.concatenate([s[name] for s in states], axis=1), order if s_dim == 2 else order[:, :, None], axis=1
+        )
+        for name, s_dim in (("value", 2), ("doc", 2), ("start", 2), ("tokens", 3), ("acts", 3))
+    }
     empty = ExampleSet.empty(value.shape[0], k, before + 1 + after)
     gone = ~np.isfinite(pick["value"])  # slots no shard filled: as one process leaves them
     for name in ("doc", "start"):
@@ -196,8 +222,9 @@ def _stats(states: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     }
 
 
-def _ordinary(states: Sequence[dict[str, np.ndarray]], batches: Sequence[np.ndarray], budget: int
-              ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _ordinary(
+    states: Sequence[dict[str, np.ndarray]], batches: Sequence[np.ndarray], budget: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """All shards' ordinary-text rows in batch order, taken while the budget lasts (as one process does), and
     the batch number of each row taken."""
     rows: list[tuple[int, int, int]] = []  # (batch, shard, row in shard)
