@@ -19,12 +19,19 @@ BASE = Config(
 )
 
 
+def _scratch(path: Path) -> bool:
+    """A temporary file of store.atomic_writer, left by a process killed mid-write (SIGKILL, a force-cancelled
+    Ray task: no cleanup runs). No stage reads one: each reads its files by name."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def files(root: Path, *stages: str) -> list[Path]:
-    """The files of ``stages`` (folders or file names of the work dir), relative to ``root``."""
+    """The files of ``stages`` (folders or file names of the work dir), relative to ``root``, scratch files
+    of killed writers left out."""
     out = []
     for stage in stages:
         path = root / stage
-        out += [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        out += [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and not _scratch(p)]
     return sorted(p.relative_to(root) for p in out)
 
 
