@@ -118,7 +118,7 @@ def _reference_misses(predict, datasets, a_max, threshold, bos, limit=ev.MAX_MIS
 def _reference(work: WorkDir, neuron: int, n: int, threshold: float = 0.5, train_examples: int = 10) -> dict:
     fit = read_json(work.fitted(0, neuron))
     out = {"schema": ev.SCHEMA, "layer": 0, "neuron": neuron, "status": fit["status"], "fire_threshold": threshold,
-           "ngram": n, "datasets": {}}
+           "ngram": n, "datasets": {}, "mined": None}  # this synthetic work dir's run.json has no digests
     if fit["status"] != "fitted":
         return out
     mined = MinedLayer.load(work.mined(0))

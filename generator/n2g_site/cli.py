@@ -1,5 +1,6 @@
 """The ``n2g-site`` command: ``build`` runs every stage; ``mine``, ``fit``, ``evaluate``, ``relate``,
 ``render``, ``publish`` run one; ``merge`` joins sharded work dirs; ``deploy`` pushes the built site.
+With ``--executor ray``, mine, fit and evaluate run as one Ray task per shard (executors.py).
 
 The options are generated from the fields declared in :mod:`n2g_site.config` (help, type, range). Each
 command takes the option groups it reads (:data:`COMMANDS`) and refuses the others by name. The options it
@@ -32,11 +33,11 @@ if TYPE_CHECKING:
 # The option groups each command reads (config.GROUPS); an option's ``also`` adds single commands.
 # A command refuses every other option of the table with one line and exit code 2.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "build": ("run", "model", "select", "mine", "fit", "evaluate", "site", "publish"),
-    "mine": ("run", "model", "select", "mine"),
-    "fit": ("run", "model", "select", "fit"),
+    "build": ("run", "model", "select", "mine", "fit", "evaluate", "cluster", "site", "publish"),
+    "mine": ("run", "model", "select", "mine", "cluster"),
+    "fit": ("run", "model", "select", "fit", "cluster"),
     "merge": ("run",),
-    "evaluate": ("run", "select", "evaluate"),
+    "evaluate": ("run", "select", "evaluate", "cluster"),
     "relate": ("run", "model"),
     "render": ("run", "site"),
     "publish": ("run", "publish"),
@@ -169,23 +170,36 @@ class _Session:
         return self._model
 
 
+def _on_ray(stage: str, cfg: Config) -> bool:
+    """Run ``stage`` as Ray tasks when --executor ray (True), else leave it to this process (False)."""
+    if cfg.executor != "ray":
+        return False
+    from .executors import run_on_ray
+
+    run_on_ray(stage, cfg)
+    return True
+
+
 def _mine(cfg: Config, session: _Session) -> None:
     from .mine import mine
 
     ensure_writable(cfg.work_path, "--work-dir")
-    mine(cfg, session.model, WorkDir(cfg.work_path))
+    if not _on_ray("mine", cfg):
+        mine(cfg, session.model, WorkDir(cfg.work_path))
 
 
 def _fit(cfg: Config, session: _Session) -> None:
     from .fit import fit
 
-    fit(cfg, session.model, WorkDir(cfg.work_path))
+    if not _on_ray("fit", cfg):
+        fit(cfg, session.model, WorkDir(cfg.work_path))
 
 
 def _evaluate(cfg: Config) -> None:
     from .evaluate import evaluate
 
-    evaluate(cfg, WorkDir(cfg.work_path))
+    if not _on_ray("evaluate", cfg):
+        evaluate(cfg, WorkDir(cfg.work_path))
 
 
 def _relate(cfg: Config, session: _Session) -> None:
@@ -232,6 +246,9 @@ def app() -> None:
 @_command("build")
 def build(cfg: Config) -> None:
     """Run every stage: mine, fit, evaluate, relate, render, publish. With no options: the demo (see README)."""
+    if cfg.shard is not None:
+        raise UserError(f"build runs every stage and --shard {cfg.shard} splits one: run `n2g-site mine|fit|evaluate "
+                        "--shard i/n` in each process, then `n2g-site merge`, or drop --shard")
     started = time.perf_counter()
     session = _Session(cfg)
     _mine(cfg, session)
@@ -265,10 +282,11 @@ def relate(cfg: Config) -> None:
 
 
 @app.command("merge")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("sources", nargs=-1, required=False, type=click.Path(path_type=Path, file_okay=False, exists=True))
 @_command("merge", own=("sources",))
 def merge_command(cfg: Config, sources: tuple[Path, ...]) -> None:
-    """Copy the fit files of sharded runs' work dirs (SOURCES) into --work-dir."""
+    """Join sharded runs: copy the mining shards, fit and evaluate files of SOURCES (work dirs, none when the
+    shards shared --work-dir) into --work-dir, combine the mining shards, rewrite the evaluate tables."""
     from .merge import merge as merge_work_dirs
 
     merge_work_dirs(WorkDir(cfg.work_path), sources)

@@ -31,6 +31,8 @@ DEFAULT_LAYER_COUNT = 6
 DEFAULT_NEURONS = "0-3"
 AUGMENTERS = ("auto", "self", "mlm", "none")
 DTYPE_NAMES = ("fp32", "tf32", "bf16", "fp16")  # --dtype; what each means: models.DTYPES
+CPU_BATCH_TOKENS = 4096  # --fit-batch-tokens default with --device cpu: groups of 4 neurons (as before the option)
+GPU_BATCH_TOKENS = 262_144  # ... with cuda or mps: groups of 256 neurons, phases of ~100k-300k nodes
 
 # Command-line groups, in --help and table order: each command takes the groups it reads (cli.COMMANDS).
 GROUPS: dict[str, str] = {
@@ -40,6 +42,7 @@ GROUPS: dict[str, str] = {
     "mine": "the corpus pass (mine stage)",
     "fit": "N2G graph fitting (fit stage)",
     "evaluate": "scoring against the baselines (evaluate stage)",
+    "cluster": "where mine, fit and evaluate run (also within build): this process or tasks on a Ray cluster",
     "site": "pages (render stage)",
     "publish": "the built site (publish stage)",
 }
@@ -352,7 +355,7 @@ class FitConfig:
         "fit file, and shards of one run must use the same one.",
         "fit",
         minimum=1,
-        default_text="4096 with --device cpu (groups of 4), 262144 on a GPU (groups of 256)",
+        default_text=f"{CPU_BATCH_TOKENS} with --device cpu (groups of 4), {GPU_BATCH_TOKENS} on a GPU (groups of 256)",
         example="262144",
     )
 
@@ -469,12 +472,37 @@ class Config:
     )
     shard: str | None = option(
         None,
-        "Fit only part i of n (i from 0), e.g. '0/3', '1/3', '2/3' in three "
-        "processes or machines; then `n2g-site merge` the work dirs.",
+        "Run only part i of n (i from 0) of the stage, e.g. '0/3', '1/3', '2/3' in three "
+        "processes or machines: mine takes every n-th batch of the corpus pass, fit and evaluate every n-th "
+        "group of neurons; then `n2g-site merge` (the work dirs, or this one when the shards shared it).",
         "fit",
+        also=("mine", "evaluate"),
         default_text="everything",
         main=True,
     )
+    executor: str = option(
+        "local",
+        "Where the stage runs: 'local' (this process) or 'ray' (one task per shard on a Ray cluster, "
+        "`pip install 'n2g-site[ray]'`; the work dir must be on a filesystem every node shares).",
+        "cluster",
+        choices=("local", "ray"),
+    )
+    ray_address: str | None = option(
+        None,
+        "Ray cluster the Ray executor joins, e.g. 'auto' or 'ray://head:10001'.",
+        "cluster",
+        default_text="a Ray started on this machine for the run",
+    )
+    shards: int = option(
+        0,
+        "Tasks (shards) the Ray executor splits the stage into.",
+        "cluster",
+        minimum=0,
+        note="0 = one per task slot of the cluster: per GPU on a cuda device, else per task's CPUs",
+    )
+    task_cpus: int = option(1, "CPUs each Ray task declares (and uses: torch threads, evaluate workers).",
+                            "cluster", minimum=1)
+    retries: int = option(3, "Times a Ray task whose worker or node died is run again.", "cluster", minimum=0)
     templates: Path | None = option(
         None,
         "A folder of Jinja templates that override the built-in ones (same names).",
@@ -525,6 +553,9 @@ class Config:
             parse_ranges(self.neurons, what="--neurons")
         if self.device not in ("cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+", self.device):
             raise UserError(f"--device {self.device!r} is not one of cpu, cuda, cuda:N, mps")
+        if self.executor == "ray" and self.shard is not None:
+            raise UserError(f"--shard {self.shard} with --executor ray: Ray deals the shards itself; "
+                            "pass --shards N instead (or drop --executor ray to run one shard here)")
         if self.dtype == "tf32" and not self.device.startswith("cuda"):
             raise UserError(f"--dtype tf32 is a CUDA matmul mode; with --device {self.device} use --dtype fp32 "
                             "(the same weights, full fp32 arithmetic)")

@@ -25,6 +25,11 @@ Speed: each predictor runs once per neuron over both datasets laid end to end (:
 graph through :class:`~n2g_site.n2g.predict.TriePredictor`, the same floats as ``Predictor`` per sequence),
 and neurons are scored in worker processes (``jobs``, default one per CPU the process may use) when there
 are at least :data:`PARALLEL_MIN_NEURONS`. Every file is the same whatever the number of workers.
+
+``--shard i/n`` scores every n-th chunk of :data:`CHUNK` neurons and writes only the neuron files (it removes
+the layer tables, which it cannot write whole); :func:`rebuild_tables` (run by ``n2g-site merge``) writes the
+layer CSVs and ``summary.json`` from every neuron file, the same bytes one unsharded run writes. Each neuron
+file records the content digest of the mined layer it was scored on (``mined``).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from .baselines import NGram, TokenLookup
-from .config import Config
+from .config import Config, UserError
 from .n2g.graph import Graph
 from .n2g.predict import KeyIndex, Sequences, TriePredictor
 from .progress import advance, bar, console, say
@@ -251,9 +256,16 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Evaluate
     todo = [(layer, neuron) for layer in layers for neuron in neurons if work.fitted(layer, neuron).exists()]
     if not todo:
         work.require(work.fitted(layers[0] if layers else 0, neurons[0]), "fit")
-    settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos)
+    digests = {layer: (manifest.get("mined") or {}).get(str(layer)) for layer in layers}
+    settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos, digests)
     chunks = [(layer, part[i : i + CHUNK]) for layer in layers
               for part in [[nn for ll, nn in todo if ll == layer]] for i in range(0, len(part), CHUNK)]
+    shard, shards = cfg.shard_index
+    if shards > 1:
+        chunks = [c for k, c in enumerate(chunks) if k % shards == shard]
+        todo = [(layer, neuron) for layer, part in chunks for neuron in part]
+        for path in [work.evaluation_summary, *map(work.evaluated_layer, layers)]:
+            path.unlink(missing_ok=True)  # stale once any neuron is rescored; merge writes them again
     started = time.perf_counter()
     rows: dict[int, list[dict]] = {layer: [] for layer in layers}
     counts: dict[int, dict] = {}
@@ -262,6 +274,10 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Evaluate
             rows[layer].extend(chunk_rows)
             counts[layer] = layer_counts
             advance(progress, len(part))
+    if shards > 1:
+        say(f"evaluate: shard {cfg.shard}: {len(todo)} neurons in {time.perf_counter() - started:.1f} s; when every "
+            f"shard is done, `n2g-site merge --work-dir {work.root}` writes the layer tables and summary")
+        return EvaluateSummary(len(todo), time.perf_counter() - started)
     summary: dict[str, dict] = {}
     for layer in layers:
         if layer not in counts:  # no fitted neuron: the layer's CSV has only its header, its counts still count
@@ -282,6 +298,7 @@ class _Settings:
     ngram: int
     train_examples: int
     bos: int | None
+    mined: dict[int, str | None] | None = None  # layer -> content digest of its mined data (run.json)
 
 
 @dataclass
@@ -297,17 +314,58 @@ class _Layer:
     def load(cls, path: Path) -> _Layer:
         mined = MinedLayer.load(path)
         tokens = mined.ordinary.tokens
-        counts = {
-            "dead": int((mined.stats.max <= 0).sum()),
-            "always_on": int((mined.stats.firing_share(0.5) >= ALWAYS_ON_SHARE).sum()),
-            "layer_neurons": int(mined.stats.max.shape[0]),
-        }
-        return cls(mined, Sequences.padded(tokens), tokens >= 0, counts)
+        return cls(mined, Sequences.padded(tokens), tokens >= 0, _counts(mined))
 
     def ordinary_acts(self, row: int) -> np.ndarray:
         if not self.ordinary_keep.shape[0]:  # mined with --ordinary-tokens 0
             return np.zeros(0)
         return self.mined.ordinary.acts[row][self.ordinary_keep].astype(np.float64)
+
+
+def _counts(mined: MinedLayer) -> dict:
+    return {
+        "dead": int((mined.stats.max <= 0).sum()),
+        "always_on": int((mined.stats.firing_share(0.5) >= ALWAYS_ON_SHARE).sum()),
+        "layer_neurons": int(mined.stats.max.shape[0]),
+    }
+
+
+def _rows(layer: int, neuron: int, result: dict) -> list[dict]:
+    """A neuron's CSV rows, datasets and methods in the order of DATASETS and METHODS (not the file's: its
+    keys are sorted)."""
+    scored = result["datasets"]
+    return [{"layer": layer, "neuron": neuron, "dataset": dataset, "method": method, **scored[dataset][method]}
+            for dataset in DATASETS if dataset in scored for method in METHODS if method in scored[dataset]]
+
+
+def rebuild_tables(work: WorkDir, layers: Sequence[int], neurons: Sequence[int] | None = None) -> int:
+    """Write the layer CSVs and ``summary.json`` of ``layers`` from the neuron files under ``evaluate/`` (of
+    ``neurons``, default: every one there), as one unsharded evaluate writes them; returns the neuron count.
+
+    Refuses neuron files scored with another firing threshold or n-gram length than the others."""
+    settings: set[tuple[float, int]] = set()
+    summary: dict[str, dict] = {}
+    total = 0
+    for layer in layers:
+        folder = work.evaluated(layer, 0).parent
+        found = sorted(int(p.stem[1:]) for p in folder.glob("N*.json")) if folder.exists() else []
+        chosen = found if neurons is None else [nn for nn in neurons if nn in set(found)]
+        rows: list[dict] = []
+        for neuron in chosen:
+            result = read_json(work.evaluated(layer, neuron))
+            settings.add((result["fire_threshold"], result["ngram"]))
+            rows.extend(_rows(layer, neuron, result))
+        _write_csv(work, layer, rows)
+        summary[str(layer)] = _layer_summary(rows, _counts(MinedLayer.load(work.mined(layer))))
+        total += len(chosen)
+    if len(settings) > 1:
+        raise UserError(f"the evaluate files of {work.root} were scored with other (fire threshold, n-gram) pairs "
+                        f"{sorted(settings)}: rerun `n2g-site evaluate` with one setting")
+    if not settings:
+        raise UserError(f"{work.root}/evaluate holds no neuron files: run `n2g-site evaluate` first")
+    threshold, n = settings.pop()
+    write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, "layers": summary}, indent=1)
+    return total
 
 
 class _Scorer:
@@ -340,10 +398,10 @@ class _Scorer:
         for neuron in neurons:
             result = _evaluate_neuron(read_json(self.work.fitted(layer, neuron)), data, self.keys, self.vocab_size,
                                       self.settings)
+            if self.settings.mined is not None:
+                result["mined"] = self.settings.mined.get(layer)
             written.append(self.writer.submit(write_json, self.work.evaluated(layer, neuron), result))
-            for dataset, methods in result["datasets"].items():
-                for method, s in methods.items():
-                    rows.append({"layer": layer, "neuron": neuron, "dataset": dataset, "method": method, **s})
+            rows.extend(_rows(layer, neuron, result))
         for future in written:
             future.result()  # raises a failed write's error
         return rows, data.counts

@@ -6,7 +6,8 @@ options is not fitted again. Each file also carries a first fidelity score: the 
 neuron's held-out top windows (evaluate.py; the full evaluation against baselines is its own stage).
 
     {"schema": "n2g-site/neuron-fit/1", "layer", "neuron", "hook", "status": "fitted" | "dead",
-     "max_activation": A_max, "augmenter", "config": {fit options}, "dtype": --dtype, "bos", "mask",
+     "max_activation": A_max, "augmenter", "config": {fit options}, "dtype": --dtype, "mined": the mined
+     layer's content digest (run.json), "device": device type, "bos", "mask",
      "graph": {graph.py schema}, "examples": [{rank, doc, window_start, pivot, prune_start, prune_end,
      prune_passed, scale_factor, variants, positive_variants, lines}], "heldout": evaluate.Scores | null,
      "cost": {phase: {"requests", "tokens"}} for phase in prune, saliency, augment, augment_saliency
@@ -31,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config import Config, FitConfig
+from .config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, Config, FitConfig
 from .engine import BatchedEngine
 from .evaluate import score_graph
 from .models import LoadedModel
@@ -44,8 +45,6 @@ from .store import LEGACY_DTYPE, MinedLayer, WorkDir, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-fit/1"
 NODES_PER_NEURON = 1024  # trie nodes one neuron sends to a phase, roughly (SmolLM2, self augmenter: 300-1,500)
-CPU_BATCH_TOKENS = 4096  # --fit-batch-tokens default with --device cpu: groups of 4 neurons
-GPU_BATCH_TOKENS = 262_144  # ... with cuda or mps: groups of 256 neurons, phases of ~100k-300k nodes
 
 
 @dataclass
@@ -57,7 +56,7 @@ class FitSummary:
     tokens: int
 
 
-def _is_current(path, options: dict, dtype: str) -> bool:
+def _is_current(path, options: dict, dtype: str, mined: str | None = None, device: str = "cpu") -> bool:
     if not path.exists():
         return False
     try:
@@ -67,7 +66,8 @@ def _is_current(path, options: dict, dtype: str) -> bool:
     recorded = data.get("config")
     if isinstance(recorded, dict):  # files from before --fit-batch-tokens were fitted in groups of 4
         recorded = {**recorded, "fit_batch_tokens": recorded.get("fit_batch_tokens", CPU_BATCH_TOKENS)}
-    return data.get("schema") == SCHEMA and recorded == options and data.get("dtype", LEGACY_DTYPE) == dtype
+    return (data.get("schema") == SCHEMA and recorded == options and data.get("dtype", LEGACY_DTYPE) == dtype
+            and data.get("mined") == mined and data.get("device", "cpu") == device)
 
 
 def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask]:
@@ -115,7 +115,10 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     groups = plan(cfg, info["n_layers"], info["d_mlp"])
     for layer in sorted({layer for layer, _ in groups}):
         work.require(work.mined(layer), "mine")
-    todo = [g for g in groups if not all(_is_current(work.fitted(g[0], n), options, cfg.dtype) for n in g[1])]
+    digests = {layer: (manifest.get("mined") or {}).get(str(layer)) for layer, _ in groups}  # the mined data
+    device = cfg.device.split(":")[0]
+    todo = [g for g in groups
+            if not all(_is_current(work.fitted(g[0], n), options, cfg.dtype, digests[g[0]], device) for n in g[1])]
     total = sum(len(g[1]) for g in todo)
     skipped = sum(len(g[1]) for g in groups) - total
     shard = f" (shard {cfg.shard})" if cfg.shard else ""
@@ -156,6 +159,8 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
                     "augmenter": augmenter,
                     "config": options,
                     "dtype": cfg.dtype,
+                    "mined": digests[task.layer],
+                    "device": device,
                     "bos": info.get("bos"),
                     "mask": text[mask_id],
                     "graph": result.graph.to_json(),

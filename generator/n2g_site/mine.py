@@ -18,6 +18,11 @@ checkpoint and at the end. Mined files equal those of the previous host-side cod
 Output: ``mine/layer_{L:02d}.npz`` (store.MinedLayer), ``corpus.json``, ``vocab.json``, and the run
 manifest ``run.json``, each written atomically. A layer whose file already holds every selected neuron is
 not mined again.
+
+``--shard i/n`` (mine_merge.py) runs the same corpus pass, reading the same documents, but puts through the
+model only every n-th batch (batch number modulo n = i), and writes its running state to
+``mine/shard_{i}of{n}.npz`` instead of layer files; ``n2g-site merge`` combines the n shards into the
+layer files one process would have written.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from .store import (
     OrdinaryText,
     WorkDir,
     atomic_write_bytes,
+    content_digest,
     write_json,
 )
 
@@ -298,8 +304,8 @@ class Checkpoint:
     uninterrupted pass. A checkpoint for another plan (other layers or neurons) is ignored.
     """
 
-    def __init__(self, work: WorkDir, plan: dict[int, tuple[int, ...]]) -> None:
-        self.path = work.root / "mine" / "checkpoint.npz"
+    def __init__(self, work: WorkDir, plan: dict[int, tuple[int, ...]], name: str = "checkpoint.npz") -> None:
+        self.path = work.root / "mine" / name
         self.key = json.dumps({str(k): list(v) for k, v in sorted(plan.items())})
 
     def save(self, batches: int, tokens: int, parts: dict[str, Any]) -> None:
@@ -338,6 +344,7 @@ def identity(cfg: Config, model: LoadedModel | None) -> dict:
         "hook": model.hook_template if model is not None else cfg.hook,
         "mine": asdict(cfg.mine),
         "dtype": cfg.dtype,  # activations in bf16 differ from fp32 ones by a few % of a neuron's max
+        "device_type": cfg.device.split(":")[0],  # another device's kernels round differently
     }
 
 
@@ -389,8 +396,10 @@ def _budget(rows: Iterable[TokenRow], max_tokens: int) -> Iterator[TokenRow]:
 
 def _accumulate(acts: dict[int, torch.Tensor], rows: BatchRows, layers: list[int], picks: dict[int, torch.Tensor],
                 stats: dict[int, StatsAccumulator], tops: dict[tuple[int, str], TopK],
-                ordinary: dict[int, OrdinarySampler]) -> None:
-    """Fold one batch's activations into every layer's accumulators, on the activations' device."""
+                ordinary: dict[int, OrdinarySampler], ordinary_batches: list[int] | None = None,
+                number: int = 0) -> None:
+    """Fold batch ``number``'s activations into every layer's accumulators, on the activations' device;
+    ``ordinary_batches`` gets the batch number of each ordinary-text row taken (merging shards orders by it)."""
     with torch.inference_mode():  # the activations are inference tensors, updated in place
         for layer in layers:
             layer_acts = acts[layer].to(stats[layer].device)
@@ -403,6 +412,8 @@ def _accumulate(acts: dict[int, torch.Tensor], rows: BatchRows, layers: list[int
                 if not ordinary[layer].wants():
                     break
                 ordinary[layer].add(rows.tokens[i], layer_acts[i][:, columns], length, doc)
+                if layer == layers[0] and ordinary_batches is not None:
+                    ordinary_batches.append(number)
 
 
 def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> MineSummary:
@@ -422,6 +433,12 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         return MineSummary(list(cfg.select_layers(model.n_layers)), 0, 0, 0.0, True)
     m = cfg.mine
     seq_len = min(m.seq_len, model.n_ctx)
+    shard, shards = cfg.shard_index
+    from . import mine_merge  # it builds on this module's accumulators
+
+    if shards > 1 and mine_merge.shard_done(work, shard, shards, todo):
+        say(f"mine: shard {cfg.shard} is already mined; `n2g-site merge` combines the shards")
+        return MineSummary(sorted(todo), 0, 0, 0.0, True)
 
     def stream(index: list[dict[str, str]]) -> Iterator[TokenRow]:
         docs = load_documents(cfg.corpus, seed=cfg.seed, bad_utf8=cfg.bad_utf8)
@@ -449,7 +466,9 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     for layer in layers:
         parts.update({f"{layer}/train": tops[(layer, "train")], f"{layer}/heldout": tops[(layer, "heldout")],
                       f"{layer}/stats": stats[layer], f"{layer}/ordinary": ordinary[layer]})
-    checkpoint = Checkpoint(work, todo)
+    ordinary_batches = mine_merge.BatchList()  # the batch of each ordinary-text row: merge orders shards' by it
+    parts["ordinary_batches"] = ordinary_batches
+    checkpoint = Checkpoint(work, todo, "checkpoint.npz" if shards == 1 else f"checkpoint_{shard}of{shards}.npz")
     resume_batches, tokens_done = checkpoint.load(parts)
     started = time.perf_counter()
     last_save = time.monotonic()
@@ -459,12 +478,12 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     mined_now = 0
     with bar("mine", m.max_tokens or None, "tokens") as progress:
         for number, batch in enumerate(_batches(rows, m.batch_tokens)):
-            if number < resume_batches:  # covered by the checkpoint: only its documents are re-read
-                advance(progress, sum(len(r.tokens) for r in batch))
+            if number < resume_batches or number % shards != shard:  # covered by the checkpoint, or another
+                advance(progress, sum(len(r.tokens) for r in batch))  # shard's: only its documents are read
                 continue
             rows_on = BatchRows.build(batch, model.bos_id, device)
             acts = model.mlp_activations(rows_on.tokens, layers)
-            _accumulate(acts, rows_on, layers, picks, stats, tops, ordinary)
+            _accumulate(acts, rows_on, layers, picks, stats, tops, ordinary, ordinary_batches.numbers, number)
             done = sum(len(r.tokens) for r in batch)
             tokens_done += done
             mined_now += done
@@ -473,6 +492,17 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
                 checkpoint.save(number + 1, tokens_done, parts)
                 last_save = time.monotonic()
     seconds = time.perf_counter() - started
+    if shards > 1:  # the running state goes to the shard file; merge writes the layers and run.json
+        mine_merge.save_shard(work, shard, shards, todo, tokens_done, parts, ordinary_batches)
+        write_json(work.corpus, index)
+        write_json(work.vocab, model.token_strings())
+        model.save_tokenizer(work.tokenizer.parent)
+        work.write_manifest({**manifest, "n2g_site_version": __version__, "model_info": model.info(),
+                             "corpus_info": {**describe(cfg.corpus), "documents": len(index)}})
+        checkpoint.remove()
+        say(f"mine: shard {cfg.shard}: {tokens_done:,} of the pass's tokens in {seconds:.1f} s; "
+            f"when every shard is done, `n2g-site merge --work-dir {work.root}` writes the layer files")
+        return MineSummary(layers, tokens_done, len(index), seconds, False)
     if tokens_done == 0:
         raise UserError(f"--corpus {cfg.corpus!r} produced no tokens to mine")
     for layer in layers:
@@ -501,6 +531,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         "corpus_info": {**describe(cfg.corpus), "documents": len(index)},
         "layers": sorted(mined),
         "neurons": {str(layer): list(mined[layer]) for layer in sorted(mined)},
+        "mined": {**(manifest.get("mined") or {}), **{str(layer): content_digest(work.mined(layer)) for layer in layers}},
     })
     checkpoint.remove()
     say(f"mine: {tokens_done:,} tokens from {len(index):,} documents in {seconds:.1f} s "

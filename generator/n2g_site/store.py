@@ -9,6 +9,8 @@ Layout of a work dir (default ``.n2g/<run-name>/``)::
     corpus.json              the mined documents: id, title, split ("train" or "heldout")
     mine/layer_{L:02d}.npz   MinedLayer: top-k windows of the selected neurons + stats of every neuron
                              + the selected neurons' activations on a sample of ordinary held-out text
+    mine/shard_{i}of{n}.npz  one mining shard's running state (mine --shard i/n), until merge combines
+                             the n of them into the layer files (mine_merge.py)
     fit/L{L:02d}/N{N:05d}.json   one fitted N2G graph per neuron (see n2g/graph.py for the schema)
     evaluate/L{L:02d}/N{N:05d}.json  N2G and baselines scored on held-out text (evaluate.py)
     evaluate/layer_{L:02d}.csv   the same, one row per neuron x dataset x method
@@ -314,6 +316,15 @@ class WorkDir:
     def mined(self, layer: int) -> Path:
         return self.root / "mine" / f"layer_{layer:02d}.npz"
 
+    def mine_shard(self, index: int, count: int) -> Path:
+        return self.root / "mine" / f"shard_{index}of{count}.npz"
+
+    def mined_digest(self, layer: int) -> str | None:
+        """The content digest of a mined layer as run.json records it (None: mined before digests existed)."""
+        if not self.manifest.exists():
+            return None
+        return (read_json(self.manifest).get("mined") or {}).get(str(layer))
+
     def fitted(self, layer: int, neuron: int) -> Path:
         return self.root / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json"
 
@@ -413,6 +424,20 @@ class WorkDir:
 
     def load_corpus_index(self) -> list[dict[str, str]]:
         return read_json(self.require(self.corpus, "mine"))
+
+
+def content_digest(path: Path) -> str:
+    """A hash of an ``.npz`` file's arrays (names, dtypes, shapes, bytes), not of its zip bytes: the zip holds
+    write times, so two writes of the same arrays differ as files but have one digest."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with np.load(path) as z:
+        for name in sorted(z.files):
+            value = np.ascontiguousarray(z[name])
+            digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+            digest.update(value.tobytes())
+    return "sha256:" + digest.hexdigest()[:32]
 
 
 def dataclass_dict(obj: Any) -> dict[str, Any]:
