@@ -6,7 +6,9 @@ when the predicted normalised activation is. Counts are pooled over all tokens o
 doc-start token is never scored. Undefined ratios are ``None`` (shown as "n/a"), never a made-up 0 or 1:
 precision needs some predicted firing, recall some true firing, F1 = 2TP / (2TP + FP + FN) either, and the
 correlation (Pearson, predicted vs true normalised activation over all tokens, comparable to
-simulation-based scoring) needs both sides to vary.
+simulation-based scoring) needs both sides to vary. ``variance_explained`` is the original code's
+"correlation", 1 - MSE / Var(truth) over the same tokens (1: exact; 0: no better than predicting the mean;
+negative: worse), defined when the truth varies.
 
 The evaluate stage scores every fitted neuron's graph and the baselines (baselines.py: token lookup by
 mean and by max, n-gram), fitted on the same training windows, on two datasets of held-out documents:
@@ -18,8 +20,9 @@ mean and by max, n-gram), fitted on the same training windows, on two datasets o
 
 Outputs: ``evaluate/L{L:02d}/N{N:05d}.json`` per neuron (schema ``n2g-site/neuron-eval/1``),
 ``evaluate/layer_{L:02d}.csv`` (one row per neuron x dataset x method) and ``evaluate/summary.json``
-(per layer, dataset and method: unweighted means over neurons where the metric is defined, as in P1;
-plus dead and always-on neuron counts of the whole layer).
+(per layer, dataset and method: unweighted means over neurons where the metric is defined, as in P1,
+each F1, precision and recall mean with its 95% bootstrap interval over neurons (intervals.py) in
+``<metric>_interval``; plus dead and always-on neuron counts of the whole layer).
 
 Speed: each predictor runs once per neuron over both datasets laid end to end (:class:`Sequences`; the
 graph through :class:`~n2g_site.n2g.predict.TriePredictor`, the same floats as ``Predictor`` per sequence),
@@ -45,6 +48,7 @@ import numpy as np
 
 from .baselines import NGram, TokenLookup
 from .config import Config
+from .intervals import bootstrap_mean_interval
 from .n2g.graph import Graph
 from .n2g.predict import KeyIndex, Sequences, TriePredictor
 from .progress import advance, bar, console, say
@@ -53,7 +57,8 @@ from .store import ExampleSet, MinedLayer, WorkDir, atomic_write_text, read_json
 SCHEMA = "n2g-site/neuron-eval/1"
 METHODS = ("n2g", "token_lookup", "token_max", "ngram")
 DATASETS = ("heldout", "ordinary")
-METRICS = ("precision", "recall", "f1", "correlation")
+METRICS = ("precision", "recall", "f1", "correlation", "variance_explained")
+INTERVAL_METRICS = ("precision", "recall", "f1")  # summary means that get a bootstrap interval
 ALWAYS_ON_SHARE = 0.5  # a neuron is "always on" when it fires on at least half of the mined tokens
 MAX_MISSES = 3  # false-positive and false-negative snippets kept per neuron (one per sequence at most)
 MISS_BEFORE, MISS_AFTER = 20, 4  # tokens of context kept around a miss
@@ -72,6 +77,7 @@ class Scores:
     recall: float | None
     f1: float | None
     correlation: float | None
+    variance_explained: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -103,9 +109,11 @@ def score_flat(truth: np.ndarray, preds: Sequence[np.ndarray], threshold: float 
         p = pred >= threshold
         tp, pred_fire = int((t & p).sum()), int(p.sum())
         fp, fn = pred_fire - tp, true_fire - tp
-        corr = None
+        corr = explained = None
         if truth_varies and pred.std() > 0:
             corr = round(float(np.corrcoef(truth, pred)[0, 1]), 4)
+        if truth_varies:
+            explained = round(variance_explained(truth, pred), 4)
         out.append(Scores(
             tokens=int(truth.size),
             true_firing=true_fire,
@@ -115,8 +123,18 @@ def score_flat(truth: np.ndarray, preds: Sequence[np.ndarray], threshold: float 
             recall=round(tp / true_fire, 4) if true_fire else None,
             f1=round(2 * tp / (2 * tp + fp + fn), 4) if (2 * tp + fp + fn) else None,
             correlation=corr,
+            variance_explained=explained,
         ))
     return out
+
+
+def variance_explained(truth: np.ndarray, pred: np.ndarray) -> float:
+    """1 - MSE / Var(truth): the original N2G code's "correlation" score (truth must vary).
+
+    >>> variance_explained(np.array([0.0, 1.0]), np.array([0.5, 0.5]))
+    0.0
+    """
+    return float(1 - np.mean((truth - pred) ** 2) / np.var(truth))
 
 
 def score_predictor(predict: Callable[[np.ndarray], np.ndarray], texts: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -436,7 +454,18 @@ def _layer_summary(rows: list[dict], counts: dict) -> dict:
     for dataset in DATASETS:
         for method in METHODS:
             chosen = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
-            out.setdefault(dataset, {})[method] = {m: _mean(r[m] for r in chosen) for m in METRICS}
+            out.setdefault(dataset, {})[method] = _method_summary(chosen)
+    return out
+
+
+def _method_summary(rows: Sequence[dict]) -> dict:
+    """Means over neurons of each metric (where defined) and the 95% bootstrap intervals of
+    INTERVAL_METRICS' means (None where no neuron defines the metric)."""
+    out: dict = {m: _mean(r.get(m) for r in rows) for m in METRICS}
+    for m in INTERVAL_METRICS:
+        interval = bootstrap_mean_interval(r.get(m) for r in rows)
+        out[f"{m}_interval"] = list(interval) if interval else None
+        out[f"{m}_neurons"] = sum(1 for r in rows if r.get(m) is not None)
     return out
 
 
@@ -454,9 +483,12 @@ def print_table(summary: dict) -> None:
     from rich.table import Table
 
     def cell(d: dict) -> str:
-        return " / ".join("–" if d[m] is None else f"{d[m]:.2f}" for m in ("precision", "recall", "f1"))
+        text = " / ".join("–" if d[m] is None else f"{d[m]:.2f}" for m in ("precision", "recall", "f1"))
+        interval = d.get("f1_interval")
+        return text + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
 
-    table = Table(title="Fidelity per layer: precision / recall / F1 (means over neurons)")
+    table = Table(title="Fidelity per layer: precision / recall / F1 [F1's 95% bootstrap interval] "
+                        "(means over neurons)")
     for column in ("layer", "neurons", "dataset", "N2G", "token mean", "token max", "n-gram"):
         table.add_column(column)
     for layer, s in summary.items():
