@@ -12,8 +12,8 @@ import pytest
 from n2g_site.config import FitConfig
 from n2g_site.n2g.fit import fit_neurons
 from n2g_site.n2g.predict import KeyIndex, Predictor
-
 from synthetic import (
+    ID,
     VOCAB,
     SyntheticSource,
     TableProposer,
@@ -25,7 +25,6 @@ from synthetic import (
     paris_after_two,
     paris_anywhere,
     task_from_texts,
-    ID,
 )
 
 TRAIN = [

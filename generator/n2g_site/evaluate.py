@@ -16,7 +16,10 @@ mean and by max, n-gram), fitted on the same training windows, on two datasets o
 - ``heldout``: the neuron's top-activating held-out windows (the paper's test set: same distribution as
   training, so it rewards recall);
 - ``ordinary``: the first held-out rows of the corpus, whole, whatever they activate (most tokens do not
-  fire, so a graph that fires too often loses precision here).
+  fire, so a graph that fires too often loses precision here);
+- ``ood`` (with ``--ood-corpus``): the first ``--ood-tokens`` of a second corpus the work dir was not mined
+  from, whole (out of distribution: does the explanation hold on other text?). The model runs over it once
+  (ood.py, the only model pass of this stage), so only this dataset needs the model.
 
 Outputs: ``evaluate/L{L:02d}/N{N:05d}.json`` per neuron (schema ``n2g-site/neuron-eval/1``),
 ``evaluate/layer_{L:02d}.csv`` (one row per neuron x dataset x method) and ``evaluate/summary.json``
@@ -43,6 +46,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,12 +55,13 @@ from .config import Config
 from .intervals import bootstrap_mean_interval
 from .n2g.graph import Graph
 from .n2g.predict import KeyIndex, Sequences, TriePredictor
+from .ood import OodLayer
 from .progress import advance, bar, console, say
 from .store import ExampleSet, MinedLayer, WorkDir, atomic_write_text, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-eval/1"
 METHODS = ("n2g", "token_lookup", "token_max", "ngram")
-DATASETS = ("heldout", "ordinary")
+DATASETS = ("heldout", "ordinary", "ood")  # "ood" only with --ood-corpus
 METRICS = ("precision", "recall", "f1", "correlation", "variance_explained")
 INTERVAL_METRICS = ("precision", "recall", "f1")  # summary means that get a bootstrap interval
 ALWAYS_ON_SHARE = 0.5  # a neuron is "always on" when it fires on at least half of the mined tokens
@@ -256,9 +261,11 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return round(float(np.mean(defined)), 4) if defined else None
 
 
-def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> EvaluateSummary:
+def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None,
+             load_model: Callable[[], Any] | None = None) -> EvaluateSummary:
     """Score every fitted neuron of the selection in ``jobs`` worker processes (1: this process; default:
-    one per CPU this process may run on when there are at least :data:`PARALLEL_MIN_NEURONS` neurons)."""
+    one per CPU this process may run on when there are at least :data:`PARALLEL_MIN_NEURONS` neurons).
+    ``load_model`` is called only when ``--ood-corpus`` text must be run (default: the work dir's model)."""
     manifest = work.load_manifest()
     info = manifest["model_info"]
     text = work.load_vocab()
@@ -269,7 +276,10 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Evaluate
     todo = [(layer, neuron) for layer in layers for neuron in neurons if work.fitted(layer, neuron).exists()]
     if not todo:
         work.require(work.fitted(layers[0] if layers else 0, neurons[0]), "fit")
-    settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos)
+    ood = cfg.evaluate.ood_corpus is not None and bool(todo)
+    if ood:
+        _prepare_ood(cfg, work, todo, load_model)
+    settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos, ood)
     chunks = [(layer, part[i : i + CHUNK]) for layer in layers
               for part in [[nn for ll, nn in todo if ll == layer]] for i in range(0, len(part), CHUNK)]
     started = time.perf_counter()
@@ -286,11 +296,27 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Evaluate
             counts[layer] = _Layer.load(work.mined(layer)).counts
         _write_csv(work, layer, rows[layer])
         summary[str(layer)] = _layer_summary(rows[layer], counts[layer])
-    write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, "layers": summary}, indent=1)
+    extra = {"ood_corpus": cfg.evaluate.ood_corpus, "ood_tokens": cfg.evaluate.ood_tokens} if ood else {}
+    write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, **extra, "layers": summary},
+               indent=1)
     seconds = time.perf_counter() - started
     print_table(summary)
     say(f"evaluate: {len(todo)} neurons in {seconds:.1f} s")
     return EvaluateSummary(len(todo), seconds)
+
+
+def _prepare_ood(cfg: Config, work: WorkDir, todo: Sequence[tuple[int, int]],
+                 load_model: Callable[[], Any] | None) -> None:
+    """Make sure ``ood/`` holds every fitted neuron's activations on ``--ood-corpus`` (ood.py)."""
+    from . import ood
+
+    wanted: dict[int, dict[int, float]] = {}
+    for layer, neuron in todo:
+        fit = read_json(work.fitted(layer, neuron))
+        if fit["status"] == "fitted":
+            wanted.setdefault(layer, {})[neuron] = float(fit["max_activation"])
+    if wanted:
+        ood.prepare(cfg, work, wanted, load_model)
 
 
 @dataclass(frozen=True)
@@ -300,6 +326,7 @@ class _Settings:
     ngram: int
     train_examples: int
     bos: int | None
+    ood: bool = False  # score the ood dataset too (ood/ is ready)
 
 
 @dataclass
@@ -310,17 +337,21 @@ class _Layer:
     ordinary: Sequences
     ordinary_keep: np.ndarray  # bool [R, T]: the ordinary text's non-padding tokens
     counts: dict  # dead / always-on / layer neuron counts for the summary
+    ood: OodLayer | None = None
+    ood_seqs: Sequences | None = None
 
     @classmethod
-    def load(cls, path: Path) -> _Layer:
+    def load(cls, path: Path, ood_path: Path | None = None) -> _Layer:
         mined = MinedLayer.load(path)
+        ood = OodLayer.load(ood_path) if ood_path is not None and ood_path.exists() else None
         tokens = mined.ordinary.tokens
         counts = {
             "dead": int((mined.stats.max <= 0).sum()),
             "always_on": int((mined.stats.firing_share(0.5) >= ALWAYS_ON_SHARE).sum()),
             "layer_neurons": int(mined.stats.max.shape[0]),
         }
-        return cls(mined, Sequences.padded(tokens), tokens >= 0, counts)
+        return cls(mined, Sequences.padded(tokens), tokens >= 0, counts, ood,
+                   Sequences(ood.tokens, ood.bounds) if ood is not None else None)
 
     def ordinary_acts(self, row: int) -> np.ndarray:
         if not self.ordinary_keep.shape[0]:  # mined with --ordinary-tokens 0
@@ -351,7 +382,8 @@ class _Scorer:
     def __call__(self, chunk: tuple[int, list[int]]) -> tuple[list[dict], dict]:
         layer, neurons = chunk
         if self.layer is None or self.layer[0] != layer:
-            self.layer = (layer, _Layer.load(self.work.mined(layer)))
+            self.layer = (layer, _Layer.load(self.work.mined(layer),
+                                             self.work.ood(layer) if self.settings.ood else None))
         data = self.layer[1]
         rows: list[dict] = []
         written = []
@@ -439,19 +471,25 @@ def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, 
     heldout, heldout_acts = _windows(mined.heldout, row)
     datasets = [Dataset.of("heldout", heldout, heldout_acts, a_max, bos),
                 Dataset.of("ordinary", layer.ordinary, layer.ordinary_acts(row), a_max, bos)]
+    if layer.ood is not None and layer.ood_seqs is not None and fit["neuron"] in layer.ood.neurons:
+        datasets.append(Dataset.of("ood", layer.ood_seqs, layer.ood.acts(fit["neuron"]), a_max, bos))
     both = Sequences.join([d.seqs for d in datasets])  # one pass of each predictor over both datasets
     cuts = np.cumsum([0] + [len(d.seqs) for d in datasets])
     preds = {method: predict.on(both) for method, predict in predictors.items()}
     for data, lo, hi in zip(datasets, cuts[:-1], cuts[1:]):
         scores = score_flat(data.truth, [pred[lo:hi] for pred in preds.values()], threshold)
         out["datasets"][data.name] = {method: s.as_dict() for method, s in zip(preds, scores)}
-    out["misses"] = misses(datasets, [preds["n2g"][lo:hi] for lo, hi in zip(cuts[:-1], cuts[1:])], threshold)
+    mined_sets = [d for d in datasets if d.name != "ood"]  # the pages show misses of the mined text only
+    n2g_preds = [preds["n2g"][lo:hi] for lo, hi in zip(cuts[:-1], cuts[1:])]
+    out["misses"] = misses(mined_sets, n2g_preds[: len(mined_sets)], threshold)
     return out
 
 
 def _layer_summary(rows: list[dict], counts: dict) -> dict:
     out: dict = {"neurons": len({r["neuron"] for r in rows}), **counts}
     for dataset in DATASETS:
+        if dataset == "ood" and not any(r["dataset"] == "ood" for r in rows):
+            continue
         for method in METHODS:
             chosen = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
             out.setdefault(dataset, {})[method] = _method_summary(chosen)
@@ -492,6 +530,6 @@ def print_table(summary: dict) -> None:
     for column in ("layer", "neurons", "dataset", "N2G", "token mean", "token max", "n-gram"):
         table.add_column(column)
     for layer, s in summary.items():
-        for dataset in DATASETS:
+        for dataset in (d for d in DATASETS if d in s):
             table.add_row(layer, str(s["neurons"]), dataset, *(cell(s[dataset][m]) for m in METHODS))
     console.print(table)

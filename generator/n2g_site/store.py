@@ -308,6 +308,10 @@ class WorkDir:
     def logit_effects(self, layer: int) -> Path:
         return self.root / "relate" / f"logit_{layer:02d}.json"
 
+    def ood(self, layer: int) -> Path:
+        """The selected neurons' activations on --ood-corpus (ood.py)."""
+        return self.root / "ood" / f"layer_{layer:02d}.npz"
+
     def evaluated(self, layer: int, neuron: int) -> Path:
         return self.root / "evaluate" / f"L{layer:02d}" / f"N{neuron:05d}.json"
 

@@ -238,7 +238,7 @@ def inherited_importance(base_importance: np.ndarray, base_active: Sequence[int]
     where position k was important (above ``threshold``) for position i in the base *and* position i fired
     in the base. At a column that did not fire in the base (e.g. the replaced token, which fires only in the
     variant) nothing is inherited, so its line keeps only what is important in the variant itself. This is
-    the original script's rule (docs/algorithm.md, "Augmentation")."""
+    the original script's rule (docs/algorithm.md, "Augment")."""
     fired = np.zeros(base_importance.shape[1], dtype=bool)
     fired[list(base_active)] = True
     return (base_importance > threshold) & fired[None, :]
