@@ -14,7 +14,7 @@ from n2g_site.fit import fit
 from n2g_site.mine import mine
 from n2g_site.n2g.graph import Graph
 from n2g_site.n2g.predict import KeyIndex, Sequences, TriePredictor
-from n2g_site.store import WorkDir, read_json
+from n2g_site.store import MinedLayer, WorkDir, read_json
 
 OOD_TOKENS = 400
 
@@ -116,3 +116,28 @@ def test_the_mined_corpus_is_refused_as_ood(fitted):
         evaluate(same, work, jobs=1, load_model=lambda: None)
     with pytest.raises(UserError, match="names no corpus"):
         EvaluateConfig(ood_corpus=" ").validate()
+
+
+def test_ordinary_text_from_a_pass_scores_as_mines_sample_when_it_covers_the_same_rows(fitted, tiny_model):
+    """With a budget above the whole held-out split, the ordinary pass runs over the same rows as mine's
+    sample (which held all of it): every method's counts and F1 are the same, read from the sparse pass."""
+    cfg, work = fitted
+    mined_rows = [t.tolist() for t, _ in MinedLayer.load(work.mined(0)).ordinary.rows(0)]
+    before = {n: read_json(work.evaluated(0, n))["datasets"]["ordinary"] for n in range(4)}
+    more = replace(cfg, evaluate=replace(cfg.evaluate, ordinary_eval_tokens=100_000))
+    calls = []
+    evaluate(more, work, jobs=1, load_model=lambda: calls.append(1) or tiny_model)
+    assert calls == [1]  # one load for both passes (the OOD one is reused)
+    scored = ood.OodLayer.load(work.scored_text("ordinary", 0))
+    rows = [scored.tokens[a:b].tolist() for a, b in zip(scored.bounds[:-1], scored.bounds[1:])]
+    assert sorted(rows) == sorted(mined_rows)
+    assert read_json(work.evaluation_summary)["ordinary_eval_tokens"] == 100_000
+    compared = 0
+    for n in range(4):
+        after = read_json(work.evaluated(0, n))["datasets"]["ordinary"]
+        for method, s in before[n].items():
+            for field in ("tokens", "true_firing", "predicted_firing", "true_positive", "f1"):
+                assert after[method][field] == s[field], (n, method, field)
+            compared += int(s["true_firing"] > 0)
+    assert compared > 0
+    evaluate(cfg, work, jobs=1, load_model=lambda: tiny_model)  # back to the module's state

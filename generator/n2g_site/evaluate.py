@@ -18,8 +18,11 @@ mean and by max, n-gram), fitted on the same training windows, on two datasets o
 - ``ordinary``: the first held-out rows of the corpus, whole, whatever they activate (most tokens do not
   fire, so a graph that fires too often loses precision here);
 - ``ood`` (with ``--ood-corpus``): the first ``--ood-tokens`` of a second corpus the work dir was not mined
-  from, whole (out of distribution: does the explanation hold on other text?). The model runs over it once
-  (ood.py, the only model pass of this stage), so only this dataset needs the model.
+  from, whole (out of distribution: does the explanation hold on other text?).
+
+With ``--ordinary-eval-tokens`` N > 0 the ``ordinary`` dataset is the first N held-out tokens instead of
+mine's sample. Both take a model pass over their text (ood.py, the only one of this stage, run once and
+kept sparse in the work dir); without them evaluate needs no model.
 
 Outputs: ``evaluate/L{L:02d}/N{N:05d}.json`` per neuron (schema ``n2g-site/neuron-eval/1``),
 ``evaluate/layer_{L:02d}.csv`` (one row per neuron x dataset x method) and ``evaluate/summary.json``
@@ -44,7 +47,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +268,8 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None,
              load_model: Callable[[], Any] | None = None) -> EvaluateSummary:
     """Score every fitted neuron of the selection in ``jobs`` worker processes (1: this process; default:
     one per CPU this process may run on when there are at least :data:`PARALLEL_MIN_NEURONS` neurons).
-    ``load_model`` is called only when ``--ood-corpus`` text must be run (default: the work dir's model)."""
+    ``load_model`` is called only when a text pass must run (--ood-corpus, --ordinary-eval-tokens; default:
+    the work dir's model)."""
     manifest = work.load_manifest()
     info = manifest["model_info"]
     text = work.load_vocab()
@@ -276,10 +280,9 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None,
     todo = [(layer, neuron) for layer in layers for neuron in neurons if work.fitted(layer, neuron).exists()]
     if not todo:
         work.require(work.fitted(layers[0] if layers else 0, neurons[0]), "fit")
-    ood = cfg.evaluate.ood_corpus is not None and bool(todo)
-    if ood:
-        _prepare_ood(cfg, work, todo, load_model)
-    settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos, ood)
+    passes = _prepare_passes(cfg, work, todo, load_model) if todo else ()
+    ood = "ood" in passes
+    settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos, passes)
     chunks = [(layer, part[i : i + CHUNK]) for layer in layers
               for part in [[nn for ll, nn in todo if ll == layer]] for i in range(0, len(part), CHUNK)]
     started = time.perf_counter()
@@ -297,6 +300,8 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None,
         _write_csv(work, layer, rows[layer])
         summary[str(layer)] = _layer_summary(rows[layer], counts[layer])
     extra = {"ood_corpus": cfg.evaluate.ood_corpus, "ood_tokens": cfg.evaluate.ood_tokens} if ood else {}
+    if "ordinary" in passes:
+        extra["ordinary_eval_tokens"] = cfg.evaluate.ordinary_eval_tokens
     write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, **extra, "layers": summary},
                indent=1)
     seconds = time.perf_counter() - started
@@ -305,18 +310,38 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None,
     return EvaluateSummary(len(todo), seconds)
 
 
-def _prepare_ood(cfg: Config, work: WorkDir, todo: Sequence[tuple[int, int]],
-                 load_model: Callable[[], Any] | None) -> None:
-    """Make sure ``ood/`` holds every fitted neuron's activations on ``--ood-corpus`` (ood.py)."""
+def _prepare_passes(cfg: Config, work: WorkDir, todo: Sequence[tuple[int, int]],
+                    load_model: Callable[[], Any] | None) -> tuple[str, ...]:
+    """Run (or reuse) the text passes the options ask for (ood.py); their names, ready in the work dir.
+    The model is loaded at most once for both."""
     from . import ood
 
+    texts = []
+    if cfg.evaluate.ood_corpus is not None:
+        texts.append(ood.TextPass.ood(cfg))
+    if cfg.evaluate.ordinary_eval_tokens > 0:
+        texts.append(ood.TextPass.ordinary(cfg, work.load_manifest()))
+    if not texts:
+        return ()
     wanted: dict[int, dict[int, float]] = {}
     for layer, neuron in todo:
         fit = read_json(work.fitted(layer, neuron))
         if fit["status"] == "fitted":
             wanted.setdefault(layer, {})[neuron] = float(fit["max_activation"])
-    if wanted:
-        ood.prepare(cfg, work, wanted, load_model)
+    if not wanted:
+        return ()
+    manifest = work.load_manifest()
+    make = load_model or (lambda: ood.work_dir_model(cfg, manifest))
+    loaded: list[Any] = []
+
+    def once() -> Any:
+        if not loaded:
+            loaded.append(make())
+        return loaded[0]
+
+    for text in texts:
+        ood.prepare(cfg, work, wanted, once, text)
+    return tuple(t.name for t in texts)
 
 
 @dataclass(frozen=True)
@@ -326,7 +351,7 @@ class _Settings:
     ngram: int
     train_examples: int
     bos: int | None
-    ood: bool = False  # score the ood dataset too (ood/ is ready)
+    passes: tuple[str, ...] = ()  # text passes ready in the work dir ("ood", "ordinary"): ood.py
 
 
 @dataclass
@@ -337,21 +362,20 @@ class _Layer:
     ordinary: Sequences
     ordinary_keep: np.ndarray  # bool [R, T]: the ordinary text's non-padding tokens
     counts: dict  # dead / always-on / layer neuron counts for the summary
-    ood: OodLayer | None = None
-    ood_seqs: Sequences | None = None
+    passes: dict[str, tuple[OodLayer, Sequences]] = field(default_factory=dict)  # name -> pass, its text
 
     @classmethod
-    def load(cls, path: Path, ood_path: Path | None = None) -> _Layer:
+    def load(cls, path: Path, passes: dict[str, Path] | None = None) -> _Layer:
         mined = MinedLayer.load(path)
-        ood = OodLayer.load(ood_path) if ood_path is not None and ood_path.exists() else None
+        loaded = {name: OodLayer.load(p) for name, p in (passes or {}).items() if p.exists()}
         tokens = mined.ordinary.tokens
         counts = {
             "dead": int((mined.stats.max <= 0).sum()),
             "always_on": int((mined.stats.firing_share(0.5) >= ALWAYS_ON_SHARE).sum()),
             "layer_neurons": int(mined.stats.max.shape[0]),
         }
-        return cls(mined, Sequences.padded(tokens), tokens >= 0, counts, ood,
-                   Sequences(ood.tokens, ood.bounds) if ood is not None else None)
+        return cls(mined, Sequences.padded(tokens), tokens >= 0, counts,
+                   {name: (p, Sequences(p.tokens, p.bounds)) for name, p in loaded.items()})
 
     def ordinary_acts(self, row: int) -> np.ndarray:
         if not self.ordinary_keep.shape[0]:  # mined with --ordinary-tokens 0
@@ -382,8 +406,8 @@ class _Scorer:
     def __call__(self, chunk: tuple[int, list[int]]) -> tuple[list[dict], dict]:
         layer, neurons = chunk
         if self.layer is None or self.layer[0] != layer:
-            self.layer = (layer, _Layer.load(self.work.mined(layer),
-                                             self.work.ood(layer) if self.settings.ood else None))
+            passes = {name: self.work.scored_text(name, layer) for name in self.settings.passes}
+            self.layer = (layer, _Layer.load(self.work.mined(layer), passes))
         data = self.layer[1]
         rows: list[dict] = []
         written = []
@@ -469,10 +493,13 @@ def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, 
         "ngram": NGram.of(train, norm, n, threshold, bos),
     }
     heldout, heldout_acts = _windows(mined.heldout, row)
-    datasets = [Dataset.of("heldout", heldout, heldout_acts, a_max, bos),
-                Dataset.of("ordinary", layer.ordinary, layer.ordinary_acts(row), a_max, bos)]
-    if layer.ood is not None and layer.ood_seqs is not None and fit["neuron"] in layer.ood.neurons:
-        datasets.append(Dataset.of("ood", layer.ood_seqs, layer.ood.acts(fit["neuron"]), a_max, bos))
+    datasets = [Dataset.of("heldout", heldout, heldout_acts, a_max, bos)]
+    for name in ("ordinary", "ood"):
+        scored = layer.passes.get(name)
+        if scored is not None and fit["neuron"] in scored[0].neurons:
+            datasets.append(Dataset.of(name, scored[1], scored[0].acts(fit["neuron"]), a_max, bos))
+        elif name == "ordinary":  # mine's dense sample
+            datasets.append(Dataset.of(name, layer.ordinary, layer.ordinary_acts(row), a_max, bos))
     both = Sequences.join([d.seqs for d in datasets])  # one pass of each predictor over both datasets
     cuts = np.cumsum([0] + [len(d.seqs) for d in datasets])
     preds = {method: predict.on(both) for method, predict in predictors.items()}
