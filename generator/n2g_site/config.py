@@ -401,9 +401,9 @@ class EvaluateConfig:
     )
     ordinary_eval_tokens: int = option(
         0,
-        "Held-out tokens of the work dir's own corpus scored as ordinary text. Above mine's "
-        "--ordinary-tokens sample, evaluate runs the model over the first this many held-out tokens once "
-        "(activations kept sparse in ordinary/, so 32768 works at whole-model scale).",
+        "Held-out tokens of the work dir's own corpus scored as ordinary text instead of mine's sample: "
+        "evaluate runs the model over the first this many held-out tokens once (activations kept sparse "
+        "in ordinary/, so 32768 works at whole-model scale).",
         "evaluate",
         minimum=0,
         note="0 = mine's --ordinary-tokens sample",
