@@ -64,7 +64,9 @@ from .store import ExampleSet, MinedLayer, WorkDir, atomic_write_text, read_json
 
 SCHEMA = "n2g-site/neuron-eval/1"
 METHODS = ("n2g", "token_lookup", "token_max", "ngram")
-DATASETS = ("heldout", "ordinary", "ood")  # "ood" only with --ood-corpus
+DATASETS = ("heldout", "ordinary")  # in every evaluation (render/ shows these)
+OOD = "ood"  # the dataset of --ood-corpus, only when it was given
+ALL_DATASETS = (*DATASETS, OOD)
 METRICS = ("precision", "recall", "f1", "correlation", "variance_explained")
 INTERVAL_METRICS = ("precision", "recall", "f1")  # summary means that get a bootstrap interval
 ALWAYS_ON_SHARE = 0.5  # a neuron is "always on" when it fires on at least half of the mined tokens
@@ -514,8 +516,8 @@ def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, 
 
 def _layer_summary(rows: list[dict], counts: dict) -> dict:
     out: dict = {"neurons": len({r["neuron"] for r in rows}), **counts}
-    for dataset in DATASETS:
-        if dataset == "ood" and not any(r["dataset"] == "ood" for r in rows):
+    for dataset in ALL_DATASETS:
+        if dataset == OOD and not any(r["dataset"] == OOD for r in rows):
             continue
         for method in METHODS:
             chosen = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
@@ -557,6 +559,6 @@ def print_table(summary: dict) -> None:
     for column in ("layer", "neurons", "dataset", "N2G", "token mean", "token max", "n-gram"):
         table.add_column(column)
     for layer, s in summary.items():
-        for dataset in (d for d in DATASETS if d in s):
+        for dataset in (d for d in ALL_DATASETS if d in s):
             table.add_row(layer, str(s["neurons"]), dataset, *(cell(s[dataset][m]) for m in METHODS))
     console.print(table)
