@@ -36,7 +36,7 @@ def table(summary: dict) -> tuple[list[str], list[str]]:
     head = ["layer", "neurons", "text", *METHODS.values(), "N2G P", "N2G R", "N2G - best baseline"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     misses = []
-    for layer, s in summary["layers"].items():
+    for layer, s in sorted(summary["layers"].items(), key=lambda kv: int(kv[0])):
         for key, name in DATASETS.items():
             if key not in s:
                 continue
