@@ -83,13 +83,15 @@ class OodLayer:
 
     def save(self, path: Path) -> None:
         buf = io.BytesIO()
-        np.savez_compressed(buf, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+        arrays: dict[str, Any] = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+        np.savez_compressed(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> OodLayer:
         with np.load(path) as z:
-            return cls(**{f.name: (str(z[f.name]) if f.name == "key" else z[f.name]) for f in fields(cls)})
+            values: dict[str, Any] = {f.name: (str(z[f.name]) if f.name == "key" else z[f.name]) for f in fields(cls)}
+        return cls(**values)
 
 
 def check_spec(spec: str, mined_from: str) -> None:
