@@ -116,3 +116,33 @@ def test_self_proposer_without_an_unembedding_hook_picks_positions_from_the_full
     for (i, k), proposals in zip([(1, 2), (1, 4), (0, 1)], [got[0][0], got[0][1], got[1][0]]):
         top = logits[i, k - 1].softmax(-1).topk(32)
         assert [t for t, _ in proposals] == top.indices.tolist()
+
+
+class _NoBosModel:
+    """A stand-in for a model without a doc-start token (bos_id None) and without an unembedding hook: its
+    logits at position p are a fixed function of the token there, so each proposal names its context."""
+
+    bos_id = None
+    device = torch.device("cpu")
+
+    def __init__(self, vocab: int = 11) -> None:
+        self.calls: list[tuple[int, ...]] = []
+        self.bridge = self._logits
+        self.vocab = vocab
+
+    def _logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.calls.append(tuple(tokens.shape))
+        return torch.nn.functional.one_hot((tokens + 1) % self.vocab, self.vocab).float() * 10
+
+
+def test_self_proposer_gives_position_0_no_candidates_without_a_doc_start_token():
+    """Position 0 has no left context: no proposals (not the logits of the last position), and a prompt
+    whose only asked position is 0 runs nothing and raises nothing."""
+    model = _NoBosModel()
+    proposer = SelfProposer(model, batch_tokens=64)
+    out = proposer([(3, 5, 7), (4, 6), (2, 9, 1)], [[0], [0, 1], [2, 0]])
+    assert out[0] == [[]]
+    assert out[1][0] == [] and out[1][1][0][0] == 5  # position 1 predicted from token 4 at position 0
+    assert out[2][1] == [] and out[2][0][0][0] == 10  # position 2 predicted from token 9 at position 1
+    assert all(len(shape) == 2 and shape[1] >= 1 for shape in model.calls)
+    assert proposer([(3,)], [[0]]) == [[[]]]

@@ -12,8 +12,8 @@ import pytest
 from n2g_site.config import FitConfig
 from n2g_site.n2g.fit import fit_neurons
 from n2g_site.n2g.predict import KeyIndex, Predictor
-
 from synthetic import (
+    ID,
     VOCAB,
     SyntheticSource,
     TableProposer,
@@ -123,3 +123,34 @@ def test_thresholds_are_honoured(option):
         assert [k for k, _ in fitted.graph.patterns()] == [["paris"]]
     else:
         assert fitted.graph.nodes == []
+
+
+def lives_in_paris_or_on(tokens, t):
+    """' Paris' fires after ' lives in'; ' on' always fires; ' in' after ' lives' is weakly on (0.3, below
+    the firing cut), so ' lives' is important for the ' in' column of the base without it firing there."""
+    if tokens[t] == ID[" on"]:
+        return 1.0
+    if tokens[t] == ID[" in"]:
+        return 0.3 if t > 0 and tokens[t - 1] == ID[" lives"] else 0.0
+    if tokens[t] == ID[" Paris"]:
+        return 1.0 if t > 1 and tokens[t - 1] == ID[" in"] and tokens[t - 2] == ID[" lives"] else 0.0
+    return 0.0
+
+
+def test_a_variant_inherits_importance_only_at_columns_that_fired_in_its_base():
+    """Replacing ' in' by ' on' makes ' on' fire where the base did not fire: its line is just (' on'), not
+    (' on', ' lives') from the base's importances at the ' in' column (the original script's rule). Replacing
+    ' Paris' by ' on' fires at the base's firing column, which inherits ' in' and ' lives'."""
+    fitted, task = fit_one(lives_in_paris_or_on, [" He lives in Paris."], proposer=TableProposer([" on"]))
+    patterns = sorted(k for k, _ in fitted.graph.patterns())
+    assert ["on"] in patterns and ["on", "lives"] not in patterns
+    assert ["on", "in", "lives"] in patterns and ["paris", "in", "lives"] in patterns
+
+
+def test_inherited_importance_is_masked_to_the_columns_that_fired():
+    from n2g_site.n2g.fit import inherited_importance
+
+    imp = np.array([[1.0, 0.9, 0.9], [0.0, 1.0, 0.9], [0.0, 0.0, 1.0]])
+    got = inherited_importance(imp, [2], 0.75)
+    np.testing.assert_array_equal(got, [[False, False, True], [False, False, True], [False, False, True]])
+    assert not inherited_importance(imp, [], 0.75).any()

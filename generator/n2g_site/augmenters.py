@@ -42,29 +42,33 @@ class SelfProposer:
 
     def __call__(self, prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]]
                  ) -> list[list[list[tuple[int, float]]]]:
+        """Candidates for each position of each prompt, most likely first. Position 0 has no left context
+        (a model without a doc-start token can be asked about it): it gets none."""
         out: list[list[list[tuple[int, float]]]] = [[[] for _ in where] for where in positions]
-        jobs = sorted((i for i, where in enumerate(positions) if where), key=lambda i: max(positions[i]))
+        asked = [[(j, k) for j, k in enumerate(where) if k > 0] for where in positions]
+        jobs = sorted((i for i, where in enumerate(asked) if where), key=lambda i: max(k for _, k in asked[i]))
         batch: list[int] = []
         for i in jobs + [None]:  # None flushes the last batch
-            width = max(positions[i]) if i is not None else 0
+            width = max(k for _, k in asked[i]) if i is not None else 0
             if batch and (i is None or (len(batch) + 1) * width > self.batch_tokens):
-                self._run(batch, prompts, positions, out)
+                self._run(batch, prompts, asked, out)
                 batch = []
             if i is not None:
                 batch.append(i)
         return out
 
-    def _run(self, batch: list[int], prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]],
+    def _run(self, batch: list[int], prompts: Sequence[tuple[int, ...]], asked: Sequence[Sequence[tuple[int, int]]],
              out: list[list[list[tuple[int, float]]]]) -> None:
-        width = max(max(positions[i]) for i in batch)  # logits at k-1 predict position k
+        """``asked[i]``: (slot in ``out[i]``, position >= 1) pairs of prompt i."""
+        width = max(k for i in batch for _, k in asked[i])  # logits at k-1 predict position k
         tokens = torch.zeros((len(batch), width), dtype=torch.long)
         rows, cols = [], []
         for row, i in enumerate(batch):
-            prefix = prompts[i][: max(positions[i])]
+            prefix = prompts[i][: max(k for _, k in asked[i])]
             tokens[row, : len(prefix)] = torch.tensor(prefix)
             self.tokens_run += len(prefix)
-            rows += [row] * len(positions[i])
-            cols += [k - 1 for k in positions[i]]
+            rows += [row] * len(asked[i])
+            cols += [k - 1 for _, k in asked[i]]
         device = self.model.device
         ids: list[list[int]] = []
         probs: list[list[float]] = []
@@ -80,7 +84,7 @@ class SelfProposer:
                 probs += top_probs.cpu().tolist()
         at = 0
         for i in batch:
-            for j in range(len(positions[i])):
+            for j, _ in asked[i]:
                 out[i][j] = list(zip(ids[at], probs[at]))
                 at += 1
 

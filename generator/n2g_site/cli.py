@@ -195,11 +195,12 @@ def _fit(cfg: Config, session: _Session) -> None:
         fit(cfg, session.model, WorkDir(cfg.work_path))
 
 
-def _evaluate(cfg: Config) -> None:
+def _evaluate(cfg: Config, session: _Session | None = None) -> None:
     from .evaluate import evaluate
 
-    if not _on_ray("evaluate", cfg):
-        evaluate(cfg, WorkDir(cfg.work_path))
+    if not _on_ray("evaluate", cfg):  # a model is loaded only for --ood-corpus / --ordinary-eval-tokens: the
+        # build's own, else the one the work dir names (its model, dtype and hook)
+        evaluate(cfg, WorkDir(cfg.work_path), load_model=session.model if session is not None else None)
 
 
 def _relate(cfg: Config, session: _Session) -> None:
@@ -253,7 +254,7 @@ def build(cfg: Config) -> None:
     session = _Session(cfg)
     _mine(cfg, session)
     _fit(cfg, session)
-    _evaluate(cfg)
+    _evaluate(cfg, session)
     _relate(cfg, session)
     _render(cfg)
     _publish(cfg)

@@ -386,9 +386,38 @@ class EvaluateConfig:
         steps=("evaluate",),
         main=True,
     )
+    ood_corpus: str | None = option(
+        None,
+        "Also score graphs and baselines on a second corpus that the work dir was not mined from (its own "
+        "'ood' column): 'stdlib-docstrings' (the docstrings of Python's standard library, offline), a "
+        "folder or file of .txt/.jsonl, or 'hf:<dataset>'. The model runs over it once (kept in ood/).",
+        "evaluate",
+        default_text="none",
+        steps=("evaluate",),
+    )
+    ood_tokens: int = option(
+        32768,
+        "Tokens of --ood-corpus every neuron is scored on.",
+        "evaluate",
+        minimum=1,
+        steps=("evaluate",),
+    )
+    ordinary_eval_tokens: int = option(
+        0,
+        "Held-out tokens of the work dir's own corpus scored as ordinary text instead of mine's sample: "
+        "evaluate runs the model over the first this many held-out tokens once (activations kept sparse "
+        "in ordinary/, so 32768 works at whole-model scale).",
+        "evaluate",
+        minimum=0,
+        note="0 = mine's --ordinary-tokens sample",
+        steps=("evaluate",),
+    )
 
     def validate(self) -> None:
         check_options(self)
+        if self.ood_corpus is not None and not self.ood_corpus.strip():
+            raise UserError("--ood-corpus '' names no corpus: pass 'stdlib-docstrings', a folder or file, or "
+                            "hf:<dataset>, or leave it out")
 
 
 # Sections of Config (tables of n2g.toml), in order.
@@ -441,6 +470,7 @@ class Config:
     )
     device: str = option(
         "cpu", "Torch device: cpu, cuda, cuda:N or mps. The model is checked to be there after loading.", "model",
+        also=("evaluate",),  # evaluate runs the model over --ood-corpus
         main=True,
     )
     dtype: str = option(

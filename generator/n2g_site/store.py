@@ -335,6 +335,14 @@ class WorkDir:
     def logit_effects(self, layer: int) -> Path:
         return self.root / "relate" / f"logit_{layer:02d}.json"
 
+    def scored_text(self, name: str, layer: int) -> Path:
+        """The fitted neurons' sparse activations on a text evaluate ran the model over (ood.py):
+        ``name`` "ood" (--ood-corpus) or "ordinary" (--ordinary-eval-tokens)."""
+        return self.root / name / f"layer_{layer:02d}.npz"
+
+    def ood(self, layer: int) -> Path:
+        return self.scored_text("ood", layer)
+
     def evaluated(self, layer: int, neuron: int) -> Path:
         return self.root / "evaluate" / f"L{layer:02d}" / f"N{neuron:05d}.json"
 

@@ -215,7 +215,7 @@ def _fit_neurons(tasks: Sequence[NeuronTask], source: ActivationSource, cfg: Fit
         toks = s.tokens
         also = None
         if s.base is not None and s.base.importance is not None:
-            also = s.base.importance > cfg.importance_threshold
+            also = inherited_importance(s.base.importance, s.base.active, cfg.importance_threshold)
         made_lines = make_lines(
             [vocab.text[t] for t in toks], [vocab.keys[t] for t in toks], s.norm, s.importance,
             activation_threshold=cfg.activation_threshold, importance_threshold=cfg.importance_threshold,
@@ -231,6 +231,17 @@ def _fit_neurons(tasks: Sequence[NeuronTask], source: ActivationSource, cfg: Fit
                      send.cost[(t.layer, t.neuron)])
         for t in tasks
     ]
+
+
+def inherited_importance(base_importance: np.ndarray, base_active: Sequence[int], threshold: float) -> np.ndarray:
+    """What a variant's lines inherit from its base (``also_important`` of ``make_lines``): ``[k, i]`` is True
+    where position k was important (above ``threshold``) for position i in the base *and* position i fired
+    in the base. At a column that did not fire in the base (e.g. the replaced token, which fires only in the
+    variant) nothing is inherited, so its line keeps only what is important in the variant itself. This is
+    the original script's rule (docs/algorithm.md, "Augment")."""
+    fired = np.zeros(base_importance.shape[1], dtype=bool)
+    fired[list(base_active)] = True
+    return (base_importance > threshold) & fired[None, :]
 
 
 def _measure_importance(send: _Counted, phase: str, samples: Sequence[_Sample], mask_id: int, first: int,
