@@ -59,8 +59,12 @@ def main() -> None:
         seconds = time.perf_counter() - started
         files = [read_json(p) for p in sorted((work.root / "fit").rglob("*.json"))]
         live = [f for f in files if f["status"] == "fitted"]
-        row = {"augmenter": name, "neurons": len(files), "s/neuron": seconds / max(len(files), 1),
-               "nodes": statistics.mean(len(f["graph"]["nodes"]) for f in live) if live else 0.0}
+        row = {
+            "augmenter": name,
+            "neurons": len(files),
+            "s/neuron": seconds / max(len(files), 1),
+            "nodes": statistics.mean(len(f["graph"]["nodes"]) for f in live) if live else 0.0,
+        }
         for phase in PHASES:
             row[f"{phase} req"] = statistics.mean(f["cost"][phase]["requests"] for f in live) if live else 0
             row[f"{phase} tok"] = statistics.mean(f["cost"][phase]["tokens"] for f in live) if live else 0
@@ -74,17 +78,24 @@ def main() -> None:
 
 def print_table(rows: list[dict]) -> None:
     base = rows[0]
-    print("\n| augmenter | s/neuron | mean nodes | " + " | ".join(f"{p} (req / tok)" for p in PHASES)
-          + " | held-out P | R | F1 | tokens vs none |")
+    print(
+        "\n| augmenter | s/neuron | mean nodes | "
+        + " | ".join(f"{p} (req / tok)" for p in PHASES)
+        + " | held-out P | R | F1 | tokens vs none |"
+    )
     print("|" + "---|" * (8 + len(PHASES)))
     for r in rows:
         tokens = sum(r[f"{p} tok"] for p in PHASES)
         ratio = tokens / max(sum(base[f"{p} tok"] for p in PHASES), 1)
         phases = " | ".join(f"{r[f'{p} req']:.0f} / {r[f'{p} tok']:.0f}" for p in PHASES)
-        print(f"| {r['augmenter']} | {r['s/neuron']:.2f} | {r['nodes']:.1f} | {phases} | {r['precision']:.3f} "
-              f"| {r['recall']:.3f} | {r['f1']:.3f} | {ratio:.2f}x |")
-    print(f"\n{base['neurons']} neurons per augmenter; P/R/F1 are means over neurons with a defined value "
-          f"(recall needs true firing in the held-out windows: n = {', '.join(str(r['recall n']) for r in rows)}).")
+        print(
+            f"| {r['augmenter']} | {r['s/neuron']:.2f} | {r['nodes']:.1f} | {phases} | {r['precision']:.3f} "
+            f"| {r['recall']:.3f} | {r['f1']:.3f} | {ratio:.2f}x |"
+        )
+    print(
+        f"\n{base['neurons']} neurons per augmenter; P/R/F1 are means over neurons with a defined value "
+        f"(recall needs true firing in the held-out windows: n = {', '.join(str(r['recall n']) for r in rows)})."
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ def main() -> None:
     seconds: dict[str, float] = {}
     for dtype in ["fp32", *args.dtypes.split(",")]:
         model = load_model(cfg.model, device=args.device, dtype=dtype)
-        vocab = Vocabulary(text, [normalise(t) for t in text], model.bos_id, model.mask_id,
-                           frozenset(model.tokenizer.all_special_ids))
+        vocab = Vocabulary(
+            text, [normalise(t) for t in text], model.bos_id, model.mask_id, frozenset(model.tokenizer.all_special_ids)
+        )
         engine = BatchedEngine(model, cfg.mine.batch_tokens)
         proposer = make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens)
         started = time.perf_counter()
@@ -58,22 +59,33 @@ def main() -> None:
             tasks = _tasks(mined, list(cfg.select_neurons(model.d_mlp)), cfg.fit.train_examples)
             for result in fit_neurons(tasks, engine, cfg.fit, vocab, proposer):
                 windows = [(w.tokens, w.acts) for w in mined.heldout.windows(mined.row(result.task.neuron))]
-                f1 = score_predictor(Predictor(result.graph, keys), windows, result.task.max_activation,
-                                     cfg.fit.fire_threshold, model.bos_id).f1 if windows else None
+                f1 = (
+                    score_predictor(
+                        Predictor(result.graph, keys),
+                        windows,
+                        result.task.max_activation,
+                        cfg.fit.fire_threshold,
+                        model.bos_id,
+                    ).f1
+                    if windows
+                    else None
+                )
                 results[dtype].append((result.graph.to_json(), f1))
         seconds[dtype] = time.perf_counter() - started
         print(f"{dtype}: {len(results[dtype])} neurons in {seconds[dtype]:.1f} s", flush=True)
         del model, engine, proposer
     base = results["fp32"]
-    print(f"\n| dtype | neurons | graphs identical to fp32 | mean node-set Jaccard | held-out F1 (fp32 -> dtype) | s |")
+    print("\n| dtype | neurons | graphs identical to fp32 | mean node-set Jaccard | held-out F1 (fp32 -> dtype) | s |")
     print("|---|---|---|---|---|---|")
     for dtype, rows in results.items():
         same = sum(a[0] == b[0] for a, b in zip(base, rows))
         jac = [jaccard(a[0], b[0]) for a, b in zip(base, rows)]
         f1a = np.mean([a[1] for a in base if a[1] is not None])
         f1b = np.mean([b[1] for b in rows if b[1] is not None])
-        print(f"| {dtype} | {len(rows)} | {same}/{len(rows)} | {np.mean(jac):.3f} | {f1a:.3f} -> {f1b:.3f} | "
-              f"{seconds[dtype]:.0f} |")
+        print(
+            f"| {dtype} | {len(rows)} | {same}/{len(rows)} | {np.mean(jac):.3f} | {f1a:.3f} -> {f1b:.3f} | "
+            f"{seconds[dtype]:.0f} |"
+        )
 
 
 def jaccard(a: dict, b: dict) -> float:

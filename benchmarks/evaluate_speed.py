@@ -53,8 +53,10 @@ def _stage(work: str, layers: str | None, neurons: str | None, jobs: int | None)
     from n2g_site.store import WorkDir
 
     def cpu() -> float:
-        return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                      resource.getrusage(resource.RUSAGE_CHILDREN)))
+        return sum(
+            r.ru_utime + r.ru_stime
+            for r in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+        )
 
     cfg = Config(work_dir=Path(work), layers=layers, neurons=neurons)
     kwargs = {"jobs": jobs} if "jobs" in inspect.signature(evaluate).parameters else {}
@@ -66,8 +68,18 @@ def _stage(work: str, layers: str | None, neurons: str | None, jobs: int | None)
 def _run(pythonpath: Path, work: Path, layers: str | None, neurons: str | None, jobs: int | None) -> dict:
     shutil.rmtree(work / "evaluate", ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
-    args = [sys.executable, __file__, "--stage", str(work), "--layers", layers or "", "--neurons", neurons or "",
-            "--jobs", str(jobs or 0)]
+    args = [
+        sys.executable,
+        __file__,
+        "--stage",
+        str(work),
+        "--layers",
+        layers or "",
+        "--neurons",
+        neurons or "",
+        "--jobs",
+        str(jobs or 0),
+    ]
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"evaluate run failed ({pythonpath}):\n{done.stderr[-3000:]}")
@@ -77,8 +89,9 @@ def _run(pythonpath: Path, work: Path, layers: str | None, neurons: str | None, 
 
 
 def _before_package(into: Path) -> Path:
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE, "generator/n2g_site"],
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", BEFORE, "generator/n2g_site"], capture_output=True, check=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into / "generator"
 
@@ -105,20 +118,33 @@ def _replicated(source: Path, root: Path, neurons: int) -> None:
     shutil.copy(src.manifest, work.manifest)
     shutil.copy(src.vocab, work.vocab)
     mined = {int(p.stem.split("_")[1]): MinedLayer.load(p) for p in sorted((source / "mine").glob("layer_*.npz"))}
-    pool = [(layer, int(n)) for layer, m in mined.items() for n in m.neurons
-            if src.fitted(layer, int(n)).exists() and read_json(src.fitted(layer, int(n)))["status"] == "fitted"]
+    pool = [
+        (layer, int(n))
+        for layer, m in mined.items()
+        for n in m.neurons
+        if src.fitted(layer, int(n)).exists() and read_json(src.fitted(layer, int(n)))["status"] == "fitted"
+    ]
     for layer in range(-(-neurons // per_layer)):
         count = min(per_layer, neurons - layer * per_layer)
         picks = [pool[(layer * per_layer + i) % len(pool)] for i in range(count)]
 
         def gather(split: str) -> ExampleSet:
-            return ExampleSet(**{f: np.stack([getattr(getattr(mined[ll], split), f)[mined[ll].row(nn)]
-                                              for ll, nn in picks]) for f in ExampleSet.__dataclass_fields__})
+            return ExampleSet(
+                **{
+                    f: np.stack([getattr(getattr(mined[ll], split), f)[mined[ll].row(nn)] for ll, nn in picks])
+                    for f in ExampleSet.__dataclass_fields__
+                }
+            )
 
         first = mined[picks[0][0]]
-        ordinary = type(first.ordinary)(first.ordinary.tokens, np.stack([mined[ll].ordinary.acts[mined[ll].row(nn)]
-                                                                          for ll, nn in picks]), first.ordinary.doc)
-        MinedLayer(layer, np.arange(count), gather("train"), gather("heldout"), first.stats, ordinary).save(work.mined(layer))
+        ordinary = type(first.ordinary)(
+            first.ordinary.tokens,
+            np.stack([mined[ll].ordinary.acts[mined[ll].row(nn)] for ll, nn in picks]),
+            first.ordinary.doc,
+        )
+        MinedLayer(layer, np.arange(count), gather("train"), gather("heldout"), first.stats, ordinary).save(
+            work.mined(layer)
+        )
         for i, (ll, nn) in enumerate(picks):
             write_json(work.fitted(layer, i), {**read_json(src.fitted(ll, nn)), "layer": layer, "neuron": i})
 
@@ -127,13 +153,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", type=Path, help="a fitted work dir (copied; never written)")
     parser.add_argument("--synthetic", type=int, help="or: this many synthetic neurons (layer 0 first)")
-    parser.add_argument("--replicate", type=int,
-                        help="with --work-dir: this many neurons (layer 0 first) cycling through its fitted ones")
+    parser.add_argument(
+        "--replicate",
+        type=int,
+        help="with --work-dir: this many neurons (layer 0 first) cycling through its fitted ones",
+    )
     parser.add_argument("--layers", help="selection (default: the work dir's defaults, or all synthetic layers)")
     parser.add_argument("--neurons", help="selection for 'after' (default as --layers)")
-    parser.add_argument("--before-neurons", type=int,
-                        help="'before' only on the first N neurons of layer 0 (it is ~20x slower); the "
-                             "'after' runs are repeated on that selection for the byte comparison")
+    parser.add_argument(
+        "--before-neurons",
+        type=int,
+        help="'before' only on the first N neurons of layer 0 (it is ~20x slower); the "
+        "'after' runs are repeated on that selection for the byte comparison",
+    )
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--jobs", type=int, default=0, help=argparse.SUPPRESS)
@@ -182,7 +214,7 @@ def main() -> None:
             ratio = f"{base[r['neurons']] / ms:.1f}x" if r["neurons"] in base and not name.startswith("before") else ""
             print(f"| {name} | {r['neurons']} | {r['wall']:.2f} | {r['cpu']:.2f} | {ms:.2f} | {ratio} | {r['files']} |")
         same = {}
-        for name, r in runs:
+        for _, r in runs:
             same.setdefault(r["neurons"], set()).add(r["files"])
         for count, hashes in same.items():
             print(f"{count} neurons: evaluate/ files {'identical in every run' if len(hashes) == 1 else 'DIFFER'}")

@@ -41,15 +41,24 @@ def table(summary: dict) -> tuple[list[str], list[str]]:
             if key not in s:
                 continue
             methods = s[key]
-            best = max((methods[m]["f1"] for m in METHODS if m != "n2g" and methods[m]["f1"] is not None),
-                       default=None)
+            best = max((methods[m]["f1"] for m in METHODS if m != "n2g" and methods[m]["f1"] is not None), default=None)
             ours = methods["n2g"]["f1"]
             gap = None if ours is None or best is None else ours - best
-            lines.append("| " + " | ".join([
-                layer, str(methods["n2g"].get("f1_neurons", s["neurons"])), name,
-                *(cell(methods[m]) for m in METHODS), num(methods["n2g"]["precision"]),
-                num(methods["n2g"]["recall"]), "n/a" if gap is None else f"{gap:+.2f}",
-            ]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        layer,
+                        str(methods["n2g"].get("f1_neurons", s["neurons"])),
+                        name,
+                        *(cell(methods[m]) for m in METHODS),
+                        num(methods["n2g"]["precision"]),
+                        num(methods["n2g"]["recall"]),
+                        "n/a" if gap is None else f"{gap:+.2f}",
+                    ]
+                )
+                + " |"
+            )
             if gap is not None and gap < 0:
                 misses.append(f"layer {layer}, {name}: N2G {ours:.2f} vs best baseline {best:.2f} ({gap:+.2f})")
     return lines, misses

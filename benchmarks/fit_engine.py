@@ -31,7 +31,7 @@ from n2g_site.config import Config
 from n2g_site.engine import BatchedEngine, ReferenceEngine
 from n2g_site.fit import _tasks
 from n2g_site.models import load_model
-from n2g_site.n2g.fit import fit_neurons, Vocabulary
+from n2g_site.n2g.fit import Vocabulary, fit_neurons
 from n2g_site.n2g.graph import normalise
 from n2g_site.store import MinedLayer, WorkDir, read_json
 
@@ -42,8 +42,11 @@ def main() -> None:
     parser.add_argument("--layers", default="6,23")
     parser.add_argument("--neurons", default="0-1")
     parser.add_argument("--augmenter", default="self")
-    parser.add_argument("--engines", default="batched,reference",
-                        help="comma-separated, run in this order: batched, plain (batched, no prefix sharing), reference")
+    parser.add_argument(
+        "--engines",
+        default="batched,reference",
+        help="comma-separated, run in this order: batched, plain (batched, no prefix sharing), reference",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--segment-tokens", type=int, default=256)
     parser.add_argument("--old-ref", default="89af568", help="the commit the 'old' engine comes from")
@@ -54,8 +57,9 @@ def main() -> None:
     cfg = replace(cfg, fit=replace(cfg.fit, augmenter=args.augmenter))
     model = load_model(cfg.model, device=args.device)
     text = work.load_vocab()
-    vocab = Vocabulary(text, [normalise(t) for t in text], model.bos_id, model.mask_id,
-                       frozenset(model.tokenizer.all_special_ids))
+    vocab = Vocabulary(
+        text, [normalise(t) for t in text], model.bos_id, model.mask_id, frozenset(model.tokenizer.all_special_ids)
+    )
     layers = cfg.select_layers(model.n_layers)
     neurons = list(cfg.select_neurons(model.d_mlp))
     results, seconds, counters, host, cpu_total = {}, {}, {}, {}, {}
@@ -76,13 +80,16 @@ def main() -> None:
 
         old = old_package(args.old_ref)
         old_engine = importlib.import_module(f"{old}.engine")
-        makers["old"] = lambda: old_engine.BatchedEngine(model, cfg.mine.batch_tokens, segment_tokens=args.segment_tokens)
+        makers["old"] = lambda: old_engine.BatchedEngine(
+            model, cfg.mine.batch_tokens, segment_tokens=args.segment_tokens
+        )
         fitters["old"] = importlib.import_module(f"{old}.n2g.fit").fit_neurons
     engines = {name: makers[name]() for name in names}
     proposers = {name: make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens) for name in names}
     if "old" in names:
-        proposers["old"] = importlib.import_module(f"{old}.augmenters").make_proposer(cfg.fit, model, text,
-                                                                                     cfg.mine.batch_tokens)
+        proposers["old"] = importlib.import_module(f"{old}.augmenters").make_proposer(
+            cfg.fit, model, text, cfg.mine.batch_tokens
+        )
     for name in names:
         results[name], seconds[name], counters[name], host[name] = [], 0.0, engines[name].counters, 0.0
         cpu_total[name] = 0.0
@@ -92,8 +99,9 @@ def main() -> None:
         mined = MinedLayer.load(work.mined(layer))
         for name in names:
             started, cpu, inside[0] = time.perf_counter(), time.process_time(), 0.0
-            results[name] += fitters[name](_tasks(mined, neurons, cfg.fit.train_examples), engines[name], cfg.fit,
-                                           vocab, proposers[name])
+            results[name] += fitters[name](
+                _tasks(mined, neurons, cfg.fit.train_examples), engines[name], cfg.fit, vocab, proposers[name]
+            )
             took = time.perf_counter() - started
             seconds[name] += took
             host[name] += time.process_time() - cpu - inside[0]
@@ -106,28 +114,40 @@ def main() -> None:
         if name == base:
             continue
         same = sum(_agree(a.graph, b.graph) for a, b in zip(results[name], results[base]))
-        exact = sum(a.graph.to_json() == b.graph.to_json() and a.examples == b.examples and a.cost == b.cost
-                    for a, b in zip(results[name], results[base]))
+        exact = sum(
+            a.graph.to_json() == b.graph.to_json() and a.examples == b.examples and a.cost == b.cost
+            for a, b in zip(results[name], results[base])
+        )
         print(f"\n{name} vs {base}: graphs, example records and costs identical (exactly): {exact} of {n}")
         differ |= same < n
         sizes = [len(a.graph.nodes) for a in results[name]]
-        print(f"\n{name} vs {base}: graphs that agree (same nodes and patterns; values within 1e-3): "
-              f"{same} of {n} (node counts {sizes})")
-    print("\nhost CPU ms/neuron outside the model's forwards (real requests; on a CPU this includes the new code's "
-          "device-side steps: tree mask, gather, unembedding of the chosen positions, softmax + top-k): "
-          + ", ".join(f"{name} {1000 * host[name] / n:.1f}" for name in names)
-          + "; all CPU s/neuron (every thread, forwards included): "
-          + ", ".join(f"{name} {cpu_total[name] / n:.2f}" for name in names))
-    print("\n| engine | s/neuron | forward calls/neuron | rows/neuron | tokens/neuron | computed tokens/neuron "
-          "| tokens/s | computed tokens/s | neurons/s | speed-up |")
+        print(
+            f"\n{name} vs {base}: graphs that agree (same nodes and patterns; values within 1e-3): "
+            f"{same} of {n} (node counts {sizes})"
+        )
+    print(
+        "\nhost CPU ms/neuron outside the model's forwards (real requests; on a CPU this includes the new code's "
+        "device-side steps: tree mask, gather, unembedding of the chosen positions, softmax + top-k): "
+        + ", ".join(f"{name} {1000 * host[name] / n:.1f}" for name in names)
+        + "; all CPU s/neuron (every thread, forwards included): "
+        + ", ".join(f"{name} {cpu_total[name] / n:.2f}" for name in names)
+    )
+    print(
+        "\n| engine | s/neuron | forward calls/neuron | rows/neuron | tokens/neuron | computed tokens/neuron "
+        "| tokens/s | computed tokens/s | neurons/s | speed-up |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in sorted(names, key=lambda x: -seconds[x]):
         c, s = counters[name], seconds[name]
-        print(f"| {name} | {s / n:.2f} | {c.forwards / n:.1f} | {c.rows / n:.0f} | {c.tokens / n:.0f} "
-              f"| {c.computed / n:.0f} | {c.tokens / s:.0f} | {c.computed / s:.0f} | {n / s:.3f} "
-              f"| {seconds[base] / s:.1f}x |")
-    print(f"\nlayers {layers}, neurons {neurons}, augmenter {args.augmenter}, device {args.device}; "
-          f"requests per neuron (before dedupe): {counters[names[0]].requests / n:.0f}; speed-up vs {base}")
+        print(
+            f"| {name} | {s / n:.2f} | {c.forwards / n:.1f} | {c.rows / n:.0f} | {c.tokens / n:.0f} "
+            f"| {c.computed / n:.0f} | {c.tokens / s:.0f} | {c.computed / s:.0f} | {n / s:.3f} "
+            f"| {seconds[base] / s:.1f}x |"
+        )
+    print(
+        f"\nlayers {layers}, neurons {neurons}, augmenter {args.augmenter}, device {args.device}; "
+        f"requests per neuron (before dedupe): {counters[names[0]].requests / n:.0f}; speed-up vs {base}"
+    )
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     if differ:
         print("a graph that differs: float noise of batched vs single-row matmuls moved a value across a threshold")
@@ -149,6 +169,7 @@ def _time_model_calls(model) -> list[float]:
                 depth[0] -= 1
                 if not depth[0]:  # nested calls (run_with_hooks -> forward) are counted once
                     out[0] += time.process_time() - started
+
         return call
 
     model._forward_hooks = timed(model._forward_hooks)

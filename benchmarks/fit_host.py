@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from n2g_site.config import FitConfig
 from n2g_site.models import embedded_tokenizer
 from n2g_site.n2g.graph import normalise
 from n2g_site.store import MinedLayer, WorkDir
@@ -59,6 +58,7 @@ class Clock:
                 return fn(*args, **kwargs)
             finally:
                 self.inside += time.process_time() - started
+
         return timed
 
 
@@ -83,7 +83,7 @@ class StandInBridge(torch.nn.Module):
         return self.hidden[tokens % PRIME] @ self.out
 
     def _run_with_hooks(self, tokens, fwd_hooks):
-        (_, hook), = fwd_hooks
+        ((_, hook),) = fwd_hooks
         hook(self.hidden[tokens % PRIME], None)
         raise _Stop  # the hook raised: unreachable
 
@@ -94,7 +94,9 @@ class StandIn:
     def __init__(self, d_mlp: int, d_vocab: int, bos_id: int, mask_id: int, clock: Clock) -> None:
         g = torch.Generator().manual_seed(0)
         fire = torch.rand(PRIME, d_mlp, generator=g) < 0.05
-        self.a = torch.where(fire, 1 + 3 * torch.rand(PRIME, d_mlp, generator=g), -0.05 * torch.rand(PRIME, d_mlp, generator=g))
+        self.a = torch.where(
+            fire, 1 + 3 * torch.rand(PRIME, d_mlp, generator=g), -0.05 * torch.rand(PRIME, d_mlp, generator=g)
+        )
         self.b = torch.rand(PRIME, d_mlp, generator=g)
         self.d_mlp, self.d_vocab, self.n_layers, self.bos_id, self.mask_id = d_mlp, d_vocab, 30, bos_id, mask_id
         self.bridge = StandInBridge(d_vocab, clock)
@@ -121,8 +123,9 @@ class StandIn:
 def old_package(ref: str) -> str:
     """Extract ``generator/n2g_site`` at ``ref`` as the package ``n2g_site_old`` and return its name."""
     folder = Path(tempfile.mkdtemp(prefix="n2g-old-"))
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "generator/n2g_site"], check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "generator/n2g_site"], check=True, capture_output=True
+    ).stdout
     with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     (folder / "generator" / "n2g_site").rename(folder / "n2g_site_old")
@@ -148,15 +151,26 @@ def tasks_for(pkg, model: StandIn, mined: MinedLayer, neurons: list[int], limit:
 device_clock = Clock()  # the new code's device-side steps (tree mask, gather, softmax + top-k), run on the CPU here
 
 
-def run(pkg: str, model: StandIn, clock: Clock, mined: dict, layers, neurons, group: int, batch_tokens: int,
-        vocab_text, profile: cProfile.Profile | None = None):
+def run(
+    pkg: str,
+    model: StandIn,
+    clock: Clock,
+    mined: dict,
+    layers,
+    neurons,
+    group: int,
+    batch_tokens: int,
+    vocab_text,
+    profile: cProfile.Profile | None = None,
+):
     fit_mod = importlib.import_module(f"{pkg}.n2g.fit")
     engine_mod = importlib.import_module(f"{pkg}.engine")
     aug = importlib.import_module(f"{pkg}.augmenters")
     config = importlib.import_module(f"{pkg}.config")
     cfg = replace(config.FitConfig(), augmenter="self")
-    vocab = fit_mod.Vocabulary(vocab_text, [normalise(t) for t in vocab_text], model.bos_id, model.mask_id,
-                               frozenset({model.bos_id}))
+    vocab = fit_mod.Vocabulary(
+        vocab_text, [normalise(t) for t in vocab_text], model.bos_id, model.mask_id, frozenset({model.bos_id})
+    )
     engine = engine_mod.BatchedEngine(model, batch_tokens)
     engine._tree_ok = True  # the stand-in honours masks by construction (the check needs a real model)
     proposer = aug.SelfProposer(model, batch_tokens)
@@ -225,44 +239,79 @@ def main() -> None:
     profile = cProfile.Profile() if args.profile else None
     for _ in range(args.repeats):
         for name, pkg in (("old", old), ("new", "n2g_site")):
-            out = run(pkg, model, clock, mined, layers, neurons, cpu_group, CPU_BATCH_TOKENS, text,
-                      profile if name == "new" and not args.profile_big else None)
+            out = run(
+                pkg,
+                model,
+                clock,
+                mined,
+                layers,
+                neurons,
+                cpu_group,
+                CPU_BATCH_TOKENS,
+                text,
+                profile if name == "new" and not args.profile_big else None,
+            )
             host = out[1] - out[2]
             if name not in best or host < best[name][1] - best[name][2]:
                 best[name] = out
     n = len(best["old"][0])
-    same = sum(a.graph.to_json() == b.graph.to_json() and a.examples == b.examples and a.cost == b.cost
-               for a, b in zip(best["old"][0], best["new"][0]))
-    print(f"\nCPU groups ({cpu_group} neurons, {CPU_BATCH_TOKENS}-node batches), layers {layers}, neurons "
-          f"{args.neurons}: old and new give the same graphs, records and costs for {same} of {n} neurons")
-    print("\n| code | group | batch nodes | neurons | CPU s | inside the stand-in s | host ms/neuron | of which device-side "
-          "steps on the CPU | **host ms/neuron without them** | forwards/neuron | computed nodes/forward "
-          "| padded tokens/forward |")
+    same = sum(
+        a.graph.to_json() == b.graph.to_json() and a.examples == b.examples and a.cost == b.cost
+        for a, b in zip(best["old"][0], best["new"][0])
+    )
+    print(
+        f"\nCPU groups ({cpu_group} neurons, {CPU_BATCH_TOKENS}-node batches), layers {layers}, neurons "
+        f"{args.neurons}: old and new give the same graphs, records and costs for {same} of {n} neurons"
+    )
+    print(
+        "\n| code | group | batch nodes | neurons | CPU s | inside the stand-in s | host ms/neuron | "
+        "of which device-side steps on the CPU | **host ms/neuron without them** | forwards/neuron | "
+        "computed nodes/forward | padded tokens/forward |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def row(name, out, group, batch):
         results, wall, inside, c, shapes, device = out
         k = len(results)
         host = 1000 * (wall - inside) / k
-        print(f"| {name} | {group} | {batch:,} | {k} | {wall:.2f} | {inside:.2f} | {host:.2f} | {1000 * device / k:.2f} "
-              f"| **{host - 1000 * device / k:.2f}** | {c.forwards / k:.2f} | {c.computed / max(c.forwards, 1):,.0f} "
-              f"| {np.mean(shapes):,.0f} |")
+        print(
+            f"| {name} | {group} | {batch:,} | {k} | {wall:.2f} | {inside:.2f} | {host:.2f} | {1000 * device / k:.2f} "
+            f"| **{host - 1000 * device / k:.2f}** | {c.forwards / k:.2f} | {c.computed / max(c.forwards, 1):,.0f} "
+            f"| {np.mean(shapes):,.0f} |"
+        )
 
     for name in ("old", "new"):
         row(name, best[name], cpu_group, CPU_BATCH_TOKENS)
     if big:
         gpu_group = GPU_BATCH_TOKENS // NODES_PER_NEURON
-        out = run("n2g_site", model, clock, mined, layers, big, gpu_group, GPU_BATCH_TOKENS, text,
-                  profile if args.profile_big else None)
+        out = run(
+            "n2g_site",
+            model,
+            clock,
+            mined,
+            layers,
+            big,
+            gpu_group,
+            GPU_BATCH_TOKENS,
+            text,
+            profile if args.profile_big else None,
+        )
         row("new, GPU default", out, gpu_group, GPU_BATCH_TOKENS)
         c = out[3]
-        print(f"\nGPU default: {c.forwards} forwards, mean {c.computed / c.forwards:,.0f} computed nodes and "
-              f"{np.mean(out[4]):,.0f} padded tokens per forward (min {min(out[4]):,}, max {max(out[4]):,})")
-        print(f"per neuron (stand-in): {c.requests / len(out[0]):.0f} requests, {c.rows / len(out[0]):.0f} rows, "
-              f"{c.tokens / len(out[0]):.0f} tokens, {c.computed / len(out[0]):.0f} computed nodes; by phase "
-              "(requests / tokens before dedupe): " + ", ".join(
-                  f"{p} {np.mean([r.cost[p]['requests'] for r in out[0]]):.0f} / "
-                  f"{np.mean([r.cost[p]['tokens'] for r in out[0]]):.0f}" for p in out[0][0].cost))
+        print(
+            f"\nGPU default: {c.forwards} forwards, mean {c.computed / c.forwards:,.0f} computed nodes and "
+            f"{np.mean(out[4]):,.0f} padded tokens per forward (min {min(out[4]):,}, max {max(out[4]):,})"
+        )
+        print(
+            f"per neuron (stand-in): {c.requests / len(out[0]):.0f} requests, {c.rows / len(out[0]):.0f} rows, "
+            f"{c.tokens / len(out[0]):.0f} tokens, {c.computed / len(out[0]):.0f} computed nodes; by phase "
+            "(requests / tokens before dedupe): "
+            + ", ".join(
+                f"{p} {np.mean([r.cost[p]['requests'] for r in out[0]]):.0f} / "
+                f"{np.mean([r.cost[p]['tokens'] for r in out[0]]):.0f}"
+                for p in out[0][0].cost
+            )
+        )
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     if profile:
         profile.dump_stats(args.profile)

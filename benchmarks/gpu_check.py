@@ -70,7 +70,10 @@ class Busy:
             return
         self._proc = subprocess.Popen(
             ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
 
         def read() -> None:
             assert self._proc is not None and self._proc.stdout is not None
@@ -124,9 +127,17 @@ def agreement(corpus: Path, tmp: Path, device: str, dtype: str, tokens: int, top
     """The tiny model on the CPU (fp32) and on ``device`` (``dtype``): mined values and graphs compared."""
     runs = {}
     for name, (dev, dt) in {"cpu": ("cpu", "fp32"), "device": (device, dtype)}.items():
-        cfg = Config(model="random:tiny", corpus=str(corpus), layers="0-1", neurons="0-31", device=dev, dtype=dt,
-                     work_dir=tmp / f"agree-{name}",
-                     mine=MineConfig(max_tokens=tokens, top_k=top_k), fit=FitConfig(augmenter="self"))
+        cfg = Config(
+            model="random:tiny",
+            corpus=str(corpus),
+            layers="0-1",
+            neurons="0-31",
+            device=dev,
+            dtype=dt,
+            work_dir=tmp / f"agree-{name}",
+            mine=MineConfig(max_tokens=tokens, top_k=top_k),
+            fit=FitConfig(augmenter="self"),
+        )
         model = load_model(cfg.model, device=dev, dtype=dt)
         work = WorkDir(cfg.work_path)
         mine(cfg, lambda model=model: model, work)
@@ -146,8 +157,12 @@ def agreement(corpus: Path, tmp: Path, device: str, dtype: str, tokens: int, top
             same += int(x["graph"] == y["graph"])
             if x.get("heldout") and y.get("heldout"):
                 f1_gap.append(abs(x["heldout"]["f1"] - y["heldout"]["f1"]))
-    return {"neurons": n, "max_diff_share_of_max": round(worst, 6), "identical_graphs": round(same / n, 3),
-            "mean_abs_f1_diff": round(float(np.mean(f1_gap)), 4) if f1_gap else None}
+    return {
+        "neurons": n,
+        "max_diff_share_of_max": round(worst, 6),
+        "identical_graphs": round(same / n, 3),
+        "mean_abs_f1_diff": round(float(np.mean(f1_gap)), 4) if f1_gap else None,
+    }
 
 
 def speed(shape: str, corpus: Path, tmp: Path, args: argparse.Namespace, busy: Busy, deadline: float) -> dict:
@@ -156,11 +171,22 @@ def speed(shape: str, corpus: Path, tmp: Path, args: argparse.Namespace, busy: B
     n_layers, d_mlp = shape_cfg["n_layers"], shape_cfg["d_mlp"]
     layer = n_layers // 2
     model = load_model(f"random:{shape}", device=args.device, dtype=args.dtype)
-    base = Config(model=f"random:{shape}", corpus=str(corpus), layers=f"0-{n_layers - 1}", all_neurons=True,
-                  device=args.device, dtype=args.dtype, work_dir=tmp / shape, checkpoint_seconds=1e9,
-                  mine=MineConfig(max_tokens=args.mine_tokens, batch_tokens=args.mine_batch_tokens,
-                                  top_k=3 if args.smoke else MineConfig.top_k),
-                  fit=FitConfig(augmenter="self"))
+    base = Config(
+        model=f"random:{shape}",
+        corpus=str(corpus),
+        layers=f"0-{n_layers - 1}",
+        all_neurons=True,
+        device=args.device,
+        dtype=args.dtype,
+        work_dir=tmp / shape,
+        checkpoint_seconds=1e9,
+        mine=MineConfig(
+            max_tokens=args.mine_tokens,
+            batch_tokens=args.mine_batch_tokens,
+            top_k=3 if args.smoke else MineConfig.top_k,
+        ),
+        fit=FitConfig(augmenter="self"),
+    )
     work = WorkDir(base.work_path)
     out: dict = {"model": {**SHAPES, **TEST_SHAPE}[shape], "neurons": n_layers * d_mlp}
     _sync(args.device)
@@ -210,15 +236,18 @@ def speed(shape: str, corpus: Path, tmp: Path, args: argparse.Namespace, busy: B
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model (neurons) | mine tok/s | GPU busy | fit neurons/s (of n) | GPU busy | evaluate ms/neuron | "
-            "whole model: mine 1M + fit + evaluate (min) |")
+    head = (
+        "| model (neurons) | mine tok/s | GPU busy | fit neurons/s (of n) | GPU busy | evaluate ms/neuron | "
+        "whole model: mine 1M + fit + evaluate (min) |"
+    )
     lines = [head, "|" + "---|" * 7]
     for r in rows:
         p = r["projected_min"]
         lines.append(
             f"| {r['model']} ({r['neurons']:,}) | {r['mine_tokens_per_s']:,} | {r['mine_gpu_busy']} | "
             f"{r['fit_neurons_per_s']} ({r['fit_neurons']}) | {r['fit_gpu_busy']} | {r['evaluate_ms_per_neuron']} | "
-            f"{p['mine']} + {p['fit']} + {p['evaluate']} = **{p['total']}** |")
+            f"{p['mine']} + {p['fit']} + {p['evaluate']} = **{p['total']}** |"
+        )
     return "\n".join(lines)
 
 
@@ -231,11 +260,15 @@ def main() -> None:
     parser.add_argument("--mine-tokens", type=int, default=200_000, help="tokens mined per shape")
     parser.add_argument("--mine-batch-tokens", type=int, default=65_536)
     parser.add_argument("--first-fit", type=int, default=256, help="neurons fitted first to measure the rate")
-    parser.add_argument("--fit-share", type=float, default=0.5,
-                        help="share of a shape's remaining time that its fit may take")
+    parser.add_argument(
+        "--fit-share", type=float, default=0.5, help="share of a shape's remaining time that its fit may take"
+    )
     parser.add_argument("--agree-tokens", type=int, default=20_000)
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes on any device: checks that the script runs (numbers mean nothing)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes on any device: checks that the script runs (numbers mean nothing)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the results here as JSON")
     args = parser.parse_args()
     if args.smoke:
@@ -257,10 +290,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="n2g-gpu-check-") as tmp_name:
             tmp = Path(tmp_name)
             corpus = stdlib_corpus(tmp, max_chars=12 * max(args.mine_tokens, args.agree_tokens))
-            results["agreement"] = agreement(corpus, tmp, args.device, args.dtype, args.agree_tokens,
-                                             top_k=3 if args.smoke else 10)
-            print("agreement (tiny model, cpu fp32 vs this device):", results["agreement"], file=sys.stderr,
-                  flush=True)
+            results["agreement"] = agreement(
+                corpus, tmp, args.device, args.dtype, args.agree_tokens, top_k=3 if args.smoke else 10
+            )
+            print("agreement (tiny model, cpu fp32 vs this device):", results["agreement"], file=sys.stderr, flush=True)
             rows = []
             for i, shape in enumerate(shapes):
                 # Each shape gets an equal share of the time that is left.
@@ -273,8 +306,10 @@ def main() -> None:
     results["seconds"] = round(time.monotonic() - started, 1)
     print(f"\nagreement: {results['agreement']}\n")
     print(table(results["speed"]))
-    print(f"\n{results['seconds']} s in all; device {args.device}, dtype {args.dtype}"
-          + (" (SMOKE: sizes too small to mean anything)" if args.smoke else ""))
+    print(
+        f"\n{results['seconds']} s in all; device {args.device}, dtype {args.dtype}"
+        + (" (SMOKE: sizes too small to mean anything)" if args.smoke else "")
+    )
     if args.out is not None:
         args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
 

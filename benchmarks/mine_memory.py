@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,9 +29,23 @@ def main() -> None:
             started = time.perf_counter()
             pid = os.fork()
             if pid == 0:  # child: its own peak RSS, nothing inherited from other runs
-                os.execv(sys.executable, [sys.executable, "-m", "n2g_site.cli", "mine", "--layers", args.layers,
-                                          "--neurons", args.neurons, "--max-tokens", str(budget),
-                                          "--work-dir", tmp])
+                os.execv(
+                    sys.executable,
+                    [
+                        sys.executable,
+                        "-m",
+                        "n2g_site.cli",
+                        "mine",
+                        "--layers",
+                        args.layers,
+                        "--neurons",
+                        args.neurons,
+                        "--max-tokens",
+                        str(budget),
+                        "--work-dir",
+                        tmp,
+                    ],
+                )
             _, status, usage = os.wait4(pid, 0)
             seconds = time.perf_counter() - started
             if os.waitstatus_to_exitcode(status) != 0:

@@ -44,8 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def previous(revision: str) -> ModuleType:
     """generator/n2g_site/mine.py at ``revision``, as the module ``n2g_site._mine_before``."""
-    source = subprocess.run(["git", "show", f"{revision}:generator/n2g_site/mine.py"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "show", f"{revision}:generator/n2g_site/mine.py"], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader("n2g_site._mine_before", loader=None))
     module.__package__ = "n2g_site"
     sys.modules[module.__name__] = module  # dataclasses look their module up there
@@ -106,12 +107,22 @@ def per_batch(old: ModuleType, model, cfg: Config, batches, layers) -> dict[str,
         acts = {}
         timed("forward", lambda: acts.update(model.mlp_activations(rows.tokens, layers)))
         runs = [
-            ("previous", lambda: previous_accumulate(old, batch, rows.tokens, acts, layers, picks, before,
-                                                     model.bos_id)),
-            ("today", lambda: today._accumulate(
-                acts, rows, layers, picks, {layer: now["stats", layer] for layer in layers},
-                {(layer, name): now[name, layer] for layer in layers for name in ("train", "heldout")},
-                {layer: now["ordinary", layer] for layer in layers})),
+            (
+                "previous",
+                lambda: previous_accumulate(old, batch, rows.tokens, acts, layers, picks, before, model.bos_id),
+            ),
+            (
+                "today",
+                lambda: today._accumulate(
+                    acts,
+                    rows,
+                    layers,
+                    picks,
+                    {layer: now["stats", layer] for layer in layers},
+                    {(layer, name): now[name, layer] for layer in layers for name in ("train", "heldout")},
+                    {layer: now["ordinary", layer] for layer in layers},
+                ),
+            ),
         ]
         for name, run in runs[:: 1 if number % 2 == 0 else -1]:
             timed(name, run)
@@ -144,27 +155,40 @@ def main() -> None:
     parser.add_argument("--before", default="89af568", help="git revision of the previous mine.py")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = Config(model=args.model, layers=args.layers, all_neurons=args.all,
-                 **({} if args.all else {"neurons": args.neurons}))
+    cfg = Config(
+        model=args.model, layers=args.layers, all_neurons=args.all, **({} if args.all else {"neurons": args.neurons})
+    )
     cfg = replace(cfg, mine=replace(cfg.mine, max_tokens=args.tokens)).validate()
     old = previous(args.before)
     model = load_model(cfg.model)
     layers = sorted(cfg.select_layers(model.n_layers))
-    rows = sequences(load_documents(cfg.corpus, seed=cfg.seed), model.encode, bos_id=model.bos_id,
-                     seq_len=min(cfg.mine.seq_len, model.n_ctx), held_out=cfg.mine.held_out, seed=cfg.seed,
-                     index=[])
+    rows = sequences(
+        load_documents(cfg.corpus, seed=cfg.seed),
+        model.encode,
+        bos_id=model.bos_id,
+        seq_len=min(cfg.mine.seq_len, model.n_ctx),
+        held_out=cfg.mine.held_out,
+        seed=cfg.seed,
+        index=[],
+    )
     batches = list(today._batches(today._budget(rows, args.tokens), cfg.mine.batch_tokens))
     tokens = sum(len(r.tokens) for b in batches for r in b)
     spent = per_batch(old, model, cfg, batches, layers)
-    forward = spent['forward'][0]
+    forward = spent["forward"][0]
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         seconds_before, files_before = end_to_end(old, model, cfg, Path(a))
         seconds_now, files_now = end_to_end(today, model, cfg, Path(b))
-    differ = [f"layer {layer} {name}" for layer in files_before for name in files_before[layer]
-              if not np.array_equal(files_before[layer][name], files_now[layer][name], equal_nan=True)]
+    differ = [
+        f"layer {layer} {name}"
+        for layer in files_before
+        for name in files_before[layer]
+        if not np.array_equal(files_before[layer][name], files_now[layer][name], equal_nan=True)
+    ]
     what = "all neurons" if args.all else f"neurons {args.neurons}"
-    print(f"\n{cfg.model}, layers {args.layers} ({len(layers)} layers, {what}), {tokens} tokens in "
-          f"{len(batches)} batches, {args.threads} threads\n")
+    print(
+        f"\n{cfg.model}, layers {args.layers} ({len(layers)} layers, {what}), {tokens} tokens in "
+        f"{len(batches)} batches, {args.threads} threads\n"
+    )
     print("| per batch, summed | wall s | CPU s | host overhead vs bare forward (wall / CPU) |")
     print("|---|---|---|---|")
     fw, fc = spent["forward"]

@@ -37,8 +37,12 @@ BEFORE = "89af568"  # main before the compact drawing (render: trie drawing, svg
 
 def load_before(rev: str) -> types.ModuleType:
     """``generator/n2g_site/render/svg.py`` at ``rev``, as the module ``n2g_site.render._svg_before``."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:generator/n2g_site/render/svg.py"],
-                            capture_output=True, check=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{rev}:generator/n2g_site/render/svg.py"],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
     spec = importlib.util.spec_from_loader("n2g_site.render._svg_before", loader=None)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "n2g_site.render"
@@ -74,8 +78,14 @@ def synthetic_graphs(count: int, seed: int = 0) -> list[tuple[str, Graph]]:
             for d in range(length):
                 ignore = 0 < d < length - 1 and rng.random() < 0.15
                 tok = rng.choices(vocab, weights)[0]
-                elements.append(Element(None if ignore else tok.strip() or tok, "" if ignore else tok,
-                                        1.0 if d == 0 else rng.uniform(0.75, 1.0), rng.uniform(0, 1)))
+                elements.append(
+                    Element(
+                        None if ignore else tok.strip() or tok,
+                        "" if ignore else tok,
+                        1.0 if d == 0 else rng.uniform(0.75, 1.0),
+                        rng.uniform(0, 1),
+                    )
+                )
             lines.append(Line(elements, round(rng.uniform(0.5, 1.0), 3)))
             graph = build_graph(lines)
         out.append((f"synthetic/{i}", graph))
@@ -99,8 +109,13 @@ def measure(module: types.ModuleType, graph: Graph, title: str, dot: str, repeat
     svg = module.clean_svg(raw, title)
     clean = time.perf_counter() - t
     data = svg.encode("utf-8")
-    return {"bytes": len(data), "gzip": len(gzip.compress(data, 9)), "drawn": drawing.drawn, "dot": seconds,
-            "clean": clean}
+    return {
+        "bytes": len(data),
+        "gzip": len(gzip.compress(data, 9)),
+        "drawn": drawing.drawn,
+        "dot": seconds,
+        "clean": clean,
+    }
 
 
 def batched(module: types.ModuleType, graphs: list[tuple[str, Graph]], repeat: int) -> float:
@@ -120,10 +135,12 @@ def summary(name: str, rows: list[dict], batch: float) -> str:
         return [r[key] for r in rows]
 
     b, g, n, d, c = col("bytes"), col("gzip"), col("drawn"), col("dot"), col("clean")
-    return (f"| {name} | {statistics.median(n):.0f} / {max(n):.0f} | {statistics.median(b) / 1e3:.1f} KB | "
-            f"{max(b) / 1e3:.1f} KB | {sum(b) / 1e3:.0f} KB | {sum(b) / sum(n):.0f} B | {sum(g) / 1e3:.0f} KB | "
-            f"{statistics.median(d) * 1e3:.0f} ms | {max(d) * 1e3:.0f} ms | {sum(c) * 1e3 / len(c):.1f} ms | "
-            f"{batch * 1e3 / len(rows):.1f} ms |")
+    return (
+        f"| {name} | {statistics.median(n):.0f} / {max(n):.0f} | {statistics.median(b) / 1e3:.1f} KB | "
+        f"{max(b) / 1e3:.1f} KB | {sum(b) / 1e3:.0f} KB | {sum(b) / sum(n):.0f} B | {sum(g) / 1e3:.0f} KB | "
+        f"{statistics.median(d) * 1e3:.0f} ms | {max(d) * 1e3:.0f} ms | {sum(c) * 1e3 / len(c):.1f} ms | "
+        f"{batch * 1e3 / len(rows):.1f} ms |"
+    )
 
 
 def main() -> None:
@@ -142,8 +159,10 @@ def main() -> None:
         sets.append(("synthetic ({n} tries)", synthetic_graphs(args.synthetic)))
     if not sets:
         parser.error("give --work-dir or --synthetic")
-    print("| graphs | drawn nodes (median / max) | SVG median | SVG max | SVG total | bytes per drawn node | "
-          "total gzip-9 | dot alone median | dot alone max | post-processing per graph | batched per graph |")
+    print(
+        "| graphs | drawn nodes (median / max) | SVG median | SVG max | SVG total | bytes per drawn node | "
+        "total gzip-9 | dot alone median | dot alone max | post-processing per graph | batched per graph |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label, graphs in sets:
         rows: dict[str, list[dict]] = {"before": [], "after": []}
@@ -156,8 +175,10 @@ def main() -> None:
             for name, module in (("before", before), ("after", after)):
                 batch[name].append(batched(module, graphs, 1))
         sizes = sorted(len(g.nodes) for _, g in graphs)
-        print(f"| **{label.format(n=len(graphs))}**, trie nodes median {statistics.median(sizes):.0f}, "
-              f"max {sizes[-1]} | | | | | | | | | | |")
+        print(
+            f"| **{label.format(n=len(graphs))}**, trie nodes median {statistics.median(sizes):.0f}, "
+            f"max {sizes[-1]} | | | | | | | | | | |"
+        )
         for name in ("before", "after"):
             print(summary(name, rows[name], min(batch[name])))
         ratio = sum(r["bytes"] for r in rows["after"]) / sum(r["bytes"] for r in rows["before"])

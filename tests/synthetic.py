@@ -10,9 +10,37 @@ from n2g_site.n2g.fit import Example, NeuronTask, Vocabulary
 from n2g_site.n2g.graph import normalise
 from n2g_site.n2g.requests import Request
 
-WORDS = ["<|endoftext|>", "<mask>", " in", " Paris", " London", " the", " city", " of", " lives", " He",
-         " She", " was", " born", " at", ".", " and", " visited", " to", " from", " near", " big", " a",
-         " on", " Monday", "\n", " went", " is", " beautiful", " France"]
+WORDS = [
+    "<|endoftext|>",
+    "<mask>",
+    " in",
+    " Paris",
+    " London",
+    " the",
+    " city",
+    " of",
+    " lives",
+    " He",
+    " She",
+    " was",
+    " born",
+    " at",
+    ".",
+    " and",
+    " visited",
+    " to",
+    " from",
+    " near",
+    " big",
+    " a",
+    " on",
+    " Monday",
+    "\n",
+    " went",
+    " is",
+    " beautiful",
+    " France",
+]
 VOCAB = Vocabulary(text=WORDS, keys=[normalise(w) for w in WORDS], bos_id=0, mask_id=1)
 ID = {w: i for i, w in enumerate(WORDS)}
 
@@ -48,7 +76,7 @@ def encode(text: str) -> list[int]:
     while rest:
         match = max((w for w in WORDS if rest.startswith(w)), key=len)
         out.append(ID[match])
-        rest = rest[len(match):]
+        rest = rest[len(match) :]
     return out
 
 

@@ -160,6 +160,14 @@ def test_an_old_toml_key_is_read_with_a_note(tmp_path):
 def test_a_toml_file_may_hold_options_a_command_does_not_read(tmp_path):
     config = tmp_path / "n2g.toml"
     config.write_text('[fit]\naugmenter = "mlm"\n[mine]\ntop_k = 3\n')
-    code, out = run("deploy", "--config", str(config), "--work-dir", str(tmp_path / "w"),
-                    "--site-dir", str(tmp_path / "site"), "--dry-run")
+    code, out = run(
+        "deploy",
+        "--config",
+        str(config),
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--site-dir",
+        str(tmp_path / "site"),
+        "--dry-run",
+    )
     assert code == 2 and "does not use" not in out and "has no built site" in " ".join(out.split())

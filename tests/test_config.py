@@ -116,7 +116,13 @@ def test_range_errors_come_from_the_declaration(section, name, value, message):
 
 
 def test_sections_hold_the_stage_options():
-    assert {f.name for f in dc_fields(EvaluateConfig)} == {"fire_threshold", "ngram", "ood_corpus", "ood_tokens", "ordinary_eval_tokens"}
+    assert {f.name for f in dc_fields(EvaluateConfig)} == {
+        "fire_threshold",
+        "ngram",
+        "ood_corpus",
+        "ood_tokens",
+        "ordinary_eval_tokens",
+    }
     assert "fire_threshold" not in {f.name for f in dc_fields(FitConfig)}
     assert "batch_tokens" in {f.name for f in dc_fields(MineConfig)}
 

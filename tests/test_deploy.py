@@ -41,7 +41,9 @@ def deploy(built: tuple[Path, Path], *args: str, cwd: Path, monkeypatch: pytest.
 def test_deploy_to_a_local_bare_repo_pushes_gh_pages(built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bare = tmp_path / "remote.git"
     git("init", "--bare", "--quiet", str(bare))
-    result = deploy(built, "--remote", str(bare), cwd=tmp_path, monkeypatch=monkeypatch)  # from a folder that is no git repo
+    result = deploy(
+        built, "--remote", str(bare), cwd=tmp_path, monkeypatch=monkeypatch
+    )  # from a folder that is no git repo
     assert result.exit_code == 0, result.output
     files = git("ls-tree", "-r", "--name-only", "gh-pages", cwd=bare).splitlines()
     assert "index.html" in files and "neurons/L0/N3/index.html" in files and ".nojekyll" in files
@@ -69,7 +71,9 @@ def test_remote_name_is_looked_up_in_the_current_repo(built, tmp_path: Path, mon
 
 
 def test_dry_run_pushes_nothing(built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    result = deploy(built, "--remote", "https://example.invalid/never.git", "--dry-run", cwd=tmp_path, monkeypatch=monkeypatch)
+    result = deploy(
+        built, "--remote", "https://example.invalid/never.git", "--dry-run", cwd=tmp_path, monkeypatch=monkeypatch
+    )
     assert result.exit_code == 0, result.output
     assert "dry run, nothing pushed" in result.output and "files on branch 'gh-pages'" in result.output
 
@@ -80,7 +84,9 @@ def test_errors_are_user_errors(built, tmp_path: Path, monkeypatch: pytest.Monke
     empty.mkdir()
     result = CliRunner().invoke(app, ["deploy", "--work-dir", str(work), "--site-dir", str(empty), "--dry-run"])
     assert result.exit_code == 2 and "has no built site" in result.output
-    result = deploy(built, "--remote", "origin", cwd=tmp_path, monkeypatch=monkeypatch)  # a name, outside any repository
+    result = deploy(
+        built, "--remote", "origin", cwd=tmp_path, monkeypatch=monkeypatch
+    )  # a name, outside any repository
     assert result.exit_code == 2 and "not in a git repository" in result.output
     result = deploy(built, "--branch", "bad..name", "--dry-run", cwd=tmp_path, monkeypatch=monkeypatch)
     assert result.exit_code == 2 and "not a valid branch name" in result.output
@@ -98,7 +104,8 @@ def test_a_site_over_the_pages_limit_gets_a_warning(built, tmp_path: Path, monke
     assert size == sum(p.stat().st_size for p in site.rglob("*") if p.is_file()) > 0
     assert deploy_module.size_warning(size) is None
     assert "the site is 1,500 MB; GitHub Pages publishes sites of at most 1,000 MB" in deploy_module.size_warning(
-        1_500_000_000)
+        1_500_000_000
+    )
     monkeypatch.setattr(deploy_module, "PAGES_LIMIT_BYTES", size - 1)
     result = deploy(built, "--dry-run", cwd=tmp_path, monkeypatch=monkeypatch)
     assert result.exit_code == 0, result.output
@@ -109,10 +116,18 @@ def test_site_size_by_part_and_projection(tmp_path) -> None:
     """publish.measure_site sums a site by part; the parts that grow with the neurons set the projection."""
     from n2g_site.publish import measure_site
 
-    files = {"neurons/L0/N0/index.html": 10_000, "neurons/L0/N1/index.html": 12_000, "neurons/L0/N1/graph.svg": 4_000,
-             "export/layer_00.jsonl.gz": 6_000, "export/index.json": 500, "token-search/tokens-00.js": 2_000,
-             "layers/L0/index.html": 1_000, "assets/n2g.css": 50_000, "playground/tokenizer.js": 100_000,
-             "index.html": 20_000}
+    files = {
+        "neurons/L0/N0/index.html": 10_000,
+        "neurons/L0/N1/index.html": 12_000,
+        "neurons/L0/N1/graph.svg": 4_000,
+        "export/layer_00.jsonl.gz": 6_000,
+        "export/index.json": 500,
+        "token-search/tokens-00.js": 2_000,
+        "layers/L0/index.html": 1_000,
+        "assets/n2g.css": 50_000,
+        "playground/tokenizer.js": 100_000,
+        "index.html": 20_000,
+    }
     for rel, size in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x" * size)

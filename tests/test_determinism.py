@@ -17,8 +17,24 @@ DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?( UTC)?)?")
 
 def build(root: Path, corpus: Path) -> tuple[Path, Path]:
     work, site = root / "work", root / "site"
-    result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(corpus), "--neurons", "0-3",
-                                      "--top-k", "4", "--work-dir", str(work), "--site-dir", str(site)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--model",
+            "random:tiny",
+            "--corpus",
+            str(corpus),
+            "--neurons",
+            "0-3",
+            "--top-k",
+            "4",
+            "--work-dir",
+            str(work),
+            "--site-dir",
+            str(site),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return work, site
 
@@ -27,10 +43,18 @@ def test_two_builds_are_byte_identical(tmp_path, text_corpus, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
     (work_a, site_a), (work_b, site_b) = build(tmp_path / "a", text_corpus), build(tmp_path / "b", text_corpus)
     compared = 0
-    for left, right, patterns in ((work_a, work_b, ("fit/**/*.json", "evaluate/**/*.json", "evaluate/*.csv",
-                                                    "mine/*.npz", "corpus.json", "relate/*.json")),
-                                  (site_a, site_b, ("neurons/**/*.html", "neurons/**/*.json", "layers/**/*.html",
-                                                    "export/*", "token-search/**/*"))):
+    for left, right, patterns in (
+        (
+            work_a,
+            work_b,
+            ("fit/**/*.json", "evaluate/**/*.json", "evaluate/*.csv", "mine/*.npz", "corpus.json", "relate/*.json"),
+        ),
+        (
+            site_a,
+            site_b,
+            ("neurons/**/*.html", "neurons/**/*.json", "layers/**/*.html", "export/*", "token-search/**/*"),
+        ),
+    ):
         for pattern in patterns:
             files = sorted(p.relative_to(left) for p in left.glob(pattern) if p.is_file())
             assert files == sorted(p.relative_to(right) for p in right.glob(pattern) if p.is_file()), pattern
@@ -39,7 +63,14 @@ def test_two_builds_are_byte_identical(tmp_path, text_corpus, monkeypatch):
                 compared += 1
     assert compared > 30
     # pages with the build date: identical once the date is masked
-    for page in ("index.html", "fidelity/index.html", "reading/index.html", "method/index.html", "model/index.html",
-                 "cite/index.html", "data/index.html"):
+    for page in (
+        "index.html",
+        "fidelity/index.html",
+        "reading/index.html",
+        "method/index.html",
+        "model/index.html",
+        "cite/index.html",
+        "data/index.html",
+    ):
         left, right = ((site / page).read_text(encoding="utf-8") for site in (site_a, site_b))
         assert DATE.sub("DATE", left) == DATE.sub("DATE", right), page

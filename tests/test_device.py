@@ -27,8 +27,15 @@ def test_local_hf_folder_goes_to_the_requested_device(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = models.embedded_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=1,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     LlamaForCausalLM(cfg).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     model = models.load_model(str(tmp_path), device="meta")
@@ -39,10 +46,16 @@ def test_local_hf_folder_goes_to_the_requested_device(tmp_path):
 def test_a_loader_that_ignores_the_device_is_stopped(monkeypatch):
     real = models._load_random
     # Today's bug, simulated: the weights stay on the CPU whatever was asked.
-    monkeypatch.setattr(models, "_load_random", lambda spec, placement, seed: real(
-        spec, dataclasses.replace(placement, device=torch.device("cpu")), seed))
-    with pytest.raises(UserError, match=r"asked for meta in fp32, but \d+ of \d+ weight tensors are elsewhere "
-                                        r"\(\d+ on device cpu\)"):
+    monkeypatch.setattr(
+        models,
+        "_load_random",
+        lambda spec, placement, seed: real(spec, dataclasses.replace(placement, device=torch.device("cpu")), seed),
+    )
+    with pytest.raises(
+        UserError,
+        match=r"asked for meta in fp32, but \d+ of \d+ weight tensors are elsewhere "
+        r"\(\d+ on device cpu\)",
+    ):
         models.load_model("random:tiny", device="meta")
 
 
@@ -76,8 +89,9 @@ def test_mlm_proposer_runs_on_the_model_device():
     from transformers import DistilBertConfig, DistilBertForMaskedLM
 
     config = DistilBertConfig(vocab_size=8, dim=8, n_layers=1, n_heads=2, hidden_dim=16, max_position_embeddings=16)
-    proposer = MlmProposer(tokenizer=None, mlm=DistilBertForMaskedLM(config), text=[], encode=list, first=0,
-                           device="meta")
+    proposer = MlmProposer(
+        tokenizer=None, mlm=DistilBertForMaskedLM(config), text=[], encode=list, first=0, device="meta"
+    )
     assert {p.device.type for p in proposer.mlm.parameters()} == {"meta"}
 
 
@@ -115,8 +129,18 @@ def test_fit_refuses_another_dtype_than_the_mined_one_and_records_its_own(tmp_pa
 
     from n2g_site.cli import app
 
-    run = ["--model", "random:tiny", "--corpus", "wiki", "--layers", "1", "--neurons", "0-1",
-           "--work-dir", str(tmp_path / "w")]
+    run = [
+        "--model",
+        "random:tiny",
+        "--corpus",
+        "wiki",
+        "--layers",
+        "1",
+        "--neurons",
+        "0-1",
+        "--work-dir",
+        str(tmp_path / "w"),
+    ]
     fit = ["fit", *run, "--train-examples", "2", "--augmenter", "none"]
     runner = CliRunner()
     mined = runner.invoke(app, ["mine", *run, "--top-k", "3", "--max-tokens", "2000", "--dtype", "bf16"])

@@ -32,12 +32,14 @@ def test_batched_engine_equals_one_request_at_a_time(tiny_model):
 
 def _families(model):
     """What the fit sends: pruned prompts, their occlusion rows and one-token variants (shared prefixes)."""
-    prompts = [tuple([model.bos_id] + model.encode(t)) for t in (
-        " In Paris the museums open at nine and close at six.", " She moved to London in 1999.", " A")]
+    prompts = [
+        tuple([model.bos_id] + model.encode(t))
+        for t in (" In Paris the museums open at nine and close at six.", " She moved to London in 1999.", " A")
+    ]
     rows = list(prompts)
     for p in prompts:
         rows += saliency.masked_rows(p, len(p) - 1, model.mask_id, 1)
-        rows += [p[:k] + (model.encode(" the")[0],) + p[k + 1:] for k in range(1, len(p))]
+        rows += [p[:k] + (model.encode(" the")[0],) + p[k + 1 :] for k in range(1, len(p))]
     return rows
 
 
@@ -52,7 +54,7 @@ def test_segments_are_tries_that_rebuild_every_row():
             assert [seg.positions[i] for i in path] == list(range(len(row)))
             assert [seg.parents[i] for i in path] == [-1] + path[:-1]
         allowed = seg.ancestors()
-        for row, path in seg.paths.items():  # the last node sees exactly its path
+        for path in seg.paths.values():  # the last node sees exactly its path
             assert set(np.flatnonzero(allowed[path[-1]])) == set(path)
     one = segments(rows, limit=1000)
     assert len(one) == 1
@@ -93,21 +95,34 @@ def test_a_model_without_custom_masks_runs_the_plain_way(tiny_model, monkeypatch
 
 def test_fit_with_shared_prefixes_gives_the_same_graphs(tiny_model):
     text = tiny_model.token_strings()
-    vocab = Vocabulary(text, [normalise(t) for t in text], tiny_model.bos_id, tiny_model.mask_id,
-                       frozenset(tiny_model.tokenizer.all_special_ids))
+    vocab = Vocabulary(
+        text,
+        [normalise(t) for t in text],
+        tiny_model.bos_id,
+        tiny_model.mask_id,
+        frozenset(tiny_model.tokenizer.all_special_ids),
+    )
     tasks = []
     for neuron in (3, 17, 40):
         examples = []
-        for rank, t in enumerate((" In Paris the museums open at nine and close at six in the evening.",
-                                  " She moved to London in 1999 and worked as a teacher.")):
+        for rank, t in enumerate(
+            (
+                " In Paris the museums open at nine and close at six in the evening.",
+                " She moved to London in 1999 and worked as a teacher.",
+            )
+        ):
             tokens = np.array([tiny_model.bos_id] + tiny_model.encode(t))
-            acts = tiny_model.mlp_activations(torch.from_numpy(tokens)[None], [1])[1][0, :, neuron].numpy().astype(float)
+            acts = (
+                tiny_model.mlp_activations(torch.from_numpy(tokens)[None], [1])[1][0, :, neuron].numpy().astype(float)
+            )
             examples.append(Example(tokens, acts, int(np.argmax(acts[1:])) + 1, rank))
         tasks.append(NeuronTask(1, neuron, examples, max(float(e.acts[1:].max()) for e in examples)))
 
     def propose(prompts, positions):  # two fixed replacements per position: variants share prefixes
-        return [[[(tiny_model.encode(" the")[0], 0.5), (tiny_model.encode(" city")[0], 0.4)] for _ in where]
-                for where in positions]
+        return [
+            [[(tiny_model.encode(" the")[0], 0.5), (tiny_model.encode(" city")[0], 0.4)] for _ in where]
+            for where in positions
+        ]
 
     propose.name = "fixed"
     cfg = replace(FitConfig(), augment_importance_threshold=-1.0)
@@ -116,7 +131,9 @@ def test_fit_with_shared_prefixes_gives_the_same_graphs(tiny_model):
     tree = fit_neurons(tasks, tree_engine, cfg, vocab, propose)
     assert tree_engine.counters.computed < tree_engine.counters.tokens
     for a, b in zip(plain, tree):
-        assert [(n.key, n.parent, n.depth) for n in a.graph.nodes] == [(n.key, n.parent, n.depth) for n in b.graph.nodes]
+        assert [(n.key, n.parent, n.depth) for n in a.graph.nodes] == [
+            (n.key, n.parent, n.depth) for n in b.graph.nodes
+        ]
         assert a.examples == b.examples
         assert a.cost == b.cost
     assert sum(len(f.graph.nodes) for f in tree) > 0 and sum(f.cost["augment_saliency"]["requests"] for f in tree) > 0
@@ -139,7 +156,7 @@ def _batch_of(segs):
 def test_tree_mask_equals_segment_ancestors(seed):
     rng = np.random.default_rng(seed)
     base = [tuple(rng.integers(0, 6, size=rng.integers(1, 12)).tolist()) for _ in range(40)]
-    rows = sorted(set(base + [r[:k] + (9,) + r[k + 1:] for r in base for k in range(len(r))]))
+    rows = sorted(set(base + [r[:k] + (9,) + r[k + 1 :] for r in base for k in range(len(r))]))
     segs = segments(rows, limit=int(rng.integers(8, 64)))
     positions, parents, width = _batch_of(segs)
     mask = tree_mask(positions, parents, torch.float32)
@@ -160,7 +177,9 @@ def test_only_the_requested_activations_come_back(tiny_model, monkeypatch):
     requests = [Request(1, neuron, r) for i, r in enumerate(rows) for neuron in ((3,) if i % 2 else (3, 40))]
     gathered = []
     real = engine_module.gather_values
-    monkeypatch.setattr(engine_module, "gather_values", lambda acts, index: gathered.append(index.numel()) or real(acts, index))
+    monkeypatch.setattr(
+        engine_module, "gather_values", lambda acts, index: gathered.append(index.numel()) or real(acts, index)
+    )
     engine = BatchedEngine(tiny_model, batch_tokens=128)
     answers = engine(requests)
     pairs = {(r.tokens, r.neuron) for r in requests}
@@ -175,8 +194,12 @@ def test_only_the_requested_activations_come_back(tiny_model, monkeypatch):
 def test_an_out_of_memory_split_is_remembered(tiny_model, monkeypatch):
     from n2g_site.models import LoadedModel
 
-    model = LoadedModel(**{f: getattr(tiny_model, f) for f in ("spec", "name", "bridge", "tokenizer", "hook_template",
-                                                                "bos_id", "mask_id", "architecture")})
+    model = LoadedModel(
+        **{
+            f: getattr(tiny_model, f)
+            for f in ("spec", "name", "bridge", "tokenizer", "hook_template", "bos_id", "mask_id", "architecture")
+        }
+    )
     seen = []
     real = LoadedModel._forward_hooks
 
@@ -207,7 +230,9 @@ def test_a_failed_prefix_check_is_reported_and_out_of_memory_is_raised(tiny_mode
         raise TypeError("this model takes no attention_mask")
 
     monkeypatch.setattr(engine, "_tree_activations", refuse)
-    with pytest.warns(RuntimeWarning, match="prefix-sharing check failed .TypeError: this model takes no attention_mask"):
+    with pytest.warns(
+        RuntimeWarning, match="prefix-sharing check failed .TypeError: this model takes no attention_mask"
+    ):
         assert engine._tree_works() is False
     engine = BatchedEngine(tiny_model)
 

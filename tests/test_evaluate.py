@@ -33,8 +33,13 @@ def test_no_firing_anywhere_gives_defined_values_not_division_by_zero():
 
 
 def test_nan_truth_and_the_doc_start_token_are_not_scored():
-    s = score_predictor(lambda t: np.where(t == 0, 1.0, 0.0), [(np.array([0, 5, 6]), np.array([9.0, 1.0, 0.0]))],
-                        a_max=1.0, threshold=0.5, bos=0)
+    s = score_predictor(
+        lambda t: np.where(t == 0, 1.0, 0.0),
+        [(np.array([0, 5, 6]), np.array([9.0, 1.0, 0.0]))],
+        a_max=1.0,
+        threshold=0.5,
+        bos=0,
+    )
     assert (s.tokens, s.true_firing, s.predicted_firing) == (2, 1, 0)
 
 

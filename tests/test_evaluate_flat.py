@@ -63,15 +63,31 @@ def make_workdir(root: Path, seed: int = 0) -> WorkDir:
     tokens = rng.integers(0, len(VOCAB) + 1, (4, 30)).astype(np.int32)  # id len(VOCAB): outside the vocabulary
     tokens[1, 20:] = -1
     tokens[:2, 0] = BOS
-    ordinary = OrdinaryText(tokens, (rng.uniform(-0.1, 1.0, (NEURONS, 4, 30)) * a_max[:, None, None]).astype(np.float16),
-                            np.arange(4, dtype=np.int32))
+    ordinary = OrdinaryText(
+        tokens,
+        (rng.uniform(-0.1, 1.0, (NEURONS, 4, 30)) * a_max[:, None, None]).astype(np.float16),
+        np.arange(4, dtype=np.int32),
+    )
     hist = rng.integers(0, 50, (NEURONS, len(HIST_EDGES) + 1))
-    stats = LayerStats(max=a_max.astype(np.float32), min=np.zeros(NEURONS, np.float32),
-                       mean=np.zeros(NEURONS, np.float32), hist=hist, tokens=1000)
+    stats = LayerStats(
+        max=a_max.astype(np.float32),
+        min=np.zeros(NEURONS, np.float32),
+        mean=np.zeros(NEURONS, np.float32),
+        hist=hist,
+        tokens=1000,
+    )
     MinedLayer(0, np.arange(NEURONS), _examples(rng, a_max), _examples(rng, a_max), stats, ordinary).save(work.mined(0))
     for n in range(NEURONS):
-        write_json(work.fitted(0, n), {"layer": 0, "neuron": n, "status": "dead" if n == 3 else "fitted",
-                                        "max_activation": float(a_max[n]), "graph": _graph(rng)})
+        write_json(
+            work.fitted(0, n),
+            {
+                "layer": 0,
+                "neuron": n,
+                "status": "dead" if n == 3 else "fitted",
+                "max_activation": float(a_max[n]),
+                "graph": _graph(rng),
+            },
+        )
     return work
 
 
@@ -87,24 +103,38 @@ def _reference_misses(predict, datasets, a_max, threshold, bos, limit=ev.MAX_MIS
             pred = np.asarray(predict(tokens), dtype=np.float64)
             scored = ~np.isnan(truth)
             fires, said = scored & (truth >= threshold), scored & (pred >= threshold)
-            for kind, wrong, gap in (("false_positive", said & ~fires, pred - truth),
-                                     ("false_negative", fires & ~said, truth - pred)):
+            for kind, wrong, gap in (
+                ("false_positive", said & ~fires, pred - truth),
+                ("false_negative", fires & ~said, truth - pred),
+            ):
                 if not wrong.any():
                     continue
                 at = int(np.flatnonzero(wrong)[np.argmax(gap[wrong])])
                 lo, hi = max(0, at - ev.MISS_BEFORE), min(len(tokens), at + ev.MISS_AFTER + 1)
-                found[kind].append((-float(gap[at]), order, {
-                    "dataset": name, "sequence": index, "position": at, "start": lo,
-                    "tokens": [int(t) for t in tokens[lo:hi]],
-                    "truth": [None if np.isnan(v) else round(float(v), 3) for v in truth[lo:hi]],
-                    "predicted": [round(float(v), 3) for v in pred[lo:hi]]}))
+                found[kind].append(
+                    (
+                        -float(gap[at]),
+                        order,
+                        {
+                            "dataset": name,
+                            "sequence": index,
+                            "position": at,
+                            "start": lo,
+                            "tokens": [int(t) for t in tokens[lo:hi]],
+                            "truth": [None if np.isnan(v) else round(float(v), 3) for v in truth[lo:hi]],
+                            "predicted": [round(float(v), 3) for v in pred[lo:hi]],
+                        },
+                    )
+                )
                 order += 1
     out = {}
     for kind, items in found.items():
         chosen, seen = [], set()
         for _, _, snippet in sorted(items, key=lambda x: x[:2]):
             at = snippet["position"] - snippet["start"]
-            context = tuple(snippet["tokens"][at - 4 : at + 1]) if at >= 4 else (snippet["dataset"], snippet["sequence"])
+            context = (
+                tuple(snippet["tokens"][at - 4 : at + 1]) if at >= 4 else (snippet["dataset"], snippet["sequence"])
+            )
             if context in seen:
                 continue
             seen.add(context)
@@ -117,19 +147,31 @@ def _reference_misses(predict, datasets, a_max, threshold, bos, limit=ev.MAX_MIS
 
 def _reference(work: WorkDir, neuron: int, n: int, threshold: float = 0.5, train_examples: int = 10) -> dict:
     fit = read_json(work.fitted(0, neuron))
-    out = {"schema": ev.SCHEMA, "layer": 0, "neuron": neuron, "status": fit["status"], "fire_threshold": threshold,
-           "ngram": n, "datasets": {}, "mined": None}  # this synthetic work dir's run.json has no digests
+    out = {
+        "schema": ev.SCHEMA,
+        "layer": 0,
+        "neuron": neuron,
+        "status": fit["status"],
+        "fire_threshold": threshold,
+        "ngram": n,
+        "datasets": {},
+        "mined": None,
+    }  # this synthetic work dir's run.json has no digests
     if fit["status"] != "fitted":
         return out
     mined = MinedLayer.load(work.mined(0))
     a_max = fit["max_activation"]
     train = [(w.tokens, w.acts / a_max) for w in mined.train.windows(neuron)[:train_examples]]
-    predictors = {"n2g": Predictor(Graph.from_json(fit["graph"]), KeyIndex(VOCAB)),
-                  "token_lookup": TokenLookup(train, len(VOCAB), BOS, "mean"),
-                  "token_max": TokenLookup(train, len(VOCAB), BOS, "max"),
-                  "ngram": NGram(train, n, threshold, BOS)}
-    datasets = {"heldout": [(w.tokens, w.acts) for w in mined.heldout.windows(neuron)],
-                "ordinary": mined.ordinary.rows(neuron)}
+    predictors = {
+        "n2g": Predictor(Graph.from_json(fit["graph"]), KeyIndex(VOCAB)),
+        "token_lookup": TokenLookup(train, len(VOCAB), BOS, "mean"),
+        "token_max": TokenLookup(train, len(VOCAB), BOS, "max"),
+        "ngram": NGram(train, n, threshold, BOS),
+    }
+    datasets = {
+        "heldout": [(w.tokens, w.acts) for w in mined.heldout.windows(neuron)],
+        "ordinary": mined.ordinary.rows(neuron),
+    }
     for name, texts in datasets.items():
         out["datasets"][name] = {}
         for method, predict in predictors.items():
@@ -150,8 +192,13 @@ def test_each_neuron_file_equals_the_per_sequence_reference(tmp_path, seed, ngra
     for n in range(NEURONS):
         got = json.loads(work.evaluated(0, n).read_text())
         assert got == json.loads(json.dumps(_reference(work, n, ngram))), n
-    assert sum(len(json.loads(work.evaluated(0, n).read_text()).get("misses", {}).get("false_positive", []))
-               for n in range(NEURONS)) > 0  # the comparison covered some misses
+    assert (
+        sum(
+            len(json.loads(work.evaluated(0, n).read_text()).get("misses", {}).get("false_positive", []))
+            for n in range(NEURONS)
+        )
+        > 0
+    )  # the comparison covered some misses
 
 
 def test_the_work_dir_has_matches_across_sequence_boundaries():
@@ -179,7 +226,9 @@ def test_files_are_byte_identical_with_one_and_two_workers(tmp_path, monkeypatch
         root = tmp_path / f"jobs{jobs}"
         work = make_workdir(root)
         ev.evaluate(Config(work_dir=root, layers="0", neurons=f"0-{NEURONS - 1}"), work, jobs=jobs)
-        files.append({p.relative_to(root): p.read_bytes() for p in sorted((root / "evaluate").rglob("*")) if p.is_file()})
+        files.append(
+            {p.relative_to(root): p.read_bytes() for p in sorted((root / "evaluate").rglob("*")) if p.is_file()}
+        )
     assert len(files[0]) == NEURONS + 2 and files[0] == files[1]  # every neuron, the layer CSV, the summary
 
 
@@ -195,7 +244,11 @@ def test_misses_break_ties_by_the_earliest_position_then_dataset_then_sequence()
     got = ev.find_misses(predict, datasets, a_max=1.0, threshold=0.5, bos=None, limit=5)
     assert got == _reference_misses(predict, datasets, 1.0, 0.5, None, limit=5)
     assert [(m["dataset"], m["sequence"], m["position"]) for m in got["false_positive"]] == [
-        ("heldout", 0, 1), ("heldout", 1, 1), ("ordinary", 0, 1), ("ordinary", 1, 1)]
+        ("heldout", 0, 1),
+        ("heldout", 1, 1),
+        ("ordinary", 0, 1),
+        ("ordinary", 1, 1),
+    ]
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -19,12 +19,19 @@ def layer(n2g, lookup, ngram):
 
 def test_charts_table_and_the_papers_trend_stated_from_the_numbers(tmp_path: Path):
     work = WorkDir(tmp_path)
-    write_json(work.evaluation_summary, {"fire_threshold": 0.5, "ngram": 5, "layers": {
-        "0": layer((0.6, 0.8, 0.7), (0.4, 0.9, 0.5), (0.9, 0.1, 0.2)),
-        "1": layer((0.5, 0.7, 0.6), (0.3, 0.8, 0.4), (0.95, 0.2, 0.3)),
-    }})
+    write_json(
+        work.evaluation_summary,
+        {
+            "fire_threshold": 0.5,
+            "ngram": 5,
+            "layers": {
+                "0": layer((0.6, 0.8, 0.7), (0.4, 0.9, 0.5), (0.9, 0.1, 0.2)),
+                "1": layer((0.5, 0.7, 0.6), (0.3, 0.8, 0.4), (0.95, 0.2, 0.3)),
+            },
+        },
+    )
     page = fidelity_page(make_env(Config()), work)
-    assert page.evaluated and [l.layer for l in page.layers] == [0, 1]
+    assert page.evaluated and [row.layer for row in page.layers] == [0, 1]
     held = page.datasets[0]
     assert len(held.charts) == 3 and all(str(c).startswith("<svg") for c in held.charts)
     assert "layer 1 0.60" in str(held.charts[2])  # the F1 chart's description carries the numbers

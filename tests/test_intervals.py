@@ -55,8 +55,10 @@ def test_bad_level_is_refused():
 def test_evaluate_summary_carries_the_intervals_of_its_means():
     from n2g_site.evaluate import _method_summary
 
-    rows = [{"precision": 1.0, "recall": 0.0, "f1": 0.0, "correlation": None, "variance_explained": -1.0},
-            {"precision": None, "recall": 1.0, "f1": 1.0, "correlation": 0.5, "variance_explained": 0.5}]
+    rows = [
+        {"precision": 1.0, "recall": 0.0, "f1": 0.0, "correlation": None, "variance_explained": -1.0},
+        {"precision": None, "recall": 1.0, "f1": 1.0, "correlation": 0.5, "variance_explained": 0.5},
+    ]
     out = _method_summary(rows)
     assert out["f1"] == 0.5 and out["f1_interval"] == [0.0, 1.0] and out["f1_neurons"] == 2
     assert out["precision_interval"] == [1.0, 1.0] and out["precision_neurons"] == 1

@@ -1,7 +1,5 @@
 """Mining against an oracle: a direct forward pass over each mined row."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -15,12 +13,19 @@ from n2g_site.store import MinedLayer, WorkDir, read_json
 @pytest.fixture(scope="module")
 def mined(tiny_model, tmp_path_factory, request):
     corpus = tmp_path_factory.mktemp("c")
-    texts = [f"Document {i} talks about {w} and more {w} in the city of Paris." * (1 + i % 3)
-             for i, w in enumerate(["cats", "rivers", "kings", "music", "maths", "ships", "trees", "coins"] * 3)]
+    texts = [
+        f"Document {i} talks about {w} and more {w} in the city of Paris." * (1 + i % 3)
+        for i, w in enumerate(["cats", "rivers", "kings", "music", "maths", "ships", "trees", "coins"] * 3)
+    ]
     for i, text in enumerate(texts):
         (corpus / f"d{i:02d}.txt").write_text(text)
-    cfg = Config(model="random:tiny", corpus=str(corpus), layers="0-1", neurons="0-5",
-                 mine=MineConfig(top_k=4, seq_len=24, max_tokens=0, held_out=0.3, batch_tokens=100)).validate()
+    cfg = Config(
+        model="random:tiny",
+        corpus=str(corpus),
+        layers="0-1",
+        neurons="0-5",
+        mine=MineConfig(top_k=4, seq_len=24, max_tokens=0, held_out=0.3, batch_tokens=100),
+    ).validate()
     work = WorkDir(tmp_path_factory.mktemp("w"))
     mine(cfg, lambda: tiny_model, work)
     return cfg, work
@@ -28,8 +33,17 @@ def mined(tiny_model, tmp_path_factory, request):
 
 def rows_of(cfg, model):
     index = []
-    rows = list(sequences(load_documents(cfg.corpus), model.encode, bos_id=model.bos_id, seq_len=cfg.mine.seq_len,
-                          held_out=cfg.mine.held_out, seed=cfg.seed, index=index))
+    rows = list(
+        sequences(
+            load_documents(cfg.corpus),
+            model.encode,
+            bos_id=model.bos_id,
+            seq_len=cfg.mine.seq_len,
+            held_out=cfg.mine.held_out,
+            seed=cfg.seed,
+            index=index,
+        )
+    )
     return rows, index
 
 
@@ -41,10 +55,14 @@ def test_top_k_matches_a_direct_forward_over_every_row(mined, tiny_model):
         ml = MinedLayer.load(work.mined(layer))
         for split, examples in (("train", ml.train), ("heldout", ml.heldout)):
             mine_rows = [r for r in rows if r.split == split]
-            maxima = np.stack([  # the doc-start token is never a peak
-                tiny_model.mlp_activations(torch.tensor([r.tokens]), [layer])[layer][0, 1:].max(dim=0).values.numpy()
-                for r in mine_rows
-            ])  # [rows, d_mlp]
+            maxima = np.stack(
+                [  # the doc-start token is never a peak
+                    tiny_model.mlp_activations(torch.tensor([r.tokens]), [layer])[layer][0, 1:]
+                    .max(dim=0)
+                    .values.numpy()
+                    for r in mine_rows
+                ]
+            )  # [rows, d_mlp]
             for row, neuron in enumerate(ml.neurons):
                 expected = np.sort(maxima[:, neuron])[::-1][: cfg.mine.top_k]
                 np.testing.assert_allclose(examples.value[row], expected, rtol=1e-5)
@@ -61,7 +79,8 @@ def test_windows_hold_the_real_tokens_of_their_document(mined, tiny_model):
         # A row's doc-start token overlaps the previous row's last position, so try each row of the doc.
         assert any(
             tuple(w.tokens) == r.tokens[w.start - r.offset : w.start - r.offset + len(w.tokens)]
-            for r in rows if r.doc == w.doc and r.offset <= w.start
+            for r in rows
+            if r.doc == w.doc and r.offset <= w.start
         )
 
 
@@ -104,8 +123,9 @@ def test_top_k_larger_than_the_rows_leaves_empty_slots():
 
     top = TopK(n=2, k=5, before=2, after=1)
     tokens = torch.tensor([[9, 1, 2, 3], [9, 4, 5, 0]])
-    acts = torch.tensor([[[0.0, 0.0], [1.0, 5.0], [3.0, 0.0], [2.0, 1.0]],
-                         [[0.0, 0.0], [4.0, 2.0], [0.5, 6.0], [9.0, 9.0]]])  # row 1 position 3 is padding
+    acts = torch.tensor(
+        [[[0.0, 0.0], [1.0, 5.0], [3.0, 0.0], [2.0, 1.0]], [[0.0, 0.0], [4.0, 2.0], [0.5, 6.0], [9.0, 9.0]]]
+    )  # row 1 position 3 is padding
     lengths = torch.tensor([4, 3])
     valid = (torch.arange(4)[None, :] < lengths[:, None]) & (tokens != 9)
     top.update(acts, tokens, lengths, valid, torch.tensor([0, 1]), torch.tensor([-1, -1]))

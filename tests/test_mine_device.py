@@ -39,21 +39,30 @@ def stream(seed: int, batches: int = 7) -> list[tuple[list[TokenRow], np.ndarray
 
 
 def accumulators(device: str) -> dict:
-    return {"stats": StatsAccumulator(D_MLP, device),
-            **{split: TopK(len(NEURONS), K, BEFORE, AFTER, device) for split in ("train", "heldout")},
-            "ordinary": OrdinarySampler(10)}
+    return {
+        "stats": StatsAccumulator(D_MLP, device),
+        **{split: TopK(len(NEURONS), K, BEFORE, AFTER, device) for split in ("train", "heldout")},
+        "ordinary": OrdinarySampler(10),
+    }
 
 
 def feed(parts: dict, batches, device: str) -> None:
     picks = {0: torch.tensor(NEURONS, device=device)}
     for rows, acts in batches:
         batch = BatchRows.build(rows, BOS, torch.device(device))
-        _accumulate({0: torch.from_numpy(acts.copy()).to(device)}, batch, [0], picks, {0: parts["stats"]},
-                    {(0, split): parts[split] for split in ("train", "heldout")}, {0: parts["ordinary"]})
+        _accumulate(
+            {0: torch.from_numpy(acts.copy()).to(device)},
+            batch,
+            [0],
+            picks,
+            {0: parts["stats"]},
+            {(0, split): parts[split] for split in ("train", "heldout")},
+            {0: parts["ordinary"]},
+        )
 
 
 def reference_stats(batches):
-    values = np.concatenate([acts[i, 1: len(r.tokens)] for rows, acts in batches for i, r in enumerate(rows)])
+    values = np.concatenate([acts[i, 1 : len(r.tokens)] for rows, acts in batches for i, r in enumerate(rows)])
     bins = np.searchsorted(HIST_EDGES.astype(np.float32), values, side="right")  # [tokens, d_mlp]
     hist = np.stack([np.bincount(bins[:, j], minlength=len(HIST_EDGES) + 1) for j in range(D_MLP)])
     return values, hist
@@ -70,8 +79,9 @@ def test_statistics_equal_a_numpy_reference(device):
     np.testing.assert_array_equal(stats.max, values.max(axis=0))
     np.testing.assert_array_equal(stats.min, values.min(axis=0))
     np.testing.assert_array_equal(stats.hist, hist)
-    np.testing.assert_allclose(stats.mean, (values.astype(np.float64).sum(axis=0) / len(values)).astype(np.float32),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        stats.mean, (values.astype(np.float64).sum(axis=0) / len(values)).astype(np.float32), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -87,7 +97,7 @@ def test_top_k_equals_a_numpy_reference(device):
                 if r.split != split or len(r.tokens) == 1:
                     continue
                 for row, neuron in enumerate(NEURONS):
-                    text = acts[i, 1: len(r.tokens), neuron]
+                    text = acts[i, 1 : len(r.tokens), neuron]
                     peak = 1 + int(np.argmax(text))  # the first of tied maxima
                     pos = np.arange(peak - BEFORE, peak + AFTER + 1)
                     inside = (pos >= 0) & (pos < len(r.tokens))
@@ -131,4 +141,3 @@ def test_a_checkpoint_round_trip_resumes_exactly(device):
         assert a.keys() == b.keys()
         for name in a:
             np.testing.assert_array_equal(a[name], b[name], err_msg=f"{part}/{name}")
-

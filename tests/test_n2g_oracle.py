@@ -86,8 +86,9 @@ def test_trigger_with_a_skipped_position_in_between():
     assert [k for k, _ in fitted.graph.patterns()] == [["paris", None, "in"]]
     ignore = [n for n in fitted.graph.nodes if n.key is None]
     assert len(ignore) == 1 and ignore[0].depth == 1
-    assert_predicts(fitted, task, paris_after_two,
-                    " She went in a Paris and in Paris near in the Paris at big Paris in London.")
+    assert_predicts(
+        fitted, task, paris_after_two, " She went in a Paris and in Paris near in the Paris at big Paris in London."
+    )
 
 
 def test_a_neuron_that_never_fires_has_no_graph():

@@ -19,18 +19,40 @@ def test_odd_documents_build_and_render_as_text(tmp_path):
         "control.txt": "bell\x07 and escape\x1b[31m red \x00 nul, tab\tand\r\nnewlines\n\n",
         "rtl.txt": "שלום עולם, مرحبا بالعالم. " * 20,
         "emoji.txt": "😀 party 🎉 time, 👩‍👩‍👧 family; flags 🇫🇷 🇬🇧. " * 20,
-        "markup.txt": '<script>alert(1)</script> & "quotes" \'single\' <b>bold</b> &amp; ' * 20,
+        "markup.txt": "<script>alert(1)</script> & \"quotes\" 'single' <b>bold</b> &amp; " * 20,
         "long.txt": "A very long document about rivers and seas that goes on and on. " * 120,  # > n_ctx 256
     }
     for name, text in docs.items():
         (corpus / name).write_text(text, encoding="utf-8")
     (corpus / "lines.jsonl").write_text(
-        "\n".join(json.dumps({"id": f"j{i}", "title": f"<i>title {i}</i>", "text": f"Line {i}: Paris in spring."})
-                  for i in range(12)) + "\n", encoding="utf-8")
+        "\n".join(
+            json.dumps({"id": f"j{i}", "title": f"<i>title {i}</i>", "text": f"Line {i}: Paris in spring."})
+            for i in range(12)
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     work, site = tmp_path / "work", tmp_path / "site"
-    result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(corpus), "--neurons", "0-3",
-                                      "--top-k", "3", "--seq-len", "64", "--work-dir", str(work),
-                                      "--site-dir", str(site)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--model",
+            "random:tiny",
+            "--corpus",
+            str(corpus),
+            "--neurons",
+            "0-3",
+            "--top-k",
+            "3",
+            "--seq-len",
+            "64",
+            "--work-dir",
+            str(work),
+            "--site-dir",
+            str(site),
+        ],
+    )
     assert result.exit_code == 0, result.output
     index = read_json(work / "corpus.json")
     assert "whitespace.txt" not in {d["id"] for d in index} and "one-token.txt" in {d["id"] for d in index}

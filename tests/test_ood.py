@@ -26,10 +26,16 @@ def fitted(tmp_path_factory, tiny_model):
     for i, w in enumerate(words * 3):
         (corpus / f"d{i:02d}.txt").write_text(f"Some text about {w} and more {w} number {i}. " * 4)
     root = tmp_path_factory.mktemp("w")
-    cfg = Config(model="random:tiny", corpus=str(corpus), work_dir=root, layers="0-1", neurons="0-3",
-                 mine=MineConfig(top_k=4, seq_len=24, max_tokens=0, held_out=0.3, batch_tokens=100),
-                 fit=FitConfig(augmenter="none", train_examples=2),
-                 evaluate=EvaluateConfig(ood_corpus=STDLIB_DOCSTRINGS, ood_tokens=OOD_TOKENS)).validate()
+    cfg = Config(
+        model="random:tiny",
+        corpus=str(corpus),
+        work_dir=root,
+        layers="0-1",
+        neurons="0-3",
+        mine=MineConfig(top_k=4, seq_len=24, max_tokens=0, held_out=0.3, batch_tokens=100),
+        fit=FitConfig(augmenter="none", train_examples=2),
+        evaluate=EvaluateConfig(ood_corpus=STDLIB_DOCSTRINGS, ood_tokens=OOD_TOKENS),
+    ).validate()
     work = WorkDir(root)
     mine(cfg, lambda: tiny_model, work)
     fit(cfg, lambda: tiny_model, work)

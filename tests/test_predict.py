@@ -14,10 +14,12 @@ def line(keys, end):
 
 
 def test_exact_then_wildcard_then_longest_wins():
-    graph = build_graph([
-        line([" b"], 0.6),                  # ' b' anywhere -> 0.6 (key is ' b' as we bypass normalise here)
-        line([" b", None, " c"], 0.9),      # ' b' with ' c' two back -> 0.9 (longer wins)
-    ])
+    graph = build_graph(
+        [
+            line([" b"], 0.6),  # ' b' anywhere -> 0.6 (key is ' b' as we bypass normalise here)
+            line([" b", None, " c"], 0.9),  # ' b' with ' c' two back -> 0.9 (longer wins)
+        ]
+    )
     # keys in the KeyIndex are normalised ('b', 'c', ...); the hand-built graph uses the same normalised keys:
     graph = build_graph([line(["b"], 0.6), line(["b", None, "c"], 0.9)])
     predict = Predictor(graph, KEYS)
@@ -41,7 +43,9 @@ def test_graph_json_round_trip_and_validation():
     graph = build_graph([line(["a", None, "c"], 0.9), line(["a"], 0.5)])
     again = Graph.from_json(graph.to_json())
     assert again == graph
-    assert again.patterns() == [(["a", None, "c"], 0.9), (["a"], 0.5)] or sorted(map(str, again.patterns())) == sorted(map(str, graph.patterns()))
+    assert again.patterns() == [(["a", None, "c"], 0.9), (["a"], 0.5)] or sorted(map(str, again.patterns())) == sorted(
+        map(str, graph.patterns())
+    )
 
 
 # ------------------------------------------------------------------ TriePredictor == Predictor, exactly
@@ -94,12 +98,18 @@ def test_trie_predictor_equals_the_reference_on_random_graphs_and_sequences(grap
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.lists(st.sampled_from(GRAPH_KEYS), min_size=1, max_size=8),
-                          st.sampled_from([0.5, 0.6, 0.9, 1.0])), max_size=12), sequence_lists)
+@given(
+    st.lists(
+        st.tuples(st.lists(st.sampled_from(GRAPH_KEYS), min_size=1, max_size=8), st.sampled_from([0.5, 0.6, 0.9, 1.0])),
+        max_size=12,
+    ),
+    sequence_lists,
+)
 def test_trie_predictor_equals_the_reference_on_built_graphs(lines, seqs):
     """Graphs as build_graph makes them (activating tokens never ignore), with repeated tokens in the text."""
-    graph = build_graph([line(["a" if d == 0 and k is None else k for d, k in enumerate(keys)], end)
-                         for keys, end in lines])
+    graph = build_graph(
+        [line(["a" if d == 0 and k is None else k for d, k in enumerate(keys)], end) for keys, end in lines]
+    )
     got = TriePredictor(graph, VOCAB_KEYS).on(Sequences.concat(seqs))
     assert got.tobytes() == _reference(graph, seqs).tobytes()
 

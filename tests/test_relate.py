@@ -22,9 +22,20 @@ from n2g_site.store import read_json, write_json
 
 
 def _graph(rows: list[tuple[int, int, str, float]]) -> Graph:
-    nodes = [{"id": i, "parent": p, "depth": d, "key": normalise(t) if t else None, "token": t,
-              "importance": 1.0 if d == 0 else v, "activation": v if d == 0 else 0.1, "end": v, "count": 1}
-             for i, (p, d, t, v) in enumerate(rows)]
+    nodes = [
+        {
+            "id": i,
+            "parent": p,
+            "depth": d,
+            "key": normalise(t) if t else None,
+            "token": t,
+            "importance": 1.0 if d == 0 else v,
+            "activation": v if d == 0 else 0.1,
+            "end": v,
+            "count": 1,
+        }
+        for i, (p, d, t, v) in enumerate(rows)
+    ]
     return Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
 
 
@@ -46,8 +57,10 @@ def test_the_known_nearest_neighbour_wins() -> None:
 
 def test_blocked_topk_matches_a_dense_cosine() -> None:
     rng = np.random.default_rng(1)
-    feats = [{f"f{j}": float(rng.uniform(0.1, 1)) for j in rng.choice(40, size=rng.integers(1, 6), replace=False)}
-             for _ in range(97)]
+    feats = [
+        {f"f{j}": float(rng.uniform(0.1, 1)) for j in rng.choice(40, size=rng.integers(1, 6), replace=False)}
+        for _ in range(97)
+    ]
     x = feature_matrix(feats)
     dense = x.toarray()
     assert np.allclose(np.linalg.norm(dense, axis=1), 1, atol=1e-5)
@@ -59,7 +72,7 @@ def test_blocked_topk_matches_a_dense_cosine() -> None:
         expected = expected[expected > 1e-6]
         assert np.allclose(sim[row, : len(expected)], expected, atol=1e-5)
         assert np.allclose(sims[row, idx[row, : len(expected)]], expected, atol=1e-5)
-        assert (idx[row, len(expected):] == -1).all()
+        assert (idx[row, len(expected) :] == -1).all()
 
 
 def test_features_fold_tokens_as_n2g_matches_them() -> None:
@@ -93,8 +106,9 @@ def test_relate_stage_loads_the_model_only_for_missing_logits(tmp_path) -> None:
 
     work = make_workdir(tmp_path / "work")
     for layer, neurons in LAYERS.items():
-        write_json(work.logit_effects(layer), {"neurons": {str(n): {"up": [[1, 0.5]], "down": [[2, -0.5]]}
-                                                           for n in neurons}})
+        write_json(
+            work.logit_effects(layer), {"neurons": {str(n): {"up": [[1, 0.5]], "down": [[2, -0.5]]} for n in neurons}}
+        )
 
     def no_model():
         raise AssertionError("the model must not load when every logit file is current")
@@ -115,9 +129,16 @@ def test_logit_effects_of_a_swiglu_llama_use_the_down_projection(tmp_path) -> No
     from n2g_site.models import embedded_tokenizer, load_model
 
     tok = embedded_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     reference = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():
@@ -162,17 +183,16 @@ def test_activation_neighbours_find_proportional_neurons_exact_and_projected() -
 
 
 def test_relate_writes_activation_neighbours(tmp_path) -> None:
-    from render_fixtures import LAYERS, make_workdir
-
     from n2g_site.relate import relate
     from n2g_site.store import MinedLayer, OrdinaryText
+    from render_fixtures import LAYERS, make_workdir
 
     work = make_workdir(tmp_path / "work")
     rng = np.random.default_rng(1)
     tokens = rng.integers(0, 20, (3, 40)).astype(np.int32)
     tokens[2, 30:] = -1  # padding
     base = rng.normal(size=(3, 40)).astype(np.float32)
-    for layer, neurons in LAYERS.items():
+    for layer in LAYERS:
         mined = MinedLayer.load(work.mined(layer))
         acts = rng.normal(size=(len(mined.neurons), 3, 40)).astype(np.float32)
         if layer == 0:
@@ -198,8 +218,8 @@ def test_relate_writes_activation_neighbours(tmp_path) -> None:
     from n2g_site.site_pages import rendered_pages
 
     body, files = next((body, files) for url, body, files in rendered_pages(work.fragments) if url == "neurons/L0/N0/")
-    graph_list = body[body.index('<ol class="n2g-similar-graph">'):]
-    act_list = body[body.index('<ol class="n2g-similar-act">'):]
+    graph_list = body[body.index('<ol class="n2g-similar-graph">') :]
+    act_list = body[body.index('<ol class="n2g-similar-act">') :]
     assert body.index("n2g-similar-graph") < body.index("n2g-similar-act")
     assert "on 110 tokens of ordinary held-out text" in body
     assert re.match(r'<ol class="n2g-similar-act">\n<li><a href="\.\./\.\./L3/N17/">L3 N17</a> · 1\b', act_list)
@@ -234,12 +254,17 @@ def test_shared_feature_candidates_are_the_heaviest_rows_of_each_rows_heaviest_f
     from n2g_site.relate import shared_feature_candidates
 
     # rows x features; row 0's heaviest features are 0 (0.9) then 2 (0.5)
-    x = sparse.csr_matrix(np.array([
-        [0.9, 0.1, 0.5, 0.0],
-        [0.8, 0.0, 0.0, 0.0],
-        [0.2, 0.0, 0.7, 0.0],
-        [0.0, 0.0, 0.0, 1.0],
-    ], np.float32))
+    x = sparse.csr_matrix(
+        np.array(
+            [
+                [0.9, 0.1, 0.5, 0.0],
+                [0.8, 0.0, 0.0, 0.0],
+                [0.2, 0.0, 0.7, 0.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+            np.float32,
+        )
+    )
     found = shared_feature_candidates(x, per_feature=2)
     assert found.shape == (4, 4)
     assert list(found[0]) == [0, 1, 2, 0]  # feature 0: rows 0 (0.9), 1 (0.8); feature 2: rows 2 (0.7), 0 (0.5)

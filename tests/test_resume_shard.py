@@ -15,15 +15,36 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-MINE = ["--model", "random:tiny", "--corpus", "wiki", "--layers", "0-1", "--neurons", "0-11", "--top-k", "6",
-        "--max-tokens", "30000", "--batch-tokens", "256", "--checkpoint-seconds", "0"]
+MINE = [
+    "--model",
+    "random:tiny",
+    "--corpus",
+    "wiki",
+    "--layers",
+    "0-1",
+    "--neurons",
+    "0-11",
+    "--top-k",
+    "6",
+    "--max-tokens",
+    "30000",
+    "--batch-tokens",
+    "256",
+    "--checkpoint-seconds",
+    "0",
+]
 RUN = MINE[:4]  # model and corpus: every command takes them (they name the work dir)
 FIT = [*MINE[:8], "--fit-batch-tokens", "6144"]  # fit refuses mine's own options; groups of 6 neurons
 
 
 def cli(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "n2g_site.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "n2g_site.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def run(*args: str) -> str:
@@ -70,7 +91,9 @@ def reference(tmp_path_factory) -> Path:
 def test_mine_killed_midway_resumes_to_the_same_files(reference, tmp_path):
     work = tmp_path / "work"
     checkpoint = work / "mine" / "checkpoint.npz"
-    kill_when(cli("mine", *MINE, "--work-dir", str(work)), lambda: checkpoint.exists() and checkpoint.stat().st_size > 0)
+    kill_when(
+        cli("mine", *MINE, "--work-dir", str(work)), lambda: checkpoint.exists() and checkpoint.stat().st_size > 0
+    )
     assert not (work / "mine" / "layer_00.npz").exists()  # killed before the end: no output to trust
     out = run("mine", *MINE, "--work-dir", str(work))
     assert "resuming after" in out

@@ -14,8 +14,19 @@ def _graph(rows: list[tuple[int, str, float | None, float]]) -> Graph:
     nodes: list[Node] = []
     for i, (parent, token, end, importance) in enumerate(rows):
         depth = 0 if parent < 0 else nodes[parent].depth + 1
-        nodes.append(Node(i, parent, depth, normalise(token) if token else None, token, importance,
-                          0.9 if depth == 0 else 0.0, end, 1))
+        nodes.append(
+            Node(
+                i,
+                parent,
+                depth,
+                normalise(token) if token else None,
+                token,
+                importance,
+                0.9 if depth == 0 else 0.0,
+                end,
+                1,
+            )
+        )
     return Graph(nodes)
 
 
@@ -39,8 +50,9 @@ def test_a_pattern_needing_several_tokens_says_so_and_never_names_a_non_pattern(
 
 
 def test_strongest_trigger_first_and_the_rest_counted() -> None:
-    g = _graph([(-1, " a", 0.6, 1.0), (-1, " b", 0.9, 1.0), (-1, " c", 0.7, 1.0), (-1, " d", 0.8, 1.0),
-                (-1, " e", 0.55, 1.0)])
+    g = _graph(
+        [(-1, " a", 0.6, 1.0), (-1, " b", 0.9, 1.0), (-1, " c", 0.7, 1.0), (-1, " d", 0.8, 1.0), (-1, " e", 0.55, 1.0)]
+    )
     assert describe(g).summary == "fires on “ b”; “ d”; “ c” (+2 more tokens)"
 
 
@@ -51,8 +63,17 @@ def test_triggers_sharing_a_context_token_are_one_group() -> None:
 
 
 def test_unrelated_triggers_count_separately_but_digits_are_one_kind() -> None:
-    g = _graph([(-1, " except", 0.9, 1.0), (-1, " Paris", None, 1.0), (1, " in", 0.8, 0.9),
-                (-1, "1", 0.7, 1.0), (-1, "7", 0.7, 1.0), (-1, " 42", 0.6, 1.0), (-1, ",", 0.6, 1.0)])
+    g = _graph(
+        [
+            (-1, " except", 0.9, 1.0),
+            (-1, " Paris", None, 1.0),
+            (1, " in", 0.8, 0.9),
+            (-1, "1", 0.7, 1.0),
+            (-1, "7", 0.7, 1.0),
+            (-1, " 42", 0.6, 1.0),
+            (-1, ",", 0.6, 1.0),
+        ]
+    )
     # except | Paris-after-in | digits (1, 7, 42) | punctuation
     assert describe(g).groups == 4
 
@@ -92,9 +113,11 @@ def test_misses_find_false_positives_and_negatives_with_their_context() -> None:
 
 
 def test_misses_keep_the_largest_gaps_one_per_sequence() -> None:
-    seqs = [(np.array([5, 5, 1]), np.array([0.0, 0.0, 0.0])),  # two FPs: one snippet
-            (np.array([1, 5]), np.array([0.0, 0.9])),  # FP gap 0.9 - 0.45 = 0.45
-            (np.array([5]), np.array([0.2]))]  # FP gap 0.8
+    seqs = [
+        (np.array([5, 5, 1]), np.array([0.0, 0.0, 0.0])),  # two FPs: one snippet
+        (np.array([1, 5]), np.array([0.0, 0.9])),  # FP gap 0.9 - 0.45 = 0.45
+        (np.array([5]), np.array([0.2])),
+    ]  # FP gap 0.8
     misses = find_misses(_predict_on(5), {"ordinary": seqs}, a_max=2.0, threshold=0.5, bos=None, limit=2)
     assert [m["sequence"] for m in misses["false_positive"]] == [0, 2]
     assert misses["false_negative"] == []
@@ -117,9 +140,23 @@ def test_a_passage_in_both_datasets_is_shown_once() -> None:
 def test_misses_view_marks_the_missed_token_and_keeps_the_threshold() -> None:
     from n2g_site.render.misses import misses_view
 
-    evaluated = {"fire_threshold": 0.4, "misses": {"false_positive": [
-        {"dataset": "heldout", "sequence": 0, "position": 5, "start": 3, "tokens": [1, 2, 3],
-         "truth": [None, 0.1, 0.9], "predicted": [0.0, 0.8, 0.9]}], "false_negative": []}}
+    evaluated = {
+        "fire_threshold": 0.4,
+        "misses": {
+            "false_positive": [
+                {
+                    "dataset": "heldout",
+                    "sequence": 0,
+                    "position": 5,
+                    "start": 3,
+                    "tokens": [1, 2, 3],
+                    "truth": [None, 0.1, 0.9],
+                    "predicted": [0.0, 0.8, 0.9],
+                }
+            ],
+            "false_negative": [],
+        },
+    }
     view = misses_view(evaluated, ["a", "<b>", "c", "d"])
     (miss,) = view.false_positive
     assert view.threshold == 0.4 and [t.missed for t in miss.tokens] == [False, False, True]

@@ -110,7 +110,7 @@ def drawn_paths(svg: str) -> tuple[list[tuple[str, ...]], list[Box], dict[int, l
     boxes = _boxes(root)
     parents: dict[int, list[int]] = {i: [] for i in range(len(boxes))}
     edges = root.find(f"{NS}g[@class='edges']")
-    for path in ([] if edges is None else edges.findall(f"{NS}path")):
+    for path in [] if edges is None else edges.findall(f"{NS}path"):
         start, tip = _edge_ends(path.get("d"))
         child, parent = _nearest(boxes, start), _nearest(boxes, tip)
         assert child != parent
@@ -128,8 +128,11 @@ def drawn_paths(svg: str) -> tuple[list[tuple[str, ...]], list[Box], dict[int, l
 
 def pattern_labels(graph: Graph) -> set[tuple[str, ...]]:
     """The graph's patterns as the labels a drawing shows for them."""
-    return {tuple(ANY if n.key is None else display_token(n.token) for n in graph.path(node.id))
-            for node in graph.nodes if node.end is not None}
+    return {
+        tuple(ANY if n.key is None else display_token(n.token) for n in graph.path(node.id))
+        for node in graph.nodes
+        if node.end is not None
+    }
 
 
 def assert_drawing_tells_the_truth(graph: Graph, svg: str) -> list[tuple[str, ...]]:
@@ -168,8 +171,14 @@ def _lines(rng: random.Random, vocab: list[str], n: int, max_len: int) -> list[L
         for d in range(length):
             ignore = 0 < d < length - 1 and rng.random() < 0.15
             tok = rng.choices(vocab, weights)[0]
-            elements.append(Element(None if ignore else tok.strip().lower() or tok, "" if ignore else tok,
-                                    1.0 if d == 0 else rng.uniform(0.75, 1.0), rng.random()))
+            elements.append(
+                Element(
+                    None if ignore else tok.strip().lower() or tok,
+                    "" if ignore else tok,
+                    1.0 if d == 0 else rng.uniform(0.75, 1.0),
+                    rng.random(),
+                )
+            )
         lines.append(Line(elements, round(rng.uniform(0.5, 1.0), 2)))
     return lines
 
@@ -180,20 +189,83 @@ def synthetic_graph(seed: int, lines: int = 400, max_len: int = 6) -> Graph:
 
 
 MERGED = [  # two activating tokens with the same context " in": the old drawing merged the two " in" nodes
-    {"id": 0, "parent": -1, "depth": 0, "key": "paris", "token": " Paris", "importance": 1.0,
-     "activation": 0.9, "end": None, "count": 2},
-    {"id": 1, "parent": 0, "depth": 1, "key": "in", "token": " in", "importance": 0.9,
-     "activation": 0.0, "end": 0.9, "count": 1},
-    {"id": 2, "parent": -1, "depth": 0, "key": "france", "token": " France", "importance": 1.0,
-     "activation": 0.6, "end": 0.6, "count": 2},
-    {"id": 3, "parent": 2, "depth": 1, "key": "in", "token": " in", "importance": 0.8,
-     "activation": 0.0, "end": None, "count": 1},
-    {"id": 4, "parent": 0, "depth": 1, "key": None, "token": "", "importance": 0.1,
-     "activation": 0.0, "end": None, "count": 1},
-    {"id": 5, "parent": 4, "depth": 2, "key": "of", "token": " of", "importance": 0.8,
-     "activation": 0.0, "end": 0.8, "count": 1},
-    {"id": 6, "parent": 3, "depth": 2, "key": "born", "token": " born", "importance": 0.8,
-     "activation": 0.0, "end": 0.5, "count": 1},
+    {
+        "id": 0,
+        "parent": -1,
+        "depth": 0,
+        "key": "paris",
+        "token": " Paris",
+        "importance": 1.0,
+        "activation": 0.9,
+        "end": None,
+        "count": 2,
+    },
+    {
+        "id": 1,
+        "parent": 0,
+        "depth": 1,
+        "key": "in",
+        "token": " in",
+        "importance": 0.9,
+        "activation": 0.0,
+        "end": 0.9,
+        "count": 1,
+    },
+    {
+        "id": 2,
+        "parent": -1,
+        "depth": 0,
+        "key": "france",
+        "token": " France",
+        "importance": 1.0,
+        "activation": 0.6,
+        "end": 0.6,
+        "count": 2,
+    },
+    {
+        "id": 3,
+        "parent": 2,
+        "depth": 1,
+        "key": "in",
+        "token": " in",
+        "importance": 0.8,
+        "activation": 0.0,
+        "end": None,
+        "count": 1,
+    },
+    {
+        "id": 4,
+        "parent": 0,
+        "depth": 1,
+        "key": None,
+        "token": "",
+        "importance": 0.1,
+        "activation": 0.0,
+        "end": None,
+        "count": 1,
+    },
+    {
+        "id": 5,
+        "parent": 4,
+        "depth": 2,
+        "key": "of",
+        "token": " of",
+        "importance": 0.8,
+        "activation": 0.0,
+        "end": 0.8,
+        "count": 1,
+    },
+    {
+        "id": 6,
+        "parent": 3,
+        "depth": 2,
+        "key": "born",
+        "token": " born",
+        "importance": 0.8,
+        "activation": 0.0,
+        "end": 0.5,
+        "count": 1,
+    },
 ]
 
 
@@ -222,9 +294,16 @@ def test_the_path_reader_catches_a_merged_drawing() -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10**6), lines=st.integers(1, 60), budget=st.sampled_from([1, 5, 20, MAX_NODES]),
-       vocab=st.lists(st.text(min_size=1, max_size=6) | st.sampled_from(HOSTILE + ["\\", "\\N", "&lt;", "]]>"]),
-                      min_size=2, max_size=8))
+@given(
+    seed=st.integers(0, 10**6),
+    lines=st.integers(1, 60),
+    budget=st.sampled_from([1, 5, 20, MAX_NODES]),
+    vocab=st.lists(
+        st.text(min_size=1, max_size=6) | st.sampled_from(HOSTILE + ["\\", "\\N", "&lt;", "]]>"]),
+        min_size=2,
+        max_size=8,
+    ),
+)
 def test_every_drawn_path_is_a_pattern(seed: int, lines: int, budget: int, vocab: list[str]) -> None:
     graph = build_graph(_lines(random.Random(seed), vocab, lines, 5))
     dot = graph_dot(graph, max_nodes=budget)
@@ -253,8 +332,9 @@ def test_the_demo_largest_graphs_are_drawn_truthfully() -> None:
 
     fits = sorted(Path(DEMO, "fit").rglob("N*.json"))
     graphs = [(p, orjson.loads(p.read_bytes()).get("graph")) for p in fits]
-    graphs = sorted(((p, Graph.from_json(g)) for p, g in graphs if g and g.get("nodes")),
-                    key=lambda pg: -len(pg[1].nodes))[:6]
+    graphs = sorted(
+        ((p, Graph.from_json(g)) for p, g in graphs if g and g.get("nodes")), key=lambda pg: -len(pg[1].nodes)
+    )[:6]
     assert graphs
     for path, graph in graphs:
         paths = assert_drawing_tells_the_truth(graph, _draw(graph))
@@ -305,9 +385,20 @@ def test_the_strongest_pattern_is_drawn_even_beyond_the_budget() -> None:
 
 
 def _chain(tokens: list[str], end: float, first_id: int = 0) -> list[dict]:
-    return [{"id": first_id + d, "parent": first_id + d - 1 if d else -1, "depth": d, "key": t.strip(), "token": t,
-             "importance": 1.0 if d == 0 else 0.9, "activation": 0.5, "end": end if d == len(tokens) - 1 else None,
-             "count": 1} for d, t in enumerate(tokens)]
+    return [
+        {
+            "id": first_id + d,
+            "parent": first_id + d - 1 if d else -1,
+            "depth": d,
+            "key": t.strip(),
+            "token": t,
+            "importance": 1.0 if d == 0 else 0.9,
+            "activation": 0.5,
+            "end": end if d == len(tokens) - 1 else None,
+            "count": 1,
+        }
+        for d, t in enumerate(tokens)
+    ]
 
 
 def test_patterns_longer_than_the_depth_limit_are_counted_not_drawn() -> None:
@@ -367,8 +458,20 @@ def test_the_svg_is_compact_and_valid() -> None:
 
 def test_labels_are_literal_text_and_tooltips_stay() -> None:
     tokens = [*HOSTILE, "\\", '\\"', "a\\lb", "\\N", "&#45;", "&lt;", "]]>", " />"]
-    nodes = [{"id": i, "parent": -1, "depth": 0, "key": t, "token": t, "importance": 1.0,
-              "activation": 0.5, "end": 0.5, "count": 1} for i, t in enumerate(tokens)]
+    nodes = [
+        {
+            "id": i,
+            "parent": -1,
+            "depth": 0,
+            "key": t,
+            "token": t,
+            "importance": 1.0,
+            "activation": 0.5,
+            "end": 0.5,
+            "count": 1,
+        }
+        for i, t in enumerate(tokens)
+    ]
     svg = _draw(_graph(nodes))
     root = ET.fromstring(svg)
     texts = sorted("".join(t.itertext()) for t in root.iter(f"{NS}text"))
@@ -381,12 +484,39 @@ def test_labels_are_literal_text_and_tooltips_stay() -> None:
 
 def test_white_labels_any_nodes_and_ends_are_classes() -> None:
     nodes = [
-        {"id": 0, "parent": -1, "depth": 0, "key": "a", "token": "a", "importance": 1.0, "activation": 1.0,
-         "end": None, "count": 1},
-        {"id": 1, "parent": 0, "depth": 1, "key": None, "token": "", "importance": 0.1, "activation": 0.0,
-         "end": None, "count": 1},
-        {"id": 2, "parent": 1, "depth": 2, "key": "b", "token": "b", "importance": 1.0, "activation": 0.0,
-         "end": 0.7, "count": 1},
+        {
+            "id": 0,
+            "parent": -1,
+            "depth": 0,
+            "key": "a",
+            "token": "a",
+            "importance": 1.0,
+            "activation": 1.0,
+            "end": None,
+            "count": 1,
+        },
+        {
+            "id": 1,
+            "parent": 0,
+            "depth": 1,
+            "key": None,
+            "token": "",
+            "importance": 0.1,
+            "activation": 0.0,
+            "end": None,
+            "count": 1,
+        },
+        {
+            "id": 2,
+            "parent": 1,
+            "depth": 2,
+            "key": "b",
+            "token": "b",
+            "importance": 1.0,
+            "activation": 0.0,
+            "end": 0.7,
+            "count": 1,
+        },
     ]
     root = ET.fromstring(_draw(_graph(nodes)))
     classes = {g.find(f"{NS}text").text: g.get("class") for g in root.iter(f"{NS}g") if g.find(f"{NS}text") is not None}
@@ -399,6 +529,7 @@ def test_n2g_css_styles_the_classes() -> None:
     css = (builtin_path("templates") / "assets" / "n2g.css").read_text(encoding="utf-8")
     rules = re.findall(r"[^{}]+\{[^}]*\}", GRAPH_CSS)
     assert len(rules) == 5
+
     def flat(text: str) -> str:
         return re.sub(r"/\*.*?\*/", "", re.sub(r"\s+", "", text)).replace(";}", "}")
 

@@ -117,8 +117,9 @@ def test_actionlint_accepts_the_workflow() -> None:
         (False, "workflow_dispatch", "false", 1, {}),
     ],
 )
-def test_locate_step_decides_what_runs(workflow: dict, tmp_path: Path, committed: bool, event: str, compute: str,
-                                       rc: int, outputs: dict) -> None:
+def test_locate_step_decides_what_runs(
+    workflow: dict, tmp_path: Path, committed: bool, event: str, compute: str, rc: int, outputs: dict
+) -> None:
     build = workflow["jobs"]["build"]
     step = next(s for s in build["steps"] if s.get("id") == "locate")
     gated = [s for s in build["steps"] if s.get("uses", "").startswith(("actions/configure-pages", "actions/upload"))]
@@ -130,8 +131,13 @@ def test_locate_step_decides_what_runs(workflow: dict, tmp_path: Path, committed
         (work / "run.json").write_text("{}")
     out = tmp_path / "github_output"
     out.touch()
-    env = {"PATH": "/usr/bin:/bin", "N2G_WORK_DIR": work.name, "GITHUB_OUTPUT": str(out), "EVENT": event,
-           "COMPUTE": compute}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "N2G_WORK_DIR": work.name,
+        "GITHUB_OUTPUT": str(out),
+        "EVENT": event,
+        "COMPUTE": compute,
+    }
     result = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == rc, result.stdout + result.stderr
     assert dict(line.split("=", 1) for line in out.read_text().splitlines()) == outputs

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,8 +41,9 @@ class SelfProposer:
         self.batch_tokens = batch_tokens
         self.tokens_run = 0
 
-    def __call__(self, prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]]
-                 ) -> list[list[list[tuple[int, float]]]]:
+    def __call__(
+        self, prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]]
+    ) -> list[list[list[tuple[int, float]]]]:
         """Candidates for each position of each prompt, most likely first. Position 0 has no left context
         (a model without a doc-start token can be asked about it): it gets none."""
         out: list[list[list[tuple[int, float]]]] = [[[] for _ in where] for where in positions]
@@ -57,8 +59,13 @@ class SelfProposer:
                 batch.append(i)
         return out
 
-    def _run(self, batch: list[int], prompts: Sequence[tuple[int, ...]], asked: Sequence[Sequence[tuple[int, int]]],
-             out: list[list[list[tuple[int, float]]]]) -> None:
+    def _run(
+        self,
+        batch: list[int],
+        prompts: Sequence[tuple[int, ...]],
+        asked: Sequence[Sequence[tuple[int, int]]],
+        out: list[list[list[tuple[int, float]]]],
+    ) -> None:
         """``asked[i]``: (slot in ``out[i]``, position >= 1) pairs of prompt i."""
         width = max(k for i in batch for _, k in asked[i])  # logits at k-1 predict position k
         tokens = torch.zeros((len(batch), width), dtype=torch.long)
@@ -100,10 +107,8 @@ class SelfProposer:
             saved.append(x)
             raise _Unembedding
 
-        try:
+        with contextlib.suppress(_Unembedding):
             bridge.run_with_hooks(tokens, fwd_hooks=[("unembed.hook_in", save)])
-        except _Unembedding:
-            pass
         return saved[0], False
 
 
@@ -114,8 +119,15 @@ class _Unembedding(Exception):
 class MlmProposer:
     name = "mlm"
 
-    def __init__(self, tokenizer: Any, mlm: Any, text: Sequence[str], encode: Callable[[str], list[int]],
-                 first: int, device: Any = "cpu") -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        mlm: Any,
+        text: Sequence[str],
+        encode: Callable[[str], list[int]],
+        first: int,
+        device: Any = "cpu",
+    ) -> None:
         # The masked LM runs where the analysed model runs (its forwards are a large share of a GPU fit).
         self.device = torch.device(device)
         self.tokenizer, self.mlm = tokenizer, mlm.to(self.device).eval()
@@ -123,8 +135,16 @@ class MlmProposer:
         self.tokens_run = 0
 
     @classmethod
-    def load(cls, name: str, text: Sequence[str], encode: Callable[[str], list[int]], first: int, *,
-             local_only: bool, device: Any = "cpu") -> MlmProposer:
+    def load(
+        cls,
+        name: str,
+        text: Sequence[str],
+        encode: Callable[[str], list[int]],
+        first: int,
+        *,
+        local_only: bool,
+        device: Any = "cpu",
+    ) -> MlmProposer:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         try:
@@ -137,8 +157,9 @@ class MlmProposer:
             ) from None
         return cls(tokenizer, mlm, text, encode, first, device)
 
-    def __call__(self, prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]]
-                 ) -> list[list[list[tuple[int, float]]]]:
+    def __call__(
+        self, prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]]
+    ) -> list[list[list[tuple[int, float]]]]:
         out: list[list[list[tuple[int, float]]]] = [[[] for _ in where] for where in positions]
         texts, slots = [], []
         for i, (prompt, where) in enumerate(zip(prompts, positions)):
@@ -179,8 +200,9 @@ class MlmProposer:
         return out
 
 
-def make_proposer(cfg: FitConfig, model: LoadedModel, text: Sequence[str], batch_tokens: int
-                  ) -> SelfProposer | MlmProposer | None:
+def make_proposer(
+    cfg: FitConfig, model: LoadedModel, text: Sequence[str], batch_tokens: int
+) -> SelfProposer | MlmProposer | None:
     """The proposer for ``--augmenter`` (None for 'none'); 'auto' never touches the network."""
     first = 0 if model.bos_id is None else 1
     if cfg.augmenter == "none":

@@ -45,8 +45,9 @@ def _ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
 class TokenLookup:
     """Statistics over the token ids seen in the training windows only, then one vocabulary-sized table."""
 
-    def __init__(self, windows: Iterable[tuple[np.ndarray, np.ndarray]], vocab_size: int, skip: int | None,
-                 stat: str = "mean") -> None:
+    def __init__(
+        self, windows: Iterable[tuple[np.ndarray, np.ndarray]], vocab_size: int, skip: int | None, stat: str = "mean"
+    ) -> None:
         tokens, norm = [], []
         for t, v in windows:
             t = np.asarray(t, dtype=np.int64)
@@ -76,12 +77,17 @@ class TokenLookup:
 
 
 class NGram:
-    def __init__(self, windows: Iterable[tuple[np.ndarray, np.ndarray]], n: int, threshold: float,
-                 skip: int | None) -> None:
+    def __init__(
+        self, windows: Iterable[tuple[np.ndarray, np.ndarray]], n: int, threshold: float, skip: int | None
+    ) -> None:
         windows = list(windows)
-        self._fit(Sequences.concat(t for t, _ in windows),
-                  np.concatenate([np.asarray(v, dtype=np.float64) for _, v in windows]) if windows else np.zeros(0),
-                  n, threshold, skip)
+        self._fit(
+            Sequences.concat(t for t, _ in windows),
+            np.concatenate([np.asarray(v, dtype=np.float64) for _, v in windows]) if windows else np.zeros(0),
+            n,
+            threshold,
+            skip,
+        )
 
     @classmethod
     def of(cls, seqs: Sequences, norm: np.ndarray, n: int, threshold: float, skip: int | None) -> NGram:

@@ -162,11 +162,14 @@ class _Session:
 
             started = time.perf_counter()
             say(f"model: loading {self.cfg.model!r} onto {self.cfg.device} in {self.cfg.dtype}")
-            self._model = load_model(self.cfg.model, device=self.cfg.device, dtype=self.cfg.dtype,
-                                     seed=self.cfg.seed, hook=self.cfg.hook)
-            say(f"model: {self._model.name}, {self._model.n_layers} layers x {self._model.d_mlp} neurons, "
+            self._model = load_model(
+                self.cfg.model, device=self.cfg.device, dtype=self.cfg.dtype, seed=self.cfg.seed, hook=self.cfg.hook
+            )
+            say(
+                f"model: {self._model.name}, {self._model.n_layers} layers x {self._model.d_mlp} neurons, "
                 f"weights on {self._model.device} in {self._model.dtype_name} "
-                f"({time.perf_counter() - started:.1f} s)")
+                f"({time.perf_counter() - started:.1f} s)"
+            )
         return self._model
 
 
@@ -248,8 +251,10 @@ def app() -> None:
 def build(cfg: Config) -> None:
     """Run every stage: mine, fit, evaluate, relate, render, publish. With no options: the demo (see README)."""
     if cfg.shard is not None:
-        raise UserError(f"build runs every stage and --shard {cfg.shard} splits one: run `n2g-site mine|fit|evaluate "
-                        "--shard i/n` in each process, then `n2g-site merge`, or drop --shard")
+        raise UserError(
+            f"build runs every stage and --shard {cfg.shard} splits one: run `n2g-site mine|fit|evaluate "
+            "--shard i/n` in each process, then `n2g-site merge`, or drop --shard"
+        )
     started = time.perf_counter()
     session = _Session(cfg)
     _mine(cfg, session)

@@ -416,8 +416,10 @@ class EvaluateConfig:
     def validate(self) -> None:
         check_options(self)
         if self.ood_corpus is not None and not self.ood_corpus.strip():
-            raise UserError("--ood-corpus '' names no corpus: pass 'stdlib-docstrings', a folder or file, or "
-                            "hf:<dataset>, or leave it out")
+            raise UserError(
+                "--ood-corpus '' names no corpus: pass 'stdlib-docstrings', a folder or file, or "
+                "hf:<dataset>, or leave it out"
+            )
 
 
 # Sections of Config (tables of n2g.toml), in order.
@@ -469,7 +471,9 @@ class Config:
         False, "Every neuron of the selected layers (instead of --neurons).", "select", flag="--all", main=True
     )
     device: str = option(
-        "cpu", "Torch device: cpu, cuda, cuda:N or mps. The model is checked to be there after loading.", "model",
+        "cpu",
+        "Torch device: cpu, cuda, cuda:N or mps. The model is checked to be there after loading.",
+        "model",
         also=("evaluate",),  # evaluate runs the model over --ood-corpus
         main=True,
     )
@@ -530,8 +534,9 @@ class Config:
         minimum=0,
         note="0 = one per task slot of the cluster: per GPU on a cuda device, else per task's CPUs",
     )
-    task_cpus: int = option(1, "CPUs each Ray task declares (and uses: torch threads, evaluate workers).",
-                            "cluster", minimum=1)
+    task_cpus: int = option(
+        1, "CPUs each Ray task declares (and uses: torch threads, evaluate workers).", "cluster", minimum=1
+    )
     retries: int = option(3, "Times a Ray task whose worker or node died is run again.", "cluster", minimum=0)
     templates: Path | None = option(
         None,
@@ -584,11 +589,15 @@ class Config:
         if self.device not in ("cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+", self.device):
             raise UserError(f"--device {self.device!r} is not one of cpu, cuda, cuda:N, mps")
         if self.executor == "ray" and self.shard is not None:
-            raise UserError(f"--shard {self.shard} with --executor ray: Ray deals the shards itself; "
-                            "pass --shards N instead (or drop --executor ray to run one shard here)")
+            raise UserError(
+                f"--shard {self.shard} with --executor ray: Ray deals the shards itself; "
+                "pass --shards N instead (or drop --executor ray to run one shard here)"
+            )
         if self.dtype == "tf32" and not self.device.startswith("cuda"):
-            raise UserError(f"--dtype tf32 is a CUDA matmul mode; with --device {self.device} use --dtype fp32 "
-                            "(the same weights, full fp32 arithmetic)")
+            raise UserError(
+                f"--dtype tf32 is a CUDA matmul mode; with --device {self.device} use --dtype fp32 "
+                "(the same weights, full fp32 arithmetic)"
+            )
         return self
 
     def fit_record(self) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def describe(spec: str) -> dict[str, Any]:
             "credit": "Text from the docstrings of the Python standard library, under the PSF License.",
         }
     if spec.startswith(HF_PREFIX):
-        return {"name": f"Hugging Face dataset {spec[len(HF_PREFIX):]}", "licence": None, "url": None, "credit": None}
+        return {"name": f"Hugging Face dataset {spec[len(HF_PREFIX) :]}", "licence": None, "url": None, "credit": None}
     return {"name": f"local text: {Path(spec).name}", "licence": None, "url": None, "credit": None}
 
 
@@ -89,7 +89,7 @@ def load_documents(spec: str, *, seed: int = 0, bad_utf8: str = "fail") -> Itera
     elif spec == STDLIB_DOCSTRINGS:
         docs = stdlib_docstrings()
     elif spec.startswith(HF_PREFIX):
-        docs = _hf(spec[len(HF_PREFIX):])
+        docs = _hf(spec[len(HF_PREFIX) :])
     else:
         docs = _local(Path(spec).expanduser(), spec, bad_utf8)
     found = False
@@ -98,9 +98,7 @@ def load_documents(spec: str, *, seed: int = 0, bad_utf8: str = "fail") -> Itera
             found = True
             yield doc
     if not found:
-        raise UserError(
-            f"--corpus {spec!r} holds no text: give a folder with .txt/.jsonl files that are not empty"
-        )
+        raise UserError(f"--corpus {spec!r} holds no text: give a folder with .txt/.jsonl files that are not empty")
 
 
 def _wiki(seed: int) -> Iterator[Document]:
@@ -136,8 +134,9 @@ def stdlib_docstrings(root: Path | None = None) -> Iterator[Document]:
             tree = ast.parse(path.read_bytes(), filename=str(rel))
         except (SyntaxError, ValueError, OSError):
             continue
-        nodes = [tree] + [n for n in ast.walk(tree)
-                          if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+        nodes = [tree] + [
+            n for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
         nodes.sort(key=lambda n: getattr(n, "lineno", 0))
         texts = [text for n in nodes if (text := ast.get_docstring(n))]
         if texts:
@@ -147,7 +146,9 @@ def stdlib_docstrings(root: Path | None = None) -> Iterator[Document]:
 
 def _local(path: Path, spec: str, bad_utf8: str = "fail") -> Iterator[Document]:
     if not path.exists():
-        raise UserError(f"--corpus {spec!r} does not exist: pass 'wiki', a folder or file of .txt/.jsonl, or hf:<dataset>")
+        raise UserError(
+            f"--corpus {spec!r} does not exist: pass 'wiki', a folder or file of .txt/.jsonl, or hf:<dataset>"
+        )
     if path.is_file():
         files = [path]
     else:
@@ -174,8 +175,10 @@ def _local(path: Path, spec: str, bad_utf8: str = "fail") -> Iterator[Document]:
     if skipped:
         from .progress import say
 
-        say(f"[yellow]corpus: skipped {len(skipped)} file(s) that are not valid UTF-8: {', '.join(skipped[:5])}"
-            + (" ..." if len(skipped) > 5 else ""))
+        say(
+            f"[yellow]corpus: skipped {len(skipped)} file(s) that are not valid UTF-8: {', '.join(skipped[:5])}"
+            + (" ..." if len(skipped) > 5 else "")
+        )
 
 
 def _jsonl(text: str, rel: str) -> Iterator[Document]:
@@ -187,7 +190,7 @@ def _jsonl(text: str, rel: str) -> Iterator[Document]:
         except json.JSONDecodeError as exc:
             raise UserError(f"corpus file {rel!r} line {number} is not JSON ({exc.msg}): fix or remove it") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise UserError(f"corpus file {rel!r} line {number} has no \"text\" string field")
+            raise UserError(f'corpus file {rel!r} line {number} has no "text" string field')
         doc_id = str(record.get("id", f"{rel}:{number}"))
         yield Document(id=doc_id, title=str(record.get("title", doc_id)), text=record["text"])
 
@@ -207,7 +210,9 @@ def _hf(name: str) -> Iterator[Document]:
             doc_id = str(record.get("id", number))
             yield Document(id=doc_id, title=str(record.get("title", doc_id)), text=text)
     except (OSError, ConnectionError, ValueError) as exc:
-        raise UserError(f"--corpus hf:{name} could not be loaded ({type(exc).__name__}: {exc}): check the name and the network") from None
+        raise UserError(
+            f"--corpus hf:{name} could not be loaded ({type(exc).__name__}: {exc}): check the name and the network"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -220,8 +225,16 @@ class TokenRow:
     split: str
 
 
-def sequences(docs: Iterator[Document], encode: Any, *, bos_id: int | None, seq_len: int,
-              held_out: float, seed: int, index: list[dict[str, str]]) -> Iterator[TokenRow]:
+def sequences(
+    docs: Iterator[Document],
+    encode: Any,
+    *,
+    bos_id: int | None,
+    seq_len: int,
+    held_out: float,
+    seed: int,
+    index: list[dict[str, str]],
+) -> Iterator[TokenRow]:
     """Tokenize documents and cut them into rows of at most ``seq_len`` tokens (doc-start token included).
 
     Appends each document's ``{"id", "title", "split"}`` to ``index`` as it goes.
@@ -236,4 +249,4 @@ def sequences(docs: Iterator[Document], encode: Any, *, bos_id: int | None, seq_
         number = len(index)
         index.append({"id": doc.id, "title": doc.title, "split": split})
         for start in range(0, len(ids), body):
-            yield TokenRow(number, start - len(lead), tuple(lead + ids[start:start + body]), split)
+            yield TokenRow(number, start - len(lead), tuple(lead + ids[start : start + body]), split)

@@ -69,12 +69,15 @@ def resolve_remote(remote: str) -> str:
         return remote
     inside = _git("rev-parse", "--is-inside-work-tree", check=False)
     if inside.returncode != 0:
-        raise UserError(f"--remote {remote!r} is a remote name, but {Path.cwd()} is not in a git repository: "
-                        "run deploy from your repository or pass the remote's URL")
+        raise UserError(
+            f"--remote {remote!r} is a remote name, but {Path.cwd()} is not in a git repository: "
+            "run deploy from your repository or pass the remote's URL"
+        )
     url = _git("config", "--get", f"remote.{remote}.url", check=False).stdout.strip()
     if not url:
-        raise UserError(f"--remote {remote!r}: this repository has no such remote (see `git remote -v`); "
-                        "pass a remote name or URL")
+        raise UserError(
+            f"--remote {remote!r}: this repository has no such remote (see `git remote -v`); pass a remote name or URL"
+        )
     return url
 
 
@@ -106,8 +109,10 @@ def _cwd(path: Path):
 def _check_site(cfg: Config, work: WorkDir) -> Path:
     site = Path(cfg.site_dir).resolve()
     if not (site / "index.html").is_file():
-        raise UserError(f"--site-dir {str(site)!r} has no built site (no index.html): run `n2g-site publish` "
-                        "(or `n2g-site build`) with the same options first")
+        raise UserError(
+            f"--site-dir {str(site)!r} has no built site (no index.html): run `n2g-site publish` "
+            "(or `n2g-site build`) with the same options first"
+        )
     if not work.mkdocs_config.is_file():
         raise UserError(f"{work.mkdocs_config} is missing: run `n2g-site publish` with the same --work-dir first")
     return site
@@ -115,8 +120,12 @@ def _check_site(cfg: Config, work: WorkDir) -> Path:
 
 def site_bytes(site: Path) -> int:
     """Total size of the files under ``site``."""
-    return sum(entry.stat().st_size for folder, _, names in os.walk(site)
-               for entry in (Path(folder) / name for name in names) if entry.is_file())
+    return sum(
+        entry.stat().st_size
+        for folder, _, names in os.walk(site)
+        for entry in (Path(folder) / name for name in names)
+        if entry.is_file()
+    )
 
 
 def size_warning(size: int, limit: int | None = None) -> str | None:
@@ -125,14 +134,23 @@ def size_warning(size: int, limit: int | None = None) -> str | None:
     limit = PAGES_LIMIT_BYTES if limit is None else limit
     if size <= limit:
         return None
-    return (f"the site is {size / 1e6:,.0f} MB; GitHub Pages publishes sites of at most {limit / 1e6:,.0f} MB "
-            f"and will not serve this one. Deploy fewer neurons (--layers / --neurons; `n2g-site publish` prints "
-            f"what a neuron costs and how many fit), or put --site-dir on any static host (or share "
-            f"`n2g-site build --zip`'s bundle)")
+    return (
+        f"the site is {size / 1e6:,.0f} MB; GitHub Pages publishes sites of at most {limit / 1e6:,.0f} MB "
+        f"and will not serve this one. Deploy fewer neurons (--layers / --neurons; `n2g-site publish` prints "
+        f"what a neuron costs and how many fit), or put --site-dir on any static host (or share "
+        f"`n2g-site build --zip`'s bundle)"
+    )
 
 
-def deploy(cfg: Config, work: WorkDir, *, remote: str = "origin", branch: str = "gh-pages",
-           message: str | None = None, dry_run: bool = False) -> DeployResult:
+def deploy(
+    cfg: Config,
+    work: WorkDir,
+    *,
+    remote: str = "origin",
+    branch: str = "gh-pages",
+    message: str | None = None,
+    dry_run: bool = False,
+) -> DeployResult:
     """Push ``cfg.site_dir`` to ``branch`` of ``remote`` (see the module docstring)."""
     from mkdocs import exceptions
     from mkdocs.commands.gh_deploy import gh_deploy
@@ -162,13 +180,13 @@ def deploy(cfg: Config, work: WorkDir, *, remote: str = "origin", branch: str = 
             url = resolve_remote(remote)
             scratch = work.root / SCRATCH
         _scratch(scratch, url)
-        fetched = _git("fetch", "--quiet", REMOTE, f"+refs/heads/{branch}:refs/remotes/{REMOTE}/{branch}",
-                       cwd=scratch, check=False)
+        fetched = _git(
+            "fetch", "--quiet", REMOTE, f"+refs/heads/{branch}:refs/remotes/{REMOTE}/{branch}", cwd=scratch, check=False
+        )
         if fetched.returncode != 0 and "couldn't find remote ref" not in fetched.stderr:
             raise UserError(f"cannot reach --remote {url!r}: {fetched.stderr.strip()}")
         try:
-            config = load_config(str(work.mkdocs_config), site_dir=str(site), remote_name=REMOTE,
-                                 remote_branch=branch)
+            config = load_config(str(work.mkdocs_config), site_dir=str(site), remote_name=REMOTE, remote_branch=branch)
         except exceptions.ConfigurationError as exc:
             raise UserError(f"{work.mkdocs_config}: {exc}; rerun `n2g-site publish`") from None
         logger = logging.getLogger("mkdocs")
@@ -180,8 +198,10 @@ def deploy(cfg: Config, work: WorkDir, *, remote: str = "origin", branch: str = 
         except exceptions.Abort as exc:
             raise UserError(f"deploy to {url!r} failed: {exc}") from None
         except subprocess.CalledProcessError:
-            raise UserError(f"git push to {url!r} ({branch}) was refused: check the URL and your rights to "
-                            "push; a branch that was rewritten elsewhere may need deleting first") from None
+            raise UserError(
+                f"git push to {url!r} ({branch}) was refused: check the URL and your rights to "
+                "push; a branch that was rewritten elsewhere may need deleting first"
+            ) from None
         finally:
             logger.setLevel(level)
         commit = _git("rev-parse", f"refs/heads/{branch}", cwd=scratch).stdout.strip()

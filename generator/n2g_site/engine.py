@@ -53,8 +53,13 @@ class EngineCounters:
     computed: int = 0  # token positions actually computed (shared prefixes once; no padding)
 
     def as_dict(self) -> dict[str, int]:
-        return {"requests": self.requests, "rows": self.rows, "tokens": self.tokens, "forwards": self.forwards,
-                "computed": self.computed}
+        return {
+            "requests": self.requests,
+            "rows": self.rows,
+            "tokens": self.tokens,
+            "forwards": self.forwards,
+            "computed": self.computed,
+        }
 
 
 @dataclass
@@ -149,8 +154,17 @@ class _Trie:
         nodes[~valid] = 0
         parents = np.concatenate([np.full((count, 1), -1, dtype=np.int64), nodes[:, :-1]], axis=1)
         node_seg = np.repeat(seg, new)
-        return cls(order, lens, seg, nodes, matrix[fresh], np.broadcast_to(cols, matrix.shape)[fresh],
-                   parents[fresh], node_seg, np.bincount(seg, weights=new, minlength=sid + 1).astype(np.int64))
+        return cls(
+            order,
+            lens,
+            seg,
+            nodes,
+            matrix[fresh],
+            np.broadcast_to(cols, matrix.shape)[fresh],
+            parents[fresh],
+            node_seg,
+            np.bincount(seg, weights=new, minlength=sid + 1).astype(np.int64),
+        )
 
     def segments(self, rows_sorted: Sequence[Row]) -> list[Segment]:
         """As :class:`Segment` objects (tests and the model check; the engine uses the arrays)."""
@@ -228,8 +242,9 @@ class BatchedEngine:
     ``share_prefixes=False`` (or a model that fails the mask check) runs every distinct sequence whole.
     """
 
-    def __init__(self, model: LoadedModel, batch_tokens: int = 4096, *, share_prefixes: bool = True,
-                 segment_tokens: int = 256) -> None:
+    def __init__(
+        self, model: LoadedModel, batch_tokens: int = 4096, *, share_prefixes: bool = True, segment_tokens: int = 256
+    ) -> None:
         self.model = model
         self.batch_tokens = batch_tokens
         self.segment_tokens = segment_tokens
@@ -268,8 +283,15 @@ class BatchedEngine:
 
     # --- one layer ---------------------------------------------------------------------------------
 
-    def _run(self, layer: int, rows: list[Row], pair_ids: np.ndarray, pair_rows: np.ndarray,
-             pair_neurons: np.ndarray, values: list) -> None:
+    def _run(
+        self,
+        layer: int,
+        rows: list[Row],
+        pair_ids: np.ndarray,
+        pair_rows: np.ndarray,
+        pair_neurons: np.ndarray,
+        values: list,
+    ) -> None:
         """Set ``values[pair id]`` to the activations along its row, for every pair; rows in first-request order."""
         if not rows:
             return
@@ -295,11 +317,12 @@ class BatchedEngine:
             batches.append(batch)
         return batches
 
-    def _gather_index(self, slot: np.ndarray, nodes: np.ndarray, lens: np.ndarray, neurons: np.ndarray,
-                      width: int) -> torch.Tensor:
+    def _gather_index(
+        self, slot: np.ndarray, nodes: np.ndarray, lens: np.ndarray, neurons: np.ndarray, width: int
+    ) -> torch.Tensor:
         """Flat indexes into ``[B, width, d_mlp]`` of each pair's row (slot, nodes[:len]) and neuron."""
         d_mlp = self.model.d_mlp
-        flat = ((slot[:, None] * width + nodes) * d_mlp + neurons[:, None])
+        flat = (slot[:, None] * width + nodes) * d_mlp + neurons[:, None]
         return torch.from_numpy(flat[np.arange(nodes.shape[1]) < lens[:, None]])
 
     def _plain_batches(self, rows: list[Row], pair_ids, pair_rows, pair_neurons) -> Iterator[_Batch]:
@@ -318,11 +341,20 @@ class BatchedEngine:
             chosen = chosen_of[b]
             width = matrix.shape[1]
             nodes = np.broadcast_to(np.arange(width), (len(chosen), width))
-            gather = self._gather_index(slot[pair_rows[chosen]], nodes, lens[pair_rows[chosen]],
-                                        pair_neurons[chosen], width)
+            gather = self._gather_index(
+                slot[pair_rows[chosen]], nodes, lens[pair_rows[chosen]], pair_neurons[chosen], width
+            )
             answered = int(lens[members].sum())
-            yield _Batch(torch.from_numpy(np.maximum(matrix, 0)), None, None, gather, pair_ids[chosen],
-                         len(members), answered, answered)
+            yield _Batch(
+                torch.from_numpy(np.maximum(matrix, 0)),
+                None,
+                None,
+                gather,
+                pair_ids[chosen],
+                len(members),
+                answered,
+                answered,
+            )
 
     def _tree_batches(self, rows: list[Row], pair_ids, pair_rows, pair_neurons) -> Iterator[_Batch]:
         trie = _Trie.build(rows, self.segment_tokens)
@@ -356,11 +388,19 @@ class BatchedEngine:
             parents[slots, at] = trie.parent[ids]
             chosen = chosen_of[b]
             srow = pair_srow[chosen]
-            gather = self._gather_index(seg_slot[trie.seg[srow]], trie.nodes[srow], trie.lens[srow],
-                                        pair_neurons[chosen], width)
-            yield _Batch(torch.from_numpy(tokens), torch.from_numpy(positions), torch.from_numpy(parents),
-                         gather, pair_ids[chosen], int(rows_per_batch[b]), int(tokens_per_batch[b]),
-                         int(trie.sizes[segs].sum()))
+            gather = self._gather_index(
+                seg_slot[trie.seg[srow]], trie.nodes[srow], trie.lens[srow], pair_neurons[chosen], width
+            )
+            yield _Batch(
+                torch.from_numpy(tokens),
+                torch.from_numpy(positions),
+                torch.from_numpy(parents),
+                gather,
+                pair_ids[chosen],
+                int(rows_per_batch[b]),
+                int(tokens_per_batch[b]),
+                int(trie.sizes[segs].sum()),
+            )
 
     # --- the device side ---------------------------------------------------------------------------
 
@@ -383,8 +423,12 @@ class BatchedEngine:
         if batch.positions is None or batch.parents is None:
             acts = self.model.mlp_activations(tokens, [layer])[layer]
         else:
-            acts = self._tree_activations(tokens, batch.positions.to(device, non_blocking=cuda),
-                                          batch.parents.to(device, non_blocking=cuda), layer)
+            acts = self._tree_activations(
+                tokens,
+                batch.positions.to(device, non_blocking=cuda),
+                batch.parents.to(device, non_blocking=cuda),
+                layer,
+            )
         values = gather_values(acts, gather)
         if cuda:
             host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
@@ -412,8 +456,9 @@ class BatchedEngine:
             values[pair] = flat[start:end]
             start = end
 
-    def _tree_activations(self, tokens: torch.Tensor, positions: torch.Tensor, parents: torch.Tensor,
-                          layer: int) -> torch.Tensor:
+    def _tree_activations(
+        self, tokens: torch.Tensor, positions: torch.Tensor, parents: torch.Tensor, layer: int
+    ) -> torch.Tensor:
         dtype = next(iter(self.model.bridge.parameters()), torch.empty(0)).dtype
         if not dtype.is_floating_point:
             dtype = torch.float32
@@ -436,15 +481,23 @@ class BatchedEngine:
                     plain = self.model.mlp_activations(torch.tensor([row]), [0])[0][0].float().cpu()
                     scale = float(plain.abs().max()) + 1e-6
                     if not torch.allclose(tree[path], plain, rtol=1e-3, atol=1e-4 * scale):
-                        warnings.warn("engine: this model gives other activations with a tree attention mask than "
-                                      "without: shared prefixes are off, every sequence runs whole (about 2.3x the "
-                                      "tokens)", RuntimeWarning, stacklevel=2)
+                        warnings.warn(
+                            "engine: this model gives other activations with a tree attention mask than "
+                            "without: shared prefixes are off, every sequence runs whole (about 2.3x the "
+                            "tokens)",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )
                         return False
             except torch.OutOfMemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means: not supported; say which
-                warnings.warn(f"engine: the prefix-sharing check failed ({type(exc).__name__}: {exc}); every "
-                              "sequence runs whole (about 2.3x the tokens)", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"engine: the prefix-sharing check failed ({type(exc).__name__}: {exc}); every "
+                    "sequence runs whole (about 2.3x the tokens)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 return False
             self._tree_ok = True
         return self._tree_ok
@@ -470,7 +523,8 @@ class ReferenceEngine:
             name = self.model.hook_name(req.layer)
             with torch.inference_mode():
                 _, cache = self.model.bridge.run_with_cache(
-                    torch.tensor([req.tokens], device=self.model.device), names_filter=[name])
+                    torch.tensor([req.tokens], device=self.model.device), names_filter=[name]
+                )
             out.append(cache[name][0, :, req.neuron].float().cpu().numpy().astype(np.float64))
             self.counters.rows += 1
             self.counters.tokens += len(req.tokens)

@@ -106,8 +106,11 @@ def score(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: float = 0.5
     (1, 0.5, 0.5, 0.5)
     """
     pairs = [(np.asarray(t, dtype=np.float64), np.asarray(p, dtype=np.float64)) for t, p in pairs]
-    return score_flat(np.concatenate([t for t, _ in pairs]) if pairs else np.zeros(0),
-                      [np.concatenate([p for _, p in pairs]) if pairs else np.zeros(0)], threshold)[0]
+    return score_flat(
+        np.concatenate([t for t, _ in pairs]) if pairs else np.zeros(0),
+        [np.concatenate([p for _, p in pairs]) if pairs else np.zeros(0)],
+        threshold,
+    )[0]
 
 
 def score_flat(truth: np.ndarray, preds: Sequence[np.ndarray], threshold: float = 0.5) -> list[Scores]:
@@ -129,17 +132,19 @@ def score_flat(truth: np.ndarray, preds: Sequence[np.ndarray], threshold: float 
             corr = round(float(np.corrcoef(truth, pred)[0, 1]), 4)
         if truth_varies:
             explained = round(variance_explained(truth, pred), 4)
-        out.append(Scores(
-            tokens=int(truth.size),
-            true_firing=true_fire,
-            predicted_firing=pred_fire,
-            true_positive=tp,
-            precision=round(tp / pred_fire, 4) if pred_fire else None,
-            recall=round(tp / true_fire, 4) if true_fire else None,
-            f1=round(2 * tp / (2 * tp + fp + fn), 4) if (2 * tp + fp + fn) else None,
-            correlation=corr,
-            variance_explained=explained,
-        ))
+        out.append(
+            Scores(
+                tokens=int(truth.size),
+                true_firing=true_fire,
+                predicted_firing=pred_fire,
+                true_positive=tp,
+                precision=round(tp / pred_fire, 4) if pred_fire else None,
+                recall=round(tp / true_fire, 4) if true_fire else None,
+                f1=round(2 * tp / (2 * tp + fp + fn), 4) if (2 * tp + fp + fn) else None,
+                correlation=corr,
+                variance_explained=explained,
+            )
+        )
     return out
 
 
@@ -152,9 +157,15 @@ def variance_explained(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(1 - np.mean((truth - pred) ** 2) / np.var(truth))
 
 
-def score_predictor(predict: Callable[[np.ndarray], np.ndarray], texts: Sequence[tuple[np.ndarray, np.ndarray]],
-                    a_max: float, threshold: float, bos: int | None) -> Scores:
+def score_predictor(
+    predict: Callable[[np.ndarray], np.ndarray],
+    texts: Sequence[tuple[np.ndarray, np.ndarray]],
+    a_max: float,
+    threshold: float,
+    bos: int | None,
+) -> Scores:
     """Score ``predict`` on (tokens, raw activations) sequences; doc-start positions are not scored."""
+
     def pairs() -> Iterable[tuple[np.ndarray, np.ndarray]]:
         for tokens, acts in texts:
             truth = acts / a_max
@@ -165,8 +176,14 @@ def score_predictor(predict: Callable[[np.ndarray], np.ndarray], texts: Sequence
     return score(pairs(), threshold)
 
 
-def score_graph(graph: Graph, keys: KeyIndex, texts: Sequence[tuple[np.ndarray, np.ndarray]], a_max: float,
-                threshold: float, bos: int | None) -> Scores:
+def score_graph(
+    graph: Graph,
+    keys: KeyIndex,
+    texts: Sequence[tuple[np.ndarray, np.ndarray]],
+    a_max: float,
+    threshold: float,
+    bos: int | None,
+) -> Scores:
     """``score_predictor(Predictor(graph, keys), texts, ...)`` (the same Scores), all sequences at once."""
     seqs = Sequences.concat(t for t, _ in texts)
     acts = np.concatenate([np.asarray(a, dtype=np.float64) for _, a in texts]) if texts else np.zeros(0)
@@ -196,21 +213,31 @@ class EvaluateSummary:
     seconds: float
 
 
-def find_misses(predict: Callable[[np.ndarray], np.ndarray], datasets: dict[str, Sequence[tuple[np.ndarray, np.ndarray]]],
-                a_max: float, threshold: float, bos: int | None, limit: int = MAX_MISSES) -> dict[str, list[dict]]:
+def find_misses(
+    predict: Callable[[np.ndarray], np.ndarray],
+    datasets: dict[str, Sequence[tuple[np.ndarray, np.ndarray]]],
+    a_max: float,
+    threshold: float,
+    bos: int | None,
+    limit: int = MAX_MISSES,
+) -> dict[str, list[dict]]:
     """:func:`misses` of ``predict`` (one sequence at a time) on (tokens, raw activations) sequences."""
     flat, preds = [], []
     for name, texts in datasets.items():
         seqs = Sequences.concat(t for t, _ in texts)
         acts = np.concatenate([np.asarray(a, dtype=np.float64) for _, a in texts]) if texts else np.zeros(0)
         flat.append(Dataset.of(name, seqs, acts, a_max, bos))
-        preds.append(np.concatenate([np.asarray(predict(np.asarray(t)), dtype=np.float64) for t, _ in texts])
-                     if texts else np.zeros(0))
+        preds.append(
+            np.concatenate([np.asarray(predict(np.asarray(t)), dtype=np.float64) for t, _ in texts])
+            if texts
+            else np.zeros(0)
+        )
     return misses(flat, preds, threshold, limit)
 
 
-def misses(datasets: Sequence[Dataset], preds: Sequence[np.ndarray], threshold: float,
-           limit: int = MAX_MISSES) -> dict[str, list[dict]]:
+def misses(
+    datasets: Sequence[Dataset], preds: Sequence[np.ndarray], threshold: float, limit: int = MAX_MISSES
+) -> dict[str, list[dict]]:
     """Where the graph is wrong: snippets around its worst false positive and false negative per sequence.
 
     A false positive is a token the graph predicts to fire (predicted >= ``threshold``) where the neuron
@@ -248,18 +275,22 @@ def misses(datasets: Sequence[Dataset], preds: Sequence[np.ndarray], threshold: 
             start, stop = int(data.seqs.bounds[seq[i]]), int(data.seqs.bounds[seq[i] + 1])
             position = at[i] - start
             # held-out windows and the ordinary text can hold the same passage: show it once
-            context = (tuple(data.seqs.tokens[at[i] - 4 : at[i] + 1].tolist()) if position >= 4
-                       else (data.name, seq[i]))
+            context = tuple(data.seqs.tokens[at[i] - 4 : at[i] + 1].tolist()) if position >= 4 else (data.name, seq[i])
             if context in seen:
                 continue
             seen.add(context)
             lo, hi = max(start, at[i] - MISS_BEFORE), min(stop, at[i] + MISS_AFTER + 1)
-            chosen.append({
-                "dataset": data.name, "sequence": seq[i], "position": position, "start": lo - start,
-                "tokens": data.seqs.tokens[lo:hi].tolist(),
-                "truth": [None if v != v else round(v, 3) for v in data.truth[lo:hi].tolist()],  # NaN: not scored
-                "predicted": [round(v, 3) for v in pred[lo:hi].tolist()],
-            })
+            chosen.append(
+                {
+                    "dataset": data.name,
+                    "sequence": seq[i],
+                    "position": position,
+                    "start": lo - start,
+                    "tokens": data.seqs.tokens[lo:hi].tolist(),
+                    "truth": [None if v != v else round(v, 3) for v in data.truth[lo:hi].tolist()],  # NaN: not scored
+                    "predicted": [round(v, 3) for v in pred[lo:hi].tolist()],
+                }
+            )
             if len(chosen) == limit:
                 break
         out[kind] = chosen
@@ -271,8 +302,9 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return round(float(np.mean(defined)), 4) if defined else None
 
 
-def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None,
-             load_model: Callable[[], Any] | None = None) -> EvaluateSummary:
+def evaluate(
+    cfg: Config, work: WorkDir, *, jobs: int | None = None, load_model: Callable[[], Any] | None = None
+) -> EvaluateSummary:
     """Score every fitted neuron of the selection in ``jobs`` worker processes (1: this process; default:
     one per CPU this process may run on when there are at least :data:`PARALLEL_MIN_NEURONS` neurons).
     ``load_model`` is called only when a text pass must run (--ood-corpus, --ordinary-eval-tokens; default:
@@ -291,8 +323,12 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None,
     passes = _prepare_passes(cfg, work, todo, load_model) if todo else ()
     ood = "ood" in passes
     settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos, digests, passes)
-    chunks = [(layer, part[i : i + CHUNK]) for layer in layers
-              for part in [[nn for ll, nn in todo if ll == layer]] for i in range(0, len(part), CHUNK)]
+    chunks = [
+        (layer, part[i : i + CHUNK])
+        for layer in layers
+        for part in [[nn for ll, nn in todo if ll == layer]]
+        for i in range(0, len(part), CHUNK)
+    ]
     shard, shards = cfg.shard_index
     if shards > 1:
         chunks = [c for k, c in enumerate(chunks) if k % shards == shard]
@@ -308,8 +344,10 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None,
             counts[layer] = layer_counts
             advance(progress, len(part))
     if shards > 1:
-        say(f"evaluate: shard {cfg.shard}: {len(todo)} neurons in {time.perf_counter() - started:.1f} s; when every "
-            f"shard is done, `n2g-site merge --work-dir {work.root}` writes the layer tables and summary")
+        say(
+            f"evaluate: shard {cfg.shard}: {len(todo)} neurons in {time.perf_counter() - started:.1f} s; when every "
+            f"shard is done, `n2g-site merge --work-dir {work.root}` writes the layer tables and summary"
+        )
         return EvaluateSummary(len(todo), time.perf_counter() - started)
     summary: dict[str, dict] = {}
     for layer in layers:
@@ -320,16 +358,16 @@ def evaluate(cfg: Config, work: WorkDir, *, jobs: int | None = None,
     extra = {"ood_corpus": cfg.evaluate.ood_corpus, "ood_tokens": cfg.evaluate.ood_tokens} if ood else {}
     if "ordinary" in passes:
         extra["ordinary_eval_tokens"] = cfg.evaluate.ordinary_eval_tokens
-    write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, **extra, "layers": summary},
-               indent=1)
+    write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, **extra, "layers": summary}, indent=1)
     seconds = time.perf_counter() - started
     print_table(summary)
     say(f"evaluate: {len(todo)} neurons in {seconds:.1f} s")
     return EvaluateSummary(len(todo), seconds)
 
 
-def _prepare_passes(cfg: Config, work: WorkDir, todo: Sequence[tuple[int, int]],
-                    load_model: Callable[[], Any] | None) -> tuple[str, ...]:
+def _prepare_passes(
+    cfg: Config, work: WorkDir, todo: Sequence[tuple[int, int]], load_model: Callable[[], Any] | None
+) -> tuple[str, ...]:
     """Run (or reuse) the text passes the options ask for (ood.py); their names, ready in the work dir.
     The model is loaded at most once for both."""
     from . import ood
@@ -388,8 +426,13 @@ class _Layer:
         mined = MinedLayer.load(path)
         loaded = {name: OodLayer.load(p) for name, p in (passes or {}).items() if p.exists()}
         tokens = mined.ordinary.tokens
-        return cls(mined, Sequences.padded(tokens), tokens >= 0, _counts(mined),
-                   {name: (p, Sequences(p.tokens, p.bounds)) for name, p in loaded.items()})
+        return cls(
+            mined,
+            Sequences.padded(tokens),
+            tokens >= 0,
+            _counts(mined),
+            {name: (p, Sequences(p.tokens, p.bounds)) for name, p in loaded.items()},
+        )
 
     def ordinary_acts(self, row: int) -> np.ndarray:
         if not self.ordinary_keep.shape[0]:  # mined with --ordinary-tokens 0
@@ -409,8 +452,13 @@ def _rows(layer: int, neuron: int, result: dict) -> list[dict]:
     """A neuron's CSV rows, datasets and methods in the order of ALL_DATASETS and METHODS (not the file's: its
     keys are sorted)."""
     scored = result["datasets"]
-    return [{"layer": layer, "neuron": neuron, "dataset": dataset, "method": method, **scored[dataset][method]}
-            for dataset in ALL_DATASETS if dataset in scored for method in METHODS if method in scored[dataset]]
+    return [
+        {"layer": layer, "neuron": neuron, "dataset": dataset, "method": method, **scored[dataset][method]}
+        for dataset in ALL_DATASETS
+        if dataset in scored
+        for method in METHODS
+        if method in scored[dataset]
+    ]
 
 
 def rebuild_tables(work: WorkDir, layers: Sequence[int], neurons: Sequence[int] | None = None) -> int:
@@ -434,8 +482,10 @@ def rebuild_tables(work: WorkDir, layers: Sequence[int], neurons: Sequence[int] 
         summary[str(layer)] = _layer_summary(rows, _counts(MinedLayer.load(work.mined(layer))))
         total += len(chosen)
     if len(settings) > 1:
-        raise UserError(f"the evaluate files of {work.root} were scored with other (fire threshold, n-gram) pairs "
-                        f"{sorted(settings)}: rerun `n2g-site evaluate` with one setting")
+        raise UserError(
+            f"the evaluate files of {work.root} were scored with other (fire threshold, n-gram) pairs "
+            f"{sorted(settings)}: rerun `n2g-site evaluate` with one setting"
+        )
     if not settings:
         raise UserError(f"{work.root}/evaluate holds no neuron files: run `n2g-site evaluate` first")
     threshold, n = settings.pop()
@@ -472,8 +522,9 @@ class _Scorer:
         rows: list[dict] = []
         written = []
         for neuron in neurons:
-            result = _evaluate_neuron(read_json(self.work.fitted(layer, neuron)), data, self.keys, self.vocab_size,
-                                      self.settings)
+            result = _evaluate_neuron(
+                read_json(self.work.fitted(layer, neuron)), data, self.keys, self.vocab_size, self.settings
+            )
             if self.settings.mined is not None:
                 result["mined"] = self.settings.mined.get(layer)
             written.append(self.writer.submit(write_json, self.work.evaluated(layer, neuron), result))
@@ -505,8 +556,9 @@ def default_jobs() -> int:
 
 
 @contextmanager
-def _scoring(settings: _Settings, jobs: int | None, neurons: int
-             ) -> Iterator[Callable[[list[tuple[int, list[int]]]], Iterator[tuple[list[dict], dict]]]]:
+def _scoring(
+    settings: _Settings, jobs: int | None, neurons: int
+) -> Iterator[Callable[[list[tuple[int, list[int]]]], Iterator[tuple[list[dict], dict]]]]:
     """A function from chunks to their results, in order: in this process or in worker processes (``jobs``
     of them; None: one per CPU when there are at least PARALLEL_MIN_NEURONS neurons)."""
     if jobs is not None and jobs < 1:
@@ -522,8 +574,9 @@ def _scoring(settings: _Settings, jobs: int | None, neurons: int
             scorer.close()
         return
     # spawn: evaluate may run in a process that holds torch threads (build runs fit first)
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             initargs=(settings,)) as pool:
+    with ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(settings,)
+    ) as pool:
         yield lambda chunks: pool.map(_worker_chunk, chunks)
 
 
@@ -537,8 +590,15 @@ def _windows(examples: ExampleSet, row: int, limit: int | None = None) -> tuple[
 
 def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, settings: _Settings) -> dict:
     threshold, n, bos = settings.threshold, settings.ngram, settings.bos
-    out = {"schema": SCHEMA, "layer": fit["layer"], "neuron": fit["neuron"], "status": fit["status"],
-           "fire_threshold": threshold, "ngram": n, "datasets": {}}
+    out = {
+        "schema": SCHEMA,
+        "layer": fit["layer"],
+        "neuron": fit["neuron"],
+        "status": fit["status"],
+        "fire_threshold": threshold,
+        "ngram": n,
+        "datasets": {},
+    }
     if fit["status"] != "fitted":
         return out
     mined = layer.mined
@@ -546,7 +606,7 @@ def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, 
     a_max = float(fit["max_activation"])
     train, train_acts = _windows(mined.train, row, settings.train_examples)
     norm = train_acts / a_max
-    predictors = {
+    predictors: dict[str, Any] = {  # each has .on(Sequences) -> predictions
         "n2g": TriePredictor(Graph.from_json(fit["graph"]), keys),
         "token_lookup": TokenLookup([(train.tokens, norm)], vocab_size, bos, "mean"),
         "token_max": TokenLookup([(train.tokens, norm)], vocab_size, bos, "max"),
@@ -595,8 +655,17 @@ def _method_summary(rows: Sequence[dict]) -> dict:
 
 
 def _write_csv(work: WorkDir, layer: int, rows: list[dict]) -> None:
-    fields = ["layer", "neuron", "dataset", "method", "tokens", "true_firing", "predicted_firing",
-              "true_positive", *METRICS]
+    fields = [
+        "layer",
+        "neuron",
+        "dataset",
+        "method",
+        "tokens",
+        "true_firing",
+        "predicted_firing",
+        "true_positive",
+        *METRICS,
+    ]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
@@ -612,8 +681,9 @@ def print_table(summary: dict) -> None:
         interval = d.get("f1_interval")
         return text + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
 
-    table = Table(title="Fidelity per layer: precision / recall / F1 [F1's 95% bootstrap interval] "
-                        "(means over neurons)")
+    table = Table(
+        title="Fidelity per layer: precision / recall / F1 [F1's 95% bootstrap interval] (means over neurons)"
+    )
     for column in ("layer", "neurons", "dataset", "N2G", "token mean", "token max", "n-gram"):
         table.add_column(column)
     for layer, s in summary.items():

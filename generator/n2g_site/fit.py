@@ -30,13 +30,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import numpy as np
-
+from .augmenters import make_proposer
 from .config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, Config, FitConfig
 from .engine import BatchedEngine
 from .evaluate import score_graph
 from .models import LoadedModel
-from .augmenters import make_proposer
 from .n2g.fit import Example, FittedNeuron, NeuronTask, Vocabulary, fit_neurons
 from .n2g.graph import normalise
 from .n2g.predict import KeyIndex
@@ -66,8 +64,13 @@ def _is_current(path, options: dict, dtype: str, mined: str | None = None, devic
     recorded = data.get("config")
     if isinstance(recorded, dict):  # files from before --fit-batch-tokens were fitted in groups of 4
         recorded = {**recorded, "fit_batch_tokens": recorded.get("fit_batch_tokens", CPU_BATCH_TOKENS)}
-    return (data.get("schema") == SCHEMA and recorded == options and data.get("dtype", LEGACY_DTYPE) == dtype
-            and data.get("mined") == mined and data.get("device", "cpu") == device)
+    return (
+        data.get("schema") == SCHEMA
+        and recorded == options
+        and data.get("dtype", LEGACY_DTYPE) == dtype
+        and data.get("mined") == mined
+        and data.get("device", "cpu") == device
+    )
 
 
 def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask]:
@@ -100,8 +103,11 @@ def plan(cfg: Config, n_layers: int, d_mlp: int) -> list[tuple[int, tuple[int, .
     """
     neurons = cfg.select_neurons(d_mlp)
     size = group_size(fit_options(cfg))
-    groups = [(layer, tuple(neurons[i : i + size])) for layer in cfg.select_layers(n_layers)
-              for i in range(0, len(neurons), size)]
+    groups = [
+        (layer, tuple(neurons[i : i + size]))
+        for layer in cfg.select_layers(n_layers)
+        for i in range(0, len(neurons), size)
+    ]
     index, count = cfg.shard_index
     return [g for k, g in enumerate(groups) if k % count == index]
 
@@ -117,8 +123,11 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         work.require(work.mined(layer), "mine")
     digests = {layer: (manifest.get("mined") or {}).get(str(layer)) for layer, _ in groups}  # the mined data
     device = cfg.device.split(":")[0]
-    todo = [g for g in groups
-            if not all(_is_current(work.fitted(g[0], n), options, cfg.dtype, digests[g[0]], device) for n in g[1])]
+    todo = [
+        g
+        for g in groups
+        if not all(_is_current(work.fitted(g[0], n), options, cfg.dtype, digests[g[0]], device) for n in g[1])
+    ]
     total = sum(len(g[1]) for g in todo)
     skipped = sum(len(g[1]) for g in groups) - total
     shard = f" (shard {cfg.shard})" if cfg.shard else ""
@@ -126,20 +135,27 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         say(f"fit: all {skipped} selected neurons{shard} are already fitted, nothing to do")
         return FitSummary(0, skipped, 0, 0.0, 0)
     model = load_model()
-    batch_tokens = int(resolved.fit_batch_tokens)
+    batch_tokens = int(resolved.fit_batch_tokens or CPU_BATCH_TOKENS)
     engine = BatchedEngine(model, batch_tokens)
     text = work.load_vocab()
     mask_id = model.mask_id if cfg.fit.mask_token is None else model.token_id(cfg.fit.mask_token)
-    vocab = Vocabulary(text=text, keys=[normalise(t) for t in text], bos_id=model.bos_id, mask_id=mask_id,
-                       special=frozenset(int(i) for i in model.tokenizer.all_special_ids))
+    vocab = Vocabulary(
+        text=text,
+        keys=[normalise(t) for t in text],
+        bos_id=model.bos_id,
+        mask_id=mask_id,
+        special=frozenset(int(i) for i in model.tokenizer.all_special_ids),
+    )
     keys = KeyIndex(text)
     proposer = make_proposer(resolved, model, text, batch_tokens)
     augmenter = proposer.name if proposer is not None else "none"
     started = time.perf_counter()
     fitted = dead = 0
     layers = sorted({layer for layer, _ in todo})
-    say(f"fit: {total} neurons in layers {','.join(map(str, layers))}{shard} ({skipped} already done), "
-        f"augmenter {augmenter!r}, groups of {group_size(resolved)} neurons, {batch_tokens:,}-node batches")
+    say(
+        f"fit: {total} neurons in layers {','.join(map(str, layers))}{shard} ({skipped} already done), "
+        f"augmenter {augmenter!r}, groups of {group_size(resolved)} neurons, {batch_tokens:,}-node batches"
+    )
     mined: MinedLayer | None = None
     with bar("fit", total, "neurons") as progress:
         for layer, neurons in todo:
@@ -148,40 +164,51 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
             group = _tasks(mined, list(neurons), cfg.fit.train_examples)
             for result in fit_neurons(group, engine, cfg.fit, vocab, proposer):
                 task = result.task
-                heldout = None if result.dead else _heldout(mined, task, result, keys, cfg.evaluate.fire_threshold, model.bos_id)
-                write_json(work.fitted(task.layer, task.neuron), {
-                    "schema": SCHEMA,
-                    "layer": task.layer,
-                    "neuron": task.neuron,
-                    "hook": model.hook_name(task.layer),
-                    "status": "dead" if result.dead else "fitted",
-                    "max_activation": round(task.max_activation, 6),
-                    "augmenter": augmenter,
-                    "config": options,
-                    "dtype": cfg.dtype,
-                    "mined": digests[task.layer],
-                    "device": device,
-                    "bos": info.get("bos"),
-                    "mask": text[mask_id],
-                    "graph": result.graph.to_json(),
-                    "examples": result.examples,
-                    "heldout": heldout.as_dict() if heldout else None,
-                    "cost": result.cost,
-                })
+                heldout = (
+                    None
+                    if result.dead
+                    else _heldout(mined, task, result, keys, cfg.evaluate.fire_threshold, model.bos_id)
+                )
+                write_json(
+                    work.fitted(task.layer, task.neuron),
+                    {
+                        "schema": SCHEMA,
+                        "layer": task.layer,
+                        "neuron": task.neuron,
+                        "hook": model.hook_name(task.layer),
+                        "status": "dead" if result.dead else "fitted",
+                        "max_activation": round(task.max_activation, 6),
+                        "augmenter": augmenter,
+                        "config": options,
+                        "dtype": cfg.dtype,
+                        "mined": digests[task.layer],
+                        "device": device,
+                        "bos": info.get("bos"),
+                        "mask": text[mask_id],
+                        "graph": result.graph.to_json(),
+                        "examples": result.examples,
+                        "heldout": heldout.as_dict() if heldout else None,
+                        "cost": result.cost,
+                    },
+                )
                 dead += int(result.dead)
                 fitted += int(not result.dead)
                 advance(progress)
     seconds = time.perf_counter() - started
     c = engine.counters
     extra = getattr(proposer, "tokens_run", 0)
-    say(f"fit: {fitted} graphs, {dead} dead neurons in {seconds:.1f} s ({total / seconds:.2f} neurons/s); "
-        f"{c.forwards} forward calls, {c.rows:,} rows, {c.tokens:,} tokens ({c.tokens / max(seconds, 1e-9):,.0f} tokens/s)"
-        + (f"; {extra:,} tokens through the {augmenter} proposer" if extra else ""))
+    say(
+        f"fit: {fitted} graphs, {dead} dead neurons in {seconds:.1f} s ({total / seconds:.2f} neurons/s); "
+        f"{c.forwards} forward calls, {c.rows:,} rows, {c.tokens:,} tokens "
+        f"({c.tokens / max(seconds, 1e-9):,.0f} tokens/s)"
+        + (f"; {extra:,} tokens through the {augmenter} proposer" if extra else "")
+    )
     return FitSummary(fitted, skipped, dead, seconds, c.tokens)
 
 
-def _heldout(mined: MinedLayer, task: NeuronTask, result: FittedNeuron, keys: KeyIndex, threshold: float,
-             bos: int | None):
+def _heldout(
+    mined: MinedLayer, task: NeuronTask, result: FittedNeuron, keys: KeyIndex, threshold: float, bos: int | None
+):
     """A first score on the held-out top windows (the evaluate stage adds baselines and ordinary text)."""
     windows = [(w.tokens, w.acts) for w in mined.heldout.windows(mined.row(task.neuron))]
     if not windows:

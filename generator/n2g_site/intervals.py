@@ -20,8 +20,9 @@ SEED = 0
 CHUNK = 250_000  # resampled values drawn at a time (memory: 8 bytes each)
 
 
-def bootstrap_mean_interval(values: Iterable[float | None], *, resamples: int = RESAMPLES, level: float = LEVEL,
-                            seed: int = SEED) -> tuple[float, float] | None:
+def bootstrap_mean_interval(
+    values: Iterable[float | None], *, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = SEED
+) -> tuple[float, float] | None:
     """The percentile-bootstrap ``level`` interval of the mean of the defined ``values`` (None and NaN are
     left out, as in the means themselves); None when no value is defined.
 
@@ -39,10 +40,12 @@ def bootstrap_mean_interval(values: Iterable[float | None], *, resamples: int = 
         return None
     rng = np.random.default_rng(seed)
     per_chunk = max(1, CHUNK // x.size)
-    means = np.concatenate([
-        x[rng.integers(0, x.size, size=(min(per_chunk, resamples - done), x.size))].mean(axis=1)
-        for done in range(0, resamples, per_chunk)
-    ])
+    means = np.concatenate(
+        [
+            x[rng.integers(0, x.size, size=(min(per_chunk, resamples - done), x.size))].mean(axis=1)
+            for done in range(0, resamples, per_chunk)
+        ]
+    )
     tail = (1 - level) / 2
     lo, hi = np.quantile(means, [tail, 1 - tail])
     return round(float(lo), 4), round(float(hi), 4)

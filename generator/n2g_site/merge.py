@@ -65,7 +65,11 @@ def _digest_of(path: Path) -> str | None:
 def _settings(path: Path) -> tuple:
     data = read_json(path)
     config = data.get("config") if isinstance(data.get("config"), dict) else {}
-    return (data.get("dtype", LEGACY_DTYPE), data.get("device", "cpu"), config.get("fit_batch_tokens", CPU_BATCH_TOKENS))
+    return (
+        data.get("dtype", LEGACY_DTYPE),
+        data.get("device", "cpu"),
+        config.get("fit_batch_tokens", CPU_BATCH_TOKENS),
+    )
 
 
 def _copy(

@@ -97,13 +97,22 @@ class BatchRows:
         invalid = (~valid).flatten().nonzero().flatten()
         text = valid.flatten().nonzero().flatten()
         split = np.array([r.split for r in batch])
-        splits = {name: torch.from_numpy(np.flatnonzero(split == name)).to(device)
-                  for name in ("train", "heldout") if (split == name).any()}
+        splits = {
+            name: torch.from_numpy(np.flatnonzero(split == name)).to(device)
+            for name in ("train", "heldout")
+            if (split == name).any()
+        }
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return cls(tokens=move(tokens), lengths=move(lengths), docs=move(torch.tensor([r.doc for r in batch])),
-                   offsets=move(torch.tensor([r.offset for r in batch])), invalid=move(invalid), text=move(text),
-                   splits=splits,
-                   heldout=[(i, len(r.tokens), r.doc) for i, r in enumerate(batch) if r.split == "heldout"])
+        return cls(
+            tokens=move(tokens),
+            lengths=move(lengths),
+            docs=move(torch.tensor([r.doc for r in batch])),
+            offsets=move(torch.tensor([r.offset for r in batch])),
+            invalid=move(invalid),
+            text=move(text),
+            splits=splits,
+            heldout=[(i, len(r.tokens), r.doc) for i, r in enumerate(batch) if r.split == "heldout"],
+        )
 
 
 class TopK:
@@ -112,6 +121,12 @@ class TopK:
 
     FIELDS = ("value", "tokens", "acts", "doc", "start")
 
+    value: torch.Tensor  # [n, k] the kept windows' peaks (and below: their tokens, activations, doc, start)
+    tokens: torch.Tensor
+    acts: torch.Tensor
+    doc: torch.Tensor
+    start: torch.Tensor
+
     def __init__(self, n: int, k: int, before: int, after: int, device: torch.device | str = "cpu") -> None:
         self.k, self.before, self.after = k, before, after
         self.device = torch.device(device)
@@ -119,18 +134,43 @@ class TopK:
         self.around = torch.arange(-before, after + 1, device=self.device)  # window positions around a peak
         self.slots = torch.arange(k, device=self.device)
 
-    def update(self, acts: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor,
-               docs: torch.Tensor, offsets: torch.Tensor) -> None:
+    def update(
+        self,
+        acts: torch.Tensor,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        valid: torch.Tensor,
+        docs: torch.Tensor,
+        offsets: torch.Tensor,
+    ) -> None:
         """Merge a batch: ``acts`` [B, T, n] of the n neurons, ``tokens`` [B, T] right-padded,
         ``valid`` [B, T] the positions that may be a peak (text tokens, not padding or doc-start)."""
         seq_max, seq_arg = acts.masked_fill(~valid[:, :, None], -torch.inf).max(dim=1)  # [B, n]
         rows = torch.arange(acts.shape[0], device=acts.device)
-        self.merge(seq_max, seq_arg, rows, acts, torch.arange(acts.shape[2], device=acts.device), tokens,
-                   lengths, docs, offsets)
+        self.merge(
+            seq_max,
+            seq_arg,
+            rows,
+            acts,
+            torch.arange(acts.shape[2], device=acts.device),
+            tokens,
+            lengths,
+            docs,
+            offsets,
+        )
 
-    def merge(self, seq_max: torch.Tensor, seq_arg: torch.Tensor, rows: torch.Tensor, acts: torch.Tensor,
-              columns: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, docs: torch.Tensor,
-              offsets: torch.Tensor) -> None:
+    def merge(
+        self,
+        seq_max: torch.Tensor,
+        seq_arg: torch.Tensor,
+        rows: torch.Tensor,
+        acts: torch.Tensor,
+        columns: torch.Tensor,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        docs: torch.Tensor,
+        offsets: torch.Tensor,
+    ) -> None:
         """Merge R candidate rows: ``seq_max``/``seq_arg`` [R, n] each row's peak value and position per
         neuron (over its valid positions), ``rows`` [R] their index in the batch; ``acts`` [B, T, D] a layer's
         activations, ``columns`` [n] the neurons' columns in it; ``tokens`` [B, T], the rest [B]."""
@@ -139,13 +179,16 @@ class TopK:
         finite = torch.isfinite(value)  # a row without text offers nothing: its window stays empty
         # Token windows come from the batch's rows padded with -1 on both sides (and one all -1 row for the
         # rows without text), so a window never leaves its row and -1 marks every position outside the text.
-        padded = torch.full((tokens.shape[0] + 1, self.before + width + self.after), -1, dtype=torch.int32,
-                            device=tokens.device)
-        padded[:-1, self.before: self.before + width] = torch.where(
-            torch.arange(width, device=tokens.device) < lengths[:, None], tokens, -1)
+        padded = torch.full(
+            (tokens.shape[0] + 1, self.before + width + self.after), -1, dtype=torch.int32, device=tokens.device
+        )
+        padded[:-1, self.before : self.before + width] = torch.where(
+            torch.arange(width, device=tokens.device) < lengths[:, None], tokens, -1
+        )
         source = torch.where(finite, rows[None, :], tokens.shape[0])
-        cand_tokens = padded.reshape(-1).take((source * padded.shape[1] + peak)[:, :, None]
-                                              + torch.arange(span, device=tokens.device))
+        cand_tokens = padded.reshape(-1).take(
+            (source * padded.shape[1] + peak)[:, :, None] + torch.arange(span, device=tokens.device)
+        )
         row_start = (rows * width)[None, :, None]
         flat = (row_start + peak[:, :, None] + self.around).clamp_(row_start, row_start + width - 1)
         cand_acts = acts.reshape(-1).take(torch.add(columns[:, None, None], flat, alpha=acts.shape[2])).float()
@@ -247,8 +290,9 @@ class StatsAccumulator:
         self.one = torch.ones((), dtype=torch.int64, device=self.device)
         self.count = 0
 
-    def update(self, acts: torch.Tensor, invalid: torch.Tensor,
-               text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, acts: torch.Tensor, invalid: torch.Tensor, text: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Add a batch: ``acts`` [B, T, d_mlp]; ``invalid`` and ``text`` the flat positions (row * T + pos)
         that are no text and those that are (host-known, so selecting them costs the device no sync).
         Returns each row's peak (value, position) per neuron over its text positions, [B, d_mlp] each
@@ -275,8 +319,13 @@ class StatsAccumulator:
         return seq_max, seq_arg
 
     def state(self) -> dict[str, np.ndarray]:  # the histogram neuron-major and flat, as before
-        return {"max": self.max.cpu().numpy(), "min": self.min.cpu().numpy(), "sum": self.sum.cpu().numpy(),
-                "hist": self.hist.T.contiguous().flatten().cpu().numpy(), "count": np.array(self.count)}
+        return {
+            "max": self.max.cpu().numpy(),
+            "min": self.min.cpu().numpy(),
+            "sum": self.sum.cpu().numpy(),
+            "hist": self.hist.T.contiguous().flatten().cpu().numpy(),
+            "count": np.array(self.count),
+        }
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
         for name in ("max", "min", "sum"):
@@ -309,7 +358,11 @@ class Checkpoint:
         self.key = json.dumps({str(k): list(v) for k, v in sorted(plan.items())})
 
     def save(self, batches: int, tokens: int, parts: dict[str, Any]) -> None:
-        arrays = {"_key": np.array(self.key), "_batches": np.array(batches), "_tokens": np.array(tokens)}
+        arrays: dict[str, Any] = {
+            "_key": np.array(self.key),
+            "_batches": np.array(batches),
+            "_tokens": np.array(tokens),
+        }
         for part, obj in parts.items():
             arrays.update({f"{part}/{name}": value for name, value in obj.state().items()})
         buf = io.BytesIO()
@@ -326,7 +379,7 @@ class Checkpoint:
                     return 0, 0
                 for part, obj in parts.items():
                     prefix = f"{part}/"
-                    obj.restore({k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)})
+                    obj.restore({k[len(prefix) :]: z[k] for k in z.files if k.startswith(prefix)})
                 return int(z["_batches"]), int(z["_tokens"])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # not ours or unreadable: start over
             return 0, 0
@@ -394,10 +447,17 @@ def _budget(rows: Iterable[TokenRow], max_tokens: int) -> Iterator[TokenRow]:
         yield row
 
 
-def _accumulate(acts: dict[int, torch.Tensor], rows: BatchRows, layers: list[int], picks: dict[int, torch.Tensor],
-                stats: dict[int, StatsAccumulator], tops: dict[tuple[int, str], TopK],
-                ordinary: dict[int, OrdinarySampler], ordinary_batches: list[int] | None = None,
-                number: int = 0) -> None:
+def _accumulate(
+    acts: dict[int, torch.Tensor],
+    rows: BatchRows,
+    layers: list[int],
+    picks: dict[int, torch.Tensor],
+    stats: dict[int, StatsAccumulator],
+    tops: dict[tuple[int, str], TopK],
+    ordinary: dict[int, OrdinarySampler],
+    ordinary_batches: list[int] | None = None,
+    number: int = 0,
+) -> None:
     """Fold batch ``number``'s activations into every layer's accumulators, on the activations' device;
     ``ordinary_batches`` gets the batch number of each ordinary-text row taken (merging shards orders by it)."""
     with torch.inference_mode():  # the activations are inference tensors, updated in place
@@ -406,8 +466,17 @@ def _accumulate(acts: dict[int, torch.Tensor], rows: BatchRows, layers: list[int
             seq_max, seq_arg = stats[layer].update(layer_acts, rows.invalid, rows.text)
             columns = picks[layer]
             for name, sel in rows.splits.items():
-                tops[(layer, name)].merge(seq_max[sel[:, None], columns], seq_arg[sel[:, None], columns], sel,
-                                          layer_acts, columns, rows.tokens, rows.lengths, rows.docs, rows.offsets)
+                tops[(layer, name)].merge(
+                    seq_max[sel[:, None], columns],
+                    seq_arg[sel[:, None], columns],
+                    sel,
+                    layer_acts,
+                    columns,
+                    rows.tokens,
+                    rows.lengths,
+                    rows.docs,
+                    rows.offsets,
+                )
             for i, length, doc in rows.heldout:
                 if not ordinary[layer].wants():
                     break
@@ -416,7 +485,7 @@ def _accumulate(acts: dict[int, torch.Tensor], rows: BatchRows, layers: list[int
                     ordinary_batches.append(number)
 
 
-def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> MineSummary:
+def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> MineSummary:  # noqa: C901 - one streaming pass; its shard and checkpoint branches are short
     """Mine what the selection needs; the model is loaded only if something is missing."""
     if work.manifest.exists():
         old = work.load_manifest()
@@ -442,8 +511,9 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
 
     def stream(index: list[dict[str, str]]) -> Iterator[TokenRow]:
         docs = load_documents(cfg.corpus, seed=cfg.seed, bad_utf8=cfg.bad_utf8)
-        rows = sequences(docs, model.encode, bos_id=model.bos_id, seq_len=seq_len, held_out=m.held_out,
-                         seed=cfg.seed, index=index)
+        rows = sequences(
+            docs, model.encode, bos_id=model.bos_id, seq_len=seq_len, held_out=m.held_out, seed=cfg.seed, index=index
+        )
         return _budget(rows, m.max_tokens)
 
     if not cfg.corpus.startswith("hf:"):  # local text: tokenizing it once more costs ~1 s per 1M tokens
@@ -458,23 +528,34 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     layers = sorted(todo)
     device = torch.device(model.device)  # the accumulators live where the activations are made
     picks = {layer: torch.tensor(todo[layer], device=device) for layer in layers}
-    tops = {(layer, split): TopK(len(todo[layer]), m.top_k, m.context_before, m.context_after, device)
-            for layer in layers for split in ("train", "heldout")}
+    tops = {
+        (layer, split): TopK(len(todo[layer]), m.top_k, m.context_before, m.context_after, device)
+        for layer in layers
+        for split in ("train", "heldout")
+    }
     stats = {layer: StatsAccumulator(model.d_mlp, device) for layer in layers}
     ordinary = {layer: OrdinarySampler(m.ordinary_tokens) for layer in layers}
     parts: dict[str, Any] = {}
     for layer in layers:
-        parts.update({f"{layer}/train": tops[(layer, "train")], f"{layer}/heldout": tops[(layer, "heldout")],
-                      f"{layer}/stats": stats[layer], f"{layer}/ordinary": ordinary[layer]})
+        parts.update(
+            {
+                f"{layer}/train": tops[(layer, "train")],
+                f"{layer}/heldout": tops[(layer, "heldout")],
+                f"{layer}/stats": stats[layer],
+                f"{layer}/ordinary": ordinary[layer],
+            }
+        )
     ordinary_batches = mine_merge.BatchList()  # the batch of each ordinary-text row: merge orders shards' by it
     parts["ordinary_batches"] = ordinary_batches
     checkpoint = Checkpoint(work, todo, "checkpoint.npz" if shards == 1 else f"checkpoint_{shard}of{shards}.npz")
     resume_batches, tokens_done = checkpoint.load(parts)
     started = time.perf_counter()
     last_save = time.monotonic()
-    say(f"mine: layers {','.join(map(str, layers))} of {cfg.model}, {sum(map(len, todo.values()))} neurons, "
+    say(
+        f"mine: layers {','.join(map(str, layers))} of {cfg.model}, {sum(map(len, todo.values()))} neurons, "
         f"corpus {cfg.corpus!r}, budget {m.max_tokens or 'all'} tokens"
-        + (f"; resuming after {tokens_done:,} tokens" if resume_batches else ""))
+        + (f"; resuming after {tokens_done:,} tokens" if resume_batches else "")
+    )
     mined_now = 0
     with bar("mine", m.max_tokens or None, "tokens") as progress:
         for number, batch in enumerate(_batches(rows, m.batch_tokens)):
@@ -497,11 +578,19 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         write_json(work.corpus, index)
         write_json(work.vocab, model.token_strings())
         model.save_tokenizer(work.tokenizer.parent)
-        work.write_manifest({**manifest, "n2g_site_version": __version__, "model_info": model.info(),
-                             "corpus_info": {**describe(cfg.corpus), "documents": len(index)}})
+        work.write_manifest(
+            {
+                **manifest,
+                "n2g_site_version": __version__,
+                "model_info": model.info(),
+                "corpus_info": {**describe(cfg.corpus), "documents": len(index)},
+            }
+        )
         checkpoint.remove()
-        say(f"mine: shard {cfg.shard}: {tokens_done:,} of the pass's tokens in {seconds:.1f} s; "
-            f"when every shard is done, `n2g-site merge --work-dir {work.root}` writes the layer files")
+        say(
+            f"mine: shard {cfg.shard}: {tokens_done:,} of the pass's tokens in {seconds:.1f} s; "
+            f"when every shard is done, `n2g-site merge --work-dir {work.root}` writes the layer files"
+        )
         return MineSummary(layers, tokens_done, len(index), seconds, False)
     if tokens_done == 0:
         raise UserError(f"--corpus {cfg.corpus!r} produced no tokens to mine")
@@ -516,24 +605,33 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         ).save(work.mined(layer))
         short = int((tops[(layer, "train")].result().doc < 0).sum())
         if short:
-            say(f"[yellow]mine: layer {layer}: {short} top-k slots stayed empty; the corpus budget is small "
-                f"for --top-k {m.top_k} (raise --max-tokens)")
+            say(
+                f"[yellow]mine: layer {layer}: {short} top-k slots stayed empty; the corpus budget is small "
+                f"for --top-k {m.top_k} (raise --max-tokens)"
+            )
     write_json(work.corpus, index)
     write_json(work.vocab, model.token_strings())
     if not model.save_tokenizer(work.tokenizer.parent):
         say("[yellow]mine: the model's tokenizer is not a fast tokenizer; the site's playground will be off")
     mined = {int(k): v for k, v in (manifest.get("neurons") or {}).items()}
     mined.update(todo)
-    work.write_manifest({
-        **manifest,
-        "n2g_site_version": __version__,
-        "model_info": model.info(),
-        "corpus_info": {**describe(cfg.corpus), "documents": len(index)},
-        "layers": sorted(mined),
-        "neurons": {str(layer): list(mined[layer]) for layer in sorted(mined)},
-        "mined": {**(manifest.get("mined") or {}), **{str(layer): content_digest(work.mined(layer)) for layer in layers}},
-    })
+    work.write_manifest(
+        {
+            **manifest,
+            "n2g_site_version": __version__,
+            "model_info": model.info(),
+            "corpus_info": {**describe(cfg.corpus), "documents": len(index)},
+            "layers": sorted(mined),
+            "neurons": {str(layer): list(mined[layer]) for layer in sorted(mined)},
+            "mined": {
+                **(manifest.get("mined") or {}),
+                **{str(layer): content_digest(work.mined(layer)) for layer in layers},
+            },
+        }
+    )
     checkpoint.remove()
-    say(f"mine: {tokens_done:,} tokens from {len(index):,} documents in {seconds:.1f} s "
-        f"({mined_now / max(seconds, 1e-9):,.0f} tokens/s)")
+    say(
+        f"mine: {tokens_done:,} tokens from {len(index):,} documents in {seconds:.1f} s "
+        f"({mined_now / max(seconds, 1e-9):,.0f} tokens/s)"
+    )
     return MineSummary(layers, tokens_done, len(index), seconds, False)

@@ -40,17 +40,44 @@ EMBEDDED_CACHE_NAME = "smollm2-135m-instruct-q4_1"
 RANDOM_PREFIX = "random:"
 RANDOM_CONFIGS: dict[str, dict[str, Any]] = {
     # Small enough that a unit test mines and fits in seconds on one core.
-    "tiny": dict(d_model=64, d_head=16, n_heads=4, n_layers=2, n_ctx=256, d_mlp=64, act_fn="gelu",
-                 normalization_type="LN"),
+    "tiny": dict(
+        d_model=64, d_head=16, n_heads=4, n_layers=2, n_ctx=256, d_mlp=64, act_fn="gelu", normalization_type="LN"
+    ),
     # The shapes (so the FLOPs) of real models, with random weights: for timing machines that have neither
     # the weights nor a network (benchmarks/gpu_check.py). Their graphs mean nothing.
-    "solu-6l": dict(d_model=768, d_head=64, n_heads=12, n_layers=6, n_ctx=1024, d_mlp=3072, act_fn="solu_ln",
-                    normalization_type="LN"),
-    "gpt2-small": dict(d_model=768, d_head=64, n_heads=12, n_layers=12, n_ctx=1024, d_mlp=3072, act_fn="gelu_new",
-                       normalization_type="LN"),
-    "smollm2-135m": dict(d_model=576, d_head=64, n_heads=9, n_key_value_heads=3, n_layers=30, n_ctx=2048,
-                         d_mlp=1536, act_fn="silu", gated_mlp=True, normalization_type="RMS",
-                         positional_embedding_type="rotary"),
+    "solu-6l": dict(
+        d_model=768,
+        d_head=64,
+        n_heads=12,
+        n_layers=6,
+        n_ctx=1024,
+        d_mlp=3072,
+        act_fn="solu_ln",
+        normalization_type="LN",
+    ),
+    "gpt2-small": dict(
+        d_model=768,
+        d_head=64,
+        n_heads=12,
+        n_layers=12,
+        n_ctx=1024,
+        d_mlp=3072,
+        act_fn="gelu_new",
+        normalization_type="LN",
+    ),
+    "smollm2-135m": dict(
+        d_model=576,
+        d_head=64,
+        n_heads=9,
+        n_key_value_heads=3,
+        n_layers=30,
+        n_ctx=2048,
+        d_mlp=1536,
+        act_fn="silu",
+        gated_mlp=True,
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+    ),
 }
 DOC_SEPARATOR = "<|endoftext|>"  # what GPT-2, GPT-NeoX and SmolLM2 put between pretraining documents
 
@@ -148,8 +175,9 @@ class LoadedModel:
         )
         return known + [f"<unused {i}>" for i in range(len(known), size)]
 
-    def mlp_activations(self, tokens: Any, layers: Sequence[int], *, attention_mask: Any = None,
-                        position_ids: Any = None) -> dict[int, Any]:
+    def mlp_activations(
+        self, tokens: Any, layers: Sequence[int], *, attention_mask: Any = None, position_ids: Any = None
+    ) -> dict[int, Any]:
         """Neuron activations ``{layer: [batch, pos, d_mlp]}`` for a batch of token ids.
 
         The forward pass stops right after the deepest requested layer's hook, so nothing past it is
@@ -167,8 +195,15 @@ class LoadedModel:
 
         def in_parts(step: int) -> dict[int, Any]:
             part = lambda x, a: None if x is None else x[a : a + step]  # noqa: E731
-            outs = [self.mlp_activations(tokens[a : a + step], layers, attention_mask=part(attention_mask, a),
-                                         position_ids=part(position_ids, a)) for a in range(0, rows, step)]
+            outs = [
+                self.mlp_activations(
+                    tokens[a : a + step],
+                    layers,
+                    attention_mask=part(attention_mask, a),
+                    position_ids=part(position_ids, a),
+                )
+                for a in range(0, rows, step)
+            ]
             return {layer: torch.cat([o[layer] for o in outs]) for layer in outs[0]}
 
         rows, width = int(tokens.shape[0]), int(tokens.shape[-1]) if tokens.dim() > 1 else 1
@@ -191,8 +226,9 @@ class LoadedModel:
                 self.tokens_that_fit = half * width  # recorded less already
             return out
 
-    def _forward_hooks(self, tokens: Any, layers: Sequence[int], attention_mask: Any = None,
-                       position_ids: Any = None) -> dict[int, Any]:
+    def _forward_hooks(
+        self, tokens: Any, layers: Sequence[int], attention_mask: Any = None, position_ids: Any = None
+    ) -> dict[int, Any]:
         import torch
 
         deepest = max(layers)
@@ -237,8 +273,9 @@ def save_tokenizer(tokenizer: Any, folder: Path) -> bool:
     return True
 
 
-def load_model(spec: str, *, device: str = "cpu", dtype: str = "fp32", seed: int = 0,
-               hook: str | None = None) -> LoadedModel:
+def load_model(
+    spec: str, *, device: str = "cpu", dtype: str = "fp32", seed: int = 0, hook: str | None = None
+) -> LoadedModel:
     """Load ``spec`` (see the module docstring) onto ``device`` in ``dtype`` (a :data:`DTYPES` name).
 
     Every failure a user can fix raises UserError: a device this torch cannot use, and a model whose weights
@@ -302,18 +339,22 @@ class Placement:
                 raise UserError(
                     f"--device {device!r}: this torch ({torch.__version__}) sees no CUDA GPU. Install the CUDA "
                     "build of torch for your driver first (https://pytorch.org/get-started/locally/), then rerun "
-                    "scripts/setup.sh, or use --device cpu")
+                    "scripts/setup.sh, or use --device cpu"
+                )
             count = torch.cuda.device_count()
             if where.index is not None and where.index >= count:
-                raise UserError(f"--device {device!r}: this machine has {count} CUDA device(s), "
-                                f"cuda:0 to cuda:{count - 1}")
+                raise UserError(
+                    f"--device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+                )
         elif where.type == "mps" and not torch.backends.mps.is_available():
             raise UserError(f"--device {device!r}: this torch has no MPS (Apple GPU) support: use --device cpu")
         torch_dtype, tf32 = DTYPES[dtype]
         if tf32:
             if where.type != "cuda":
-                raise UserError(f"--dtype tf32 is a CUDA matmul mode; on {where.type} use --dtype fp32 "
-                                "(the same weights, full fp32 arithmetic)")
+                raise UserError(
+                    f"--dtype tf32 is a CUDA matmul mode; on {where.type} use --dtype fp32 "
+                    "(the same weights, full fp32 arithmetic)"
+                )
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         return cls(where, getattr(torch, torch_dtype), dtype)
@@ -326,7 +367,8 @@ class Placement:
             if param.dtype.is_floating_point:
                 floating += 1
                 if param.device.type != self.device.type or (
-                        self.device.index is not None and param.device.index != self.device.index):
+                    self.device.index is not None and param.device.index != self.device.index
+                ):
                     found[f"device {param.device}"] = found.get(f"device {param.device}", 0) + 1
                 elif param.dtype != self.dtype:
                     found[f"dtype {param.dtype}"] = found.get(f"dtype {param.dtype}", 0) + 1
@@ -337,7 +379,8 @@ class Placement:
             raise UserError(
                 f"--model {spec!r} was asked for {self.device} in {self.name}, but {sum(found.values())} of "
                 f"{floating} weight tensors are elsewhere ({where}): this is a bug in n2g-site's loader for "
-                "this kind of model; please report it with this line")
+                "this kind of model; please report it with this line"
+            )
 
     @property
     def torch_device(self) -> str:
@@ -485,8 +528,8 @@ def _load_embedded(placement: Placement) -> LoadedModel:
 
 
 def _load_hf_dir(path: Path, spec: str, placement: Placement) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not (path / "config.json").exists():
         raise UserError(f"--model {spec!r}: {path} has no config.json; pass a Hugging Face model folder")
@@ -503,8 +546,9 @@ def _load_hf_dir(path: Path, spec: str, placement: Placement) -> LoadedModel:
     # TransformerBridge leaves a model it is handed where it is (it moves only models it loads itself), so
     # the weights are put on the device here, in the requested dtype.
     hf = AutoModelForCausalLM.from_pretrained(str(path), dtype=placement.dtype).to(placement.device).eval()
-    bridge = TransformerBridge.boot_transformers(str(path), hf_model=hf, tokenizer=tokenizer,
-                                                 device=placement.torch_device, dtype=placement.dtype)
+    bridge = TransformerBridge.boot_transformers(
+        str(path), hf_model=hf, tokenizer=tokenizer, device=placement.torch_device, dtype=placement.dtype
+    )
     arch = (hf.config.architectures or [type(hf).__name__])[0]
     return _wrap(spec, path.name, bridge, tokenizer, arch)
 
@@ -526,8 +570,7 @@ def _load_transformerlens(spec: str, placement: Placement) -> LoadedModel:
 
             bridge = boot_tl_legacy(official, device=placement.torch_device, dtype=placement.dtype)
         else:
-            bridge = TransformerBridge.boot_transformers(official, device=placement.torch_device,
-                                                         dtype=placement.dtype)
+            bridge = TransformerBridge.boot_transformers(official, device=placement.torch_device, dtype=placement.dtype)
     except OSError as exc:
         raise UserError(
             f"--model {spec!r} ({official}) could not be downloaded from the Hugging Face hub "
@@ -540,9 +583,11 @@ def _load_random(spec: str, placement: Placement, seed: int) -> LoadedModel:
     from transformer_lens import TransformerBridgeConfig
     from transformer_lens.model_bridge.sources import boot_native
 
-    size = spec[len(RANDOM_PREFIX):]
+    size = spec[len(RANDOM_PREFIX) :]
     if size not in RANDOM_CONFIGS:
-        raise UserError(f"--model {spec!r}: unknown random size {size!r}; use {', '.join('random:' + s for s in RANDOM_CONFIGS)}")
+        raise UserError(
+            f"--model {spec!r}: unknown random size {size!r}; use {', '.join('random:' + s for s in RANDOM_CONFIGS)}"
+        )
     tokenizer = embedded_tokenizer()
     cfg = TransformerBridgeConfig(**RANDOM_CONFIGS[size], d_vocab=len(tokenizer), seed=seed, device="cpu")
     # The weights are drawn on the CPU (the same numbers for every device and seed), then moved and cast.

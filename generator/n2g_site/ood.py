@@ -96,10 +96,13 @@ class OodLayer:
 
 def check_spec(spec: str, mined_from: str) -> None:
     """Refuse an OOD corpus that is the corpus the work dir was mined from."""
-    if spec == mined_from or (Path(spec).expanduser().resolve() == Path(mined_from).expanduser().resolve()
-                              and Path(spec).expanduser().exists()):
-        raise UserError(f"--ood-corpus {spec!r} is the corpus this work dir was mined from: pass another "
-                        "(e.g. stdlib-docstrings)")
+    if spec == mined_from or (
+        Path(spec).expanduser().resolve() == Path(mined_from).expanduser().resolve()
+        and Path(spec).expanduser().exists()
+    ):
+        raise UserError(
+            f"--ood-corpus {spec!r} is the corpus this work dir was mined from: pass another (e.g. stdlib-docstrings)"
+        )
 
 
 @dataclass(frozen=True)
@@ -123,19 +126,41 @@ class TextPass:
     def ordinary(cls, cfg: Config, manifest: dict[str, Any]) -> TextPass:
         """The held-out split of the corpus the work dir was mined from."""
         mined = manifest.get("mine", {})
-        return cls("ordinary", manifest.get("corpus", cfg.corpus), cfg.evaluate.ordinary_eval_tokens, "heldout",
-                   float(mined.get("held_out", cfg.mine.held_out)), int(manifest.get("seed", cfg.seed)))
+        return cls(
+            "ordinary",
+            manifest.get("corpus", cfg.corpus),
+            cfg.evaluate.ordinary_eval_tokens,
+            "heldout",
+            float(mined.get("held_out", cfg.mine.held_out)),
+            int(manifest.get("seed", cfg.seed)),
+        )
 
 
 def pass_key(text: TextPass, manifest: dict[str, Any], seq_len: int) -> str:
-    return json.dumps({"corpus": text.spec, "split": text.split, "held_out": text.held_out, "seed": text.seed,
-                       "tokens": text.tokens, "floor": SPARSE_FLOOR, "model": manifest.get("model"),
-                       "dtype": manifest.get("dtype", "fp32"), "hook": manifest.get("hook"), "seq_len": seq_len},
-                      sort_keys=True)
+    return json.dumps(
+        {
+            "corpus": text.spec,
+            "split": text.split,
+            "held_out": text.held_out,
+            "seed": text.seed,
+            "tokens": text.tokens,
+            "floor": SPARSE_FLOOR,
+            "model": manifest.get("model"),
+            "dtype": manifest.get("dtype", "fp32"),
+            "hook": manifest.get("hook"),
+            "seq_len": seq_len,
+        },
+        sort_keys=True,
+    )
 
 
-def prepare(cfg: Config, work: WorkDir, wanted: dict[int, dict[int, float]],
-            load_model: Callable[[], Any] | None = None, text: TextPass | None = None) -> dict[int, OodLayer]:
+def prepare(
+    cfg: Config,
+    work: WorkDir,
+    wanted: dict[int, dict[int, float]],
+    load_model: Callable[[], Any] | None = None,
+    text: TextPass | None = None,
+) -> dict[int, OodLayer]:
     """Each layer's :class:`OodLayer` for ``wanted`` (layer -> {neuron: A_max}) on ``text`` (default: the
     ``--ood-corpus`` pass), running the model only for layers whose file is missing or stale.
     ``load_model``: default, the work dir's model on ``--device``."""
@@ -143,8 +168,10 @@ def prepare(cfg: Config, work: WorkDir, wanted: dict[int, dict[int, float]],
     text = text or TextPass.ood(cfg)
     if text.name == "ood":
         check_spec(text.spec, manifest.get("corpus", cfg.corpus))
-    seq_len = min(int(manifest.get("mine", {}).get("seq_len", cfg.mine.seq_len)),
-                  int(manifest["model_info"].get("n_ctx", cfg.mine.seq_len)))
+    seq_len = min(
+        int(manifest.get("mine", {}).get("seq_len", cfg.mine.seq_len)),
+        int(manifest["model_info"].get("n_ctx", cfg.mine.seq_len)),
+    )
     key = pass_key(text, manifest, seq_len)
     out: dict[int, OodLayer] = {}
     todo: dict[int, dict[int, float]] = {}
@@ -165,8 +192,10 @@ def prepare(cfg: Config, work: WorkDir, wanted: dict[int, dict[int, float]],
         load_model = lambda: work_dir_model(cfg, manifest)  # noqa: E731
     model = load_model()
     split = f" ({text.split} documents)" if text.split else ""
-    say(f"evaluate: running {model.name} over {text.tokens:,} tokens of {text.spec!r}{split} "
-        f"({describe(text.spec)['name']}) for the {text.name} text of layers {','.join(map(str, sorted(todo)))}")
+    say(
+        f"evaluate: running {model.name} over {text.tokens:,} tokens of {text.spec!r}{split} "
+        f"({describe(text.spec)['name']}) for the {text.name} text of layers {','.join(map(str, sorted(todo)))}"
+    )
     for layer, made in run_pass(model, text, seq_len, todo, key).items():
         made.save(work.scored_text(text.name, layer))
         out[layer] = made
@@ -176,16 +205,22 @@ def prepare(cfg: Config, work: WorkDir, wanted: dict[int, dict[int, float]],
 def work_dir_model(cfg: Config, manifest: dict[str, Any]) -> Any:
     from .models import load_model
 
-    return load_model(manifest.get("model", cfg.model), device=cfg.device, dtype=manifest.get("dtype", "fp32"),
-                      seed=int(manifest.get("seed", cfg.seed)), hook=manifest.get("hook"))
+    return load_model(
+        manifest.get("model", cfg.model),
+        device=cfg.device,
+        dtype=manifest.get("dtype", "fp32"),
+        seed=int(manifest.get("seed", cfg.seed)),
+        hook=manifest.get("hook"),
+    )
 
 
 def _rows(model: Any, text: TextPass, seq_len: int) -> Iterator[tuple[int, ...]]:
     """Rows of the first ``text.tokens`` tokens of the text (the last row cut to fit the budget)."""
     used, budget = 0, text.tokens
     docs = load_documents(text.spec, seed=text.seed)
-    for row in sequences(docs, model.encode, bos_id=model.bos_id, seq_len=seq_len, held_out=text.held_out,
-                         seed=text.seed, index=[]):
+    for row in sequences(
+        docs, model.encode, bos_id=model.bos_id, seq_len=seq_len, held_out=text.held_out, seed=text.seed, index=[]
+    ):
         if text.split is not None and row.split != text.split:
             continue
         tokens = row.tokens[: budget - used]
@@ -195,26 +230,30 @@ def _rows(model: Any, text: TextPass, seq_len: int) -> Iterator[tuple[int, ...]]
             return
 
 
-def run_pass(model: Any, text: TextPass, seq_len: int, wanted: dict[int, dict[int, float]], key: str
-             ) -> dict[int, OodLayer]:
+def run_pass(
+    model: Any, text: TextPass, seq_len: int, wanted: dict[int, dict[int, float]], key: str
+) -> dict[int, OodLayer]:
     """One forward pass over the text for every layer of ``wanted``; sparse activations per neuron."""
     import torch
 
     rows = list(_rows(model, text, seq_len))
     if not rows:
-        raise UserError(f"{text.spec!r} produced no tokens for the {text.name} text" +
-                        (f" ({text.split} documents)" if text.split else ""))
+        raise UserError(
+            f"{text.spec!r} produced no tokens for the {text.name} text"
+            + (f" ({text.split} documents)" if text.split else "")
+        )
     bounds = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
     flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
     layers = sorted(wanted)
     neurons = {layer: np.array(sorted(wanted[layer]), dtype=np.int64) for layer in layers}
-    a_max = {layer: np.array([wanted[layer][n] for n in neurons[layer].tolist()], dtype=np.float64)
-             for layer in layers}
+    a_max = {layer: np.array([wanted[layer][n] for n in neurons[layer].tolist()], dtype=np.float64) for layer in layers}
     device = torch.device(model.device)
     columns = {layer: torch.from_numpy(neurons[layer]).to(device) for layer in layers}
     # A neuron with A_max <= 0 never fires; keep nothing for it (its cut is +inf).
-    cuts = {layer: torch.from_numpy(np.where(a_max[layer] > 0, SPARSE_FLOOR * a_max[layer], np.inf)).to(device)
-            for layer in layers}
+    cuts = {
+        layer: torch.from_numpy(np.where(a_max[layer] > 0, SPARSE_FLOOR * a_max[layer], np.inf)).to(device)
+        for layer in layers
+    }
     found: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {layer: [] for layer in layers}
     order = sorted(range(len(rows)), key=lambda r: len(rows[r]))  # similar lengths share a batch
     with bar(text.name, int(bounds[-1]), "tokens") as progress, torch.inference_mode():
@@ -241,8 +280,9 @@ def run_pass(model: Any, text: TextPass, seq_len: int, wanted: dict[int, dict[in
                 picked = acts[layer].index_select(-1, columns[layer]).float()  # [B, T, n]
                 keep = valid[:, :, None] & (picked >= cuts[layer])
                 b, t, j = keep.nonzero(as_tuple=True)
-                found[layer].append(((starts[b] + t).cpu().numpy(), j.cpu().numpy(),
-                                     picked[b, t, j].cpu().numpy().astype(np.float32)))
+                found[layer].append(
+                    ((starts[b] + t).cpu().numpy(), j.cpu().numpy(), picked[b, t, j].cpu().numpy().astype(np.float32))
+                )
             advance(progress, sum(len(rows[r]) for r in batch))
     out = {}
     for layer in layers:
@@ -252,6 +292,14 @@ def run_pass(model: Any, text: TextPass, seq_len: int, wanted: dict[int, dict[in
         sort = np.lexsort((pos, which))
         indptr = np.zeros(len(neurons[layer]) + 1, dtype=np.int64)
         np.cumsum(np.bincount(which, minlength=len(neurons[layer])), out=indptr[1:])
-        out[layer] = OodLayer(key=key, neurons=neurons[layer], a_max=a_max[layer], tokens=flat, bounds=bounds,
-                              indptr=indptr, positions=pos[sort].astype(np.int32), values=vals[sort])
+        out[layer] = OodLayer(
+            key=key,
+            neurons=neurons[layer],
+            a_max=a_max[layer],
+            tokens=flat,
+            bounds=bounds,
+            indptr=indptr,
+            positions=pos[sort].astype(np.int32),
+            values=vals[sort],
+        )
     return out

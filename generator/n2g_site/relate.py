@@ -17,8 +17,8 @@ document frequency (so a context token shared by half the graphs counts little) 
 the cosine of every pair is one sparse product, taken in blocks of rows with a vectorised top-k per block
 (:func:`nearest`), never a Python loop over pairs; above :data:`EXACT_MAX_PAIRS` pairs the candidates come
 from a low-rank projection, as for activations below, and from the graphs heaviest on each graph's two
-heaviest features (typically its rare activating tokens), then are scored exactly. The neighbours span all layers. Recomputed on every
-run (it needs only the fit files and takes seconds).
+heaviest features (typically its rare activating tokens), then are scored exactly. The neighbours span all
+layers. Recomputed on every run (it needs only the fit files and takes seconds).
 
 **Similar neurons by activation pattern.** Mine keeps every selected neuron's activations on the same
 sample of ordinary held-out text (``MinedLayer.ordinary``, the first ~4,096 held-out tokens, for every
@@ -168,8 +168,9 @@ def shared_feature_candidates(x: Any, per_feature: int, features: int = 2) -> np
     return found.reshape(n, -1)
 
 
-def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_PAIRS,
-            dims: int = SEARCH_DIMS) -> tuple[np.ndarray, np.ndarray]:
+def nearest(
+    x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_PAIRS, dims: int = SEARCH_DIMS
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` rows by cosine for every row of the row-normalised CSR ``x`` (itself excluded).
 
     Returns (index [n, k], similarity [n, k]); missing neighbours (similarity 0) have index -1. Every
@@ -215,8 +216,9 @@ def nearest(x: Any, k: int, *, block: int = BLOCK, exact_max: float = EXACT_MAX_
     return idx, sim
 
 
-def _keep_best(idx: np.ndarray, sim: np.ndarray, lo: int, top: np.ndarray, vals: np.ndarray, k: int,
-               live: np.ndarray | None = None) -> None:
+def _keep_best(
+    idx: np.ndarray, sim: np.ndarray, lo: int, top: np.ndarray, vals: np.ndarray, k: int, live: np.ndarray | None = None
+) -> None:
     """Store the ``k`` best of a block's scored candidates (``top``, ``vals`` [b, c]) as rows ``lo:lo+b`` of
     ``idx``/``sim``: strongest first, ties by row index (deterministic); cosines <= 1e-6, and rows not
     ``live``, get index -1 and cosine 0."""
@@ -231,20 +233,25 @@ def _keep_best(idx: np.ndarray, sim: np.ndarray, lo: int, top: np.ndarray, vals:
 
 def _neighbour_lists(keys: Sequence[tuple[int, int]], idx: np.ndarray, sim: np.ndarray) -> dict[str, list[list]]:
     """``{"L/N": [[layer, neuron, cosine], ...]}`` from :func:`nearest`-style index and cosine arrays."""
-    return {f"{layer}/{neuron}": [[keys[j][0], keys[j][1], round(float(s), 3)]
-                                  for j, s in zip(idx[row], sim[row], strict=True) if j >= 0]
-            for row, (layer, neuron) in enumerate(keys)}
+    return {
+        f"{layer}/{neuron}": [
+            [keys[j][0], keys[j][1], round(float(s), 3)] for j, s in zip(idx[row], sim[row], strict=True) if j >= 0
+        ]
+        for row, (layer, neuron) in enumerate(keys)
+    }
 
 
 def similar_neurons(graphs: Sequence[tuple[int, int, Graph]], k: int = SIMILAR_K) -> dict[str, list[list]]:
     """``{"L/N": [[layer, neuron, cosine], ...]}`` for every (layer, neuron, graph), strongest first (the
     relate stage itself reads features in worker processes: :func:`read_graph_rows`)."""
-    return similar_by_features([(layer, neuron) for layer, neuron, _ in graphs],
-                               [graph_features(g) for _, _, g in graphs], k)
+    return similar_by_features(
+        [(layer, neuron) for layer, neuron, _ in graphs], [graph_features(g) for _, _, g in graphs], k
+    )
 
 
-def similar_by_features(keys: Sequence[tuple[int, int]], features: Sequence[dict[str, float]],
-                        k: int = SIMILAR_K) -> dict[str, list[list]]:
+def similar_by_features(
+    keys: Sequence[tuple[int, int]], features: Sequence[dict[str, float]], k: int = SIMILAR_K
+) -> dict[str, list[list]]:
     """:func:`similar_neurons` from the graphs' :func:`graph_features`, one per (layer, neuron) of ``keys``."""
     if not keys:
         return {}
@@ -288,8 +295,9 @@ def activation_matrix(work: WorkDir, selection: dict[int, list[int]]) -> tuple[l
     return keys, np.concatenate(rows)
 
 
-def activation_neighbours(x: np.ndarray, k: int, *, exact_max: float = ACT_EXACT_MAX, dims: int = SEARCH_DIMS,
-                          block: int = ACT_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+def activation_neighbours(
+    x: np.ndarray, k: int, *, exact_max: float = ACT_EXACT_MAX, dims: int = SEARCH_DIMS, block: int = ACT_BLOCK
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` rows of ``x`` [n, d] by cosine for every row (itself excluded), strongest first.
 
     Returns (index [n, k], cosine [n, k]); missing neighbours (zero rows, fewer than k others, cosine <= 0)
@@ -307,13 +315,11 @@ def activation_neighbours(x: np.ndarray, k: int, *, exact_max: float = ACT_EXACT
     live = norms > 0
     # C order: the matrix is gathered by rows below; activation_matrix's column selection leaves it in Fortran
     # order, where each row gather strides over the whole matrix (~15x slower at 50,000 x 4,096).
-    xn = torch.from_numpy(np.ascontiguousarray(
-        np.where(live[:, None], x / np.where(live, norms, 1.0)[:, None], 0.0), dtype=np.float32))
+    xn = torch.from_numpy(
+        np.ascontiguousarray(np.where(live[:, None], x / np.where(live, norms, 1.0)[:, None], 0.0), dtype=np.float32)
+    )
     exact = n * n * x.shape[1] <= exact_max
-    if exact:
-        search = xn
-    else:
-        search = torch.from_numpy(low_rank_rows(xn.numpy(), dims))
+    search = xn if exact else torch.from_numpy(low_rank_rows(xn.numpy(), dims))
     search_t = search.T.contiguous()
     k_eff = min(k, n - 1)
     cand = min(n - 1, k_eff if exact else ACT_CANDIDATES * k_eff)
@@ -344,17 +350,20 @@ def _rescore(xn: Any, lo: int, top: Any) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch: sparse CSR is "beta"
-            mask = torch.sparse_csr_tensor(torch.arange(0, b * c + 1, c), top.reshape(-1), torch.zeros(b * c),
-                                           size=(b, xn.shape[0]))
+            mask = torch.sparse_csr_tensor(
+                torch.arange(0, b * c + 1, c), top.reshape(-1), torch.zeros(b * c), size=(b, xn.shape[0])
+            )
             out = torch.sparse.sampled_addmm(mask, xn[lo : lo + b], xn.T, beta=0.0)
         return out.values().reshape(b, c)
     except (RuntimeError, NotImplementedError, AttributeError):
-        return torch.cat([torch.einsum("bd,bcd->bc", xn[lo + a : lo + a + 64], xn[top[a : a + 64]])
-                          for a in range(0, b, 64)])
+        return torch.cat(
+            [torch.einsum("bd,bcd->bc", xn[lo + a : lo + a + 64], xn[top[a : a + 64]]) for a in range(0, b, 64)]
+        )
 
 
-def similar_by_activation(work: WorkDir, selection: dict[int, list[int]], k: int = SIMILAR_K
-                          ) -> tuple[dict[str, list[list]], int]:
+def similar_by_activation(
+    work: WorkDir, selection: dict[int, list[int]], k: int = SIMILAR_K
+) -> tuple[dict[str, list[list]], int]:
     """``({"L/N": [[layer, neuron, cosine], ...]}, tokens compared)`` from the ordinary-text activations."""
     keys, x = activation_matrix(work, selection)
     if len(keys) < 2:
@@ -392,7 +401,8 @@ def unembed_of(bridge: Any) -> Unembed:
     kind = str(getattr(bridge.cfg, "normalization_type", "") or "")
     centre = kind.upper().startswith("LN")
     if scale is not None:
-        norm = f"final {'LayerNorm' if centre else 'RMSNorm' if kind.upper().startswith('RMS') else 'norm'} scale folded in"
+        name = "LayerNorm" if centre else "RMSNorm" if kind.upper().startswith("RMS") else "norm"
+        norm = f"final {name} scale folded in"
     else:
         norm = "no final-norm scale found (not folded)"
     if centre:
@@ -472,12 +482,14 @@ def _graph_rows(args: tuple[str, int, list[int]]) -> list[tuple[int, int, dict[s
     """(layer, neuron, graph features, top tokens) of every fitted graph of one layer's ``neurons``."""
     root, layer, neurons = args
     work = WorkDir(Path(root))
-    return [(layer, n, graph_features(g), top_tokens(g)) for n in neurons
-            if (g := _read_graph(work, layer, n)) is not None]
+    return [
+        (layer, n, graph_features(g), top_tokens(g)) for n in neurons if (g := _read_graph(work, layer, n)) is not None
+    ]
 
 
-def read_graph_rows(work: WorkDir, selection: dict[int, list[int]], *, jobs: int | None = None
-                    ) -> list[tuple[int, int, dict[str, float], list[str]]]:
+def read_graph_rows(
+    work: WorkDir, selection: dict[int, list[int]], *, jobs: int | None = None
+) -> list[tuple[int, int, dict[str, float], list[str]]]:
     """:func:`_graph_rows` of every selected layer, in layer order; layers are read in ``jobs`` worker
     processes (default: the CPU count) when there are at least :data:`PARALLEL_MIN_GRAPHS` neurons (reading
     and parsing 50,000 fit files takes ~20 s on one core)."""
@@ -506,18 +518,31 @@ def top_tokens(graph: Graph, k: int = 3) -> list[str]:
     return out
 
 
-def write_similar(work: WorkDir, rows: Sequence[tuple[int, int, dict[str, float], list[str]]], k: int = SIMILAR_K,
-                  selection: dict[int, list[int]] | None = None) -> int:
+def write_similar(
+    work: WorkDir,
+    rows: Sequence[tuple[int, int, dict[str, float], list[str]]],
+    k: int = SIMILAR_K,
+    selection: dict[int, list[int]] | None = None,
+) -> int:
     """Write ``relate/similar.json``: neighbours of every graph (``rows`` from :func:`read_graph_rows`), and
     each graph's top tokens to label them; with ``selection``, also every selected neuron's neighbours by
     activation on ordinary text."""
     similar = similar_by_features([(layer, neuron) for layer, neuron, _, _ in rows], [f for _, _, f, _ in rows], k)
     tokens = {f"{layer}/{neuron}": top for layer, neuron, _, top in rows}
     by_act, act_tokens = similar_by_activation(work, selection, k) if selection else ({}, 0)
-    write_json(work.similar, {"schema": SIMILAR_SCHEMA, "k": k, "features": "graph tokens, tf-idf, cosine",
-                              "neurons": similar, "tokens": tokens,
-                              "activation_features": "activations on ordinary held-out text, cosine",
-                              "activation_tokens": act_tokens, "activation": by_act})
+    write_json(
+        work.similar,
+        {
+            "schema": SIMILAR_SCHEMA,
+            "k": k,
+            "features": "graph tokens, tf-idf, cosine",
+            "neurons": similar,
+            "tokens": tokens,
+            "activation_features": "activations on ordinary held-out text, cosine",
+            "activation_tokens": act_tokens,
+            "activation": by_act,
+        },
+    )
     return len(similar)
 
 
@@ -540,20 +565,23 @@ def relate(cfg: Config, load_model: Callable[[], Any], work: WorkDir) -> None:
     for layer in todo:
         neurons = selection[layer]
         up_i, up_v, down_i, down_v = logit_effects(u, layer, neurons)
-        write_json(work.logit_effects(layer), {
-            "schema": LOGIT_SCHEMA,
-            "layer": layer,
-            "norm": u.norm,
-            "k": int(up_i.shape[1]) if up_i.ndim == 2 else 0,
-            "vocab": len(vocab),
-            "neurons": {
-                str(n): {
-                    "up": [[int(t), _r(v)] for t, v in zip(up_i[i], up_v[i], strict=True)],
-                    "down": [[int(t), _r(v)] for t, v in zip(down_i[i], down_v[i], strict=True)],
-                }
-                for i, n in enumerate(neurons)
+        write_json(
+            work.logit_effects(layer),
+            {
+                "schema": LOGIT_SCHEMA,
+                "layer": layer,
+                "norm": u.norm,
+                "k": int(up_i.shape[1]) if up_i.ndim == 2 else 0,
+                "vocab": len(vocab),
+                "neurons": {
+                    str(n): {
+                        "up": [[int(t), _r(v)] for t, v in zip(up_i[i], up_v[i], strict=True)],
+                        "down": [[int(t), _r(v)] for t, v in zip(down_i[i], down_v[i], strict=True)],
+                    }
+                    for i, n in enumerate(neurons)
+                },
             },
-        })
+        )
     say(f"relate: logit effects of {len(todo)} layer(s) ({time.perf_counter() - started:.1f} s; {u.norm})")
 
 

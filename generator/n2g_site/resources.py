@@ -20,6 +20,4 @@ def builtin_path(name: str) -> Path:
     repo = _REPO / name
     if repo.exists():
         return repo
-    raise FileNotFoundError(
-        f"built-in {name!r} not found in {_PACKAGE} or {_REPO}: reinstall n2g-site"
-    )
+    raise FileNotFoundError(f"built-in {name!r} not found in {_PACKAGE} or {_REPO}: reinstall n2g-site")

@@ -116,8 +116,9 @@ def read_stage_file(path: Path, stage: str) -> dict[str, Any] | None:
     except orjson.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc}): delete it and rerun `n2g-site {stage}`") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path} holds a JSON {type(data).__name__}, not an object: delete it and rerun "
-                        f"`n2g-site {stage}`")
+        raise UserError(
+            f"{path} holds a JSON {type(data).__name__}, not an object: delete it and rerun `n2g-site {stage}`"
+        )
     return data
 
 
@@ -209,7 +210,9 @@ class LayerStats:
         upper = np.concatenate([HIST_EDGES, [np.inf]])
         cut = threshold * self.max.astype(np.float64)[:, None]  # [d_mlp, 1]
         whole = lower[None, :] >= cut
-        part = (lower[None, :] < cut) & (upper[None, :] > cut) & np.isfinite(lower)[None, :] & np.isfinite(upper)[None, :]
+        part = (
+            (lower[None, :] < cut) & (upper[None, :] > cut) & np.isfinite(lower)[None, :] & np.isfinite(upper)[None, :]
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = np.where(part, np.log(upper / np.maximum(cut, 1e-12)) / np.log(upper / lower), 0.0)
         counts = (self.hist * whole).sum(axis=1) + (self.hist * np.nan_to_num(frac)).sum(axis=1)
@@ -257,7 +260,7 @@ class MinedLayer:
         return int(hits[0])
 
     def save(self, path: Path) -> None:
-        arrays: dict[str, np.ndarray] = {"layer": np.array(self.layer), "neurons": self.neurons}
+        arrays: dict[str, Any] = {"layer": np.array(self.layer), "neurons": self.neurons}
         for split in ("train", "heldout"):
             ex = getattr(self, split)
             for f in fields(ExampleSet):
@@ -281,7 +284,8 @@ class MinedLayer:
             stats.tokens = int(stats.tokens)
             ordinary = (  # absent in files mined before the ordinary-text sample existed
                 OrdinaryText(**{f.name: z[f"ordinary.{f.name}"] for f in fields(OrdinaryText)})
-                if "ordinary.tokens" in z.files else OrdinaryText.empty()
+                if "ordinary.tokens" in z.files
+                else OrdinaryText.empty()
             )
             return cls(layer=int(z["layer"]), neurons=z["neurons"], stats=stats, ordinary=ordinary, **sets)
 
@@ -386,9 +390,7 @@ class WorkDir:
         if old:
             old.setdefault("dtype", LEGACY_DTYPE)
         diffs = [
-            f"{key}={old[key]!r} (now {value!r})"
-            for key, value in identity.items()
-            if key in old and old[key] != value
+            f"{key}={old[key]!r} (now {value!r})" for key, value in identity.items() if key in old and old[key] != value
         ]
         if diffs:
             raise UserError(

@@ -26,8 +26,9 @@ from typing import Protocol
 class Proposer(Protocol):
     name: str
 
-    def __call__(self, prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]]
-                 ) -> list[list[list[tuple[int, float]]]]:
+    def __call__(
+        self, prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]]
+    ) -> list[list[list[tuple[int, float]]]]:
         """For each prompt and each of its listed positions: (token id, probability), most likely first."""
         ...
 
@@ -45,10 +46,17 @@ def _wordlike(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
-def make_variants(prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequence[int]],
-                  proposals: Sequence[Sequence[Sequence[tuple[int, float]]]], *, text: Sequence[str],
-                  keys: Sequence[str], special: frozenset[int], per_position: int, min_prob: float
-                  ) -> list[list[Variant]]:
+def make_variants(
+    prompts: Sequence[tuple[int, ...]],
+    positions: Sequence[Sequence[int]],
+    proposals: Sequence[Sequence[Sequence[tuple[int, float]]]],
+    *,
+    text: Sequence[str],
+    keys: Sequence[str],
+    special: frozenset[int],
+    per_position: int,
+    min_prob: float,
+) -> list[list[Variant]]:
     """Filter proposals into at most ``per_position`` distinct variants per replaced position."""
     out = []
     for prompt, where, options in zip(prompts, positions, proposals):
@@ -59,9 +67,9 @@ def make_variants(prompts: Sequence[tuple[int, ...]], positions: Sequence[Sequen
             for token, prob in candidates:
                 if kept >= per_position or prob < min_prob:
                     break
-                if (token in special or not _wordlike(text[token]) or keys[token] == keys[prompt[k]]):
+                if token in special or not _wordlike(text[token]) or keys[token] == keys[prompt[k]]:
                     continue
-                tokens = prompt[:k] + (token,) + prompt[k + 1:]
+                tokens = prompt[:k] + (token,) + prompt[k + 1 :]
                 if tokens in seen:
                     continue
                 seen.add(tokens)

@@ -93,7 +93,8 @@ class _Counted:
     def __init__(self, source: ActivationSource) -> None:
         self.source = source
         self.cost: dict[tuple[int, int], dict[str, dict[str, int]]] = defaultdict(
-            lambda: {phase: {"requests": 0, "tokens": 0} for phase in PHASES})
+            lambda: {phase: {"requests": 0, "tokens": 0} for phase in PHASES}
+        )
 
     def __call__(self, phase: str, requests: list[Request]) -> list[np.ndarray]:
         for r in requests:
@@ -127,15 +128,21 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def fit_neurons(tasks: Sequence[NeuronTask], source: ActivationSource, cfg: FitConfig, vocab: Vocabulary,
-                proposer: Proposer | None = None) -> list[FittedNeuron]:
+def fit_neurons(
+    tasks: Sequence[NeuronTask],
+    source: ActivationSource,
+    cfg: FitConfig,
+    vocab: Vocabulary,
+    proposer: Proposer | None = None,
+) -> list[FittedNeuron]:
     """Fit every task's graph (all neurons in lockstep, one request list per phase)."""
     with _no_cyclic_gc():
         return _fit_neurons(tasks, source, cfg, vocab, proposer)
 
 
-def _fit_neurons(tasks: Sequence[NeuronTask], source: ActivationSource, cfg: FitConfig, vocab: Vocabulary,
-                 proposer: Proposer | None) -> list[FittedNeuron]:
+def _fit_neurons(  # noqa: C901 - the four N2G phases in order, each a few lines over the group
+    tasks: Sequence[NeuronTask], source: ActivationSource, cfg: FitConfig, vocab: Vocabulary, proposer: Proposer | None
+) -> list[FittedNeuron]:
     lead = vocab.bos_id is not None
     first = 1 if lead else 0
     send = _Counted(source)
@@ -153,50 +160,88 @@ def _fit_neurons(tasks: Sequence[NeuronTask], source: ActivationSource, cfg: Fit
             text = [vocab.text[t] for t in ex.tokens.tolist()]
             for pivot in _pivots(ex, cfg.pivot_threshold, first):
                 end = prune.right_end(text, pivot, cfg.post_context, cfg.sentence_ends)
-                cands = prune.candidates(ex.tokens, pivot, bos_id=vocab.bos_id, step=cfg.prune_step,
-                                         max_context=cfg.prune_max_context, end=end)
+                cands = prune.candidates(
+                    ex.tokens,
+                    pivot,
+                    bos_id=vocab.bos_id,
+                    step=cfg.prune_step,
+                    max_context=cfg.prune_max_context,
+                    end=end,
+                )
                 if cands:
                     plans.append((task, ex, pivot, cands, len(requests)))
                     requests += [Request(task.layer, task.neuron, c.tokens) for c in cands]
     answers = send("prune", requests)
     samples: list[_Sample] = []
     for task, ex, pivot, cands, at in plans:
-        choice = prune.choose(cands, answers[at : at + len(cands)], float(ex.acts[pivot]), cfg.prune_threshold,
-                              skip_lead=lead)
+        choice = prune.choose(
+            cands, answers[at : at + len(cands)], float(ex.acts[pivot]), cfg.prune_threshold, skip_lead=lead
+        )
         norm = np.round(choice.acts * choice.scale_factor / task.max_activation, 3)
         record = {
-            "rank": ex.rank, "doc": ex.doc, "window_start": ex.start, "pivot": pivot,
-            "prune_start": choice.candidate.start, "prune_end": choice.candidate.end,
-            "prune_passed": choice.passed, "scale_factor": round(choice.scale_factor, 6),
-            "variants": 0, "positive_variants": 0, "lines": 0,
+            "rank": ex.rank,
+            "doc": ex.doc,
+            "window_start": ex.start,
+            "pivot": pivot,
+            "prune_start": choice.candidate.start,
+            "prune_end": choice.candidate.end,
+            "prune_passed": choice.passed,
+            "scale_factor": round(choice.scale_factor, 6),
+            "variants": 0,
+            "positive_variants": 0,
+            "lines": 0,
         }
-        samples.append(_Sample(task, choice.candidate.tokens, choice.acts, norm, active_of(norm), record,
-                               choice.scale_factor, choice.candidate.pivot))
+        samples.append(
+            _Sample(
+                task,
+                choice.candidate.tokens,
+                choice.acts,
+                norm,
+                active_of(norm),
+                record,
+                choice.scale_factor,
+                choice.candidate.pivot,
+            )
+        )
 
     # Round 2: saliency of the pruned prompts, up to the last active position (and the peak, whose
     # important tokens augmentation replaces).
     augmenting = proposer is not None and cfg.augment_per_position > 0
-    _measure_importance(send, "saliency", [s for s in samples if s.active or augmenting], vocab.mask_id, first,
-                        last=lambda s: max(s.active + [s.peak]))
+    _measure_importance(
+        send,
+        "saliency",
+        [s for s in samples if s.active or augmenting],
+        vocab.mask_id,
+        first,
+        last=lambda s: max(s.active + [s.peak]),
+    )
 
     # Round 3: augmentation.
     variants: list[_Sample] = []
     if augmenting:
+        assert proposer is not None  # augmenting says so
         positions = [
-            [k for k in range(first, s.peak + 1) if s.importance[k, s.peak] >= cfg.augment_importance_threshold]
+            [k for k in range(first, s.peak + 1) if _importance(s)[k, s.peak] >= cfg.augment_importance_threshold]
             for s in samples
         ]
         prompts = [s.tokens for s in samples]
         proposals = proposer(prompts, positions)
-        made = make_variants(prompts, positions, proposals, text=vocab.text, keys=vocab.keys,
-                             special=vocab.special, per_position=cfg.augment_per_position,
-                             min_prob=cfg.augment_min_prob)
+        made = make_variants(
+            prompts,
+            positions,
+            proposals,
+            text=vocab.text,
+            keys=vocab.keys,
+            special=vocab.special,
+            per_position=cfg.augment_per_position,
+            min_prob=cfg.augment_min_prob,
+        )
         requests = [Request(s.task.layer, s.task.neuron, v.tokens) for s, vs in zip(samples, made) for v in vs]
-        answers = iter(send("augment", requests))
+        variant_acts = iter(send("augment", requests))
         for s, vs in zip(samples, made):
             peak = float(s.acts[first:].max())
             for v in vs:
-                acts = next(answers)
+                acts = next(variant_acts)
                 norm = np.round(acts * s.scale / s.task.max_activation, 3)
                 positive = float(acts[first:].max()) >= cfg.augment_keep_threshold * peak
                 s.record["variants"] += 1
@@ -217,9 +262,15 @@ def _fit_neurons(tasks: Sequence[NeuronTask], source: ActivationSource, cfg: Fit
         if s.base is not None and s.base.importance is not None:
             also = inherited_importance(s.base.importance, s.base.active, cfg.importance_threshold)
         made_lines = make_lines(
-            [vocab.text[t] for t in toks], [vocab.keys[t] for t in toks], s.norm, s.importance,
-            activation_threshold=cfg.activation_threshold, importance_threshold=cfg.importance_threshold,
-            skip=[lead and i == 0 for i in range(len(toks))], positions=s.active, also_important=also,
+            [vocab.text[t] for t in toks],
+            [vocab.keys[t] for t in toks],
+            s.norm,
+            _importance(s),
+            activation_threshold=cfg.activation_threshold,
+            importance_threshold=cfg.importance_threshold,
+            skip=[lead and i == 0 for i in range(len(toks))],
+            positions=s.active,
+            also_important=also,
         )
         s.record["lines"] += len(made_lines)
         lines[(s.task.layer, s.task.neuron)] += made_lines
@@ -227,10 +278,17 @@ def _fit_neurons(tasks: Sequence[NeuronTask], source: ActivationSource, cfg: Fit
     for s in samples:
         records[(s.task.layer, s.task.neuron)].append(s.record)
     return [
-        FittedNeuron(t, build_graph(lines[(t.layer, t.neuron)]), records[(t.layer, t.neuron)],
-                     send.cost[(t.layer, t.neuron)])
+        FittedNeuron(
+            t, build_graph(lines[(t.layer, t.neuron)]), records[(t.layer, t.neuron)], send.cost[(t.layer, t.neuron)]
+        )
         for t in tasks
     ]
+
+
+def _importance(sample: _Sample) -> np.ndarray:
+    if sample.importance is None:  # set by the saliency round before anything reads it
+        raise RuntimeError("n2g: a sample's importance was read before the saliency round")
+    return sample.importance
 
 
 def inherited_importance(base_importance: np.ndarray, base_active: Sequence[int], threshold: float) -> np.ndarray:
@@ -244,8 +302,7 @@ def inherited_importance(base_importance: np.ndarray, base_active: Sequence[int]
     return (base_importance > threshold) & fired[None, :]
 
 
-def _measure_importance(send: _Counted, phase: str, samples: Sequence[_Sample], mask_id: int, first: int,
-                        last) -> None:
+def _measure_importance(send: _Counted, phase: str, samples: Sequence[_Sample], mask_id: int, first: int, last) -> None:
     """Fill ``sample.importance`` (a full square matrix; zero where not measured) by occlusion."""
     requests: list[Request] = []
     spans = []

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 SCHEMA = "n2g-site/graph/1"
 
 
@@ -126,8 +128,11 @@ class Graph:
             raise ValueError(f"graph schema {data.get('schema')!r} is not {SCHEMA!r}")
         nodes = [Node(**n) for n in data["nodes"]]
         for i, node in enumerate(nodes):
-            if node.id != i or node.parent >= i or (node.parent == -1) != (node.depth == 0) or (
-                node.parent >= 0 and nodes[node.parent].depth != node.depth - 1
+            if (
+                node.id != i
+                or node.parent >= i
+                or (node.parent == -1) != (node.depth == 0)
+                or (node.parent >= 0 and nodes[node.parent].depth != node.depth - 1)
             ):
                 raise ValueError(f"graph node {i} is out of order or has a bad parent/depth")
         return cls(nodes)
@@ -136,14 +141,14 @@ class Graph:
 def make_lines(
     tokens: Sequence[str],
     keys: Sequence[str | None],
-    norm_acts: Sequence[float],
-    importance: Sequence[Sequence[float]],
+    norm_acts: Sequence[float] | np.ndarray,
+    importance: Sequence[Sequence[float]] | np.ndarray,
     *,
     activation_threshold: float,
     importance_threshold: float,
     skip: Sequence[bool] | None = None,
     positions: Iterable[int] | None = None,
-    also_important: Sequence[Sequence[bool]] | None = None,
+    also_important: Sequence[Sequence[bool]] | np.ndarray | None = None,
 ) -> list[Line]:
     """Lines of one pruned sample (``make_line`` in the original).
 
@@ -164,8 +169,11 @@ def make_lines(
         for j in range(i, -1, -1):
             if skip[j]:
                 continue
-            important = (j == i or importance[j][i] > importance_threshold
-                         or (also_important is not None and also_important[j][i]))
+            important = (
+                j == i
+                or importance[j][i] > importance_threshold
+                or (also_important is not None and also_important[j][i])
+            )
             elements.append(
                 Element(
                     key=keys[j] if important else None,
@@ -190,9 +198,7 @@ def build_graph(lines: Iterable[Line]) -> Graph:
             node_id = index.get((parent, el.key))
             if node_id is None:
                 node_id = len(graph.nodes)
-                graph.nodes.append(
-                    Node(node_id, parent, depth, el.key, el.token, el.importance, el.activation)
-                )
+                graph.nodes.append(Node(node_id, parent, depth, el.key, el.token, el.importance, el.activation))
                 index[(parent, el.key)] = node_id
             node = graph.nodes[node_id]
             node.importance = max(node.importance, el.importance)

@@ -18,6 +18,7 @@ Two implementations of that one rule:
   reference's (the same values picked by the same max; tests/test_predict.py checks this on random
   graphs and sequences).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -220,8 +221,7 @@ class TriePredictor:
         hit = (codes >= 0) & (self._link[at] == link) if len(self._link) else np.zeros(len(nodes), bool)
         wild = self.any_child[nodes]
         has_wild = wild >= 0
-        return (np.concatenate([self._child[at[hit]], wild[has_wild]]),
-                np.concatenate([pos[hit], pos[has_wild]]))
+        return (np.concatenate([self._child[at[hit]], wild[has_wild]]), np.concatenate([pos[hit], pos[has_wild]]))
 
     def on(self, seqs: Sequences) -> np.ndarray:
         """float64 [len(seqs)]: the prediction at every token of every sequence."""

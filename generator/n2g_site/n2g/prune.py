@@ -51,8 +51,9 @@ def right_end(token_text: Sequence[str], pivot: int, post_context: int, sentence
     return end
 
 
-def candidates(window: Sequence[int], pivot: int, *, bos_id: int | None, step: int, max_context: int,
-               end: int) -> list[Candidate]:
+def candidates(
+    window: Sequence[int] | np.ndarray, pivot: int, *, bos_id: int | None, step: int, max_context: int, end: int
+) -> list[Candidate]:
     """Shortest first. ``window[pivot]`` is the peak; left context never includes a leading doc-start token.
 
     Empty when the pivot is that doc-start token itself (there is no text to explain).
@@ -74,8 +75,9 @@ def candidates(window: Sequence[int], pivot: int, *, bos_id: int | None, step: i
     return out
 
 
-def choose(cands: Sequence[Candidate], acts: Sequence[np.ndarray], full_value: float, threshold: float,
-           skip_lead: bool) -> Pruned:
+def choose(
+    cands: Sequence[Candidate], acts: Sequence[np.ndarray], full_value: float, threshold: float, skip_lead: bool
+) -> Pruned:
     """The first candidate whose peak (over positions up to the pivot) is the pivot and exceeds
     ``threshold`` x ``full_value``; else the longest."""
     first = 1 if skip_lead else 0

@@ -24,7 +24,8 @@ def _validator(name: str) -> Any:
 
 
 def validate(obj: Any, name: str) -> None:
-    """Raise ValueError naming the first problem if ``obj`` does not match schema ``name`` (graph, neuron-fit, neuron)."""
+    """Raise ValueError naming the first problem if ``obj`` does not match schema ``name`` (graph, neuron-fit,
+    neuron)."""
     error = next(iter(_validator(name).iter_errors(obj)), None)
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top)"
