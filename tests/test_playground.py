@@ -166,7 +166,7 @@ def _trigger_case(root: Path, site: str = "sub", work_dir: str = "work") -> tupl
         if not record["graph"] or not record["examples"]:
             continue
         example = record["examples"][0]
-        text = "".join(t for t, i in zip(example["tokens"], example["token_ids"]) if i != 0)
+        text = "".join(vocab[i] for i in example["token_ids"] if i != 0)
         ids = tok(text, add_special_tokens=False)["input_ids"]
         bos = vocab.index("<|endoftext|>")  # the playground reads the text as a document: after doc-start
         pred = Predictor(Graph.from_json(record["graph"]), keys)(np.array([bos, *ids]))[1:]

@@ -18,7 +18,14 @@
   var FIRES = 0.5;  // "fires" = predicted activation >= this share of the max, unless the page says otherwise
 
   function compile(graph, keys) {
-    var pats = graph.p.map(function (p, i) { return { value: p[0], keys: p.slice(1), order: i }; });
+    // Every complete match, read off the trie (render/playground.py): the keys from the activating token back.
+    var pats = [];
+    graph.e.forEach(function (end, i) {
+      if (end === null) return;
+      var keys = [];
+      for (var at = i; at !== -1; at = graph.u[at]) keys.push(graph.k[at]);
+      pats.push({ value: end, keys: keys.reverse(), order: pats.length });
+    });
     pats.sort(function (a, b) { return a.keys.length - b.keys.length || a.order - b.order; });
     return function predict(ids) {
       var n = ids.length, pred = new Array(n), best = new Array(n), key = new Array(n), t, j;

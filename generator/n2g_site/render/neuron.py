@@ -40,14 +40,19 @@ PAGE_TRAIN_EXAMPLES = 5
 PAGE_HELDOUT_EXAMPLES = 3
 PAGE_NEIGHBOURS = 5  # similar neurons per list
 PAGE_LOGITS = 5  # promoted and suppressed tokens each
-SHOW_BEFORE = 24  # tokens shown before the pivot (windows are mined wider)
-SHOW_AFTER = 8  # tokens shown after it
+# Context kept around a window's peak token: in the export record (windows are mined wider), and the part of it
+# the page highlights (each highlighted token is ~25 bytes of HTML, paid once per window per neuron page).
+DATA_BEFORE = 24  # tokens before the pivot in the record
+DATA_AFTER = 8  # tokens after it
+SHOW_BEFORE = 12  # tokens before the pivot on the page
+SHOW_AFTER = 4  # tokens after it
 TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
 
 
 @dataclass
 class ShownWindow:
-    """One window a neuron's page shows: ``window.tokens[lo:hi]``."""
+    """One window of a neuron: ``window.tokens[lo:hi]`` in its export record, the part :attr:`shown` of it on its
+    page."""
 
     split: str  # "train" or "heldout"
     rank: int
@@ -56,6 +61,12 @@ class ShownWindow:
     hi: int
     fitted: bool  # a training window the graph was fitted on
 
+    @property
+    def shown(self) -> tuple[int, int]:
+        """The tokens the page highlights, ``window.tokens[lo:hi]`` (within the record's slice)."""
+        pivot = self.window.pivot
+        return max(self.lo, pivot - SHOW_BEFORE), min(self.hi, pivot + SHOW_AFTER + 1)
+
 
 def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> list[ShownWindow]:
     """The windows a page shows, training first, each read from the mined layer once."""
@@ -63,7 +74,7 @@ def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> 
     for split, examples, limit in (("train", mined.train, MAX_TRAIN_EXAMPLES),
                                    ("heldout", mined.heldout, MAX_HELDOUT_EXAMPLES)):
         for rank, w in enumerate(examples.windows(row, limit)):
-            lo, hi = max(0, w.pivot - SHOW_BEFORE), min(len(w.tokens), w.pivot + SHOW_AFTER + 1)
+            lo, hi = max(0, w.pivot - DATA_BEFORE), min(len(w.tokens), w.pivot + DATA_AFTER + 1)
             out.append(ShownWindow(split, rank, w, lo, hi, split == "train" and (w.doc, w.start) in fitted))
     return out
 
@@ -187,8 +198,9 @@ class NeuronData:
 
     def _example_view(self, sh: Shared, sw: ShownWindow) -> ExampleView:
         w, a_max = sw.window, self.a_max
-        pivot = w.pivot - sw.lo
-        ids = w.tokens[sw.lo:sw.hi]
+        lo, hi = sw.shown
+        pivot = w.pivot - lo
+        ids = w.tokens[lo:hi]
         return ExampleView(
             split=sw.split, rank=sw.rank, value=w.value, norm=w.value / a_max if a_max > 0 else 0.0,
             doc_title=sh.corpus.title(w.doc), doc_url=sh.corpus.url(w.doc),
@@ -215,7 +227,7 @@ class NeuronData:
             "fit": export.fit_record(self.fit),
             "examples": [
                 export.example_record(sw.window, split=sw.split, rank=sw.rank, a_max=self.a_max, lo=sw.lo,
-                                      hi=sw.hi, vocab=sh.vocab, doc_title=sh.corpus.title(sw.window.doc),
+                                      hi=sw.hi, n_vocab=len(sh.vocab), doc_title=sh.corpus.title(sw.window.doc),
                                       doc_url=sh.corpus.url(sw.window.doc), fitted=sw.fitted)
                 for sw in self.windows
             ],
@@ -225,7 +237,6 @@ class NeuronData:
             "logit_effects": export.logit_record(logits, norm, sh.vocab),
             "summary": self.shape.summary if self.shape else None,
             "trigger_groups": self.shape.groups if self.shape else None,
-            "build": sh.build,
         }
 
     def row(self, sh: Shared, page: NeuronPage) -> LayerRow:
@@ -306,7 +317,7 @@ def example_html(sw: ShownWindow, a_max: float, shown: list[str]) -> Markup:
     (either sign) is plain text, else an ``<i>`` with its value as title (a number: no quotes needed); the
     pivot is underlined (class ``pv``).
     """
-    window, lo, hi = sw.window, sw.lo, sw.hi
+    window, (lo, hi) = sw.window, sw.shown
     n_shown = len(shown)
     escaped = _escaped_vocab(shown)
     acts = window.acts[lo:hi].astype(np.float64)  # float64: the same arithmetic as Python floats
