@@ -36,8 +36,8 @@ MAX_TRAIN_EXAMPLES = 10  # training windows in a neuron's export record (the fit
 MAX_HELDOUT_EXAMPLES = 5  # held-out windows in it
 # What the page shows of them, and of its neighbour and logit lists: the strongest, all of them in the layer's
 # data. Highlighted examples are most of a neuron page, and a whole model's site pays for every byte 46,080 times.
-PAGE_TRAIN_EXAMPLES = 5
-PAGE_HELDOUT_EXAMPLES = 3
+PAGE_TRAIN_EXAMPLES = 4
+PAGE_HELDOUT_EXAMPLES = 2
 PAGE_NEIGHBOURS = 5  # similar neurons per list
 PAGE_LOGITS = 5  # promoted and suppressed tokens each
 # Context kept around a window's peak token: in the export record (windows are mined wider), and the part of it
