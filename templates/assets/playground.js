@@ -22,9 +22,12 @@
     var pats = [];
     graph.e.forEach(function (end, i) {
       if (end === null) return;
-      var keys = [];
-      for (var at = i; at !== -1; at = graph.u[at]) keys.push(graph.k[at]);
-      pats.push({ value: end, keys: keys.reverse(), order: pats.length });
+      var path = [];
+      for (var at = i; at !== -1; at = graph.u[at]) {
+        var k = graph.k[at];  // null (any token), a token id standing for its normalised text, or the text
+        path.push(typeof k === "number" ? keys[k] : k);
+      }
+      pats.push({ value: end, keys: path.reverse(), order: pats.length });
     });
     pats.sort(function (a, b) { return a.keys.length - b.keys.length || a.order - b.order; });
     return function predict(ids) {

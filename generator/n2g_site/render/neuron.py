@@ -192,7 +192,7 @@ class NeuronData:
             summary=self.shape.summary if self.shape else "",
             groups=self.shape.groups if self.shape else 0,
             misses=misses_view(self.evaluated, sh.shown) if shown else None,
-            playground=playground.patterns(self.graph, fire_threshold(self.evaluated))
+            playground=playground.patterns(self.graph, fire_threshold(self.evaluated), playground.key_ids(sh.vocab))
             if self.graph is not None and sh.playground else None,
         )
 
