@@ -80,7 +80,15 @@ def test_home_to_layer_to_neuron_with_a_visible_graph(served_site, page):
     svg.wait_for(state="visible")
     box = svg.bounding_box()
     assert box and box["width"] > 20 and box["height"] > 20
-    assert page.locator(".n2g-tokens [title]").count() > 10  # highlighted example tokens
+    tokens = page.locator(".n2g-ex .n2g-tokens[data-v] i")
+    assert tokens.count() > 10  # highlighted example tokens
+    pivot = page.locator(".n2g-ex .n2g-tokens[data-v] i.pv").first  # its value: the window's data-v, on hover
+    assert pivot.get_attribute("title") is None
+    pivot.hover()
+    box = pivot.locator("xpath=..")
+    values = box.get_attribute("data-v").split(" ")
+    at = box.evaluate("(b, t) => Array.prototype.indexOf.call(b.getElementsByTagName('i'), t)", pivot.element_handle())
+    assert pivot.get_attribute("title") == values[at] and float(values[at]) > 0
     assert page.errors == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -156,7 +157,10 @@ def test_neuron_page(site: Path) -> None:
     assert html.count("<svg class=\"n2g-graph\"") == 1
     assert html.count('<div class="n2g-ex">') >= PAGE_TRAIN_EXAMPLES
     assert html.count('class="n2g-badge n2g-heldout"') >= 1 and html.count('class="n2g-badge n2g-train"') >= PAGE_TRAIN_EXAMPLES
-    assert re.search(r'<i class="a\d+ pv" title=[^ >"]+> Paris</i>', html)  # lean markup: unquoted numbers
+    assert re.search(r'<i class="a\d+ pv"> Paris</i>', html)  # lean markup: the values in the window's data-v
+    windows = re.findall(r'<div class="n2g-tokens" data-v="([^"]*)">(.*?)</div>', html)
+    assert windows and all(len(v.split()) == body.count("<i") for v, body in windows)  # one value per <i> token
+    assert all(math.isfinite(float(x)) for v, _ in windows for x in v.split())
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert" not in html
     assert "F1 0.69" in html

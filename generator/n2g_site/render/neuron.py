@@ -5,8 +5,10 @@ export record (:meth:`NeuronData.record`, schemas/neuron.schema.json) and its la
 
 The examples' highlighted HTML is built here, not by a template loop (~500 tokens a page: Jinja took ~2 ms
 a page). It is the bulk of a neuron page, written once per neuron of a whole-model site, so it is lean:
-a token is ``<i class=aN title=V>`` (unquoted attribute values; ``i`` is reset to upright text by n2g.css),
-plain text when it is quiet.
+a token is ``<i class=aN>`` (``i`` is reset to upright text by n2g.css), ``<i>`` when it is not highlighted
+but not quiet either, plain text when it is quiet; the values of a window's ``<i>`` tokens are one
+``data-v`` attribute of the window (space-separated, in order), which assets/n2g.js shows as a token's
+title on hover or tap. Without JavaScript the colour of a token still reads its level.
 """
 
 from __future__ import annotations
@@ -297,8 +299,8 @@ def activating_tokens(graph: Graph) -> list[str]:
 
 
 _CUT = '<span class="n2g-cut">…</span>'
-_LEVEL = [f"<i class=a{level} title=" for level in range(11)]
-_PIVOT = [f'<i class="a{level} pv" title=' for level in range(11)]
+_LEVEL = [f"<i class=a{level}>" for level in range(11)]
+_PIVOT = [f'<i class="a{level} pv">' for level in range(11)]
 _ESCAPED: tuple[list[str], list[str]] | None = None  # (vocabulary in display form, each entry as HTML)
 
 
@@ -311,11 +313,12 @@ def _escaped_vocab(shown: list[str]) -> list[str]:
 
 
 def example_html(sw: ShownWindow, a_max: float, shown: list[str]) -> Markup:
-    """The shown tokens of a window, highlighted. ``shown`` is the vocabulary in inline display form.
+    """The shown tokens of a window, highlighted: a ``<div class="n2g-tokens" data-v="...">``. ``shown`` is the
+    vocabulary in inline display form.
 
     A token's level is ``round(10 * clamp(act / a_max, 0, 1))``; a token of level 0 within 5% of ``a_max``
-    (either sign) is plain text, else an ``<i>`` with its value as title (a number: no quotes needed); the
-    pivot is underlined (class ``pv``).
+    (either sign) is plain text, else an ``<i>``, its value (3 significant digits) the next number of the
+    window's ``data-v``; the pivot is underlined (class ``pv``).
     """
     window, (lo, hi) = sw.window, sw.shown
     n_shown = len(shown)
@@ -334,16 +337,19 @@ def example_html(sw: ShownWindow, a_max: float, shown: list[str]) -> Markup:
         titles = [num(v) for v in values]
     pivot = window.pivot - lo
     parts = [_CUT] if lo > 0 else []
+    kept = []  # the values of the <i> tokens, in order
     for i, (tid, title, level, audible) in enumerate(zip(window.tokens[lo:hi].tolist(), titles, levels, loud)):
         esc = escaped[tid] if 0 <= tid < n_shown else str(escape(vocab_text(shown, tid)))
         if i == pivot:
-            parts.append(f"{_PIVOT[level]}{title}>{esc}</i>")
+            parts.append(f"{_PIVOT[level]}{esc}</i>")
         elif level:
-            parts.append(f"{_LEVEL[level]}{title}>{esc}</i>")
+            parts.append(f"{_LEVEL[level]}{esc}</i>")
         elif audible:
-            parts.append(f"<i title={title}>{esc}</i>")
+            parts.append(f"<i>{esc}</i>")
         else:
             parts.append(esc)
+            continue
+        kept.append(title)
     if hi < len(window.tokens):
         parts.append(_CUT)
-    return Markup("".join(parts))
+    return Markup(f'<div class="n2g-tokens" data-v="{" ".join(kept)}">{"".join(parts)}</div>')
