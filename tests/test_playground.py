@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from n2g_site.cli import app
 from n2g_site.n2g.graph import Graph, Node, normalise
 from n2g_site.n2g.predict import KeyIndex, Predictor
-from n2g_site.render.playground import patterns
+from n2g_site.render.playground import key_ids, patterns
 from n2g_site.resources import builtin_path
 from n2g_site.store import WorkDir, read_json, write_json
 from render_fixtures import big_graph, fit_json, make_workdir, small_graph
@@ -110,10 +110,11 @@ def test_js_predictor_equals_python_on_1000_sequences(tab) -> None:
     compared = hits = 0
     for graph in graphs:
         seqs = [rng.integers(-1, len(vocab) + 2, int(rng.integers(1, 40))).tolist() for _ in range(100)]
-        got = tab.evaluate("([g, keys, seqs]) => { const p = window.n2gPlayground.compile(g, keys);"
-                           " return seqs.map(s => p(s)); }", [patterns(graph), key_table, seqs])
         want = [Predictor(graph, keys)(np.array(s)).tolist() for s in seqs]
-        assert got == want  # exact: the same float values, not approximately
+        for data in (patterns(graph), patterns(graph, ids=key_ids(vocab))):  # keys as text, then as token ids
+            got = tab.evaluate("([g, keys, seqs]) => { const p = window.n2gPlayground.compile(g, keys);"
+                               " return seqs.map(s => p(s)); }", [data, key_table, seqs])
+            assert got == want  # exact: the same float values, not approximately
         compared += len(seqs)
         hits += sum(v > 0 for w in want for v in w)
     assert compared >= 1000
@@ -166,7 +167,7 @@ def _trigger_case(root: Path, site: str = "sub", work_dir: str = "work") -> tupl
         if not record["graph"] or not record["examples"]:
             continue
         example = record["examples"][0]
-        text = "".join(t for t, i in zip(example["tokens"], example["token_ids"]) if i != 0)
+        text = "".join(vocab[i] for i in example["token_ids"] if i != 0)
         ids = tok(text, add_special_tokens=False)["input_ids"]
         bos = vocab.index("<|endoftext|>")  # the playground reads the text as a document: after doc-start
         pred = Predictor(Graph.from_json(record["graph"]), keys)(np.array([bos, *ids]))[1:]

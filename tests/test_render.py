@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -16,6 +17,7 @@ from n2g_site.n2g.graph import Graph
 from n2g_site.publish import derive_config, publish
 from n2g_site.render import render_site
 from n2g_site.render.svg import MAX_NODES, graph_dot, render_svgs
+from n2g_site.render.neuron import PAGE_TRAIN_EXAMPLES
 from n2g_site.render.tokens import display_token
 from n2g_site.resources import builtin_path
 from render_fixtures import BIG, DEAD, HOSTILE, UNFITTED, big_graph, make_workdir, small_graph
@@ -153,9 +155,12 @@ def test_neuron_page(site: Path) -> None:
     html = _page(site, "neurons/L0/N3")
     assert "Layer 0 · Neuron 3" in html
     assert html.count("<svg class=\"n2g-graph\"") == 1
-    assert html.count('<div class="n2g-ex">') >= 5
-    assert html.count('class="n2g-badge n2g-heldout"') >= 1 and html.count('class="n2g-badge n2g-train"') >= 5
-    assert re.search(r'<i class="a\d+ pv" title=[^ >"]+> Paris</i>', html)  # lean markup: unquoted numbers
+    assert html.count('<div class="n2g-ex">') >= PAGE_TRAIN_EXAMPLES
+    assert html.count('class="n2g-badge n2g-heldout"') >= 1 and html.count('class="n2g-badge n2g-train"') >= PAGE_TRAIN_EXAMPLES
+    assert re.search(r'<i class="a\d+ pv"> Paris</i>', html)  # lean markup: the values in the window's data-v
+    windows = re.findall(r'<div class="n2g-tokens" data-v="([^"]*)">(.*?)</div>', html)
+    assert windows and all(len(v.split()) == body.count("<i") for v, body in windows)  # one value per <i> token
+    assert all(math.isfinite(float(x)) for v, _ in windows for x in v.split())
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert" not in html
     assert "F1 0.69" in html

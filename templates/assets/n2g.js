@@ -385,12 +385,29 @@
     });
   }
 
+  /* ---------------------------------------------------------------- example values ----- */
+
+  // A neuron page's example windows carry their tokens' values as one attribute (render/neuron.py
+  // example_html): data-v on the window, one number per <i> token in order. Hovering or tapping a token
+  // gives it its value as a title, set on first use.
+  function showValue(e) {
+    var tok = e.target;
+    if (!tok || tok.tagName !== "I" || tok.title) return;
+    var box = tok.parentNode;
+    if (!box || !box.getAttribute || box.getAttribute("data-v") === null) return;
+    var i = Array.prototype.indexOf.call(box.getElementsByTagName("i"), tok);
+    var v = box.getAttribute("data-v").split(" ")[i];
+    if (v !== undefined) tok.title = v;
+  }
+
   // For tests and debugging: the same folding, hash and ranking the box uses.
   window.n2gSearch = { key: searchKey, hash: fnv1a32, ranked: ranked, root: ROOT.href, pattern: patternQuery };
   window.n2gLoad = load;
   window.n2gRoot = ROOT;
 
   function init() {
+    document.addEventListener("mouseover", showValue);
+    document.addEventListener("touchstart", showValue, { passive: true });
     fixFileLinks();
     setupSearch();
     Array.prototype.forEach.call(document.querySelectorAll("form.n2g-pattern"), setupPatternSearch);

@@ -18,7 +18,17 @@
   var FIRES = 0.5;  // "fires" = predicted activation >= this share of the max, unless the page says otherwise
 
   function compile(graph, keys) {
-    var pats = graph.p.map(function (p, i) { return { value: p[0], keys: p.slice(1), order: i }; });
+    // Every complete match, read off the trie (render/playground.py): the keys from the activating token back.
+    var pats = [];
+    graph.e.forEach(function (end, i) {
+      if (end === null) return;
+      var path = [];
+      for (var at = i; at !== -1; at = graph.u[at]) {
+        var k = graph.k[at];  // null (any token), a token id standing for its normalised text, or the text
+        path.push(typeof k === "number" ? keys[k] : k);
+      }
+      pats.push({ value: end, keys: path.reverse(), order: pats.length });
+    });
     pats.sort(function (a, b) { return a.keys.length - b.keys.length || a.order - b.order; });
     return function predict(ids) {
       var n = ids.length, pred = new Array(n), best = new Array(n), key = new Array(n), t, j;

@@ -89,7 +89,7 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
         site_pages.write_manifest(staged_frag, [r.pack for r in results])
 
         # The data: export/index.json over the layer files, and the schemas.
-        export_index = export.write_index(staged_docs, [r.export for r in results if r.export], sh.build)
+        export_index = export.write_index(staged_docs, [r.export for r in results if r.export], sh.build, sh.vocab)
         export.copy_schemas(staged_docs)
 
         # The token index (header search box and pattern search).

@@ -46,7 +46,7 @@ class ExampleView:
     doc_url: str | None  # link to the source document when the corpus has one (Wikipedia)
     pivot_text: str | None  # display form (tokens.display_token, inline) of the token where the neuron peaked
     fitted: bool  # this training window was one the graph was fitted on
-    html: Markup  # the shown tokens as highlighted HTML, cut marks included (render/neuron.py builds it)
+    html: Markup  # the shown tokens as a highlighted <div class="n2g-tokens">, cut marks included (render/neuron.py)
 
 
 @dataclass

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 from ..n2g.graph import Graph, Node
 
-# 60 nodes: on the demo's large graphs (79-1,712 trie nodes) that is 16-25 patterns and at most ~12 KB of
-# SVG (benchmarks/README.md, "Graph drawings"); one dot process draws it in under 0.1 s.
-MAX_NODES = 60
+# 40 nodes: the drawing is the largest part of a neuron page, paid once per neuron of a whole-model site. At 60
+# nodes the demo's large graphs (79-1,712 trie nodes) showed 16-25 patterns in at most ~12 KB of SVG
+# (benchmarks/README.md, "Graph drawings"); 40 keeps their strongest patterns in at most ~8 KB.
+MAX_NODES = 40
 # 20 rows (branch ends; a row is ~31 pt): a drawing at most ~620 pt (~830 px) tall, so the top of a neuron
 # page at 1400 x 900 shows most of it beside the summary. Without it the demo's capped drawings were up to
 # 31 rows (~1,300 px) tall.

@@ -5,14 +5,18 @@
     docs/export/layer_LL.jsonl.gz        every neuron of layer LL, one line each, in neuron order (gzip): the
                                          site's data download (each neuron page links its layer's file and line)
     docs/export/index.json               the build metadata and the list of layer files (export-index schema)
+    docs/export/vocab.json               the model's vocabulary, token id -> raw string (one JSON list): the
+                                         records name tokens by id only
 
 A neuron's record is written once, in its layer's file: not also as a file next to its page (at 46,080
 neurons that copy alone was ~1.2 GB, more than GitHub Pages serves).
 
-Each record is the neuron's graph, the examples its page shows (raw token strings, token ids and the
-neuron's activation at each token), the fit's options, cost and first held-out score, the evaluate stage's
-scores, its similar neurons and logit effects, whichever of them the work dir has, and the site's build
-metadata (render/guide.py: n2g-site version, model, corpus, options, build date). The JSON is deterministic
+Each record is the neuron's graph, its top windows (token ids and the neuron's activation at each token, 3
+significant digits; the page highlights a narrower slice of each), the fit's options, cost and first held-out
+score, the evaluate stage's scores, its similar neurons and logit effects, whichever of them the work dir has.
+Nothing is written once per neuron that one file serves: the token strings are in ``vocab.json``, the site's
+build metadata (render/guide.py: n2g-site version, model, corpus, options, build date) in ``index.json``
+(at 46,080 neurons the two were ~70 MB of the layer files). The JSON is deterministic
 (sorted keys, compact) and the gzip streams carry no time stamp or file name, so an unchanged neuron gives
 byte-identical files across rebuilds with the same build date (``SOURCE_DATE_EPOCH`` fixes it).
 
@@ -34,9 +38,10 @@ import orjson
 
 from ..store import Window
 
-SCHEMA = "n2g-site/neuron/1"
+SCHEMA = "n2g-site/neuron/2"
 EXPORT_DIR = "export"  # docs/export/
 INDEX_NAME = "index.json"
+VOCAB_NAME = "vocab.json"
 INDEX_SCHEMA = "n2g-site/export-index/1"
 SCHEMA_FILES = ("neuron.schema.json", "graph.schema.json", "build.schema.json", "export-index.schema.json")
 # Line breaks that JSON leaves raw inside strings but Python's str.splitlines() splits on.
@@ -74,10 +79,13 @@ def number(value: Any) -> float | None:
     return float(f"{value:.6g}")
 
 
-def numbers(values: list[float]) -> list[float]:
-    """:func:`number` of every value, in one formatting call (~3x faster for a window); NaN and inf stay
-    NaN and inf, which :func:`dumps` writes as null, like :func:`number`'s None."""
-    return list(map(float, ("%.6g " * len(values) % tuple(values)).split()))
+def numbers(values: list[float], digits: int = 6) -> list[float]:
+    """:func:`number` of every value (``digits`` significant digits), in one formatting call (~3x faster for a
+    window); NaN and inf stay NaN and inf, which :func:`dumps` writes as null, like :func:`number`'s None."""
+    return list(map(float, (f"%.{digits}g " * len(values) % tuple(values)).split()))
+
+
+ACTIVATION_DIGITS = 3  # an example's per-token activations: what a reader compares (the highlight has 11 levels)
 
 
 def example_record(
@@ -88,14 +96,13 @@ def example_record(
     a_max: float,
     lo: int,
     hi: int,
-    vocab: list[str],
+    n_vocab: int,
     doc_title: str,
     doc_url: str | None,
     fitted: bool,
 ) -> dict[str, Any]:
     """Tokens ``lo:hi`` of ``window`` (the slice the page shows), padding past a document edge left out."""
     shown = window.tokens[lo:hi].tolist()  # plain ints/floats once: indexing numpy per token is slow
-    n_vocab = len(vocab)
     keep = [i for i, t in enumerate(shown, start=lo) if 0 <= t < n_vocab]
     ids = [shown[i - lo] for i in keep]
     acts = window.acts[keep].tolist()
@@ -111,8 +118,7 @@ def example_record(
         "normalised": number(window.value / a_max) if a_max > 0 else None,
         "pivot": keep.index(window.pivot) if window.pivot in keep else None,
         "token_ids": ids,
-        "tokens": [vocab[t] for t in ids],
-        "activations": numbers(acts),
+        "activations": numbers(acts, ACTIVATION_DIGITS),
     }
 
 
@@ -184,13 +190,18 @@ class LayerExport:
                 "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def write_index(docs: Path, layers: Iterable[dict[str, Any]], build: dict[str, Any]) -> dict[str, Any]:
-    """Write ``export/index.json`` listing the layer files (:meth:`LayerExport.write` entries); return it."""
+def write_index(docs: Path, layers: Iterable[dict[str, Any]], build: dict[str, Any], vocab: list[str]) -> dict[str, Any]:
+    """Write ``export/index.json`` listing the layer files (:meth:`LayerExport.write` entries) and
+    ``export/vocab.json`` (``vocab``: token id -> raw string); return the index."""
     entries = sorted(layers, key=lambda e: e["layer"])
+    (docs / EXPORT_DIR).mkdir(parents=True, exist_ok=True)
+    (docs / EXPORT_DIR / VOCAB_NAME).write_text(json.dumps(vocab, ensure_ascii=False, separators=(",", ":")) + "\n",
+                                                encoding="utf-8")
     index = {
         "schema": INDEX_SCHEMA,
         "build": build,
         "record_schema": "neuron.schema.json",
+        "vocabulary": VOCAB_NAME,
         "neurons": sum(e["neurons"] for e in entries),
         "layers": entries,
     }

@@ -88,6 +88,8 @@ def make_env(cfg: Config) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    # tojson without spaces: a neuron page's playground data is written once per neuron of a whole-model site.
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":")}
     env.filters.update(
         num=num, pct=_pct, md=_md, sortval=_sortval, token=lambda v: display_token(v) if isinstance(v, str) else str(v)
     )

@@ -5,8 +5,10 @@ export record (:meth:`NeuronData.record`, schemas/neuron.schema.json) and its la
 
 The examples' highlighted HTML is built here, not by a template loop (~500 tokens a page: Jinja took ~2 ms
 a page). It is the bulk of a neuron page, written once per neuron of a whole-model site, so it is lean:
-a token is ``<i class=aN title=V>`` (unquoted attribute values; ``i`` is reset to upright text by n2g.css),
-plain text when it is quiet.
+a token is ``<i class=aN>`` (``i`` is reset to upright text by n2g.css), ``<i>`` when it is not highlighted
+but not quiet either, plain text when it is quiet; the values of a window's ``<i>`` tokens are one
+``data-v`` attribute of the window (space-separated, in order), which assets/n2g.js shows as a token's
+title on hover or tap. Without JavaScript the colour of a token still reads its level.
 """
 
 from __future__ import annotations
@@ -36,18 +38,23 @@ MAX_TRAIN_EXAMPLES = 10  # training windows in a neuron's export record (the fit
 MAX_HELDOUT_EXAMPLES = 5  # held-out windows in it
 # What the page shows of them, and of its neighbour and logit lists: the strongest, all of them in the layer's
 # data. Highlighted examples are most of a neuron page, and a whole model's site pays for every byte 46,080 times.
-PAGE_TRAIN_EXAMPLES = 5
-PAGE_HELDOUT_EXAMPLES = 3
+PAGE_TRAIN_EXAMPLES = 4
+PAGE_HELDOUT_EXAMPLES = 2
 PAGE_NEIGHBOURS = 5  # similar neurons per list
 PAGE_LOGITS = 5  # promoted and suppressed tokens each
-SHOW_BEFORE = 24  # tokens shown before the pivot (windows are mined wider)
-SHOW_AFTER = 8  # tokens shown after it
+# Context kept around a window's peak token: in the export record (windows are mined wider), and the part of it
+# the page highlights (each highlighted token is ~25 bytes of HTML, paid once per window per neuron page).
+DATA_BEFORE = 24  # tokens before the pivot in the record
+DATA_AFTER = 8  # tokens after it
+SHOW_BEFORE = 12  # tokens before the pivot on the page
+SHOW_AFTER = 4  # tokens after it
 TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
 
 
 @dataclass
 class ShownWindow:
-    """One window a neuron's page shows: ``window.tokens[lo:hi]``."""
+    """One window of a neuron: ``window.tokens[lo:hi]`` in its export record, the part :attr:`shown` of it on its
+    page."""
 
     split: str  # "train" or "heldout"
     rank: int
@@ -56,6 +63,12 @@ class ShownWindow:
     hi: int
     fitted: bool  # a training window the graph was fitted on
 
+    @property
+    def shown(self) -> tuple[int, int]:
+        """The tokens the page highlights, ``window.tokens[lo:hi]`` (within the record's slice)."""
+        pivot = self.window.pivot
+        return max(self.lo, pivot - SHOW_BEFORE), min(self.hi, pivot + SHOW_AFTER + 1)
+
 
 def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> list[ShownWindow]:
     """The windows a page shows, training first, each read from the mined layer once."""
@@ -63,7 +76,7 @@ def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> 
     for split, examples, limit in (("train", mined.train, MAX_TRAIN_EXAMPLES),
                                    ("heldout", mined.heldout, MAX_HELDOUT_EXAMPLES)):
         for rank, w in enumerate(examples.windows(row, limit)):
-            lo, hi = max(0, w.pivot - SHOW_BEFORE), min(len(w.tokens), w.pivot + SHOW_AFTER + 1)
+            lo, hi = max(0, w.pivot - DATA_BEFORE), min(len(w.tokens), w.pivot + DATA_AFTER + 1)
             out.append(ShownWindow(split, rank, w, lo, hi, split == "train" and (w.doc, w.start) in fitted))
     return out
 
@@ -181,14 +194,15 @@ class NeuronData:
             summary=self.shape.summary if self.shape else "",
             groups=self.shape.groups if self.shape else 0,
             misses=misses_view(self.evaluated, sh.shown) if shown else None,
-            playground=playground.patterns(self.graph, fire_threshold(self.evaluated))
+            playground=playground.patterns(self.graph, fire_threshold(self.evaluated), playground.key_ids(sh.vocab))
             if self.graph is not None and sh.playground else None,
         )
 
     def _example_view(self, sh: Shared, sw: ShownWindow) -> ExampleView:
         w, a_max = sw.window, self.a_max
-        pivot = w.pivot - sw.lo
-        ids = w.tokens[sw.lo:sw.hi]
+        lo, hi = sw.shown
+        pivot = w.pivot - lo
+        ids = w.tokens[lo:hi]
         return ExampleView(
             split=sw.split, rank=sw.rank, value=w.value, norm=w.value / a_max if a_max > 0 else 0.0,
             doc_title=sh.corpus.title(w.doc), doc_url=sh.corpus.url(w.doc),
@@ -215,7 +229,7 @@ class NeuronData:
             "fit": export.fit_record(self.fit),
             "examples": [
                 export.example_record(sw.window, split=sw.split, rank=sw.rank, a_max=self.a_max, lo=sw.lo,
-                                      hi=sw.hi, vocab=sh.vocab, doc_title=sh.corpus.title(sw.window.doc),
+                                      hi=sw.hi, n_vocab=len(sh.vocab), doc_title=sh.corpus.title(sw.window.doc),
                                       doc_url=sh.corpus.url(sw.window.doc), fitted=sw.fitted)
                 for sw in self.windows
             ],
@@ -225,7 +239,6 @@ class NeuronData:
             "logit_effects": export.logit_record(logits, norm, sh.vocab),
             "summary": self.shape.summary if self.shape else None,
             "trigger_groups": self.shape.groups if self.shape else None,
-            "build": sh.build,
         }
 
     def row(self, sh: Shared, page: NeuronPage) -> LayerRow:
@@ -286,8 +299,8 @@ def activating_tokens(graph: Graph) -> list[str]:
 
 
 _CUT = '<span class="n2g-cut">…</span>'
-_LEVEL = [f"<i class=a{level} title=" for level in range(11)]
-_PIVOT = [f'<i class="a{level} pv" title=' for level in range(11)]
+_LEVEL = [f"<i class=a{level}>" for level in range(11)]
+_PIVOT = [f'<i class="a{level} pv">' for level in range(11)]
 _ESCAPED: tuple[list[str], list[str]] | None = None  # (vocabulary in display form, each entry as HTML)
 
 
@@ -300,13 +313,14 @@ def _escaped_vocab(shown: list[str]) -> list[str]:
 
 
 def example_html(sw: ShownWindow, a_max: float, shown: list[str]) -> Markup:
-    """The shown tokens of a window, highlighted. ``shown`` is the vocabulary in inline display form.
+    """The shown tokens of a window, highlighted: a ``<div class="n2g-tokens" data-v="...">``. ``shown`` is the
+    vocabulary in inline display form.
 
     A token's level is ``round(10 * clamp(act / a_max, 0, 1))``; a token of level 0 within 5% of ``a_max``
-    (either sign) is plain text, else an ``<i>`` with its value as title (a number: no quotes needed); the
-    pivot is underlined (class ``pv``).
+    (either sign) is plain text, else an ``<i>``, its value (3 significant digits) the next number of the
+    window's ``data-v``; the pivot is underlined (class ``pv``).
     """
-    window, lo, hi = sw.window, sw.lo, sw.hi
+    window, (lo, hi) = sw.window, sw.shown
     n_shown = len(shown)
     escaped = _escaped_vocab(shown)
     acts = window.acts[lo:hi].astype(np.float64)  # float64: the same arithmetic as Python floats
@@ -323,16 +337,19 @@ def example_html(sw: ShownWindow, a_max: float, shown: list[str]) -> Markup:
         titles = [num(v) for v in values]
     pivot = window.pivot - lo
     parts = [_CUT] if lo > 0 else []
+    kept = []  # the values of the <i> tokens, in order
     for i, (tid, title, level, audible) in enumerate(zip(window.tokens[lo:hi].tolist(), titles, levels, loud)):
         esc = escaped[tid] if 0 <= tid < n_shown else str(escape(vocab_text(shown, tid)))
         if i == pivot:
-            parts.append(f"{_PIVOT[level]}{title}>{esc}</i>")
+            parts.append(f"{_PIVOT[level]}{esc}</i>")
         elif level:
-            parts.append(f"{_LEVEL[level]}{title}>{esc}</i>")
+            parts.append(f"{_LEVEL[level]}{esc}</i>")
         elif audible:
-            parts.append(f"<i title={title}>{esc}</i>")
+            parts.append(f"<i>{esc}</i>")
         else:
             parts.append(esc)
+            continue
+        kept.append(title)
     if hi < len(window.tokens):
         parts.append(_CUT)
-    return Markup("".join(parts))
+    return Markup(f'<div class="n2g-tokens" data-v="{" ".join(kept)}">{"".join(parts)}</div>')

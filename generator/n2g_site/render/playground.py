@@ -5,9 +5,14 @@ The playground (``assets/playground.js``) tokenizes the reader's text with the m
 with the same longest-match rule as :class:`~n2g_site.n2g.predict.Predictor`, so it shows exactly the values
 the Python predictor gives (tests/test_playground.py runs both on the same sequences).
 
-- Per neuron page: :func:`patterns` -> ``{"p": [[end value, key at t, key at t-1, ...], ...], "t": 0.5}`` in the
-  graph's node order, a key being a normalised token string or null (the ignore node), ``t`` the firing
-  threshold; embedded in the page as JSON.
+- Per neuron page: :func:`patterns` -> the graph's trie, ``{"u": [parent, ...], "k": [key, ...], "e": [end, ...],
+  "t": 0.5}``, one entry per node in the graph's node order: its parent's index (-1 for an activating token),
+  its key (null for the ignore node; else a token id whose normalised text is the key, read through the site's
+  ``keys`` table below, or the key itself when no token of the vocabulary has it) and the value a match ending there predicts
+  (null: no match ends there); ``t`` is the firing threshold. The playground reads every complete match off
+  it (the path from an activating token to a node with an end), the patterns of ``Graph.patterns``; the trie
+  is written once per node, where the list of patterns repeats every shared prefix (a 1,712-node graph: ~40
+  KB as patterns, ~15 KB as a trie). Embedded in the page as JSON.
 - Per site: ``playground/tokenizer.js`` (``n2gDeliver("playground/tokenizer", {...})``) with the tokenizer
   (``tokenizer.json`` + ``tokenizer_config.json`` that mine saved in the work dir), ``vocab`` (token id ->
   its text), ``keys`` (token id -> :func:`~n2g_site.n2g.graph.normalise` of its text) and ``bos``, the
@@ -30,10 +35,33 @@ from .search_index import script
 DATA_PATH = "playground/tokenizer.js"
 
 
-def patterns(graph: Graph, fire_threshold: float = EvaluateConfig.fire_threshold) -> dict[str, Any]:
-    """The graph's complete matches in node order, ``"p": [[end value, key, key, ...], ...]`` (activating token
-    first), and ``"t"``, the share of the max at which a token counts as firing (as in the evaluation)."""
-    return {"p": [[float(value), *keys] for keys, value in graph.patterns()], "t": float(fire_threshold)}
+_KEY_IDS: tuple[list[str], dict[str, int]] | None = None  # (vocabulary, normalised key -> its first token id)
+
+
+def key_ids(vocab: list[str]) -> dict[str, int]:
+    """Normalised key -> the first token id with that key (``keys[id]`` in the site's tokenizer data gives it
+    back), computed once per process (per vocabulary)."""
+    global _KEY_IDS
+    if _KEY_IDS is None or _KEY_IDS[0] is not vocab:
+        ids: dict[str, int] = {}
+        for i, text in enumerate(vocab):
+            ids.setdefault(normalise(text), i)
+        _KEY_IDS = (vocab, ids)
+    return _KEY_IDS[1]
+
+
+def patterns(graph: Graph, fire_threshold: float = EvaluateConfig.fire_threshold,
+             ids: dict[str, int] | None = None) -> dict[str, Any]:
+    """The graph's trie for the playground (module docstring): per node its parent's index (``"u"``), key
+    (``"k"``) and end value or null (``"e"``), and ``"t"``, the share of the max at which a token counts as
+    firing (as in the evaluation). ``ids`` (:func:`key_ids`): write a key as a token id with that key, a few
+    bytes instead of its text; without it (or for a key no token has) the key is written as text."""
+    index = {node.id: i for i, node in enumerate(graph.nodes)}
+    ids = ids or {}
+    return {"u": [index[n.parent] if n.parent != -1 else -1 for n in graph.nodes],
+            "k": [n.key if n.key is None else ids.get(n.key, n.key) for n in graph.nodes],
+            "e": [float(n.end) if n.end is not None else None for n in graph.nodes],
+            "t": float(fire_threshold)}
 
 
 def write_tokenizer_data(work: WorkDir, vocab: list[str], bos: str | None, docs: Path) -> bool:
