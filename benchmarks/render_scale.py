@@ -5,7 +5,8 @@ render and publish stages, timed, with page, site and search-shard sizes.
     .venv/bin/python benchmarks/render_scale.py --neurons 5000 --keep /tmp/bench5k
 
 The work dir mimics SmolLM2-135M (1,536 neurons per layer, layers filled in order): per neuron 20 training
-and 20 held-out windows of 53 tokens (the mine defaults; activations as sparse as the demo's), a fitted graph shaped like a real one (below; a trie over a
+and 20 held-out windows of 53 tokens (the mine defaults; activations as sparse as the demo's), a fitted graph shaped
+like a real one (below; a trie over a
 Zipf-distributed 8,000-token vocabulary, hostile tokens included), held-out scores, fit cost; per layer
 stats of every neuron, activations on a 4,096-token ordinary-text sample and logit effects (10 promoted and
 10 suppressed tokens per neuron); the embedded tokenizer, so every neuron page carries its playground data.
@@ -44,8 +45,12 @@ W = BEFORE + 1 + AFTER
 VOCAB_SIZE = 8000
 ORDINARY_ROWS, ORDINARY_LEN = 16, 256  # the ordinary held-out sample: 4,096 tokens (mine's default)
 HOSTILE = ["<script>alert(1)</script>", '"', "'", "&amp;", "\n", "\t", " ", "\x07", "中文", "😀"]
-TARGETS = {"render + build (s)": 300.0, "site per neuron (KB)": 20.0, "largest page (KB)": 40.0,
-           "largest shard (KB)": 100.0}  # the issue's; relate (similar neurons) runs before render, timed too
+TARGETS = {
+    "render + build (s)": 300.0,
+    "site per neuron (KB)": 20.0,
+    "largest page (KB)": 40.0,
+    "largest shard (KB)": 100.0,
+}  # the issue's; relate (similar neurons) runs before render, timed too
 RELATE = "relate: similar neurons (graphs, activations)"
 
 
@@ -84,8 +89,9 @@ def _shape(rng: np.random.Generator, shapes: np.ndarray) -> tuple[int, int, int,
     return size, int(roots), int(depth), float(patterns / nodes)
 
 
-def _graph(rng: np.random.Generator, vocab: list[str], size: int, roots: int = 0, depth_cap: int = 7,
-           ends: float = 0.4) -> list[dict]:
+def _graph(
+    rng: np.random.Generator, vocab: list[str], size: int, roots: int = 0, depth_cap: int = 7, ends: float = 0.4
+) -> list[dict]:
     """A random trie of about ``size`` nodes: ``roots`` activating tokens (1-6 when 0), context up to depth
     ``depth_cap - 1``, ignore nodes; a node ends a pattern with probability ``ends`` (every leaf does)."""
     nodes: list[dict] = []
@@ -93,10 +99,19 @@ def _graph(rng: np.random.Generator, vocab: list[str], size: int, roots: int = 0
     frontier: list[int] = []
     for _ in range(n_roots):
         tok = vocab[int(_zipf(rng, 1)[0])]
-        nodes.append({"id": len(nodes), "parent": -1, "depth": 0, "key": normalise(tok), "token": tok,
-                      "importance": 1.0, "activation": round(float(rng.uniform(0.5, 1.0)), 3),
-                      "end": round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < ends else None,
-                      "count": int(rng.integers(1, 10))})
+        nodes.append(
+            {
+                "id": len(nodes),
+                "parent": -1,
+                "depth": 0,
+                "key": normalise(tok),
+                "token": tok,
+                "importance": 1.0,
+                "activation": round(float(rng.uniform(0.5, 1.0)), 3),
+                "end": round(float(rng.uniform(0.5, 1.0)), 3) if rng.random() < ends else None,
+                "count": int(rng.integers(1, 10)),
+            }
+        )
         frontier.append(len(nodes) - 1)
     while len(nodes) < size and frontier:
         parent = frontier[int(rng.integers(len(frontier)))]
@@ -106,11 +121,19 @@ def _graph(rng: np.random.Generator, vocab: list[str], size: int, roots: int = 0
             continue
         ignore = rng.random() < 0.1
         tok = "" if ignore else vocab[int(_zipf(rng, 1)[0])]
-        nodes.append({"id": len(nodes), "parent": parent, "depth": depth, "key": None if ignore else normalise(tok),
-                      "token": tok, "importance": round(float(rng.uniform(0.2 if ignore else 0.75, 1.0)), 3),
-                      "activation": round(float(rng.uniform(0, 0.4)), 3),
-                      "end": None if ignore or rng.random() >= ends else round(float(rng.uniform(0.5, 1.0)), 3),
-                      "count": int(rng.integers(1, 5))})
+        nodes.append(
+            {
+                "id": len(nodes),
+                "parent": parent,
+                "depth": depth,
+                "key": None if ignore else normalise(tok),
+                "token": tok,
+                "importance": round(float(rng.uniform(0.2 if ignore else 0.75, 1.0)), 3),
+                "activation": round(float(rng.uniform(0, 0.4)), 3),
+                "end": None if ignore or rng.random() >= ends else round(float(rng.uniform(0.5, 1.0)), 3),
+                "count": int(rng.integers(1, 5)),
+            }
+        )
         frontier.append(len(nodes) - 1)
     has_child = {n["parent"] for n in nodes}
     for n in nodes:  # a leaf is the end of a pattern (a trie is built from whole lines)
@@ -125,8 +148,11 @@ def _examples(rng: np.random.Generator, n: int, peak: np.ndarray, docs: int) -> 
     # Like the demo's SmolLM2 windows (measured: 12-31% of shown tokens at >= 5% of the max, ~40% negative):
     # 40% slightly negative, 40% near zero, 20% between 5% and 50% of the peak.
     kind = rng.random((n, K, W))
-    acts = np.where(kind < 0.4, rng.uniform(-0.1, 0, (n, K, W)),
-                    np.where(kind < 0.8, rng.uniform(0, 0.04, (n, K, W)), rng.uniform(0.05, 0.5, (n, K, W))))
+    acts = np.where(
+        kind < 0.4,
+        rng.uniform(-0.1, 0, (n, K, W)),
+        np.where(kind < 0.8, rng.uniform(0, 0.04, (n, K, W)), rng.uniform(0.05, 0.5, (n, K, W))),
+    )
     ex.acts[:] = acts.astype(np.float32) * peak[:, None, None]
     value = peak[:, None] * np.linspace(1.0, 0.4, K, dtype=np.float32)[None, :]
     ex.acts[:, :, BEFORE] = value
@@ -166,33 +192,59 @@ def _make_layer(args: tuple[str, int, list[int], int]) -> int:
     peak = stats_max[neurons]
     extra = {}
     if "ordinary" in {f.name for f in dataclasses.fields(MinedLayer)}:  # held-out text rows (newer work dirs)
-        from n2g_site.store import OrdinaryText
-
         extra["ordinary"] = _ordinary(rng, peak)
-    MinedLayer(layer=layer, neurons=np.array(neurons, np.int64),
-               train=_examples(rng, len(neurons), peak, docs), heldout=_examples(rng, len(neurons), peak, docs),
-               stats=stats, **extra).save(work.mined(layer))
+    MinedLayer(
+        layer=layer,
+        neurons=np.array(neurons, np.int64),
+        train=_examples(rng, len(neurons), peak, docs),
+        heldout=_examples(rng, len(neurons), peak, docs),
+        stats=stats,
+        **extra,
+    ).save(work.mined(layer))
     logits = {}
     shapes = _real_shapes()
     for n in neurons:
         size, roots, depth_cap, ends = _shape(rng, shapes)
         f1 = float(rng.uniform(0, 1))
-        write_json(work.fitted(layer, n), {
-            "schema": "n2g-site/neuron-fit/1", "layer": layer, "neuron": n,
-            "hook": f"blocks.{layer}.mlp.hook_post", "status": "fitted", "max_activation": float(stats_max[n]),
-            "augmenter": "self", "config": {"train_examples": 10, "activation_threshold": 0.5},
-            "graph": {"schema": "n2g-site/graph/1", "nodes": _graph(rng, vocab, size, roots, depth_cap, ends)},
-            "examples": [{"rank": r, "doc": 0, "window_start": 0} for r in range(10)],
-            "heldout": {"precision": f1, "recall": f1, "f1": f1, "tokens": 1000, "true_firing": 20,
-                        "predicted_firing": 18},
-            "cost": {"prune": {"requests": 60, "tokens": 1200}, "saliency": {"requests": 63, "tokens": 7800}},
-        })
+        write_json(
+            work.fitted(layer, n),
+            {
+                "schema": "n2g-site/neuron-fit/1",
+                "layer": layer,
+                "neuron": n,
+                "hook": f"blocks.{layer}.mlp.hook_post",
+                "status": "fitted",
+                "max_activation": float(stats_max[n]),
+                "augmenter": "self",
+                "config": {"train_examples": 10, "activation_threshold": 0.5},
+                "graph": {"schema": "n2g-site/graph/1", "nodes": _graph(rng, vocab, size, roots, depth_cap, ends)},
+                "examples": [{"rank": r, "doc": 0, "window_start": 0} for r in range(10)],
+                "heldout": {
+                    "precision": f1,
+                    "recall": f1,
+                    "f1": f1,
+                    "tokens": 1000,
+                    "true_firing": 20,
+                    "predicted_firing": 18,
+                },
+                "cost": {"prune": {"requests": 60, "tokens": 1200}, "saliency": {"requests": 63, "tokens": 7800}},
+            },
+        )
         ids = rng.integers(0, VOCAB_SIZE, 20)
         vals = np.sort(rng.normal(0, 0.1, 20))[::-1]
-        logits[str(n)] = {"up": [[int(t), round(float(v), 4)] for t, v in zip(ids[:10], vals[:10])],
-                          "down": [[int(t), round(float(v), 4)] for t, v in zip(ids[10:], vals[::-1][:10])]}
-    write_json(work.logit_effects(layer), {"schema": "n2g-site/logit-effects/1", "layer": layer,
-                                           "norm": "final RMSNorm scale folded in", "neurons": logits})
+        logits[str(n)] = {
+            "up": [[int(t), round(float(v), 4)] for t, v in zip(ids[:10], vals[:10])],
+            "down": [[int(t), round(float(v), 4)] for t, v in zip(ids[10:], vals[::-1][:10])],
+        }
+    write_json(
+        work.logit_effects(layer),
+        {
+            "schema": "n2g-site/logit-effects/1",
+            "layer": layer,
+            "norm": "final RMSNorm scale folded in",
+            "neurons": logits,
+        },
+    )
     return len(neurons)
 
 
@@ -201,14 +253,25 @@ def make_workdir(root: Path, neurons: int, jobs: int) -> WorkDir:
     layers = math.ceil(neurons / PER_LAYER)
     selection = {layer: list(range(min(PER_LAYER, neurons - layer * PER_LAYER))) for layer in range(layers)}
     docs = 2000
-    write_json(work.manifest, {
-        "n2g_site_version": "bench", "model": "synthetic", "corpus": "synthetic",
-        "model_info": {"name": "synthetic", "n_layers": layers, "d_mlp": PER_LAYER,
-                       "hook": "blocks.{layer}.mlp.hook_post"},
-        "corpus_info": {"name": "synthetic", "documents": docs},
-        "mine": {"top_k": K, "context_before": BEFORE, "context_after": AFTER},
-        "layers": sorted(selection), "neurons": {str(k): v for k, v in selection.items()},
-    }, indent=2)
+    write_json(
+        work.manifest,
+        {
+            "n2g_site_version": "bench",
+            "model": "synthetic",
+            "corpus": "synthetic",
+            "model_info": {
+                "name": "synthetic",
+                "n_layers": layers,
+                "d_mlp": PER_LAYER,
+                "hook": "blocks.{layer}.mlp.hook_post",
+            },
+            "corpus_info": {"name": "synthetic", "documents": docs},
+            "mine": {"top_k": K, "context_before": BEFORE, "context_after": AFTER},
+            "layers": sorted(selection),
+            "neurons": {str(k): v for k, v in selection.items()},
+        },
+        indent=2,
+    )
     write_json(work.vocab, _vocab())
     _add_tokenizer(work)
     write_json(work.corpus, [{"id": f"d{i}", "title": f"Document {i} <&>", "split": "train"} for i in range(docs)])
@@ -233,8 +296,10 @@ def _add_tokenizer(work: WorkDir) -> None:
 def _cpu() -> float:
     import resource
 
-    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return sum(
+        r.ru_utime + r.ru_stime
+        for r in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
 
 
 def _dir_bytes(path: Path) -> int:
@@ -246,8 +311,11 @@ def main() -> None:
     parser.add_argument("--neurons", type=int, default=50_000)
     parser.add_argument("--keep", type=Path, help="build here and keep it (default: a temporary folder)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--rerender", action="store_true",
-                        help="then time render again, with the graphs' drawings cached (not against targets)")
+    parser.add_argument(
+        "--rerender",
+        action="store_true",
+        help="then time render again, with the graphs' drawings cached (not against targets)",
+    )
     args = parser.parse_args()
 
     from n2g_site.publish import publish
@@ -293,10 +361,14 @@ def main() -> None:
         shards = [p.stat().st_size for p in (site / "token-search").glob("tokens-*.js")]
         total = times["render"] + times["mkdocs build (publish)"]
         site_bytes = _dir_bytes(site)
-        measured = {"render + build (s)": total, "relate + render + build (s)": total + times[RELATE],
-                    "site per neuron (KB)": site_bytes / args.neurons / 1000,
-                    "median page (KB)": statistics.median(pages) / 1000,
-                    "largest page (KB)": max(pages) / 1000, "largest shard (KB)": max(shards) / 1000}
+        measured = {
+            "render + build (s)": total,
+            "relate + render + build (s)": total + times[RELATE],
+            "site per neuron (KB)": site_bytes / args.neurons / 1000,
+            "median page (KB)": statistics.median(pages) / 1000,
+            "largest page (KB)": max(pages) / 1000,
+            "largest shard (KB)": max(shards) / 1000,
+        }
         print(f"\n{len(pages)} neuron pages, {args.neurons} neurons, {os.cpu_count()} CPUs\n")
         print(f"load average (1 min) before / after: {load[0]:.1f} / {load[1]:.1f}\n")
         print("| step | seconds | per neuron | CPU seconds | per neuron |\n|---|---|---|---|---|")
@@ -306,17 +378,25 @@ def main() -> None:
         print("\n| measure | value | target | ratio to target |\n|---|---|---|---|")
         for name, value in measured.items():
             target = TARGETS.get(name)
-            print(f"| {name} | {value:.1f} | {target:.0f} | {value / target:.2f} |" if target
-                  else f"| {name} | {value:.1f} | | |")
+            print(
+                f"| {name} | {value:.1f} | {target:.0f} | {value / target:.2f} |"
+                if target
+                else f"| {name} | {value:.1f} | | |"
+            )
         print(f"| total site size (MB) | {site_bytes / 1e6:.0f} | | |")
         print(f"| search shards | {len(shards)} (median {statistics.median(shards) / 1000:.1f} KB) | | |")
         graphs = sorted(p.stat().st_size for p in (site / "neurons").rglob("graph.svg"))
         print(f"| graph.svg files | {len(graphs)} ({sum(graphs) / args.neurons / 1000:.1f} KB a neuron) | | |")
-        inline = sum(len(m.group(0).encode("utf-8")) for p in (site / "neurons").rglob("index.html")
-                     for m in re.finditer(r'<svg class="n2g-graph".*?</svg>', p.read_text(encoding="utf-8"), re.S))
+        inline = sum(
+            len(m.group(0).encode("utf-8"))
+            for p in (site / "neurons").rglob("index.html")
+            for m in re.finditer(r'<svg class="n2g-graph".*?</svg>', p.read_text(encoding="utf-8"), re.S)
+        )
         drawings = (inline + sum(graphs)) / args.neurons / 1000
-        print(f"| drawings (inline SVG + graph.svg) | {drawings:.1f} KB a neuron; the site without them "
-              f"{site_bytes / args.neurons / 1000 - drawings:.1f} KB a neuron | | |")
+        print(
+            f"| drawings (inline SVG + graph.svg) | {drawings:.1f} KB a neuron; the site without them "
+            f"{site_bytes / args.neurons / 1000 - drawings:.1f} KB a neuron | | |"
+        )
         try:  # the site's parts, as `n2g-site publish` prints them (newer n2g-site)
             from n2g_site.publish import measure_site
         except ImportError:

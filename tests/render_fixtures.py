@@ -9,8 +9,24 @@ import numpy as np
 from n2g_site.store import HIST_EDGES, ExampleSet, LayerStats, MinedLayer, WorkDir, write_json
 
 HOSTILE = ["<script>alert(1)</script>", '"', "'", "&amp;", "\n", "\t", " ", "\x07", "é", "中文", "שלום", "😀"]
-WORDS = ["<|endoftext|>", " in", " Paris", " London", " the", " city", " of", " was", " born", ".", " and",
-         " France", " he", " visited", " a", " big"]
+WORDS = [
+    "<|endoftext|>",
+    " in",
+    " Paris",
+    " London",
+    " the",
+    " city",
+    " of",
+    " was",
+    " born",
+    ".",
+    " and",
+    " France",
+    " he",
+    " visited",
+    " a",
+    " big",
+]
 VOCAB = WORDS + HOSTILE
 ID = {w: i for i, w in enumerate(VOCAB)}
 D_MLP = 32
@@ -42,13 +58,20 @@ MANIFEST = {
         "licence": "CC BY-SA 4.0",
         "url": "https://en.wikipedia.org",
     },
-    "mine": {"top_k": K, "context_before": PIVOT, "context_after": W - PIVOT - 1, "seq_len": 64,
-             "max_tokens": 1000, "held_out": 0.2, "batch_tokens": 256},
+    "mine": {
+        "top_k": K,
+        "context_before": PIVOT,
+        "context_after": W - PIVOT - 1,
+        "seq_len": 64,
+        "max_tokens": 1000,
+        "held_out": 0.2,
+        "batch_tokens": 256,
+    },
     "layers": sorted(LAYERS),
     "neurons": {str(layer): neurons for layer, neurons in LAYERS.items()},
 }
 
-TITLES = ["Paris", "London & <Co>", "Ça \"va\"", "中文", "Tel Aviv", "Emoji 😀", "A", "B", "C", "D", "E", "F"]
+TITLES = ["Paris", "London & <Co>", 'Ça "va"', "中文", "Tel Aviv", "Emoji 😀", "A", "B", "C", "D", "E", "F"]
 
 
 def _examples(rng: np.random.Generator, n: int, peak: np.ndarray, docs: range) -> ExampleSet:
@@ -79,9 +102,17 @@ def _examples(rng: np.random.Generator, n: int, peak: np.ndarray, docs: range) -
 def _node(i, parent, depth, token, importance=1.0, activation=0.5, end=None, count=1, key="auto"):
     from n2g_site.n2g.graph import normalise
 
-    return {"id": i, "parent": parent, "depth": depth,
-            "key": (normalise(token) if token else None) if key == "auto" else key,
-            "token": token, "importance": importance, "activation": activation, "end": end, "count": count}
+    return {
+        "id": i,
+        "parent": parent,
+        "depth": depth,
+        "key": (normalise(token) if token else None) if key == "auto" else key,
+        "token": token,
+        "importance": importance,
+        "activation": activation,
+        "end": end,
+        "count": count,
+    }
 
 
 def small_graph() -> list[dict]:
@@ -121,15 +152,39 @@ def fit_json(layer: int, neuron: int, nodes: list[dict], *, a_max: float, status
         "status": status,
         "max_activation": 0.0 if status == "dead" else a_max,
         "augmenter": "none",
-        "config": {"train_examples": 10, "activation_threshold": 0.5, "importance_threshold": 0.75,
-                   "prune_threshold": 0.5, "prune_step": 5, "prune_max_context": 30, "post_context": 5,
-                   "sentence_ends": ".!\n", "augmenter": "none"},
+        "config": {
+            "train_examples": 10,
+            "activation_threshold": 0.5,
+            "importance_threshold": 0.75,
+            "prune_threshold": 0.5,
+            "prune_step": 5,
+            "prune_max_context": 30,
+            "post_context": 5,
+            "sentence_ends": ".!\n",
+            "augmenter": "none",
+        },
         "graph": {"schema": "n2g-site/graph/1", "nodes": nodes},
-        "examples": [{"rank": 0, "doc": 0, "window_start": 0, "pivot": PIVOT, "prune_start": 5,
-                      "prune_end": PIVOT + 3, "scale_factor": 1.0, "lines": 2}],
-        "heldout": None if status == "dead" else {"precision": 0.8, "recall": 0.6, "f1": 0.69, "tokens": 1200,
-                                                  "true_firing": 20, "predicted_firing": 15},
-        "cost": {"prune": {"requests": 60, "tokens": 1200}, "saliency": {"requests": 63, "tokens": 7800}, "augment": {"requests": 0, "tokens": 0}, "augment_saliency": {"requests": 0, "tokens": 0}},
+        "examples": [
+            {
+                "rank": 0,
+                "doc": 0,
+                "window_start": 0,
+                "pivot": PIVOT,
+                "prune_start": 5,
+                "prune_end": PIVOT + 3,
+                "scale_factor": 1.0,
+                "lines": 2,
+            }
+        ],
+        "heldout": None
+        if status == "dead"
+        else {"precision": 0.8, "recall": 0.6, "f1": 0.69, "tokens": 1200, "true_firing": 20, "predicted_firing": 15},
+        "cost": {
+            "prune": {"requests": 60, "tokens": 1200},
+            "saliency": {"requests": 63, "tokens": 7800},
+            "augment": {"requests": 0, "tokens": 0},
+            "augment_saliency": {"requests": 0, "tokens": 0},
+        },
     }
 
 
@@ -139,10 +194,13 @@ def make_workdir(root: Path) -> WorkDir:
     work = WorkDir(root)
     write_json(work.manifest, MANIFEST, indent=2)
     write_json(work.vocab, VOCAB)
-    write_json(work.corpus, [
-        {"id": f"doc{i}", "title": title, "split": "heldout" if i >= 8 else "train"}
-        for i, title in enumerate(TITLES)
-    ])
+    write_json(
+        work.corpus,
+        [
+            {"id": f"doc{i}", "title": title, "split": "heldout" if i >= 8 else "train"}
+            for i, title in enumerate(TITLES)
+        ],
+    )
     for layer, neurons in LAYERS.items():
         stats_max = rng.uniform(0.5, 3.0, D_MLP).astype(np.float32)
         if layer == DEAD[0]:

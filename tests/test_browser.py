@@ -14,10 +14,19 @@ from click.testing import CliRunner
 from n2g_site.cli import app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh --test installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh --test installs it)"
+)
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -40,13 +49,37 @@ def served_site(www):
     url = f"http://127.0.0.1:{server.server_address[1]}/sub/"
     (corpus / "a.txt").write_text("In Paris the <script>alert(1)</script> museums open at nine. " * 8)
     (corpus / "b.txt").write_text("Rivers flow into the sea & the sea is deep. " * 8)
-    for i, text in enumerate(["The cat sat on the mat in Paris.", "She moved to London in 1999.",
-                              'He said "hello" & left.', "Tabs\tand\nnewlines, 中文 and emoji 😀.",
-                              "Numbers: 1, 2, 3 and 42.", "Rome is in Italy; Paris is in France."]):
+    for i, text in enumerate(
+        [
+            "The cat sat on the mat in Paris.",
+            "She moved to London in 1999.",
+            'He said "hello" & left.',
+            "Tabs\tand\nnewlines, 中文 and emoji 😀.",
+            "Numbers: 1, 2, 3 and 42.",
+            "Rome is in Italy; Paris is in France.",
+        ]
+    ):
         (corpus / f"c{i}.txt").write_text((text + " ") * 6)
-    result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(corpus), "--neurons", "0-1",
-                                      "--top-k", "2", "--site-url", url, "--work-dir", str(root / "work"),
-                                      "--site-dir", str(root / "sub")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--model",
+            "random:tiny",
+            "--corpus",
+            str(corpus),
+            "--neurons",
+            "0-1",
+            "--top-k",
+            "2",
+            "--site-url",
+            url,
+            "--work-dir",
+            str(root / "work"),
+            "--site-dir",
+            str(root / "sub"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -185,11 +218,13 @@ def test_layer_table_sorts_and_filters(served_site, page):
     header = page.locator("table.n2g-sortable th", has_text="Max act.")
     header.click()
     values = page.locator("table.n2g-sortable tbody tr td:nth-child(2)").evaluate_all(
-        "cells => cells.map(c => Number(c.dataset.v))")
+        "cells => cells.map(c => Number(c.dataset.v))"
+    )
     assert values == sorted(values, reverse=True) and header.get_attribute("aria-sort") == "descending"
     header.click()
     values = page.locator("table.n2g-sortable tbody tr td:nth-child(2)").evaluate_all(
-        "cells => cells.map(c => Number(c.dataset.v))")
+        "cells => cells.map(c => Number(c.dataset.v))"
+    )
     assert values == sorted(values)
     assert page.errors == []
 
@@ -230,14 +265,17 @@ def test_first_screen_shows_summary_graph_and_first_example(served_site, www, pa
         graph = page.locator("svg.n2g-graph").first
         graph.wait_for(state="visible")
         example = page.locator(".n2g-ex").first
-        boxes = {"summary": page.locator(".n2g-summary").first.bounding_box(), "graph": graph.bounding_box(),
-                 "example": example.bounding_box()}
+        boxes = {
+            "summary": page.locator(".n2g-summary").first.bounding_box(),
+            "graph": graph.bounding_box(),
+            "example": example.bounding_box(),
+        }
         shot = tmp_path / f"neuron-first-screen-{name}.png"
         page.screenshot(path=str(shot))
         _save_artefact(shot)
         if name == "desktop":
             for part, box in boxes.items():
-                assert box and box["height"] > 5 and 0 <= box["y"] and box["y"] + box["height"] <= height, (part, box)
+                assert box and box["height"] > 5 and box["y"] >= 0 and box["y"] + box["height"] <= height, (part, box)
         else:
             overflow = page.evaluate("() => document.documentElement.scrollWidth")
             assert overflow <= width + 1, overflow  # no sideways scrolling of the page
@@ -282,7 +320,9 @@ def test_home_layer_neuron_similar_neuron_then_its_json_validates(served_site, w
     record = json.loads(got["record"])  # the line the page names is this neuron's record
     validate(record, "neuron")
     assert (record["layer"], record["neuron"]) == (to_layer, to_neuron)
-    assert {(s["layer"], s["neuron"]) for s in record["similar"]}  # it has neighbours too (4 graphs: every pair is listed)
+    assert {
+        (s["layer"], s["neuron"]) for s in record["similar"]
+    }  # it has neighbours too (4 graphs: every pair is listed)
     # the whole-model export, linked from the home page: an index, then one gzip JSON Lines file per layer
     page.goto(served_site)
     got = page.evaluate("""async () => {

@@ -38,8 +38,9 @@ def build(tmp_path: Path, *args: str) -> tuple[Path, Path]:
 
 
 def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
-    work, site = build(tmp_path, "--model", "random:tiny", "--corpus", str(text_corpus), "--neurons", "0-2",
-                       "--top-k", "5")
+    work, site = build(
+        tmp_path, "--model", "random:tiny", "--corpus", str(text_corpus), "--neurons", "0-2", "--top-k", "5"
+    )
     assert (site / "index.html").exists()
     for layer in (0, 1):
         assert (site / "layers" / f"L{layer}" / "index.html").exists()
@@ -65,9 +66,15 @@ def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
     for layer in (0, 1):
         assert summary["layers"][str(layer)]["layer_neurons"] == 64
         csv_rows = (work / "evaluate" / f"layer_{layer:02d}.csv").read_text().splitlines()
-        assert len(csv_rows) - 1 == sum(
-            read_json(work / "evaluate" / f"L{layer:02d}" / f"N{n:05d}.json")["status"] == "fitted" for n in range(3)
-        ) * 2 * 4  # datasets x methods
+        assert (
+            len(csv_rows) - 1
+            == sum(
+                read_json(work / "evaluate" / f"L{layer:02d}" / f"N{n:05d}.json")["status"] == "fitted"
+                for n in range(3)
+            )
+            * 2
+            * 4
+        )  # datasets x methods
     # ... and the site shows it: charts on the home and fidelity pages, scores on each fitted neuron's page
     assert (site / "fidelity" / "index.html").read_text().count('class="n2g-chart"') == 6  # 2 datasets x P/R/F1
     assert (site / "index.html").read_text().count('class="n2g-chart"') == 2  # F1 on both datasets
@@ -77,12 +84,32 @@ def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
             page = (site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").read_text()
             assert ('class="n2g-scores"' in page) == bool(evaluated["datasets"])
             if evaluated["datasets"]:  # methods in the page's order, not the file's sorted one
-                table = page[page.index('class="n2g-scores"'):]
-                assert table.index("<td>N2G</td>") < table.index("<td>token lookup (mean)</td>") < table.index("<td>n-gram</td>")
+                table = page[page.index('class="n2g-scores"') :]
+                assert (
+                    table.index("<td>N2G</td>")
+                    < table.index("<td>token lookup (mean)</td>")
+                    < table.index("<td>n-gram</td>")
+                )
     # a second build does no compute (resume) and gives the same neuron JSON
     before = {p: p.read_bytes() for p in (work / "fit").rglob("*.json")}
-    result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(text_corpus), "--neurons", "0-2",
-                                      "--top-k", "5", "--work-dir", str(work), "--site-dir", str(site)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--model",
+            "random:tiny",
+            "--corpus",
+            str(text_corpus),
+            "--neurons",
+            "0-2",
+            "--top-k",
+            "5",
+            "--work-dir",
+            str(work),
+            "--site-dir",
+            str(site),
+        ],
+    )
     assert result.exit_code == 0
     assert "nothing to do" in result.output
     assert before == {p: p.read_bytes() for p in (work / "fit").rglob("*.json")}
@@ -126,8 +153,13 @@ def _playground_on_the_demo_site(tmp_path, site, work) -> None:
             tab = browser.new_page()
             errors: list[str] = []
             tab.on("pageerror", lambda exc: errors.append(str(exc)))
-            check_playground(tab, f"{origin}/{site.name}/", tmp_path, site.relative_to(tmp_path).as_posix(),
-                             work.relative_to(tmp_path).as_posix())
+            check_playground(
+                tab,
+                f"{origin}/{site.name}/",
+                tmp_path,
+                site.relative_to(tmp_path).as_posix(),
+                work.relative_to(tmp_path).as_posix(),
+            )
             browser.close()
             assert errors == []
     finally:

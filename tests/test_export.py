@@ -23,8 +23,16 @@ from n2g_site.store import write_json
 from render_fixtures import DEAD, HOSTILE, ID, LAYERS, UNFITTED, make_workdir
 
 EPOCH = "1767225600"  # 2026-01-01 UTC: SOURCE_DATE_EPOCH for the renders of this module
-SCORE = {"tokens": 100, "true_firing": 10, "predicted_firing": 8, "true_positive": 6, "precision": 0.75,
-         "recall": 0.6, "f1": 0.667, "correlation": None}
+SCORE = {
+    "tokens": 100,
+    "true_firing": 10,
+    "predicted_firing": 8,
+    "true_positive": 6,
+    "precision": 0.75,
+    "recall": 0.6,
+    "f1": 0.667,
+    "correlation": None,
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +41,28 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Config]
     work = make_workdir(root / "work")
     script = ID["<script>alert(1)</script>"]
     for layer, neurons in LAYERS.items():
-        write_json(work.logit_effects(layer), {
-            "norm": "final RMSNorm scale folded in",
-            "neurons": {str(n): {"up": [[script, 0.91], [ID["\n"], 0.5]], "down": [[ID['"'], -0.7]]} for n in neurons},
-        })
+        write_json(
+            work.logit_effects(layer),
+            {
+                "norm": "final RMSNorm scale folded in",
+                "neurons": {
+                    str(n): {"up": [[script, 0.91], [ID["\n"], 0.5]], "down": [[ID['"'], -0.7]]} for n in neurons
+                },
+            },
+        )
     relate(None, lambda: pytest.fail("no model needed"), work)
-    write_json(work.evaluated(0, 0), {
-        "schema": "n2g-site/neuron-eval/1", "layer": 0, "neuron": 0, "status": "fitted", "fire_threshold": 0.5,
-        "ngram": 5, "datasets": {d: {m: SCORE for m in METHODS} for d in ("heldout", "ordinary")},
-    })
+    write_json(
+        work.evaluated(0, 0),
+        {
+            "schema": "n2g-site/neuron-eval/1",
+            "layer": 0,
+            "neuron": 0,
+            "status": "fitted",
+            "fire_threshold": 0.5,
+            "ngram": 5,
+            "datasets": {d: {m: SCORE for m in METHODS} for d in ("heldout", "ordinary")},
+        },
+    )
     cfg = Config(site_dir=root / "site", site_url="https://example.org/repo/")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOURCE_DATE_EPOCH", EPOCH)
@@ -82,8 +103,11 @@ def test_contents_follow_the_work_dir(built) -> None:
     assert fitted["fit"]["config"] and fitted["fit"]["heldout"]["f1"] is not None
     assert fitted["evaluation"]["datasets"]["ordinary"]["n2g"]["precision"] == 0.75
     assert {s["layer"] for s in fitted["similar"]} and all(0 <= s["similarity"] <= 1.0001 for s in fitted["similar"])
-    assert fitted["logit_effects"]["promoted"][0] == {"token_id": ID["<script>alert(1)</script>"],
-                                                       "token": "<script>alert(1)</script>", "value": 0.91}
+    assert fitted["logit_effects"]["promoted"][0] == {
+        "token_id": ID["<script>alert(1)</script>"],
+        "token": "<script>alert(1)</script>",
+        "value": 0.91,
+    }
     splits = [e["split"] for e in fitted["examples"]]
     assert splits == sorted(splits, key=lambda s: s != "train") and "heldout" in splits and "train" in splits
     for ex in fitted["examples"]:
@@ -179,8 +203,11 @@ def test_exports_are_deterministic(built, tmp_path: Path) -> None:
     work_root, site, cfg = built
 
     def exported(root: Path) -> dict[Path, bytes]:
-        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*.json*")
-                if "neuron" in p.name or p.parent.name == "export"}
+        return {
+            p.relative_to(root): p.read_bytes()
+            for p in root.rglob("*.json*")
+            if "neuron" in p.name or p.parent.name == "export"
+        }
 
     before = exported(site)
     assert any(p.suffix == ".gz" for p in before) and Path("export/index.json") in before

@@ -22,11 +22,14 @@ from n2g_site.n2g.predict import KeyIndex, Predictor
 from n2g_site.render.playground import key_ids, patterns
 from n2g_site.resources import builtin_path
 from n2g_site.store import WorkDir, read_json, write_json
-from render_fixtures import big_graph, fit_json, make_workdir, small_graph
-from synthetic import VOCAB as TOY, SyntheticSource, paris_after_in, paris_after_two, paris_anywhere, task_from_texts
+from render_fixtures import big_graph, make_workdir, small_graph
+from synthetic import VOCAB as TOY
+from synthetic import SyntheticSource, paris_after_in, paris_after_two, paris_anywhere, task_from_texts
 from test_browser import CHROMIUM, CHROMIUM_ARGS, _Quiet
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh --test installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh --test installs it)"
+)
 
 PLAYGROUND_JS = (builtin_path("templates") / "assets" / "playground.js").read_text(encoding="utf-8")
 
@@ -60,8 +63,12 @@ def _oracle_graphs() -> list[Graph]:
     from n2g_site.config import FitConfig
     from n2g_site.n2g.fit import fit_neurons
 
-    texts = [" He lives in Paris and visited London.", " She was born in Paris on Monday.",
-             " the city in Paris is beautiful.", " He went to Paris from London and lives in Paris."]
+    texts = [
+        " He lives in Paris and visited London.",
+        " She was born in Paris on Monday.",
+        " the city in Paris is beautiful.",
+        " He went to Paris from London and lives in Paris.",
+    ]
     out = []
     for rule in (paris_after_in, paris_after_two, paris_anywhere):
         source = SyntheticSource({(0, 1): rule})
@@ -89,8 +96,17 @@ def _random_graph(rng: np.random.Generator, words: list[str]) -> Graph:
             key = normalise(token) if token else None
             if any(n.parent == parent.id and n.key == key for n in nodes):
                 continue
-            node = Node(len(nodes), parent.id, parent.depth + 1, key, token, 0.8, 0.0,
-                        float(rng.choice([0.55, 0.7, 0.9, 1.0])), 1)
+            node = Node(
+                len(nodes),
+                parent.id,
+                parent.depth + 1,
+                key,
+                token,
+                0.8,
+                0.0,
+                float(rng.choice([0.55, 0.7, 0.9, 1.0])),
+                1,
+            )
             nodes.append(node)
             frontier.append(node)
         if all(n.end is None for n in nodes if n.id >= root.id):
@@ -102,8 +118,10 @@ def test_js_predictor_equals_python_on_1000_sequences(tab) -> None:
     vocab = TOY.text  # a small vocabulary, so graph tokens occur often in random sequences
     keys = KeyIndex(vocab)
     rng = np.random.default_rng(7)
-    graphs = _oracle_graphs() + [Graph.from_json({"schema": "n2g-site/graph/1", "nodes": small_graph()}),
-                                 Graph.from_json({"schema": "n2g-site/graph/1", "nodes": big_graph(6)})]
+    graphs = _oracle_graphs() + [
+        Graph.from_json({"schema": "n2g-site/graph/1", "nodes": small_graph()}),
+        Graph.from_json({"schema": "n2g-site/graph/1", "nodes": big_graph(6)}),
+    ]
     graphs += [_random_graph(rng, vocab[2:]) for _ in range(5)]
     tab.set_content(f"<script>{PLAYGROUND_JS}</script>")
     key_table = [normalise(t) for t in vocab]
@@ -112,8 +130,10 @@ def test_js_predictor_equals_python_on_1000_sequences(tab) -> None:
         seqs = [rng.integers(-1, len(vocab) + 2, int(rng.integers(1, 40))).tolist() for _ in range(100)]
         want = [Predictor(graph, keys)(np.array(s)).tolist() for s in seqs]
         for data in (patterns(graph), patterns(graph, ids=key_ids(vocab))):  # keys as text, then as token ids
-            got = tab.evaluate("([g, keys, seqs]) => { const p = window.n2gPlayground.compile(g, keys);"
-                               " return seqs.map(s => p(s)); }", [data, key_table, seqs])
+            got = tab.evaluate(
+                "([g, keys, seqs]) => { const p = window.n2gPlayground.compile(g, keys); return seqs.map(s => p(s)); }",
+                [data, key_table, seqs],
+            )
             assert got == want  # exact: the same float values, not approximately
         compared += len(seqs)
         hits += sum(v > 0 for w in want for v in w)
@@ -137,15 +157,39 @@ def tiny_site(tmp_path_factory):
     root = tmp_path_factory.mktemp("pg")
     corpus = root / "corpus"
     corpus.mkdir()
-    for i, text in enumerate(["The cat sat on the mat in Paris.", "She moved to London in 1999.",
-                              "Rome is in Italy; Paris is in France.", "Numbers: 1, 2, 3 and 42.",
-                              "In Paris the <script>alert(1)</script> museums open at nine."]):
+    for i, text in enumerate(
+        [
+            "The cat sat on the mat in Paris.",
+            "She moved to London in 1999.",
+            "Rome is in Italy; Paris is in France.",
+            "Numbers: 1, 2, 3 and 42.",
+            "In Paris the <script>alert(1)</script> museums open at nine.",
+        ]
+    ):
         (corpus / f"c{i}.txt").write_text((text + " ") * 8)
     server, origin = _serve(root)
     url = f"{origin}/sub/"
-    result = CliRunner().invoke(app, ["build", "--model", "random:tiny", "--corpus", str(corpus), "--neurons", "0-2",
-                                      "--top-k", "2", "--site-url", url, "--work-dir", str(root / "work"),
-                                      "--site-dir", str(root / "sub"), "--zip"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--model",
+            "random:tiny",
+            "--corpus",
+            str(corpus),
+            "--neurons",
+            "0-2",
+            "--top-k",
+            "2",
+            "--site-url",
+            url,
+            "--work-dir",
+            str(root / "work"),
+            "--site-dir",
+            str(root / "sub"),
+            "--zip",
+        ],
+    )
     assert result.exit_code == 0, result.output
     yield root, url, origin
     server.shutdown()
@@ -212,7 +256,9 @@ def test_no_request_leaves_the_site(tiny_site, tab) -> None:
     tab.locator(".n2g-pg-out span").first.wait_for(timeout=30_000)
     tab.locator(".n2g-ts-input").fill("paris")  # token search shards and summaries
     tab.wait_for_load_state("networkidle")
-    assert requests and all(r.startswith(origin + "/") for r in requests), [r for r in requests if not r.startswith(origin)]
+    assert requests and all(r.startswith(origin + "/") for r in requests), [
+        r for r in requests if not r.startswith(origin)
+    ]
     assert any("playground/tokenizer.js" in r for r in requests) and any("token-search/tokens-" in r for r in requests)
 
 
@@ -232,8 +278,10 @@ def test_offline_bundle_works_from_file(tiny_site, tab, tmp_path) -> None:
     tab.goto((site / "neurons" / f"L{layer}" / f"N{neuron}" / "index.html").as_uri())
     assert tab.locator(".n2g-figure svg").count() == 1
     tab.locator(".n2g-pg-input").fill(text)
-    tab.wait_for_function("() => [...document.querySelectorAll('.n2g-pg-out span')].some(s => Number(s.dataset.value) >= 0.5)",
-                          timeout=30_000)
+    tab.wait_for_function(
+        "() => [...document.querySelectorAll('.n2g-pg-out span')].some(s => Number(s.dataset.value) >= 0.5)",
+        timeout=30_000,
+    )
     tab.locator(".n2g-ts-input").fill(firing[0].strip() or firing[0])
     tab.locator(".n2g-ts-panel a").first.wait_for(timeout=10_000)
     tab.goto((site / "index.html").as_uri())  # Material's prose search: worker shim + search_index.js
@@ -258,15 +306,23 @@ def rule_site(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("rules")
     work = make_workdir(root / "work")
-    texts = [" He lives in Paris and visited London.", " She was born in Paris on Monday.",
-             " the city in Paris is beautiful.", " He went to Paris from London and lives in Paris."]
+    texts = [
+        " He lives in Paris and visited London.",
+        " She was born in Paris on Monday.",
+        " the city in Paris is beautiful.",
+        " He went to Paris from London and lives in Paris.",
+    ]
     skipped = [" He lives in a Paris.", " She was in the Paris on Monday.", " born in big Paris and London."]
-    rules = {(0, 0): (paris_after_in, texts, [["paris", "in"]]), (0, 3): (paris_anywhere, texts, [["paris"]]),
-             (3, 3): (paris_after_two, skipped, [["paris", None, "in"]])}
+    rules = {
+        (0, 0): (paris_after_in, texts, [["paris", "in"]]),
+        (0, 3): (paris_anywhere, texts, [["paris"]]),
+        (3, 3): (paris_after_two, skipped, [["paris", None, "in"]]),
+    }
     for (layer, neuron), (rule, train, expected) in rules.items():
         source = SyntheticSource({(layer, neuron): rule})
-        [fitted] = fit_neurons([task_from_texts(source, layer, neuron, train)], source, FitConfig(augmenter="none"),
-                               TOY, None)
+        [fitted] = fit_neurons(
+            [task_from_texts(source, layer, neuron, train)], source, FitConfig(augmenter="none"), TOY, None
+        )
         assert [keys for keys, _ in fitted.graph.patterns()] == expected
         fit = read_json(work.fitted(layer, neuron))
         fit["graph"] = fitted.graph.to_json()
@@ -275,8 +331,9 @@ def rule_site(tmp_path_factory):
     url = f"{origin}/sub/"
     result = CliRunner().invoke(app, ["render", "--work-dir", str(work.root)])
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(app, ["publish", "--work-dir", str(work.root), "--site-dir", str(root / "sub"),
-                                      "--site-url", url])
+    result = CliRunner().invoke(
+        app, ["publish", "--work-dir", str(work.root), "--site-dir", str(root / "sub"), "--site-url", url]
+    )
     assert result.exit_code == 0, result.output
     yield url
     server.shutdown()
@@ -305,10 +362,18 @@ def test_pattern_search_finds_neurons_by_rule(rule_site, tab) -> None:
     assert tab.errors == []
 
 
-TOKENIZER_TEXTS = ["Hello World", "In Paris the <script>alert(1)</script> museums open at nine.",
-                   "Tabs\tand\nnewlines, 中文 and emoji 😀.", "  double  spaces   and 12345 numbers 3.14",
-                   "<|endoftext|> special", "Ünïcödé ÀÉÎ façade naïve", "def f(x):\n    return x**2\n",
-                   "'quotes' \"double\" — dashes… ellipsis", "don't won't they're I'll", "\u202eRTL\u202c مرحبا"]
+TOKENIZER_TEXTS = [
+    "Hello World",
+    "In Paris the <script>alert(1)</script> museums open at nine.",
+    "Tabs\tand\nnewlines, 中文 and emoji 😀.",
+    "  double  spaces   and 12345 numbers 3.14",
+    "<|endoftext|> special",
+    "Ünïcödé ÀÉÎ façade naïve",
+    "def f(x):\n    return x**2\n",
+    "'quotes' \"double\" — dashes… ellipsis",
+    "don't won't they're I'll",
+    "\u202eRTL\u202c مرحبا",
+]
 
 
 def test_browser_tokenizer_gives_the_python_tokenizer_ids(tiny_site, tab) -> None:
@@ -316,13 +381,17 @@ def test_browser_tokenizer_gives_the_python_tokenizer_ids(tiny_site, tab) -> Non
 
     _, url, _ = tiny_site
     tab.goto(url)
-    got = tab.evaluate("async (texts) => { const tk = await window.n2gPlayground.tokenizer();"
-                       " return texts.map(t => tk.tokenizer.encode(t, {add_special_tokens: false}).ids); }",
-                       TOKENIZER_TEXTS)
+    got = tab.evaluate(
+        "async (texts) => { const tk = await window.n2gPlayground.tokenizer();"
+        " return texts.map(t => tk.tokenizer.encode(t, {add_special_tokens: false}).ids); }",
+        TOKENIZER_TEXTS,
+    )
     tok = embedded_tokenizer()
     assert got == [tok(t, add_special_tokens=False)["input_ids"] for t in TOKENIZER_TEXTS]
     # the doc-start token the playground puts before the reader's text, as mine did before every document
-    assert tab.evaluate("async () => (await window.n2gPlayground.tokenizer()).bos") == tok.convert_tokens_to_ids("<|endoftext|>")
+    assert tab.evaluate("async () => (await window.n2gPlayground.tokenizer()).bos") == tok.convert_tokens_to_ids(
+        "<|endoftext|>"
+    )
 
 
 def test_a_proto_token_survives_the_data_loader(tab, tmp_path) -> None:
@@ -333,7 +402,8 @@ def test_a_proto_token_survives_the_data_loader(tab, tmp_path) -> None:
     (tmp_path / "token-search").mkdir()
     (tmp_path / "assets" / "n2g.js").write_text((builtin_path("templates") / "assets" / "n2g.js").read_text())
     (tmp_path / "token-search" / "tokens-000.js").write_text(
-        script("token-search/tokens-000", '{"__proto__":{"t":["__proto__"],"a":[],"c":[],"na":0,"nc":0}}'))
+        script("token-search/tokens-000", '{"__proto__":{"t":["__proto__"],"a":[],"c":[],"na":0,"nc":0}}')
+    )
     (tmp_path / "index.html").write_text('<script src="assets/n2g.js"></script>')
     tab.goto((tmp_path / "index.html").as_uri())
     keys = tab.evaluate("async () => Object.keys(await window.n2gLoad('token-search/tokens-000'))")

@@ -16,8 +16,8 @@ from n2g_site.config import Config, UserError
 from n2g_site.n2g.graph import Graph
 from n2g_site.publish import derive_config, publish
 from n2g_site.render import render_site
-from n2g_site.render.svg import MAX_NODES, graph_dot, render_svgs
 from n2g_site.render.neuron import PAGE_TRAIN_EXAMPLES
+from n2g_site.render.svg import MAX_NODES, graph_dot, render_svgs
 from n2g_site.render.tokens import display_token
 from n2g_site.resources import builtin_path
 from render_fixtures import BIG, DEAD, HOSTILE, UNFITTED, big_graph, make_workdir, small_graph
@@ -66,8 +66,20 @@ def _svg_texts(svg: str) -> list[str]:
 
 def test_svg_labels_are_literal_text() -> None:
     tokens = [*HOSTILE, "\\", '\\"', "a\\lb", "\\N", "&#45;", "&lt;"]
-    nodes = [{"id": i, "parent": -1, "depth": 0, "key": t, "token": t, "importance": 1.0,
-              "activation": 0.5, "end": 0.5, "count": 1} for i, t in enumerate(tokens)]
+    nodes = [
+        {
+            "id": i,
+            "parent": -1,
+            "depth": 0,
+            "key": t,
+            "token": t,
+            "importance": 1.0,
+            "activation": 0.5,
+            "end": 0.5,
+            "count": 1,
+        }
+        for i, t in enumerate(tokens)
+    ]
     graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
     svg = render_svgs({"g": graph_dot(graph).source}, {"g": 'Title <with> "quotes"'})["g"]
     assert svg.startswith("<svg") and "<?xml" not in svg and "<!DOCTYPE" not in svg
@@ -94,6 +106,7 @@ def test_many_graphs_are_drawn_in_batches(monkeypatch: pytest.MonkeyPatch) -> No
 
     calls = []
     real = svg_mod._run
+
     def counting(dot: str, source: str) -> list[str]:
         calls.append(source.count("digraph"))
         return real(dot, source)
@@ -154,9 +167,12 @@ def test_site_pages_exist(site: Path) -> None:
 def test_neuron_page(site: Path) -> None:
     html = _page(site, "neurons/L0/N3")
     assert "Layer 0 · Neuron 3" in html
-    assert html.count("<svg class=\"n2g-graph\"") == 1
+    assert html.count('<svg class="n2g-graph"') == 1
     assert html.count('<div class="n2g-ex">') >= PAGE_TRAIN_EXAMPLES
-    assert html.count('class="n2g-badge n2g-heldout"') >= 1 and html.count('class="n2g-badge n2g-train"') >= PAGE_TRAIN_EXAMPLES
+    assert (
+        html.count('class="n2g-badge n2g-heldout"') >= 1
+        and html.count('class="n2g-badge n2g-train"') >= PAGE_TRAIN_EXAMPLES
+    )
     assert re.search(r'<i class="a\d+ pv"> Paris</i>', html)  # lean markup: the values in the window's data-v
     windows = re.findall(r'<div class="n2g-tokens" data-v="([^"]*)">(.*?)</div>', html)
     assert windows and all(len(v.split()) == body.count("<i") for v, body in windows)  # one value per <i> token
@@ -172,13 +188,23 @@ def test_neuron_pages_have_the_lean_frame(site: Path) -> None:
     """Neuron pages: no site navigation, table of contents, palette toggle or footer (templates/overrides/
     neuron.html); the header with Material's search box and the pager stay. Other pages keep the full frame."""
     neuron, layer = _page(site, "neurons/L0/N3"), _page(site, "layers/L0")
-    for part in ('class="md-nav md-nav--primary"', 'data-md-component="palette"', '<footer',
-                 '<label class="md-header__button md-icon" for="__drawer">'):
+    for part in (
+        'class="md-nav md-nav--primary"',
+        'data-md-component="palette"',
+        "<footer",
+        '<label class="md-header__button md-icon" for="__drawer">',
+    ):
         assert part not in neuron and part in layer, part
-    for part in ('data-md-component="search"', 'data-md-component="search-query"', '<script id="__config"',
-                 "assets/n2g.js", '__md_get("__palette")', '<nav class="n2g-pager">'):
+    for part in (
+        'data-md-component="search"',
+        'data-md-component="search-query"',
+        '<script id="__config"',
+        "assets/n2g.js",
+        '__md_get("__palette")',
+        '<nav class="n2g-pager">',
+    ):
         assert part in neuron, part
-    body = neuron[neuron.index('<div class="n2g-neuron">'):neuron.rindex("</article>")]
+    body = neuron[neuron.index('<div class="n2g-neuron">') : neuron.rindex("</article>")]
     frame = len(neuron.encode()) - len(body.encode())
     assert frame < 8_000, frame  # Material's full frame was ~12.7 KB
 
@@ -199,7 +225,7 @@ def test_big_graph_says_how_many_are_hidden(site: Path) -> None:
 
 def test_dead_and_unfitted_neurons(site: Path) -> None:
     dead = _page(site, f"neurons/L{DEAD[0]}/N{DEAD[1]}")
-    assert "never fired in the mined text" in dead and "<svg class=\"n2g-graph\"" not in dead
+    assert "never fired in the mined text" in dead and '<svg class="n2g-graph"' not in dead
     unfitted = _page(site, f"neurons/L{UNFITTED[0]}/N{UNFITTED[1]}")
     assert "has not been fitted" in unfitted and unfitted.count('<div class="n2g-ex">') >= 5
     big = _page(site, f"neurons/L{BIG[0]}/N{BIG[1]}")  # capped at MAX_NODES: small enough to inline
@@ -211,7 +237,7 @@ def test_layer_and_home_pages(site: Path) -> None:
     layer = _page(site, "layers/L0")
     for n in (0, 1, 2, 3):
         assert f'href="../../neurons/L0/N{n}/"' in layer
-    assert "<em>dead</em>" in layer and "<code class=\"n2g-tok\"> Paris</code>" in layer
+    assert "<em>dead</em>" in layer and '<code class="n2g-tok"> Paris</code>' in layer
     home = _page(site, "")
     assert "SmolLM2-135M-Instruct (dequantised Q4_1)" in home
     assert "CC BY-SA 4.0" in home and "Wikipedia" in home
@@ -277,13 +303,16 @@ def test_missing_work_dir_is_user_error(tmp_path: Path) -> None:
         render_site(Config(), WorkDir(tmp_path / "nothing"))
 
 
-@pytest.mark.parametrize("stage, damage", [
-    ("fit", lambda work: work.fitted(0, 3)),
-    ("evaluate", lambda work: work.evaluated(0, 3)),
-    ("evaluate", lambda work: work.evaluation_summary),
-    ("relate", lambda work: work.similar),
-    ("relate", lambda work: work.logit_effects(0)),
-])
+@pytest.mark.parametrize(
+    "stage, damage",
+    [
+        ("fit", lambda work: work.fitted(0, 3)),
+        ("evaluate", lambda work: work.evaluated(0, 3)),
+        ("evaluate", lambda work: work.evaluation_summary),
+        ("relate", lambda work: work.similar),
+        ("relate", lambda work: work.logit_effects(0)),
+    ],
+)
 def test_a_damaged_stage_file_stops_render_naming_it(tmp_path: Path, stage, damage) -> None:
     """One policy for every stage file render reads (store.read_stage_file): missing is 'not run', damaged
     (not JSON, or not an object) is a UserError naming the file and the command that writes it again."""
@@ -316,4 +345,4 @@ def test_caption_says_how_many_patterns_a_capped_drawing_shows(tmp_path: Path) -
         dot = SimpleNamespace(nodes=len(data.graph.nodes), drawn=3, hidden=0, patterns=total, drawn_patterns=drawn)
         page = data.page(sh, dot=dot, svg='<svg class="n2g-graph"></svg>', prev=None, next=None, hook="h", line=1)
         body = render(sh.env, sh.tpl["neuron_body.html.j2"], page=page, site=sh.site)
-        assert expected in body, body[body.index("<figcaption>"):body.index("</figcaption>")]
+        assert expected in body, body[body.index("<figcaption>") : body.index("</figcaption>")]

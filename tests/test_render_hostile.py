@@ -15,15 +15,72 @@ from hypothesis import strategies as st
 from n2g_site.config import Config
 from n2g_site.render.pages import render_site
 from n2g_site.store import read_json, write_json
-
 from render_fixtures import VOCAB, make_workdir
 
-VOID = {"br", "hr", "img", "input", "meta", "link", "col", "wbr", "circle", "rect", "path", "line", "ellipse",
-        "polygon", "polyline", "stop"}
-ALLOWED = {"div", "p", "span", "i", "a", "table", "thead", "tbody", "tr", "th", "td", "code", "strong", "em", "small",
-           "h2", "h3", "ul", "ol", "li", "svg", "g", "title", "desc", "text", "details", "summary", "sub", "sup",
-           "input", "label", "button", "figure", "figcaption", "br", "caption", "colgroup", "col", "nav", "abbr",
-           "defs", "marker", "tspan", "object"} | VOID
+VOID = {
+    "br",
+    "hr",
+    "img",
+    "input",
+    "meta",
+    "link",
+    "col",
+    "wbr",
+    "circle",
+    "rect",
+    "path",
+    "line",
+    "ellipse",
+    "polygon",
+    "polyline",
+    "stop",
+}
+ALLOWED = {
+    "div",
+    "p",
+    "span",
+    "i",
+    "a",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "code",
+    "strong",
+    "em",
+    "small",
+    "h2",
+    "h3",
+    "ul",
+    "ol",
+    "li",
+    "svg",
+    "g",
+    "title",
+    "desc",
+    "text",
+    "details",
+    "summary",
+    "sub",
+    "sup",
+    "input",
+    "label",
+    "button",
+    "figure",
+    "figcaption",
+    "br",
+    "caption",
+    "colgroup",
+    "col",
+    "nav",
+    "abbr",
+    "defs",
+    "marker",
+    "tspan",
+    "object",
+} | VOID
 
 
 class Checker(HTMLParser):
@@ -56,10 +113,27 @@ class Checker(HTMLParser):
         self.text.append(data)
 
 
-tokens = st.text(
-    alphabet=st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12
-) | st.sampled_from(["<script>alert(1)</script>", "</div>", "<svg onload=alert(1)>", "&amp;", "&lt;", '"', "'",
-                     "\\", "\\N", "{{ x }}", "{% if %}", "]]>", "<!--", "-->", "\r\n", "\u202e", "\x00"])
+tokens = st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12) | st.sampled_from(
+    [
+        "<script>alert(1)</script>",
+        "</div>",
+        "<svg onload=alert(1)>",
+        "&amp;",
+        "&lt;",
+        '"',
+        "'",
+        "\\",
+        "\\N",
+        "{{ x }}",
+        "{% if %}",
+        "]]>",
+        "<!--",
+        "-->",
+        "\r\n",
+        "\u202e",
+        "\x00",
+    ]
+)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -77,15 +151,21 @@ def test_any_token_text_renders_as_text(tmp_path_factory, vocab):
     import re
 
     from n2g_site.render.svg import _FILE_STYLE, standalone_svg
-
     from n2g_site.site_pages import rendered_pages
 
     files = [(url, body) for url, body, _ in rendered_pages(work.fragments)]
-    files += [(url + name, text) for url, _, extra in rendered_pages(work.fragments)
-              for name, text in extra.items() if name.endswith(".svg")]
+    files += [
+        (url + name, text)
+        for url, _, extra in rendered_pages(work.fragments)
+        for name, text in extra.items()
+        if name.endswith(".svg")
+    ]
     # Each inline graph as the file it becomes when its page is too large (pages.PAGE_BODY_BUDGET).
-    files += [(url + "graph.svg", standalone_svg(m.group(0))) for url, body in list(files)
-              for m in re.finditer(r'<svg class="n2g-graph".*?</svg>', body, re.S)]
+    files += [
+        (url + "graph.svg", standalone_svg(m.group(0)))
+        for url, body in list(files)
+        for m in re.finditer(r'<svg class="n2g-graph".*?</svg>', body, re.S)
+    ]
     assert any(name.endswith(".svg") for name, _ in files)
     for name, text in files:  # pages, and the graphs too large to inline (graph.svg, its constant <style> aside)
         checker = Checker()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -23,10 +22,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = make_workdir(root / "work")
     script, quote, amp = ID["<script>alert(1)</script>"], ID['"'], ID["&amp;"]
     for layer, neurons in LAYERS.items():
-        write_json(work.logit_effects(layer), {
-            "norm": "final RMSNorm scale folded in",
-            "neurons": {str(n): {"up": [[script, 0.91], [amp, 0.5]], "down": [[quote, -0.7]]} for n in neurons},
-        })
+        write_json(
+            work.logit_effects(layer),
+            {
+                "norm": "final RMSNorm scale folded in",
+                "neurons": {str(n): {"up": [[script, 0.91], [amp, 0.5]], "down": [[quote, -0.7]]} for n in neurons},
+            },
+        )
     relate(None, lambda: pytest.fail("no model needed"), work)
     cfg = Config(site_dir=root / "site", site_url="https://example.org/repo/")
     render_site(cfg, work)
@@ -39,7 +41,7 @@ def _page(site: Path, rel: str) -> str:
 
 def test_similar_neurons_are_listed_with_their_similarity(site: Path) -> None:
     html = _page(site, "neurons/L0/N0")
-    block = html[html.index('id="similar"'):html.index('id="logits"')]
+    block = html[html.index('id="similar"') : html.index('id="logits"')]
     assert '<a href="../N3/">' not in block  # links go through the layer folder, from any layer
     assert re.search(r'<a href="\.\./\.\./L0/N3/">L0 N3</a> · 1\b', block)  # the same graph: cosine 1
     assert '<a href="../../L3/N3/">L3 N3</a>' in block
@@ -48,7 +50,7 @@ def test_similar_neurons_are_listed_with_their_similarity(site: Path) -> None:
 
 def test_logit_effects_are_escaped_text(site: Path) -> None:
     html = _page(site, "neurons/L3/N3")
-    block = html[html.index('id="logits"'):html.index("</table>", html.index('id="logits"'))]
+    block = html[html.index('id="logits"') : html.index("</table>", html.index('id="logits"'))]
     assert '<code class="n2g-tok">&lt;script&gt;alert(1)&lt;/script&gt;</code></td><td>0.91' in block
     assert '<code class="n2g-tok">&amp;amp;</code>' in block
     assert '<code class="n2g-tok">&#34;</code>' in block or '<code class="n2g-tok">&quot;</code>' in block
@@ -83,8 +85,14 @@ def test_parallel_render_writes_the_same_files(tmp_path: Path, monkeypatch: pyte
     for jobs in (1, 2):
         work = make_workdir(tmp_path / f"w{jobs}")
         render_site(Config(site_dir=tmp_path / "s"), work, jobs=jobs)
-        trees.append({str(p.relative_to(work.root)): p.read_bytes()
-                      for folder in (work.docs, work.fragments) for p in sorted(folder.rglob("*")) if p.is_file()})
+        trees.append(
+            {
+                str(p.relative_to(work.root)): p.read_bytes()
+                for folder in (work.docs, work.fragments)
+                for p in sorted(folder.rglob("*"))
+                if p.is_file()
+            }
+        )
     assert trees[0].keys() == trees[1].keys() and len(trees[0]) > 10
     assert [k for k in trees[0] if trees[0][k] != trees[1][k]] == []
 
@@ -99,16 +107,66 @@ def test_labels_and_tooltips_are_literal_text() -> None:
     from n2g_site.render.tokens import display_token
     from render_fixtures import HOSTILE
 
-    tokens = [*HOSTILE, "\\", '\\"', "a\\lb", "\\N", "\\G", "\\L", "&#45;", "&lt;", "<b>x</b>", "<x>", "a b",
-              "1.5", "]", ";", "{"]
+    tokens = [
+        *HOSTILE,
+        "\\",
+        '\\"',
+        "a\\lb",
+        "\\N",
+        "\\G",
+        "\\L",
+        "&#45;",
+        "&lt;",
+        "<b>x</b>",
+        "<x>",
+        "a b",
+        "1.5",
+        "]",
+        ";",
+        "{",
+    ]
     nodes = []
     for i, t in enumerate(tokens):  # each token as an activating token, and as the context of "x"
-        nodes.append({"id": 2 * i, "parent": -1, "depth": 0, "key": f"x{i}", "token": "x", "importance": 1.0,
-                      "activation": 0.5, "end": None, "count": 1})
-        nodes.append({"id": 2 * i + 1, "parent": 2 * i, "depth": 1, "key": t, "token": t, "importance": 0.8,
-                      "activation": 0.0, "end": 0.5, "count": 1})
-    nodes += [{"id": 2 * len(tokens) + i, "parent": -1, "depth": 0, "key": t, "token": t, "importance": 1.0,
-               "activation": 0.5, "end": 0.5, "count": 1} for i, t in enumerate(tokens)]
+        nodes.append(
+            {
+                "id": 2 * i,
+                "parent": -1,
+                "depth": 0,
+                "key": f"x{i}",
+                "token": "x",
+                "importance": 1.0,
+                "activation": 0.5,
+                "end": None,
+                "count": 1,
+            }
+        )
+        nodes.append(
+            {
+                "id": 2 * i + 1,
+                "parent": 2 * i,
+                "depth": 1,
+                "key": t,
+                "token": t,
+                "importance": 0.8,
+                "activation": 0.0,
+                "end": 0.5,
+                "count": 1,
+            }
+        )
+    nodes += [
+        {
+            "id": 2 * len(tokens) + i,
+            "parent": -1,
+            "depth": 0,
+            "key": t,
+            "token": t,
+            "importance": 1.0,
+            "activation": 0.5,
+            "end": 0.5,
+            "count": 1,
+        }
+        for i, t in enumerate(tokens)
+    ]
     graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
     svg = render_svgs({0: graph_dot(graph, max_nodes=1000, max_rows=1000).source})[0]
     assert svg is not None
@@ -139,8 +197,11 @@ def test_a_rerender_draws_only_new_graphs(tmp_path, monkeypatch) -> None:
     drawn: list[int] = []
     real = svg._draw_chunk
     monkeypatch.setattr(svg, "_draw_chunk", lambda dot, sources: drawn.append(len(sources)) or real(dot, sources))
-    fits = [p for p in sorted((work.root / "fit").rglob("N*.json"))
-            if read_json(p).get("status") == "fitted" and read_json(p)["graph"]["nodes"]]
+    fits = [
+        p
+        for p in sorted((work.root / "fit").rglob("N*.json"))
+        if read_json(p).get("status") == "fitted" and read_json(p)["graph"]["nodes"]
+    ]
     render_site(cfg, work, jobs=1)
     first, guide = list(rendered_pages(work.fragments)), sum(drawn) - len(fits)
     assert guide >= 0 and len(fits) >= 3 and sorted(work.root.joinpath("cache").glob("svg_*.json"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from n2g_site.n2g.graph import Graph
@@ -14,8 +12,19 @@ from render_fixtures import HOSTILE, small_graph
 
 @pytest.mark.parametrize(
     ("token", "key"),
-    [(" Paris", "paris"), ("Paris", "paris"), ("PARIS", "paris"), (" paris ", "paris"), (" The", "the"),
-     (" 1999", "1999"), (" <", "<"), (" ", " "), ("\n", "\n"), ("<script>", "<script>"), ("É", "é")],
+    [
+        (" Paris", "paris"),
+        ("Paris", "paris"),
+        ("PARIS", "paris"),
+        (" paris ", "paris"),
+        (" The", "the"),
+        (" 1999", "1999"),
+        (" <", "<"),
+        (" ", " "),
+        ("\n", "\n"),
+        ("<script>", "<script>"),
+        ("É", "é"),
+    ],
 )
 def test_search_key_folds_case_and_spaces(token: str, key: str) -> None:
     assert search_key(token) == key
@@ -33,9 +42,19 @@ def _graph(nodes: list[tuple[int, int, str, float]]) -> Graph:
 
     rows = []
     for i, (parent, depth, token, value) in enumerate(nodes):
-        rows.append({"id": i, "parent": parent, "depth": depth, "key": normalise(token) if token else None,
-                     "token": token, "importance": 1.0 if depth == 0 else value,
-                     "activation": value if depth == 0 else 0.1, "end": value, "count": 1})
+        rows.append(
+            {
+                "id": i,
+                "parent": parent,
+                "depth": depth,
+                "key": normalise(token) if token else None,
+                "token": token,
+                "importance": 1.0 if depth == 0 else value,
+                "activation": value if depth == 0 else 0.1,
+                "end": value,
+                "count": 1,
+            }
+        )
     return Graph.from_json({"schema": "n2g-site/graph/1", "nodes": rows})
 
 
@@ -94,8 +113,9 @@ def test_activating_rows_carry_their_context_keys_for_pattern_queries(tmp_path) 
     """ "fires on X when Y comes before it" = the rows of X whose context keys hold Y (search.md)."""
     index = SearchIndex()
     # L0 N0: ' Paris' after ' in' (and, two before, ' to'); ' London' alone.  L0 N1: ' Paris' alone.
-    index.add_graph(0, 0, _graph([(-1, 0, " Paris", 0.9), (0, 1, " in", 0.8), (1, 2, " to", 0.6),
-                                  (-1, 0, " London", 0.7)]))
+    index.add_graph(
+        0, 0, _graph([(-1, 0, " Paris", 0.9), (0, 1, " in", 0.8), (1, 2, " to", 0.6), (-1, 0, " London", 0.7)])
+    )
     index.add_graph(0, 1, _graph([(-1, 0, "Paris", 0.95)]))
     index.write(tmp_path)
     paris = {(r[0], r[1]): r[4] for r in _lookup(tmp_path, "paris")["a"]}
@@ -110,8 +130,10 @@ def test_summaries_are_chunked_per_layer(tmp_path, monkeypatch) -> None:
     for n in (0, 3, 4, 9):
         index.add_summary(2, n, f"fires on “ w{n}”", n % 3 + 1, 0.5 if n else None)
     index.write(tmp_path)
-    assert read_script((tmp_path / "neurons-L2-0.js").read_text()) == {"0": ["fires on “ w0”", 1, None],
-                                                                        "3": ["fires on “ w3”", 1, 0.5]}
+    assert read_script((tmp_path / "neurons-L2-0.js").read_text()) == {
+        "0": ["fires on “ w0”", 1, None],
+        "3": ["fires on “ w3”", 1, 0.5],
+    }
     assert set(read_script((tmp_path / "neurons-L2-2.js").read_text())) == {"9"}
     assert read_script((tmp_path / "tokens.js").read_text())["info_chunk"] == 4
     text = (tmp_path / "neurons-L2-1.js").read_text()

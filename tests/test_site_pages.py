@@ -151,16 +151,21 @@ def test_a_graph_from_its_file_is_visible_in_a_browser(tmp_path: Path, monkeypat
             graph.wait_for(state="visible")
             box = graph.bounding_box()
             assert box and box["width"] > 20 and box["height"] > 20
-            tab.wait_for_function("() => document.querySelector('object.n2g-graph').contentDocument"
-                                  "?.querySelectorAll('g.node').length > 0")
-            tips = tab.evaluate("() => [...document.querySelector('object.n2g-graph').contentDocument"
-                                ".querySelectorAll('g.node > title')].map(t => t.textContent)")
+            tab.wait_for_function(
+                "() => document.querySelector('object.n2g-graph').contentDocument"
+                "?.querySelectorAll('g.node').length > 0"
+            )
+            tips = tab.evaluate(
+                "() => [...document.querySelector('object.n2g-graph').contentDocument"
+                ".querySelectorAll('g.node > title')].map(t => t.textContent)"
+            )
             assert any("<script>alert(1)</script>" in t for t in tips)  # as text, in a tooltip
             errors: list[str] = []
             tab.on("pageerror", lambda exc: errors.append(str(exc)))
             tab.locator(".n2g-pg-input").fill("in Paris")  # the playground loads patterns.js on first use
-            tab.wait_for_function("() => /tokens? ·/.test(document.querySelector('.n2g-pg-status').textContent)",
-                                  timeout=20000)
+            tab.wait_for_function(
+                "() => /tokens? ·/.test(document.querySelector('.n2g-pg-status').textContent)", timeout=20000
+            )
             assert tab.locator(".n2g-pg-out span").count() > 0 and errors == []
             browser.close()
     finally:
@@ -176,14 +181,18 @@ def test_a_missing_or_stale_pack_is_a_clear_error(tmp_path: Path) -> None:
     frag = tmp_path / "work" / "fragments"
     shell = site / site_pages.SHELL_URL
     shell.mkdir(parents=True)
-    (shell / "index.html").write_text(f"<html><title>{site_pages.TITLE}</title>{site_pages.BODY_HTML}</html>",
-                                      encoding="utf-8")
+    (shell / "index.html").write_text(
+        f"<html><title>{site_pages.TITLE}</title>{site_pages.BODY_HTML}</html>", encoding="utf-8"
+    )
     manifest = orjson.loads((frag / site_pages.MANIFEST).read_bytes())
     pack = frag / manifest["packs"][0]["file"]
     lines = pack.read_bytes().splitlines(keepends=True)
     assert len(lines) >= 2
-    for broken, why in ((lines[:-1], "it ends before"), (lines + lines[-1:], "more than the"),
-                        (lines[1:] + lines[:1], "where")):
+    for broken, why in (
+        (lines[:-1], "it ends before"),
+        (lines + lines[-1:], "more than the"),
+        (lines[1:] + lines[:1], "where"),
+    ):
         pack.write_bytes(b"".join(broken))
         with pytest.raises(ValueError, match=f"does not match .*{why}.*rerun `n2g-site render`"):
             site_pages.write_neuron_pages(site, frag, lambda t: "x", jobs=1)

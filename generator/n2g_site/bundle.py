@@ -33,8 +33,10 @@ def zip_site(site: Path) -> Path:
     site = site.resolve()
     target = site.with_name(site.name + ".zip")
     stamp = _timestamp()
-    with atomic_writer(target) as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED,
-                                                          compresslevel=6) as archive:
+    with (
+        atomic_writer(target) as handle,
+        zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive,
+    ):
         for path in sorted(p for p in site.rglob("*") if p.is_file()):
             info = zipfile.ZipInfo(f"{site.name}/{path.relative_to(site).as_posix()}", date_time=stamp)
             info.compress_type = zipfile.ZIP_DEFLATED

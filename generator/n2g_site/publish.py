@@ -2,8 +2,10 @@
 
 The build config is derived from the base ``mkdocs.yml`` shipped with n2g-site (the repo's, or the
 wheel's copy): docs_dir, site_dir, site_url, the nav (home, reading, fidelity, the prose pages, layers; never
-the neuron pages, which are also excluded from search by their front matter), the fragment hook, the stylesheet and the script
-(token search, table sorting) are added, and the result is written to ``<work dir>/mkdocs.yml`` so ``mkdocs serve -f <that file>``
+the neuron pages, which are also excluded from search by their front matter), the fragment hook, the stylesheet and the
+script
+(token search, table sorting) are added, and the result is written to ``<work dir>/mkdocs.yml`` so ``mkdocs serve -f
+<that file>``
 shows the same site. A ``mkdocs.yml`` in the current folder is not read.
 """
 
@@ -64,8 +66,16 @@ def derive_config(cfg: Config, work: WorkDir) -> dict[str, Any]:
     layers = sorted((docs / "layers").glob("L*.md"), key=_layer_key)
     nav: list[Any] = [{"Home": "index.md"}, {"How to read a graph": "reading.md"}, {"Fidelity": "fidelity.md"}]
     # Prose pages (render/guide.py), in the nav and in MkDocs' search; older renders may lack them.
-    about = [{title: md} for title, md in (("Method", "method.md"), ("Model and corpus", "model.md"),
-                                           ("Data", "data.md"), ("How to cite", "cite.md")) if (docs / md).exists()]
+    about = [
+        {title: md}
+        for title, md in (
+            ("Method", "method.md"),
+            ("Model and corpus", "model.md"),
+            ("Data", "data.md"),
+            ("How to cite", "cite.md"),
+        )
+        if (docs / md).exists()
+    ]
     if about:
         nav.append({"About": about})
     if (docs / "patterns.md").exists():
@@ -147,19 +157,25 @@ class SiteSize:
         return max(0, int((limit - (self.total - self.growing)) / (self.growing / self.neurons)))
 
     def __str__(self) -> str:
-        top = ", ".join(f"{name} {v / 1e6:,.1f} MB ({v / max(self.neurons, 1) / 1e3:,.1f} KB a neuron)"
-                        for name, v in list(self.parts.items())[:5])
-        return (f"site {self.total / 1e6:,.1f} MB for {self.neurons:,} neurons, {self.per_neuron / 1e3:,.1f} KB a "
-                f"neuron ({self.growing / max(self.neurons, 1) / 1e3:,.1f} KB of it grows with the neurons, the rest "
-                f"is fixed); biggest: {top}")
+        top = ", ".join(
+            f"{name} {v / 1e6:,.1f} MB ({v / max(self.neurons, 1) / 1e3:,.1f} KB a neuron)"
+            for name, v in list(self.parts.items())[:5]
+        )
+        return (
+            f"site {self.total / 1e6:,.1f} MB for {self.neurons:,} neurons, {self.per_neuron / 1e3:,.1f} KB a "
+            f"neuron ({self.growing / max(self.neurons, 1) / 1e3:,.1f} KB of it grows with the neurons, the rest "
+            f"is fixed); biggest: {top}"
+        )
 
     def projection(self, model_neurons: int, limit: int = PAGES_LIMIT_BYTES) -> str:
         """The site against GitHub Pages' limit, now and for every neuron of the model."""
         whole = self.projected(model_neurons)
         verdict = "fits" if self.total <= limit else "does NOT fit"
-        return (f"GitHub Pages serves at most {limit / 1e9:g} GB: this site ({self.total / 1e6:,.1f} MB) {verdict}; "
-                f"at {self.growing / max(self.neurons, 1) / 1e3:,.1f} KB a neuron about {self.fits(limit):,} neurons "
-                f"fit; all {model_neurons:,} neurons of the model would be ~{whole / 1e9:,.2f} GB")
+        return (
+            f"GitHub Pages serves at most {limit / 1e9:g} GB: this site ({self.total / 1e6:,.1f} MB) {verdict}; "
+            f"at {self.growing / max(self.neurons, 1) / 1e3:,.1f} KB a neuron about {self.fits(limit):,} neurons "
+            f"fit; all {model_neurons:,} neurons of the model would be ~{whole / 1e9:,.2f} GB"
+        )
 
 
 def measure_site(site: Path) -> SiteSize:

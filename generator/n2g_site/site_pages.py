@@ -21,7 +21,8 @@ in page order: ``{"url": "neurons/L0/N5/", "body": "<div ...>", "files": {"graph
 copying the data files).
 
 Packs are written out by worker processes, in runs of pages of one pack per task (so a single large
-layer spreads over the workers too). Output bytes do not depend on the number of workers. Standard library and orjson only: the workers import nothing heavy.
+layer spreads over the workers too). Output bytes do not depend on the number of workers. Standard library and orjson
+only: the workers import nothing heavy.
 """
 
 from __future__ import annotations
@@ -97,8 +98,10 @@ def rendered_pages(fragments: Path) -> Iterator[tuple[str, str, dict[str, str]]]
 
 def _split_shell(shell: str) -> tuple[str, str]:
     if shell.count(BODY_HTML) != 1:
-        raise ValueError(f"the built shell page has {shell.count(BODY_HTML)} body markers {BODY_HTML!r}, not 1: "
-                         f"neuron.md.j2 must keep its placeholder paragraph on a line of its own")
+        raise ValueError(
+            f"the built shell page has {shell.count(BODY_HTML)} body markers {BODY_HTML!r}, not 1: "
+            f"neuron.md.j2 must keep its placeholder paragraph on a line of its own"
+        )
     prefix, suffix = shell.split(BODY_HTML)
     return _squeeze(prefix), _squeeze(suffix)
 
@@ -172,7 +175,7 @@ def _sitemap(site: Path, urls: Sequence[str]) -> None:
     if match is None:
         return
     entry = match.group(0)
-    text = text[: match.start()] + "".join(entry.replace(SHELL_URL, u) for u in urls) + text[match.end():]
+    text = text[: match.start()] + "".join(entry.replace(SHELL_URL, u) for u in urls) + text[match.end() :]
     path.write_text(text, encoding="utf-8")
     gz = site / "sitemap.xml.gz"
     if gz.is_file():
@@ -182,8 +185,9 @@ def _sitemap(site: Path, urls: Sequence[str]) -> None:
             buf.write(text.encode("utf-8"))
 
 
-def write_neuron_pages(site_dir: str | Path, fragments: str | Path, slugify: Callable[[str], str],
-                       *, jobs: int | None = None) -> int:
+def write_neuron_pages(
+    site_dir: str | Path, fragments: str | Path, slugify: Callable[[str], str], *, jobs: int | None = None
+) -> int:
     """Write every neuron page listed in ``fragments``/:data:`MANIFEST` into ``site_dir`` from the built
     shell (see the module docstring); return how many. Nothing to do (0) without a manifest or shell.
     Raises ValueError when the manifest or a pack is missing or of another version (rerun render)."""
@@ -207,8 +211,19 @@ def write_neuron_pages(site_dir: str | Path, fragments: str | Path, slugify: Cal
         pages = pack["pages"]
         for start in range(0, max(len(pages), 1), span):
             run = pages[start : start + span]
-            tasks.append((str(site), str(frag), prefix, suffix, pack["file"], start, run,
-                          [slugify(title) for _, title in run], start + span >= len(pages)))
+            tasks.append(
+                (
+                    str(site),
+                    str(frag),
+                    prefix,
+                    suffix,
+                    pack["file"],
+                    start,
+                    run,
+                    [slugify(title) for _, title in run],
+                    start + span >= len(pages),
+                )
+            )
     if jobs <= 1:
         written = sum(_write_pages(t) for t in tasks)
     else:  # spawn: the caller may hold torch threads; this module imports only the standard library and orjson

@@ -135,6 +135,7 @@ def _render_layers(cfg: Config, sh: Shared, jobs: int | None) -> list[LayerResul
         return [render_layer(sh, li) for li in range(len(sh.layers))]
     # spawn: no fork of a process that may hold torch threads; each worker loads the shared inputs once.
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(cfg, sh.work.root, sh.staged_docs, sh.staged_frag)) as pool:
+    with ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_init_worker, initargs=(cfg, sh.work.root, sh.staged_docs, sh.staged_frag)
+    ) as pool:
         return list(pool.map(_layer_task, range(len(sh.layers))))

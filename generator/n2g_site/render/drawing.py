@@ -10,7 +10,8 @@ part of a longer pattern, never a pattern of its own.
 Huge graphs (the demo has a 1,712-node trie) are drawn partially: patterns are ranked strongest first
 (:func:`pattern_rank`) and taken in that order while their new nodes fit in ``max_nodes``
 (:data:`MAX_NODES`) and their branch ends in ``max_rows`` rows (:data:`MAX_ROWS`, the drawing's height); a
-pattern that does not fit, or is longer than ``max_depth`` tokens (:data:`MAX_DEPTH`), is left out, and weaker ones may still fill the budget. A drawn pattern brings its
+pattern that does not fit, or is longer than ``max_depth`` tokens (:data:`MAX_DEPTH`), is left out, and weaker ones may
+still fill the budget. A drawn pattern brings its
 whole path, so every prefix of it that is a pattern is drawn too, and the counts (:class:`Selection`) say
 how many patterns and nodes exist and how many are drawn. A graph whose every pattern is too long has its
 strongest pattern drawn whole, so a drawing always shows at least one pattern.
@@ -73,8 +74,9 @@ class Selection:
         return self.patterns - self.drawn_patterns
 
 
-def select(graph: Graph, *, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH,
-           max_rows: int = MAX_ROWS) -> Selection:
+def select(
+    graph: Graph, *, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH, max_rows: int = MAX_ROWS
+) -> Selection:
     """The nodes to draw: whole patterns of at most ``max_depth`` tokens, strongest first, while they fit in
     ``max_nodes`` nodes and ``max_rows`` rows (branch ends) (module docstring).
 
@@ -83,8 +85,10 @@ def select(graph: Graph, *, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEP
     tree's input order, puts the strongest pattern on top.
     """
     if min(max_nodes, max_depth, max_rows) < 1:
-        raise ValueError(f"max_nodes={max_nodes!r}, max_depth={max_depth!r}, max_rows={max_rows!r}: a drawing "
-                         "needs at least 1 of each")
+        raise ValueError(
+            f"max_nodes={max_nodes!r}, max_depth={max_depth!r}, max_rows={max_rows!r}: a drawing "
+            "needs at least 1 of each"
+        )
     nodes = graph.nodes
     ends = sorted((n for n in nodes if n.end is not None), key=pattern_rank)
     fitting = [(rank, end) for rank, end in enumerate(ends) if end.depth < max_depth]

@@ -31,8 +31,9 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -186,17 +187,25 @@ class LayerExport:
         name = layer_file(self.layer)
         (docs / EXPORT_DIR).mkdir(parents=True, exist_ok=True)
         (docs / EXPORT_DIR / name).write_bytes(data)
-        return {"layer": self.layer, "file": name, "neurons": self.neurons, "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest()}
+        return {
+            "layer": self.layer,
+            "file": name,
+            "neurons": self.neurons,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
 
 
-def write_index(docs: Path, layers: Iterable[dict[str, Any]], build: dict[str, Any], vocab: list[str]) -> dict[str, Any]:
+def write_index(
+    docs: Path, layers: Iterable[dict[str, Any]], build: dict[str, Any], vocab: list[str]
+) -> dict[str, Any]:
     """Write ``export/index.json`` listing the layer files (:meth:`LayerExport.write` entries) and
     ``export/vocab.json`` (``vocab``: token id -> raw string); return the index."""
     entries = sorted(layers, key=lambda e: e["layer"])
     (docs / EXPORT_DIR).mkdir(parents=True, exist_ok=True)
-    (docs / EXPORT_DIR / VOCAB_NAME).write_text(json.dumps(vocab, ensure_ascii=False, separators=(",", ":")) + "\n",
-                                                encoding="utf-8")
+    (docs / EXPORT_DIR / VOCAB_NAME).write_text(
+        json.dumps(vocab, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8"
+    )
     index = {
         "schema": INDEX_SCHEMA,
         "build": build,
@@ -206,8 +215,9 @@ def write_index(docs: Path, layers: Iterable[dict[str, Any]], build: dict[str, A
         "layers": entries,
     }
     (docs / EXPORT_DIR).mkdir(parents=True, exist_ok=True)
-    (docs / index_path()).write_text(json.dumps(index, sort_keys=True, ensure_ascii=False, indent=1) + "\n",
-                                     encoding="utf-8")
+    (docs / index_path()).write_text(
+        json.dumps(index, sort_keys=True, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
     return index
 
 

@@ -88,8 +88,10 @@ def _trend(summary: dict, dataset: str) -> str:
             verdict = "above both" if avg["n2g"] > high else "not above both"
         else:
             verdict = "between" if low <= avg["n2g"] <= high else "outside"
-        parts.append(f"N2G's mean {METRIC_LABELS[metric]} {avg['n2g']:.2f} is {verdict} token lookup by max "
-                     f"({avg['token_max']:.2f}) and n-gram ({avg['ngram']:.2f})")
+        parts.append(
+            f"N2G's mean {METRIC_LABELS[metric]} {avg['n2g']:.2f} is {verdict} token lookup by max "
+            f"({avg['token_max']:.2f}) and n-gram ({avg['ngram']:.2f})"
+        )
     return "; ".join(parts) + "."
 
 
@@ -102,23 +104,39 @@ def fidelity_page(env: jinja2.Environment, work: WorkDir) -> FidelityPage:
     datasets = []
     for dataset in DATASETS:
         charts = [
-            Markup(render_chart(env, chart(
-                f"{METRIC_LABELS[metric]}, {DATASET_LABELS[dataset]}", layers,
-                {m: [summary[str(l)][dataset][m][metric] for l in layers] for m in METHODS},
-            )))
+            Markup(
+                render_chart(
+                    env,
+                    chart(
+                        f"{METRIC_LABELS[metric]}, {DATASET_LABELS[dataset]}",
+                        layers,
+                        {m: [summary[str(layer)][dataset][m][metric] for layer in layers] for m in METHODS},
+                    ),
+                )
+            )
             for metric in ("precision", "recall", "f1")
         ]
         datasets.append(DatasetView(dataset, DATASET_LABELS[dataset], charts, _trend(summary, dataset)))
     rows = [
         LayerFidelity(
-            layer=int(layer), neurons=s["neurons"], layer_neurons=s["layer_neurons"], dead=s["dead"],
+            layer=int(layer),
+            neurons=s["neurons"],
+            layer_neurons=s["layer_neurons"],
+            dead=s["dead"],
             always_on=s["always_on"],
-            scores={d: [MethodScores(METHOD_STYLE[m][0], **{k: s[d][m][k] for k in ("precision", "recall", "f1")})
-                        for m in METHODS] for d in DATASETS},
+            scores={
+                d: [
+                    MethodScores(METHOD_STYLE[m][0], **{k: s[d][m][k] for k in ("precision", "recall", "f1")})
+                    for m in METHODS
+                ]
+                for d in DATASETS
+            },
         )
         for layer, s in summary.items()
     ]
-    return FidelityPage(True, fire_threshold=data["fire_threshold"], ngram=data["ngram"], datasets=datasets, layers=rows)
+    return FidelityPage(
+        True, fire_threshold=data["fire_threshold"], ngram=data["ngram"], datasets=datasets, layers=rows
+    )
 
 
 @dataclass
@@ -141,7 +159,8 @@ class NeuronFidelity:
 
 
 def neuron_fidelity(data: dict | None) -> NeuronFidelity | None:
-    """From the neuron's evaluate file (WorkDir.read_evaluation); None when not evaluated (or dead: nothing to score)."""
+    """From the neuron's evaluate file (WorkDir.read_evaluation); None when not evaluated (or dead: nothing to
+    score)."""
     if not data or not data.get("datasets"):
         return None
     datasets = []
@@ -150,8 +169,17 @@ def neuron_fidelity(data: dict | None) -> NeuronFidelity | None:
         if not methods:
             continue
         first = methods["n2g"]
-        rows = [NeuronScoreRow(METHOD_STYLE[m][0], methods[m]["precision"], methods[m]["recall"], methods[m]["f1"],
-                               methods[m]["correlation"], methods[m]["predicted_firing"])
-                for m in METHODS if m in methods]  # the page's order, not the file's (sorted) one
+        rows = [
+            NeuronScoreRow(
+                METHOD_STYLE[m][0],
+                methods[m]["precision"],
+                methods[m]["recall"],
+                methods[m]["f1"],
+                methods[m]["correlation"],
+                methods[m]["predicted_firing"],
+            )
+            for m in METHODS
+            if m in methods
+        ]  # the page's order, not the file's (sorted) one
         datasets.append((DATASET_LABELS[key], first["tokens"], first["true_firing"], rows))
     return NeuronFidelity(data["fire_threshold"], data["ngram"], datasets)

@@ -71,8 +71,12 @@ class Related:
 
     def similar_views(self, layer: int, neuron: int, *, by_activation: bool = False) -> list[SimilarView]:
         return [
-            SimilarView(label=f"L{l2} N{n2}", url=f"../../L{l2}/N{n2}/", similarity=float(sim),
-                        tokens=list(self.tokens.get(f"{l2}/{n2}") or []))
+            SimilarView(
+                label=f"L{l2} N{n2}",
+                url=f"../../L{l2}/N{n2}/",
+                similarity=float(sim),
+                tokens=list(self.tokens.get(f"{l2}/{n2}") or []),
+            )
             for l2, n2, sim in self.similar_raw(layer, neuron, by_activation=by_activation)
         ]
 
@@ -143,6 +147,11 @@ def load_shared(cfg: Config, work: WorkDir, staged_docs: Path, staged_frag: Path
         staged_docs=staged_docs,
         staged_frag=staged_frag,
         playground=work.tokenizer.is_file(),
-        build=guide.build_info(manifest, version=version, date=guide.build_date(),
-                               fit=guide.first_fit(work, layers, selected), evaluate=guide.evaluate_options(work)),
+        build=guide.build_info(
+            manifest,
+            version=version,
+            date=guide.build_date(),
+            fit=guide.first_fit(work, layers, selected),
+            evaluate=guide.evaluate_options(work),
+        ),
     )

@@ -127,6 +127,7 @@ def render(env: jinja2.Environment, template: jinja2.Template, **context: Any) -
     except jinja2.TemplateError as exc:
         where = _template_file(env, template.name or "?")
         line = ""
-        if getattr(exc, "lineno", None):
-            line = f", line {exc.lineno}"
+        lineno = getattr(exc, "lineno", None)  # TemplateSyntaxError has one
+        if lineno:
+            line = f", line {lineno}"
         raise UserError(f"template {where}{line} does not render: {exc}") from None

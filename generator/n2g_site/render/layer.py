@@ -75,8 +75,12 @@ def _neuron_body(sh: Shared, page: NeuronPage, url: str) -> tuple[str, dict[str,
     if page.playground and len(body.encode("utf-8")) > PAGE_BODY_BUDGET:
         name = url + PATTERNS_FILE[: -len(".js")]  # n2gLoad names a data script relative to the site root
         files[PATTERNS_FILE] = script(name, export.dumps(page.playground))
-        lean = render(sh.env, sh.tpl["neuron_body.html.j2"], page=dataclasses.replace(page, playground={"src": name}),
-                      site=sh.site)
+        lean = render(
+            sh.env,
+            sh.tpl["neuron_body.html.j2"],
+            page=dataclasses.replace(page, playground={"src": name}),
+            site=sh.site,
+        )
         body = lean.replace(svg, svg_object(svg, GRAPH_FILE), 1) if GRAPH_FILE in files and svg else lean
     return body, files
 
@@ -96,8 +100,12 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     neurons = [NeuronData.gather(sh.work, mined, layer, n, float(firing[n])) for n in layer_neurons(sh, layer, mined)]
 
     dots = {d.neuron: graph_dot(d.graph) for d in neurons if d.graph is not None}
-    svgs = draw_layer(sh.work, layer, {n: d.source for n, d in dots.items()},
-                      {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots})
+    svgs = draw_layer(
+        sh.work,
+        layer,
+        {n: d.source for n, d in dots.items()},
+        {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots},
+    )
 
     hook = sh.hook_pattern.replace("{layer}", str(layer))
     out = Writer(sh.staged_docs, sh.staged_frag)
@@ -106,13 +114,24 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     shell: str | None = None
     rows = []
     for i, data in enumerate(neurons):
-        page = data.page(sh, dot=dots.get(data.neuron), svg=svgs.get(data.neuron), hook=hook, line=i + 1,
-                         prev=neurons[i - 1].neuron if i > 0 else None,
-                         next=neurons[i + 1].neuron if i + 1 < len(neurons) else None)
+        page = data.page(
+            sh,
+            dot=dots.get(data.neuron),
+            svg=svgs.get(data.neuron),
+            hook=hook,
+            line=i + 1,
+            prev=neurons[i - 1].neuron if i > 0 else None,
+            next=neurons[i + 1].neuron if i + 1 < len(neurons) else None,
+        )
         exported.add(export.dumps(data.record(sh)) + "\n")
         if shell is None:  # the one neuron page MkDocs builds (site_pages.py): this page's frame, a marker title
-            shell = render(sh.env, sh.tpl["neuron.md.j2"], page=dataclasses.replace(page, title=site_pages.TITLE),
-                           site=sh.site, placeholder=site_pages.BODY)
+            shell = render(
+                sh.env,
+                sh.tpl["neuron.md.j2"],
+                page=dataclasses.replace(page, title=site_pages.TITLE),
+                site=sh.site,
+                placeholder=site_pages.BODY,
+            )
         url = f"neurons/L{layer}/N{data.neuron}/"
         body, files = _neuron_body(sh, page, url)
         pack.add(url, page.title, body, files)

@@ -27,13 +27,15 @@ def _snippet(raw: dict[str, Any], shown: list[str]) -> MissView:
     at = int(raw["position"]) - int(raw["start"])
     tokens = []
     for i, (tid, truth, pred) in enumerate(zip(raw["tokens"], raw["truth"], raw["predicted"])):
-        tokens.append(MissToken(
-            text=vocab_text(shown, tid),
-            truth=None if truth is None else float(truth),
-            predicted=float(pred),
-            level=_level(truth),
-            missed=i == at,
-        ))
+        tokens.append(
+            MissToken(
+                text=vocab_text(shown, tid),
+                truth=None if truth is None else float(truth),
+                predicted=float(pred),
+                level=_level(truth),
+                missed=i == at,
+            )
+        )
     missed = tokens[at]
     return MissView(dataset=str(raw["dataset"]), tokens=tokens, truth=missed.truth or 0.0, predicted=missed.predicted)
 

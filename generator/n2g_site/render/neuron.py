@@ -73,8 +73,10 @@ class ShownWindow:
 def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> list[ShownWindow]:
     """The windows a page shows, training first, each read from the mined layer once."""
     out = []
-    for split, examples, limit in (("train", mined.train, MAX_TRAIN_EXAMPLES),
-                                   ("heldout", mined.heldout, MAX_HELDOUT_EXAMPLES)):
+    for split, examples, limit in (
+        ("train", mined.train, MAX_TRAIN_EXAMPLES),
+        ("heldout", mined.heldout, MAX_HELDOUT_EXAMPLES),
+    ):
         for rank, w in enumerate(examples.windows(row, limit)):
             lo, hi = max(0, w.pivot - DATA_BEFORE), min(len(w.tokens), w.pivot + DATA_AFTER + 1)
             out.append(ShownWindow(split, rank, w, lo, hi, split == "train" and (w.doc, w.start) in fitted))
@@ -113,8 +115,9 @@ class NeuronData:
                 try:
                     graph = Graph.from_json(fit["graph"])
                 except (ValueError, TypeError, KeyError) as exc:
-                    raise UserError(f"{work.fitted(layer, neuron)}: bad graph ({exc}); delete it and rerun "
-                                    f"`n2g-site fit`") from None
+                    raise UserError(
+                        f"{work.fitted(layer, neuron)}: bad graph ({exc}); delete it and rerun `n2g-site fit`"
+                    ) from None
                 graph = graph if graph.nodes else None
         fit = fit or {}
         a_max = _float(fit.get("max_activation"), 0.0)
@@ -122,10 +125,18 @@ class NeuronData:
             a_max = stats_max if stats_max > 0 else 1.0
         fitted = {(int(e.get("doc", -1)), int(e.get("window_start", -1))) for e in fit.get("examples") or []}
         return cls(
-            layer=layer, neuron=neuron, status=status, fit=fit, graph=graph,
+            layer=layer,
+            neuron=neuron,
+            status=status,
+            fit=fit,
+            graph=graph,
             evaluated=work.read_evaluation(layer, neuron),
-            a_max=a_max, stats_max=stats_max, stats_min=float(mined.stats.min[neuron]),
-            stats_mean=float(mined.stats.mean[neuron]), firing=firing, hist=hist_view(mined.stats.hist[neuron]),
+            a_max=a_max,
+            stats_max=stats_max,
+            stats_min=float(mined.stats.min[neuron]),
+            stats_mean=float(mined.stats.mean[neuron]),
+            firing=firing,
+            hist=hist_view(mined.stats.hist[neuron]),
             windows=shown_windows(mined, mined.row(neuron), fitted) if status != "dead" else [],
             shape=describe(graph) if graph is not None else None,
         )
@@ -135,26 +146,45 @@ class NeuronData:
         ho = self.fit.get("heldout")
         if not isinstance(ho, dict):
             return None
-        return HeldoutView(precision=_float(ho.get("precision")), recall=_float(ho.get("recall")),
-                           f1=_float(ho.get("f1")), tokens=int(ho.get("tokens") or 0),
-                           true_firing=int(ho.get("true_firing") or 0),
-                           predicted_firing=int(ho.get("predicted_firing") or 0))
+        return HeldoutView(
+            precision=_float(ho.get("precision")),
+            recall=_float(ho.get("recall")),
+            f1=_float(ho.get("f1")),
+            tokens=int(ho.get("tokens") or 0),
+            true_firing=int(ho.get("true_firing") or 0),
+            predicted_firing=int(ho.get("predicted_firing") or 0),
+        )
 
     @property
     def f1(self) -> float | None:
         heldout = self.heldout
         return heldout.f1 if heldout is not None and not math.isnan(heldout.f1) else None
 
-    def page(self, sh: Shared, *, dot: DotGraph | None, svg: str | None, prev: int | None, next: int | None,
-             hook: str, line: int) -> NeuronPage:
+    def page(
+        self,
+        sh: Shared,
+        *,
+        dot: DotGraph | None,
+        svg: str | None,
+        prev: int | None,
+        next: int | None,
+        hook: str,
+        line: int,
+    ) -> NeuronPage:
         """The page context. ``dot``/``svg``: the graph's drawing; ``prev``/``next``: the neighbouring neurons
         of the layer; ``line``: this neuron's line (from 1) in its layer's export file."""
         graph_view = None
         if self.graph is not None and dot is not None:
             graph_view = GraphView(
-                svg=Markup(svg) if svg else None, nodes=dot.nodes, drawn=dot.drawn, hidden=dot.hidden,
-                patterns=dot.patterns, drawn_patterns=dot.drawn_patterns,
-                depth=self.graph.depth, activating=activating_tokens(self.graph))
+                svg=Markup(svg) if svg else None,
+                nodes=dot.nodes,
+                drawn=dot.drawn,
+                hidden=dot.hidden,
+                patterns=dot.patterns,
+                drawn_patterns=dot.drawn_patterns,
+                depth=self.graph.depth,
+                activating=activating_tokens(self.graph),
+            )
         shown = self.status != "dead"
         layer, n, related = self.layer, self.neuron, sh.related
         return NeuronPage(
@@ -173,10 +203,14 @@ class NeuronData:
             augmenter=self.fit.get("augmenter"),
             cost=_phase_order(self.fit.get("cost")),
             graph=graph_view,
-            train_examples=[self._example_view(sh, w) for w in self.windows
-                            if w.split == "train" and w.rank < PAGE_TRAIN_EXAMPLES],
-            heldout_examples=[self._example_view(sh, w) for w in self.windows
-                              if w.split == "heldout" and w.rank < PAGE_HELDOUT_EXAMPLES],
+            train_examples=[
+                self._example_view(sh, w) for w in self.windows if w.split == "train" and w.rank < PAGE_TRAIN_EXAMPLES
+            ],
+            heldout_examples=[
+                self._example_view(sh, w)
+                for w in self.windows
+                if w.split == "heldout" and w.rank < PAGE_HELDOUT_EXAMPLES
+            ],
             examples_in_data=len(self.windows),
             layer_link=Link(f"Layer {layer}", f"../../../layers/L{layer}/"),
             home_url="../../../",
@@ -195,7 +229,8 @@ class NeuronData:
             groups=self.shape.groups if self.shape else 0,
             misses=misses_view(self.evaluated, sh.shown) if shown else None,
             playground=playground.patterns(self.graph, fire_threshold(self.evaluated), playground.key_ids(sh.vocab))
-            if self.graph is not None and sh.playground else None,
+            if self.graph is not None and sh.playground
+            else None,
         )
 
     def _example_view(self, sh: Shared, sw: ShownWindow) -> ExampleView:
@@ -204,10 +239,16 @@ class NeuronData:
         pivot = w.pivot - lo
         ids = w.tokens[lo:hi]
         return ExampleView(
-            split=sw.split, rank=sw.rank, value=w.value, norm=w.value / a_max if a_max > 0 else 0.0,
-            doc_title=sh.corpus.title(w.doc), doc_url=sh.corpus.url(w.doc),
+            split=sw.split,
+            rank=sw.rank,
+            value=w.value,
+            norm=w.value / a_max if a_max > 0 else 0.0,
+            doc_title=sh.corpus.title(w.doc),
+            doc_url=sh.corpus.url(w.doc),
             pivot_text=vocab_text(sh.shown, int(ids[pivot])) if 0 <= pivot < len(ids) else None,
-            fitted=sw.fitted, html=example_html(sw, a_max, sh.shown))
+            fitted=sw.fitted,
+            html=example_html(sw, a_max, sh.shown),
+        )
 
     def record(self, sh: Shared) -> dict[str, Any]:
         """The export record (schemas/neuron.schema.json): what the page shows, as data."""
@@ -223,14 +264,27 @@ class NeuronData:
             "hook": str(self.fit.get("hook") or sh.hook_pattern.replace("{layer}", str(layer))),
             "status": self.status,
             "max_activation": export.number(self.a_max),
-            "stats": {"max": export.number(self.stats_max), "min": export.number(self.stats_min),
-                      "mean": export.number(self.stats_mean), "firing_share": export.number(self.firing)},
+            "stats": {
+                "max": export.number(self.stats_max),
+                "min": export.number(self.stats_min),
+                "mean": export.number(self.stats_mean),
+                "firing_share": export.number(self.firing),
+            },
             "graph": self.fit.get("graph") if self.graph is not None else None,
             "fit": export.fit_record(self.fit),
             "examples": [
-                export.example_record(sw.window, split=sw.split, rank=sw.rank, a_max=self.a_max, lo=sw.lo,
-                                      hi=sw.hi, n_vocab=len(sh.vocab), doc_title=sh.corpus.title(sw.window.doc),
-                                      doc_url=sh.corpus.url(sw.window.doc), fitted=sw.fitted)
+                export.example_record(
+                    sw.window,
+                    split=sw.split,
+                    rank=sw.rank,
+                    a_max=self.a_max,
+                    lo=sw.lo,
+                    hi=sw.hi,
+                    n_vocab=len(sh.vocab),
+                    doc_title=sh.corpus.title(sw.window.doc),
+                    doc_url=sh.corpus.url(sw.window.doc),
+                    fitted=sw.fitted,
+                )
                 for sw in self.windows
             ],
             "evaluation": export.evaluation_record(self.evaluated),
@@ -249,9 +303,18 @@ class NeuronData:
                 if ex.pivot_text is not None and ex.pivot_text not in top:
                     top.append(ex.pivot_text)
             top = top[:TOP_TOKENS]
-        return LayerRow(neuron=self.neuron, url=f"../../neurons/L{self.layer}/N{self.neuron}/", status=self.status,
-                        max_activation=self.stats_max, mean=self.stats_mean, firing=self.firing, f1=self.f1,
-                        top_tokens=top, summary=page.summary, groups=page.groups)
+        return LayerRow(
+            neuron=self.neuron,
+            url=f"../../neurons/L{self.layer}/N{self.neuron}/",
+            status=self.status,
+            max_activation=self.stats_max,
+            mean=self.stats_mean,
+            firing=self.firing,
+            f1=self.f1,
+            top_tokens=top,
+            summary=page.summary,
+            groups=page.groups,
+        )
 
 
 # ------------------------------------------------------------------------------------------ the pieces
@@ -268,7 +331,9 @@ def _phase_order(cost: Any) -> dict[str, dict[str, int]] | None:
     """The fit's cost by phase in the order the phases run (the file has them sorted by name)."""
     if not isinstance(cost, dict):
         return None
-    return {phase: cost[phase] for phase in PHASES if phase in cost} | {k: v for k, v in cost.items() if k not in PHASES}
+    return {phase: cost[phase] for phase in PHASES if phase in cost} | {
+        k: v for k, v in cost.items() if k not in PHASES
+    }
 
 
 def hist_view(counts: np.ndarray) -> list[HistBar]:
@@ -282,8 +347,12 @@ def hist_view(counts: np.ndarray) -> list[HistBar]:
     upper = [*HIST_EDGES.tolist(), None]
     top = math.log1p(int(counts.max()))
     return [
-        HistBar(lo=lower[i], hi=upper[i], count=int(counts[i]),
-                height=round(100 * math.log1p(int(counts[i])) / top) if top > 0 else 0)
+        HistBar(
+            lo=lower[i],
+            hi=upper[i],
+            count=int(counts[i]),
+            height=round(100 * math.log1p(int(counts[i])) / top) if top > 0 else 0,
+        )
         for i in range(last + 1)
     ]
 

@@ -8,7 +8,8 @@ the Python predictor gives (tests/test_playground.py runs both on the same seque
 - Per neuron page: :func:`patterns` -> the graph's trie, ``{"u": [parent, ...], "k": [key, ...], "e": [end, ...],
   "t": 0.5}``, one entry per node in the graph's node order: its parent's index (-1 for an activating token),
   its key (null for the ignore node; else a token id whose normalised text is the key, read through the site's
-  ``keys`` table below, or the key itself when no token of the vocabulary has it) and the value a match ending there predicts
+  ``keys`` table below, or the key itself when no token of the vocabulary has it) and the value a match ending there
+  predicts
   (null: no match ends there); ``t`` is the firing threshold. The playground reads every complete match off
   it (the path from an activating token to a node with an end), the patterns of ``Graph.patterns``; the trie
   is written once per node, where the list of patterns repeats every shared prefix (a 1,712-node graph: ~40
@@ -50,18 +51,21 @@ def key_ids(vocab: list[str]) -> dict[str, int]:
     return _KEY_IDS[1]
 
 
-def patterns(graph: Graph, fire_threshold: float = EvaluateConfig.fire_threshold,
-             ids: dict[str, int] | None = None) -> dict[str, Any]:
+def patterns(
+    graph: Graph, fire_threshold: float = EvaluateConfig.fire_threshold, ids: dict[str, int] | None = None
+) -> dict[str, Any]:
     """The graph's trie for the playground (module docstring): per node its parent's index (``"u"``), key
     (``"k"``) and end value or null (``"e"``), and ``"t"``, the share of the max at which a token counts as
     firing (as in the evaluation). ``ids`` (:func:`key_ids`): write a key as a token id with that key, a few
     bytes instead of its text; without it (or for a key no token has) the key is written as text."""
     index = {node.id: i for i, node in enumerate(graph.nodes)}
     ids = ids or {}
-    return {"u": [index[n.parent] if n.parent != -1 else -1 for n in graph.nodes],
-            "k": [n.key if n.key is None else ids.get(n.key, n.key) for n in graph.nodes],
-            "e": [float(n.end) if n.end is not None else None for n in graph.nodes],
-            "t": float(fire_threshold)}
+    return {
+        "u": [index[n.parent] if n.parent != -1 else -1 for n in graph.nodes],
+        "k": [n.key if n.key is None else ids.get(n.key, n.key) for n in graph.nodes],
+        "e": [float(n.end) if n.end is not None else None for n in graph.nodes],
+        "t": float(fire_threshold),
+    }
 
 
 def write_tokenizer_data(work: WorkDir, vocab: list[str], bos: str | None, docs: Path) -> bool:
@@ -72,7 +76,9 @@ def write_tokenizer_data(work: WorkDir, vocab: list[str], bos: str | None, docs:
     data = {
         "bos": vocab.index(bos) if isinstance(bos, str) and bos in vocab else None,
         "tokenizer": json.loads(work.tokenizer.read_text(encoding="utf-8")),
-        "config": json.loads(work.tokenizer_config.read_text(encoding="utf-8")) if work.tokenizer_config.is_file() else {},
+        "config": json.loads(work.tokenizer_config.read_text(encoding="utf-8"))
+        if work.tokenizer_config.is_file()
+        else {},
         "vocab": vocab,
         "keys": [normalise(t) for t in vocab],
     }

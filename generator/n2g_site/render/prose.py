@@ -43,8 +43,14 @@ def _reading_svg() -> Markup | None:
     return Markup(svg) if svg else None
 
 
-def prose_pages(cfg: Config, sh: Shared, out: Writer, fit_options: dict[str, Any], tokens_mined: int | None,
-                export_index: dict[str, Any]) -> None:
+def prose_pages(
+    cfg: Config,
+    sh: Shared,
+    out: Writer,
+    fit_options: dict[str, Any],
+    tokens_mined: int | None,
+    export_index: dict[str, Any],
+) -> None:
     """How to read a graph (with a worked example from this build), method, model and corpus, citation, data."""
     build = sh.build
     picked = guide.pick_example(sh.work, sh.layers, sh.selected)
@@ -53,8 +59,11 @@ def prose_pages(cfg: Config, sh: Shared, out: Writer, fit_options: dict[str, Any
         layer, neuron, f1, source, graph, candidates = picked
         svg = render_svgs({0: graph_dot(graph).source}, {0: f"N2G graph of layer {layer}, neuron {neuron}"}).get(0)
         example = guide.worked_example(layer, neuron, f1, source, graph, candidates, svg)
-    reading = guide.ReadingPage(example=example, toy_svg=_reading_svg() if example is None else None,
-                                options=fit_options or dict(build["options"]["fit"]))
+    reading = guide.ReadingPage(
+        example=example,
+        toy_svg=_reading_svg() if example is None else None,
+        options=fit_options or dict(build["options"]["fit"]),
+    )
     _page(sh, out, "reading.md", reading, "reading_body.html.j2")
     mask = (sh.manifest.get("model_info") or {}).get("mask")
     pages = {
@@ -69,13 +78,22 @@ def prose_pages(cfg: Config, sh: Shared, out: Writer, fit_options: dict[str, Any
 
 def pattern_search_page(sh: Shared, out: Writer, search: SearchIndex) -> None:
     """Pattern search over the token index (the browser does the searching)."""
-    page = PatternPage(examples=[PatternExample(f, b) for f, b in search.examples()], max_per_key=MAX_PER_KEY,
-                       max_context=MAX_CONTEXT_KEYS)
+    page = PatternPage(
+        examples=[PatternExample(f, b) for f, b in search.examples()],
+        max_per_key=MAX_PER_KEY,
+        max_context=MAX_CONTEXT_KEYS,
+    )
     _page(sh, out, "patterns.md", page, "patterns_body.html.j2")
 
 
-def fidelity_and_home(sh: Shared, out: Writer, layers: list[LayerSummary], neurons: int,
-                      fit_options: dict[str, Any], tokens_mined: int | None) -> None:
+def fidelity_and_home(
+    sh: Shared,
+    out: Writer,
+    layers: list[LayerSummary],
+    neurons: int,
+    fit_options: dict[str, Any],
+    tokens_mined: int | None,
+) -> None:
     """The fidelity page (per-layer charts and table of the evaluate stage) and the home page with its summary."""
     fidelity = fidelity_page(sh.env, sh.work)
     _page(sh, out, "fidelity.md", fidelity, "fidelity_body.html.j2")

@@ -4,7 +4,8 @@ Written by the render stage under ``docs/token-search/`` (MkDocs copies it to ``
 
     token-search/tokens.js                {"schema": ..., "shards": S, "hash": "fnv1a32", "neurons": N, "keys": K,
                                            "info_chunk": C}
-    token-search/tokens-{i:03x}.js        one shard: {key: {"t": [token, ...], "a": [...], "c": [...], "na": n, "nc": n}}
+    token-search/tokens-{i:03x}.js        one shard: {key: {"t": [token, ...], "a": [...], "c": [...], "na": n, "nc":
+    n}}
     token-search/neurons-L{l}-{j}.js      one-line summaries: {neuron: [summary, groups, held-out F1 or null]} for
                                            neurons j*C .. (j+1)*C-1 of layer l
 
@@ -162,8 +163,10 @@ class SearchIndex:
     def examples(self, limit: int = 3) -> list[tuple[str, str]]:
         """Ready-made pattern queries ``(fires, before)``: the activating keys most neurons share, with the
         context key most of those neurons need before it ("" when none does); most common first."""
-        ranked = sorted(((len(slot.act), key) for key, slot in self._keys.items() if slot.act and key.strip()),
-                        key=lambda x: (-x[0], x[1]))
+        ranked = sorted(
+            ((len(slot.act), key) for key, slot in self._keys.items() if slot.act and key.strip()),
+            key=lambda x: (-x[0], x[1]),
+        )
         out = []
         for _, key in ranked[:limit]:
             counts: dict[str, int] = defaultdict(int)
@@ -181,8 +184,10 @@ class SearchIndex:
         for kind, rows in (("a", slot.act), ("c", slot.ctx)):
             rows = sorted(rows, key=lambda r: (-r[0], r[1], r[2]))
             if kind == "a":
-                out[kind] = [[layer, neuron, round(value, 2), ti, list(context)]
-                             for value, layer, neuron, ti, context in rows[:MAX_PER_KEY]]
+                out[kind] = [
+                    [layer, neuron, round(value, 2), ti, list(context)]
+                    for value, layer, neuron, ti, context in rows[:MAX_PER_KEY]
+                ]
             else:
                 out[kind] = [[layer, neuron, round(value, 2), ti] for value, layer, neuron, ti, _ in rows[:MAX_PER_KEY]]
             out["n" + kind] = len(rows)
@@ -191,8 +196,9 @@ class SearchIndex:
     def write(self, folder: Path) -> dict:
         """Write ``tokens.js``, the shards and the summaries into ``folder`` (a staging folder: plain writes)."""
         folder.mkdir(parents=True, exist_ok=True)
-        payloads = {key: json.dumps(self._payload(key), ensure_ascii=False, separators=(",", ":"))
-                    for key in sorted(self._keys)}
+        payloads = {
+            key: json.dumps(self._payload(key), ensure_ascii=False, separators=(",", ":")) for key in sorted(self._keys)
+        }
         total = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) + 4 for k, v in payloads.items())
         shards = 1
         while shards < MAX_SHARDS and total / shards > TARGET_SHARD_BYTES:
@@ -211,8 +217,16 @@ class SearchIndex:
             name = f"neurons-L{layer}-{chunk}"
             body = json.dumps({str(n): info[n] for n in sorted(info)}, ensure_ascii=False, separators=(",", ":"))
             (folder / f"{name}.js").write_text(script(f"token-search/{name}", body), encoding="utf-8")
-        meta = {"schema": SCHEMA, "hash": "fnv1a32", "shards": shards, "neurons": self.neurons,
-                "keys": len(payloads), "largest_shard_bytes": largest, "info_chunk": INFO_CHUNK}
-        (folder / "tokens.js").write_text(script("token-search/tokens", json.dumps(meta, sort_keys=True)),
-                                          encoding="utf-8")
+        meta = {
+            "schema": SCHEMA,
+            "hash": "fnv1a32",
+            "shards": shards,
+            "neurons": self.neurons,
+            "keys": len(payloads),
+            "largest_shard_bytes": largest,
+            "info_chunk": INFO_CHUNK,
+        }
+        (folder / "tokens.js").write_text(
+            script("token-search/tokens", json.dumps(meta, sort_keys=True)), encoding="utf-8"
+        )
         return meta

@@ -35,6 +35,7 @@ from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import UserError
 from ..n2g.graph import Graph
@@ -43,7 +44,17 @@ from .drawing import MAX_DEPTH, MAX_NODES, MAX_ROWS, select
 from .svg_compact import GRAPH_CSS
 from .tokens import display_token
 
-__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_ROWS", "GRAPH_CSS", "DotGraph", "graph_dot", "render_svgs", "standalone_svg", "svg_object"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "MAX_ROWS",
+    "GRAPH_CSS",
+    "DotGraph",
+    "graph_dot",
+    "render_svgs",
+    "standalone_svg",
+    "svg_object",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +86,11 @@ def _mix(rgb: tuple[int, int, int], v: float) -> str:
 
 def _luminance(colour: str) -> float:
     """WCAG relative luminance of ``#rrggbb``."""
-    def channel(c: int) -> float:
-        c = c / 255
+
+    def channel(byte: int) -> float:
+        c = byte / 255
         return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
     r, g, b = (channel(int(colour[i : i + 2], 16)) for i in (1, 3, 5))
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
@@ -111,10 +124,10 @@ def _label(token: str) -> tuple[str, str]:
 
 
 _GRAPH_HEAD = (
-    'digraph {name} {{\n'
+    "digraph {name} {{\n"
     f'\tgraph [bgcolor=transparent fontname="{FONT}" nodesep=0.12 rankdir=RL ranksep=0.3]\n'
     f'\tnode [color="#555555" fontname="{FONT}" fontsize={FONT_SIZE} height=0.3 margin="0.08,0.03" penwidth=1 '
-    'shape=box style=filled]\n'
+    "shape=box style=filled]\n"
     f'\tedge [arrowsize={ARROW} color="#888888" dir=back]\n'
 )
 _ANY_NODE = ' [label="any token" color="#999999" fontcolor="#777777" fontsize=8 height=0.2 style=dashed'
@@ -133,8 +146,9 @@ def _declaration_order(graph: Graph, order: tuple[int, ...]) -> list[int]:
     return [node_id for subtree in reversed(subtrees) for node_id in subtree]
 
 
-def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES,
-              max_depth: int = MAX_DEPTH, max_rows: int = MAX_ROWS) -> DotGraph:
+def graph_dot(
+    graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH, max_rows: int = MAX_ROWS
+) -> DotGraph:
     """DOT source for one N2G graph (see module docstring for the layout): the trie nodes that
     :func:`drawing.select` picks, in its order, written as text: every label and tooltip goes through
     :func:`_dq`, every other value is generated here. A node's DOT ``class`` (``end``: a match may stop
@@ -172,8 +186,14 @@ def graph_dot(graph: Graph, *, name: str = "n2g", max_nodes: int = MAX_NODES,
         if parent >= 0:
             lines.append(f"\tn{parent} -> n{node_id}\n")  # ids are n<number>: no quoting needed
     lines.append("}\n")
-    return DotGraph(source="".join(lines), nodes=chosen.total, drawn=chosen.drawn, hidden=chosen.hidden,
-                    patterns=chosen.patterns, drawn_patterns=chosen.drawn_patterns)
+    return DotGraph(
+        source="".join(lines),
+        nodes=chosen.total,
+        drawn=chosen.drawn,
+        hidden=chosen.hidden,
+        patterns=chosen.patterns,
+        drawn_patterns=chosen.drawn_patterns,
+    )
 
 
 def clean_svg(svg: str, title: str) -> str:
@@ -197,9 +217,7 @@ _SVG_START = re.compile(r"<\?xml\b")
 
 def _run(dot: str, source: str) -> list[str]:
     """Run ``dot -Tsvg`` on concatenated graphs; return one SVG document per graph it drew."""
-    proc = subprocess.run(
-        [dot, "-Tsvg"], input=source.encode("utf-8"), capture_output=True, check=False
-    )
+    proc = subprocess.run([dot, "-Tsvg"], input=source.encode("utf-8"), capture_output=True, check=False)
     if proc.returncode != 0:
         log.warning("dot failed: %s", proc.stderr.decode("utf-8", "replace").strip()[:500])
     text = proc.stdout.decode("utf-8", "replace")
@@ -221,8 +239,8 @@ def _draw_chunk(dot: str, sources: list[str]) -> list[str | None]:
 
 
 def render_svgs(
-    sources: Mapping[Hashable, str],
-    titles: Mapping[Hashable, str] | None = None,
+    sources: Mapping[Any, str],
+    titles: Mapping[Any, str] | None = None,
     *,
     chunk: int = CHUNK,
     jobs: int | None = None,
@@ -254,9 +272,9 @@ def render_svgs(
         drawn = list(pool.map(lambda ks: _draw_chunk(dot, [sources[k] for k in ks]), chunks))
     for ks, svgs in zip(chunks, drawn, strict=True):
         for key, svg in zip(ks, svgs, strict=True):
-            out[key] = _clean_or_none(svg, titles.get(key, "N2G graph"))
-            if cache is not None and out[key] is not None:
-                cache[hashes[key]] = out[key]
+            clean = out[key] = _clean_or_none(svg, titles.get(key, "N2G graph"))
+            if cache is not None and clean is not None:
+                cache[hashes[key]] = clean
     return out
 
 
@@ -306,10 +324,15 @@ def svg_object(svg: str, src: str) -> str:
     """HTML that shows the graph ``svg`` from the file ``src`` (relative URL): an ``<object>`` (node tooltips
     work, unlike in an ``<img>``) of the drawing's size, shrunk to the column like an inline graph, labelled
     like it, with a link to the file as its fallback."""
-    label = (m.group(1) if (m := _LABEL.search(svg)) else "N2G graph")
+    label = m.group(1) if (m := _LABEL.search(svg)) else "N2G graph"
     size = ""
     if m := _SIZE.search(svg):
         w, h = (float(m.group(i)) * (4 / 3 if m.group(i + 1) in (None, "pt") else 1) for i in (1, 3))
-        size = f' width="{round(w)}" height="{round(h)}" style="max-width:100%;height:auto;aspect-ratio:{round(w)}/{round(h)}"'
-    return (f'<object class="n2g-graph n2g-graph-file" type="image/svg+xml" data="{src}"{size} role="img" '
-            f'aria-label="{label}"><a href="{src}">{label} (SVG)</a></object>')
+        size = (
+            f' width="{round(w)}" height="{round(h)}"'
+            f' style="max-width:100%;height:auto;aspect-ratio:{round(w)}/{round(h)}"'
+        )
+    return (
+        f'<object class="n2g-graph n2g-graph-file" type="image/svg+xml" data="{src}"{size} role="img" '
+        f'aria-label="{label}"><a href="{src}">{label} (SVG)</a></object>'
+    )

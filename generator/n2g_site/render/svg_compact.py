@@ -144,10 +144,19 @@ def _marker(marker_id: str, arrow: float) -> str:
     """dot's "normal" arrowhead of ``arrowsize=arrow`` (10 pt x ``arrow`` long, 0.35 of that each side of
     the line) as a marker whose tip sits on each edge path's end, along the path's last direction."""
     length, half = 10 * arrow, 3.5 * arrow
-    return _element("marker", [
-        ("id", marker_id), ("markerWidth", f"{length:g}"), ("markerHeight", f"{2 * half:g}"),
-        ("refX", f"{length:g}"), ("refY", f"{half:g}"), ("orient", "auto"), ("markerUnits", "userSpaceOnUse"),
-    ], _element("path", [("d", f"M0,0 {length:g},{half:g} 0,{2 * half:g}z"), ("fill", EDGE_COLOUR)]))
+    return _element(
+        "marker",
+        [
+            ("id", marker_id),
+            ("markerWidth", f"{length:g}"),
+            ("markerHeight", f"{2 * half:g}"),
+            ("refX", f"{length:g}"),
+            ("refY", f"{half:g}"),
+            ("orient", "auto"),
+            ("markerUnits", "userSpaceOnUse"),
+        ],
+        _element("path", [("d", f"M0,0 {length:g},{half:g} 0,{2 * half:g}z"), ("fill", EDGE_COLOUR)]),
+    )
 
 
 def marker_id(title: str) -> str:
@@ -190,29 +199,52 @@ def compact(svg: str, title: str, *, font: str, font_size: float, arrow: float) 
                 edges.append(_element("path", [("d", _edge(path.get("d", ""), arrowhead, frame))]))
         elif classes[:1] == ["node"]:
             parts.append(_node(item, classes, frame))
-    head = [_element("title", [], _text(title))]
+    top = [_element("title", [], _text(title))]
     if edges:
         mid = marker_id(title)
-        head.append(_element("defs", [], _marker(mid, arrow)))
-        head.append(_element("g", [("class", "edges"), ("fill", "none"), ("stroke", EDGE_COLOUR),
-                                   ("marker-end", f"url(#{mid})")], "".join(edges)))
-    return _element("svg", [
-        ("class", "n2g-graph"), ("xmlns", SVG_NS), ("role", "img"), ("aria-label", title),
-        ("width", f"{width}pt"), ("height", f"{height}pt"), ("viewBox", f"0 0 {width} {height}"),
-        ("font-family", font), ("font-size", f"{font_size:g}"), ("text-anchor", "middle"),
-    ], "".join(head + parts))  # nodes after the edges: boxes are painted over the edges' ends
+        top.append(_element("defs", [], _marker(mid, arrow)))
+        top.append(
+            _element(
+                "g",
+                [("class", "edges"), ("fill", "none"), ("stroke", EDGE_COLOUR), ("marker-end", f"url(#{mid})")],
+                "".join(edges),
+            )
+        )
+    return _element(
+        "svg",
+        [
+            ("class", "n2g-graph"),
+            ("xmlns", SVG_NS),
+            ("role", "img"),
+            ("aria-label", title),
+            ("width", f"{width}pt"),
+            ("height", f"{height}pt"),
+            ("viewBox", f"0 0 {width} {height}"),
+            ("font-family", font),
+            ("font-size", f"{font_size:g}"),
+            ("text-anchor", "middle"),
+        ],
+        "".join(top + parts),
+    )  # nodes after the edges: boxes are painted over the edges' ends
 
 
 def _node(item: ET.Element, classes: list[str], frame: _Frame) -> str:
-    inner = []
+    inner: list[str] = []
     for el in item.iter():
         tag = el.tag.removeprefix(_S)
         if el.get(_XLINK_TITLE) is not None and not inner:
-            inner.append(_element("title", [], _text(el.get(_XLINK_TITLE))))
+            inner.append(_element("title", [], _text(el.get(_XLINK_TITLE) or "")))
         if tag == "polygon":
             fill = el.get("fill")
-            inner.append(_element("path", [("d", _box(_numbers(el.get("points", "")), frame)),
-                                           ("fill", fill if fill and fill != "transparent" else "none")]))
+            inner.append(
+                _element(
+                    "path",
+                    [
+                        ("d", _box(_numbers(el.get("points", "")), frame)),
+                        ("fill", fill if fill and fill != "transparent" else "none"),
+                    ],
+                )
+            )
         elif tag == "text":
             x, y = frame.point(float(el.get("x", 0)), float(el.get("y", 0)))
             attrs = [("x", str(x)), ("y", str(y))]
@@ -244,5 +276,4 @@ _SPECIAL = re.compile(r'[&<>"\n\r\t]')
 def _attribute(value: str) -> str:
     if _SPECIAL.search(value) is None:  # coordinates, colours, classes: nothing to escape
         return value
-    return (_text(value).replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;")
-            .replace("\t", "&#9;"))
+    return _text(value).replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
