@@ -320,7 +320,7 @@ def main() -> None:
 
     from n2g_site.publish import publish
     from n2g_site.relate import relate
-    from n2g_site.render.pages import render_site
+    from n2g_site.render import render_site
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="n2g-bench-"))
     root.mkdir(parents=True, exist_ok=True)

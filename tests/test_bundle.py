@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zipfile
 
-from n2g_site.bundle import zip_site
+from n2g_site.publish.bundle import zip_site
 
 
 def test_zip_holds_the_site_under_its_name_and_is_deterministic(tmp_path, monkeypatch) -> None:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from n2g_site.cli import app
 from n2g_site.config import Config
 from n2g_site.publish import publish
-from n2g_site.render.pages import render_site
+from n2g_site.render import render_site
 from render_fixtures import make_workdir
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -97,7 +97,7 @@ def test_errors_are_user_errors(built, tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_a_site_over_the_pages_limit_gets_a_warning(built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """GitHub Pages serves at most 1 GB: deploy says so (and what to do) before pushing a larger site."""
-    import n2g_site.deploy as deploy_module
+    import n2g_site.publish.deploy as deploy_module
 
     _, site = built
     size = deploy_module.site_bytes(site)

@@ -17,7 +17,7 @@ from n2g_site.config import Config
 from n2g_site.evaluate import METHODS
 from n2g_site.publish import publish
 from n2g_site.relate import relate
-from n2g_site.render.pages import render_site
+from n2g_site.render import render_site
 from n2g_site.schemas import validate
 from n2g_site.store import write_json
 from render_fixtures import DEAD, HOSTILE, ID, LAYERS, UNFITTED, make_workdir

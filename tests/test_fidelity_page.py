@@ -4,7 +4,7 @@ from pathlib import Path
 
 from n2g_site.config import Config
 from n2g_site.render.fidelity import fidelity_page
-from n2g_site.render.pages import make_env
+from n2g_site.render.jinja_env import make_env
 from n2g_site.store import WorkDir, write_json
 
 

@@ -13,8 +13,8 @@ import pytest
 from n2g_site.config import Config
 from n2g_site.n2g.graph import Graph
 from n2g_site.publish import publish
-from n2g_site.render import guide
-from n2g_site.render.pages import make_env, render_site
+from n2g_site.render import guide, render_site
+from n2g_site.render.jinja_env import make_env
 from n2g_site.store import WorkDir, read_json, write_json
 from render_fixtures import BIG, MANIFEST, make_workdir, small_graph
 

@@ -212,10 +212,10 @@ def test_relate_writes_activation_neighbours(tmp_path) -> None:
     assert set(data["activation"]) == {f"{layer}/{n}" for layer, ns in LAYERS.items() for n in ns}
     # ... and each neuron page lists them, with their cosine, under the graph-content neighbours
     from n2g_site.config import Config
-    from n2g_site.render.pages import render_site
+    from n2g_site.render import render_site
 
     render_site(Config(site_dir=tmp_path / "site"), work)
-    from n2g_site.site_pages import rendered_pages
+    from n2g_site.publish.pages import rendered_pages
 
     body, files = next((body, files) for url, body, files in rendered_pages(work.fragments) if url == "neurons/L0/N0/")
     graph_list = body[body.index('<ol class="n2g-similar-graph">') :]

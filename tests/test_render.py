@@ -262,7 +262,7 @@ def test_derived_config(tmp_path: Path) -> None:
     assert Path(conf["docs_dir"]).is_absolute() and Path(conf["site_dir"]).is_absolute()
     assert "site_url" not in conf
     assert "search" in conf["plugins"] and conf["not_in_nav"]
-    assert conf["hooks"][0].endswith("mkdocs_hooks.py")
+    assert conf["hooks"][0].endswith("publish/hooks.py")
     assert conf["extra"]["n2g_fragments"] == str(work.fragments.resolve())
     assert "neurons" not in json.dumps(conf["nav"])
     assert conf["theme"]["font"] is False

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from n2g_site.config import Config
-from n2g_site.render.pages import render_site
+from n2g_site.render import render_site
 from n2g_site.store import read_json, write_json
 from render_fixtures import VOCAB, make_workdir
 
@@ -150,8 +150,8 @@ def test_any_token_text_renders_as_text(tmp_path_factory, vocab):
     render_site(Config(), work, jobs=1)
     import re
 
+    from n2g_site.publish.pages import rendered_pages
     from n2g_site.render.svg import _FILE_STYLE, standalone_svg
-    from n2g_site.site_pages import rendered_pages
 
     files = [(url, body) for url, body, _ in rendered_pages(work.fragments)]
     files += [

@@ -10,7 +10,7 @@ import pytest
 from n2g_site.config import Config
 from n2g_site.publish import publish
 from n2g_site.relate import relate
-from n2g_site.render.pages import render_site
+from n2g_site.render import render_site
 from n2g_site.render.search_index import read_script, shard_name, shard_of
 from n2g_site.store import write_json
 from render_fixtures import ID, LAYERS, make_workdir
@@ -187,8 +187,8 @@ def test_a_rerender_draws_only_new_graphs(tmp_path, monkeypatch) -> None:
     cache holds exactly the current drawings. (The reading guide's example graphs are drawn every time.)"""
     import n2g_site.render.svg as svg
     from n2g_site.config import Config
-    from n2g_site.render.pages import render_site
-    from n2g_site.site_pages import rendered_pages
+    from n2g_site.publish.pages import rendered_pages
+    from n2g_site.render import render_site
     from n2g_site.store import read_json, write_json
     from render_fixtures import make_workdir
 

@@ -1,4 +1,4 @@
-"""Neuron pages written from one MkDocs-built shell page (site_pages.py), and large graphs as graph.svg files."""
+"""Neuron pages written from one MkDocs-built shell page (publish/pages.py), and large graphs as graph.svg files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import n2g_site.publish.pages as site_pages
 import n2g_site.render as render
 import n2g_site.render.layer as layer_mod
-import n2g_site.site_pages as site_pages
 from n2g_site.config import Config
 from n2g_site.publish import publish
 from render_fixtures import DEAD, LAYERS, make_workdir

@@ -213,7 +213,7 @@ def _relate(cfg: Config, session: _Session) -> None:
 
 
 def _render(cfg: Config) -> None:
-    from .render.pages import render_site
+    from .render import render_site
 
     summary = render_site(cfg, WorkDir(cfg.work_path))
     say(f"render: {summary}")
@@ -226,7 +226,7 @@ def _publish(cfg: Config) -> None:
     site = publish(cfg, WorkDir(cfg.work_path))
     say(f"publish: site written to {site} (open {site / 'index.html'})")
     if cfg.zip_site:
-        from .bundle import zip_site
+        from .publish.bundle import zip_site
 
         archive = zip_site(site)
         say(
@@ -344,7 +344,7 @@ def deploy_command(cfg: Config, remote: str, branch: str, message: str | None, d
     Run `n2g-site publish` (or `build`) with --site-url set to the Pages URL first. Then, in GitHub's
     settings, Pages -> Source: "Deploy from a branch", gh-pages. See the README, "Publishing".
     """
-    from .deploy import deploy
+    from .publish.deploy import deploy
 
     result = deploy(cfg, WorkDir(cfg.work_path), remote=remote, branch=branch, message=message, dry_run=dry_run)
     say(f"deploy: {'dry run, nothing pushed: ' if dry_run else ''}{result}")

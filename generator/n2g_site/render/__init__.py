@@ -6,7 +6,7 @@ Pages and where their heavy HTML lives::
     docs/reading.md               how to read a neuron graph    fragments/reading.html (worked example)
     docs/{method,model,cite,data}.md  prose pages with this build's values (guide.py, prose.py)
     docs/layers/L{l}.md           layer table                   fragments/layers/L{l}.html
-    docs/neurons/n2g-shell/page.md  the one neuron-shaped page MkDocs builds (site_pages.py)
+    docs/neurons/n2g-shell/page.md  the one neuron-shaped page MkDocs builds (publish/pages.py)
                                   every neuron page's body and large graph.svg:
                                                                 fragments/neurons/L{l}.jsonl (a pack per layer)
     docs/assets/...               the templates' assets (n2g.css, n2g.js)
@@ -15,9 +15,9 @@ Pages and where their heavy HTML lives::
                                   index.json; the schemas (export.py)
 
 Layer and prose Markdown is a title and the placeholder paragraph ``N2G-FRAGMENT``; the MkDocs hook
-(``mkdocs_hooks.py``) swaps in the fragment by plain string replacement, so Python-Markdown never parses
+(``publish/hooks.py``) swaps in the fragment by plain string replacement, so Python-Markdown never parses
 the heavy HTML. Neuron pages are written after the MkDocs build from the shell page and the packs
-(``site_pages.py``).
+(``publish/pages.py``).
 
 Modules: ``inputs`` (what every layer reads once), ``neuron`` (one neuron gathered once -> its page context,
 export record and layer row), ``layer`` (one layer, graphs drawn in batched ``dot`` runs), ``prose`` (home,
@@ -34,8 +34,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import site_pages
 from ..config import Config
+from ..publish import pages as site_pages
 from ..store import WorkDir
 from . import export, guide, playground
 from .inputs import Shared, load_shared
@@ -82,7 +82,7 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
         fit_options = next((r.fit_options for r in results if r.fit_options), {})
         tokens_mined = results[-1].tokens_mined if results else None
 
-        # The neuron pages' shell and the list of packs (site_pages.py writes the pages after MkDocs).
+        # The neuron pages' shell and the list of packs (publish/pages.py writes the pages after MkDocs).
         shell = next((r.shell for r in results if r.shell is not None), None)
         if shell is not None:
             out.data(site_pages.SHELL_MD, shell)

@@ -1,5 +1,5 @@
 """One layer: every neuron gathered once (:class:`~.neuron.NeuronData`), its graphs drawn in batched ``dot``
-runs, its neuron pages packed for site_pages.py, its export file, and its layer page."""
+runs, its neuron pages packed for publish/pages.py, its export file, and its layer page."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .. import site_pages
+from ..publish import pages as site_pages
 from ..store import MinedLayer, WorkDir, atomic_write_bytes
 from . import export
 from .contexts import LayerPage, LayerSummary, Link, NeuronPage
@@ -40,7 +40,7 @@ class LayerResult:
     neurons: int
     export: dict[str, Any] | None  # the layer's export/index.json entry (export.LayerExport.write); None: no neurons
     pack: dict[str, Any]  # the layer's neuron-page pack (site_pages.PackWriter.close)
-    shell: str | None  # neuron.md.j2 rendered as the shell page (site_pages.py); None without neurons
+    shell: str | None  # neuron.md.j2 rendered as the shell page (publish/pages.py); None without neurons
     summaries: list[tuple[int, int, str, int, float | None]]  # (layer, neuron, summary, groups, F1) per graph
 
 
@@ -69,7 +69,7 @@ def _neuron_body(sh: Shared, page: NeuronPage, url: str) -> tuple[str, dict[str,
     files: dict[str, str] = {}
     svg = str(page.graph.svg) if page.graph is not None and page.graph.svg else None
     if svg and len(body.encode("utf-8")) > PAGE_BODY_BUDGET and svg in body:
-        # A large graph goes into graph.svg next to the page (written there by site_pages.py).
+        # A large graph goes into graph.svg next to the page (written there by publish/pages.py).
         files[GRAPH_FILE] = standalone_svg(svg)
         body = body.replace(svg, svg_object(svg, GRAPH_FILE), 1)
     if page.playground and len(body.encode("utf-8")) > PAGE_BODY_BUDGET:
@@ -124,7 +124,7 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
             next=neurons[i + 1].neuron if i + 1 < len(neurons) else None,
         )
         exported.add(export.dumps(data.record(sh)) + "\n")
-        if shell is None:  # the one neuron page MkDocs builds (site_pages.py): this page's frame, a marker title
+        if shell is None:  # the one neuron page MkDocs builds (publish/pages.py): this page's frame, a marker title
             shell = render(
                 sh.env,
                 sh.tpl["neuron.md.j2"],

@@ -8,7 +8,7 @@ swaps the fragment in by a plain string replacement; the built pages need no Jav
 The fragments folder comes from the derived config: ``extra: {n2g_fragments: /abs/path}``.
 
 Neuron pages are not MkDocs pages: ``on_post_build`` writes them all from one built shell page
-(``n2g_site.site_pages``), in ``mkdocs build`` and ``mkdocs serve`` alike.
+(``n2g_site.publish.pages``), in ``mkdocs build`` and ``mkdocs serve`` alike.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def on_post_build(config):  # MkDocs hook signature
         return
     from markdown.extensions.toc import slugify as default_slugify
 
-    from n2g_site.site_pages import write_neuron_pages
+    from n2g_site.publish.pages import write_neuron_pages
 
     toc = (config.mdx_configs or {}).get("toc") or {}
     slugify, sep = toc.get("slugify") or default_slugify, toc.get("separator", "-")

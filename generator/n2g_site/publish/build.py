@@ -21,12 +21,12 @@ from typing import Any
 
 import yaml
 
-from .config import Config, UserError
-from .progress import say
-from .resources import builtin_path
-from .store import WorkDir, atomic_write_text, read_json
+from ..config import Config, UserError
+from ..progress import say
+from ..resources import builtin_path
+from ..store import WorkDir, atomic_write_text, read_json
 
-HOOKS = Path(__file__).resolve().parent / "mkdocs_hooks.py"
+HOOKS = Path(__file__).resolve().parent / "hooks.py"
 CSS = "assets/n2g.css"
 JS = "assets/n2g.js"  # token search box, pattern search, sortable layer tables, data loader
 PLAYGROUND_JS = "assets/playground.js"  # the neuron pages' in-browser graph predictor

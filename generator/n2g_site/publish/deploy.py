@@ -27,13 +27,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import publish
-from .config import Config, UserError
-from .progress import say
-from .store import WorkDir, read_json
+from ..config import Config, UserError
+from ..progress import say
+from ..store import WorkDir, read_json
+from . import build as publish
 
 SCRATCH = "deploy.git"  # in the work dir
-# GitHub Pages publishes sites of at most 1 GB ("GitHub Pages limits", docs.github.com): publish.py measures a
+# GitHub Pages publishes sites of at most 1 GB ("GitHub Pages limits", docs.github.com): publish/build.py measures a
 # site against it (publish.measure_site) and deploy states where this one stands before pushing.
 PAGES_LIMIT_BYTES = publish.PAGES_LIMIT_BYTES
 REMOTE = "target"  # the scratch repo's name for the remote being deployed to

@@ -15,7 +15,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from .store import atomic_writer
+from ..store import atomic_writer
 
 _EPOCH_1980 = (1980, 1, 1, 0, 0, 0)
 
