@@ -149,8 +149,6 @@ def test_ctrl_c_cancels_the_tasks_and_a_rerun_resumes(cluster, tiny_model, tmp_p
         "auto",
         "--shards",
         "2",
-        "--batch-tokens",
-        "256",
     ]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
