@@ -39,7 +39,7 @@ from .n2g.fit import Example, FittedNeuron, NeuronTask, Vocabulary, fit_neurons
 from .n2g.graph import normalise
 from .n2g.predict import KeyIndex
 from .progress import advance, bar, say
-from .store import LEGACY_DTYPE, MinedLayer, WorkDir, read_json, write_json
+from .store import MinedLayer, WorkDir, fit_file_settings, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-fit/1"
 NODES_PER_NEURON = 1024  # trie nodes one neuron sends to a phase, roughly (SmolLM2, self augmenter: 300-1,500)
@@ -61,15 +61,10 @@ def _is_current(path, options: dict, dtype: str, mined: str | None = None, devic
         data = read_json(path)
     except ValueError:  # not JSON: a file we did not write; fit again
         return False
-    recorded = data.get("config")
-    if isinstance(recorded, dict):  # files from before --fit-batch-tokens were fitted in groups of 4
-        recorded = {**recorded, "fit_batch_tokens": recorded.get("fit_batch_tokens", CPU_BATCH_TOKENS)}
     return (
         data.get("schema") == SCHEMA
-        and recorded == options
-        and data.get("dtype", LEGACY_DTYPE) == dtype
+        and fit_file_settings(data) == (options, dtype, device)
         and data.get("mined") == mined
-        and data.get("device", "cpu") == device
     )
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .config import CPU_BATCH_TOKENS, UserError
 from .progress import say
-from .store import LEGACY_DTYPE, WorkDir, atomic_write_bytes, read_json
+from .store import LEGACY_DTYPE, WorkDir, atomic_write_bytes, fit_file_settings, read_json
 
 IDENTITY = ("model", "corpus", "seed", "hook", "mine", "dtype", "device_type")
 SHARED = ("run.json", "corpus.json", "vocab.json", "tokenizer")  # what a fresh destination takes from a source
@@ -63,13 +63,8 @@ def _digest_of(path: Path) -> str | None:
 
 
 def _settings(path: Path) -> tuple:
-    data = read_json(path)
-    config = data.get("config") if isinstance(data.get("config"), dict) else {}
-    return (
-        data.get("dtype", LEGACY_DTYPE),
-        data.get("device", "cpu"),
-        config.get("fit_batch_tokens", CPU_BATCH_TOKENS),
-    )
+    config, dtype, device = fit_file_settings(read_json(path))
+    return dtype, device, (config or {}).get("fit_batch_tokens", CPU_BATCH_TOKENS)
 
 
 def _copy(

@@ -42,10 +42,24 @@ from typing import Any, BinaryIO
 import numpy as np
 import orjson
 
-from .config import UserError
+from .config import CPU_BATCH_TOKENS, UserError
 
 MANIFEST = "run.json"
 LEGACY_DTYPE = "fp32"  # the dtype of work dirs whose run.json predates --dtype (everything ran in fp32)
+
+
+def fit_file_settings(data: dict[str, Any]) -> tuple[dict[str, Any] | None, str, str]:
+    """A fit file's (config, dtype, device), with what files from before each key meant: fp32, the CPU, and
+    ``fit_batch_tokens`` 4096 (they were fitted in groups of 4). Fit's reuse check and merge's shard check
+    both read fit files through this."""
+    config = data.get("config")
+    if isinstance(config, dict):
+        config = {**config, "fit_batch_tokens": config.get("fit_batch_tokens", CPU_BATCH_TOKENS)}
+    else:
+        config = None
+    return config, data.get("dtype", LEGACY_DTYPE), data.get("device", "cpu")
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 VOCAB = "vocab.json"
