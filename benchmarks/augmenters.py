@@ -20,11 +20,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from n2g_site.augmenters import MlmProposer
 from n2g_site.config import Config, UserError
 from n2g_site.fit import fit
 from n2g_site.models import load_model
-from n2g_site.n2g.fit import PHASES
+from n2g_site.n2g.phases import PHASES
+from n2g_site.proposers import MlmProposer
 from n2g_site.store import WorkDir, read_json
 
 

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from n2g_site.augmenters import make_proposer
 from n2g_site.config import Config, FitConfig
 from n2g_site.engine import BatchedEngine
 from n2g_site.evaluate import score_predictor
 from n2g_site.fit import _tasks
 from n2g_site.models import load_model
-from n2g_site.n2g.fit import Vocabulary, fit_neurons
 from n2g_site.n2g.graph import normalise
+from n2g_site.n2g.phases import Vocabulary, fit_neurons
 from n2g_site.n2g.predict import KeyIndex, Predictor
+from n2g_site.proposers import make_proposer
 from n2g_site.store import MinedLayer, WorkDir, read_json
 
 

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from n2g_site.augmenters import make_proposer
 from n2g_site.config import Config
 from n2g_site.engine import BatchedEngine, ReferenceEngine
 from n2g_site.fit import _tasks
 from n2g_site.models import load_model
-from n2g_site.n2g.fit import Vocabulary, fit_neurons
 from n2g_site.n2g.graph import normalise
+from n2g_site.n2g.phases import Vocabulary, fit_neurons
+from n2g_site.proposers import make_proposer
 from n2g_site.store import MinedLayer, WorkDir, read_json
 
 
@@ -76,20 +76,18 @@ def main() -> None:
         import sys
 
         sys.path.insert(0, str(Path(__file__).parent))
-        from fit_host import old_package
+        from fit_host import module, old_package
 
         old = old_package(args.old_ref)
         old_engine = importlib.import_module(f"{old}.engine")
         makers["old"] = lambda: old_engine.BatchedEngine(
             model, cfg.mine.batch_tokens, segment_tokens=args.segment_tokens
         )
-        fitters["old"] = importlib.import_module(f"{old}.n2g.fit").fit_neurons
+        fitters["old"] = module(old, "n2g.phases").fit_neurons
     engines = {name: makers[name]() for name in names}
     proposers = {name: make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens) for name in names}
     if "old" in names:
-        proposers["old"] = importlib.import_module(f"{old}.augmenters").make_proposer(
-            cfg.fit, model, text, cfg.mine.batch_tokens
-        )
+        proposers["old"] = module(old, "proposers").make_proposer(cfg.fit, model, text, cfg.mine.batch_tokens)
     for name in names:
         results[name], seconds[name], counters[name], host[name] = [], 0.0, engines[name].counters, 0.0
         cpu_total[name] = 0.0

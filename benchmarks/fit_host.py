@@ -133,8 +133,22 @@ def old_package(ref: str) -> str:
     return "n2g_site_old"
 
 
+# Modules renamed since the reference commits (89af568 has the old names): the new name first, then the old.
+RENAMED = {"n2g.phases": "n2g.fit", "proposers": "augmenters"}
+
+
+def module(pkg: str, name: str):
+    """``pkg.name``, or the module's name before the rename in an older checkout of the package."""
+    try:
+        return importlib.import_module(f"{pkg}.{name}")
+    except ModuleNotFoundError:
+        if name not in RENAMED:
+            raise
+        return importlib.import_module(f"{pkg}.{RENAMED[name]}")
+
+
 def tasks_for(pkg, model: StandIn, mined: MinedLayer, neurons: list[int], limit: int):
-    fit_mod = importlib.import_module(f"{pkg}.n2g.fit")
+    fit_mod = module(pkg, "n2g.phases")
     out = []
     for neuron in neurons:
         examples = []
@@ -163,9 +177,9 @@ def run(
     vocab_text,
     profile: cProfile.Profile | None = None,
 ):
-    fit_mod = importlib.import_module(f"{pkg}.n2g.fit")
+    fit_mod = module(pkg, "n2g.phases")
     engine_mod = importlib.import_module(f"{pkg}.engine")
-    aug = importlib.import_module(f"{pkg}.augmenters")
+    aug = module(pkg, "proposers")
     config = importlib.import_module(f"{pkg}.config")
     cfg = replace(config.FitConfig(), augmenter="self")
     vocab = fit_mod.Vocabulary(

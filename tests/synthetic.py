@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from n2g_site.n2g.fit import Example, NeuronTask, Vocabulary
 from n2g_site.n2g.graph import normalise
+from n2g_site.n2g.phases import Example, NeuronTask, Vocabulary
 from n2g_site.n2g.requests import Request
 
 WORDS = [

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from n2g_site import models
-from n2g_site.augmenters import MlmProposer
 from n2g_site.config import DTYPE_NAMES, Config, UserError
-from n2g_site.merge import merge
+from n2g_site.proposers import MlmProposer
+from n2g_site.shards import merge
 from n2g_site.store import WorkDir, read_json, write_json
 
 

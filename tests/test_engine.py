@@ -7,8 +7,8 @@ import torch
 from n2g_site.config import FitConfig
 from n2g_site.engine import BatchedEngine, Segment, segments, tree_mask
 from n2g_site.n2g import saliency
-from n2g_site.n2g.fit import Example, NeuronTask, Vocabulary, fit_neurons
 from n2g_site.n2g.graph import normalise
+from n2g_site.n2g.phases import Example, NeuronTask, Vocabulary, fit_neurons
 from n2g_site.n2g.requests import Request
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from n2g_site.config import FitConfig
-from n2g_site.n2g.fit import fit_neurons
+from n2g_site.n2g.phases import fit_neurons
 from n2g_site.n2g.predict import KeyIndex, Predictor
 from synthetic import (
     ID,
@@ -149,7 +149,7 @@ def test_a_variant_inherits_importance_only_at_columns_that_fired_in_its_base():
 
 
 def test_inherited_importance_is_masked_to_the_columns_that_fired():
-    from n2g_site.n2g.fit import inherited_importance
+    from n2g_site.n2g.phases import inherited_importance
 
     imp = np.array([[1.0, 0.9, 0.9], [0.0, 1.0, 0.9], [0.0, 0.0, 1.0]])
     got = inherited_importance(imp, [2], 0.75)

@@ -61,7 +61,7 @@ def tab(browser):
 def _oracle_graphs() -> list[Graph]:
     """Graphs fitted by the real N2G fit on synthetic neurons with known rules (tests/synthetic.py)."""
     from n2g_site.config import FitConfig
-    from n2g_site.n2g.fit import fit_neurons
+    from n2g_site.n2g.phases import fit_neurons
 
     texts = [
         " He lives in Paris and visited London.",
@@ -302,7 +302,7 @@ def rule_site(tmp_path_factory):
     tests/synthetic.py); L3 N17 keeps the fixture's wide graph (' Paris', ' London', ' France' after many
     other tokens)."""
     from n2g_site.config import FitConfig
-    from n2g_site.n2g.fit import fit_neurons
+    from n2g_site.n2g.phases import fit_neurons
 
     root = tmp_path_factory.mktemp("rules")
     work = make_workdir(root / "work")

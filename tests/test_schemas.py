@@ -5,8 +5,8 @@ import copy
 import pytest
 
 from n2g_site.config import FitConfig
-from n2g_site.n2g.fit import fit_neurons
 from n2g_site.n2g.graph import Graph
+from n2g_site.n2g.phases import fit_neurons
 from n2g_site.schemas import validate
 from synthetic import VOCAB, SyntheticSource, TableProposer, paris_after_place_word, task_from_texts
 

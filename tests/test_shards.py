@@ -13,8 +13,8 @@ import pytest
 from n2g_site.config import MineConfig, UserError
 from n2g_site.evaluate import evaluate
 from n2g_site.fit import fit
-from n2g_site.merge import merge
 from n2g_site.mine import mine
+from n2g_site.shards import merge
 from n2g_site.store import WorkDir, read_json
 from shard_helpers import BASE, assert_same
 

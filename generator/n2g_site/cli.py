@@ -293,7 +293,7 @@ def relate(cfg: Config) -> None:
 def merge_command(cfg: Config, sources: tuple[Path, ...]) -> None:
     """Join sharded runs: copy the mining shards, fit and evaluate files of SOURCES (work dirs, none when the
     shards shared --work-dir) into --work-dir, combine the mining shards, rewrite the evaluate tables."""
-    from .merge import merge as merge_work_dirs
+    from .shards import merge as merge_work_dirs
 
     merge_work_dirs(WorkDir(cfg.work_path), sources)
 

@@ -3,7 +3,7 @@
 Each task runs the ordinary stage with ``--shard i/n`` in the work dir, which every node must see at the
 same path (a shared filesystem); its files are written there as a local run writes them, atomically. The
 driver (the ``n2g-site`` process) then finishes the stage as ``n2g-site merge`` does: it combines the
-mining shards into layer files (mine_merge.py) or rewrites the evaluate tables (evaluate.rebuild_tables).
+mining shards into layer files (mine_shards.py) or rewrites the evaluate tables (evaluate.rebuild_tables).
 The work dir then equals a one-process run's (tests/test_ray.py).
 
 - Resources: each task declares ``--task-cpus`` CPUs (and uses that many torch threads and evaluate
@@ -111,7 +111,7 @@ def _files(cfg: Config, stage: str) -> Callable[[], int]:
 def _finish(stage: str, cfg: Config, shards: int) -> None:
     work = WorkDir(cfg.work_path)
     if stage == "mine":
-        from .mine_merge import merge_shards
+        from .mine_shards import merge_shards
 
         if work.mine_shard(0, shards).exists():  # absent: nothing was left to mine
             merge_shards(work, shards)

@@ -30,15 +30,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .augmenters import make_proposer
 from .config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, Config, FitConfig
 from .engine import BatchedEngine
 from .evaluate import score_graph
 from .models import LoadedModel
-from .n2g.fit import Example, FittedNeuron, NeuronTask, Vocabulary, fit_neurons
 from .n2g.graph import normalise
+from .n2g.phases import Example, FittedNeuron, NeuronTask, Vocabulary, fit_neurons
 from .n2g.predict import KeyIndex
 from .progress import advance, bar, say
+from .proposers import make_proposer
 from .store import MinedLayer, WorkDir, fit_file_settings, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-fit/1"

@@ -19,7 +19,7 @@ Output: ``mine/layer_{L:02d}.npz`` (store.MinedLayer), ``corpus.json``, ``vocab.
 manifest ``run.json``, each written atomically. A layer whose file already holds every selected neuron is
 not mined again.
 
-``--shard i/n`` (mine_merge.py) runs the same corpus pass, reading the same documents, but puts through the
+``--shard i/n`` (mine_shards.py) runs the same corpus pass, reading the same documents, but puts through the
 model only every n-th batch (batch number modulo n = i), and writes its running state to
 ``mine/shard_{i}of{n}.npz`` instead of layer files; ``n2g-site merge`` combines the n shards into the
 layer files one process would have written.
@@ -503,9 +503,9 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     m = cfg.mine
     seq_len = min(m.seq_len, model.n_ctx)
     shard, shards = cfg.shard_index
-    from . import mine_merge  # it builds on this module's accumulators
+    from . import mine_shards  # it builds on this module's accumulators
 
-    if shards > 1 and mine_merge.shard_done(work, shard, shards, todo):
+    if shards > 1 and mine_shards.shard_done(work, shard, shards, todo):
         say(f"mine: shard {cfg.shard} is already mined; `n2g-site merge` combines the shards")
         return MineSummary(sorted(todo), 0, 0, 0.0, True)
 
@@ -545,7 +545,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
                 f"{layer}/ordinary": ordinary[layer],
             }
         )
-    ordinary_batches = mine_merge.BatchList()  # the batch of each ordinary-text row: merge orders shards' by it
+    ordinary_batches = mine_shards.BatchList()  # the batch of each ordinary-text row: merge orders shards' by it
     parts["ordinary_batches"] = ordinary_batches
     checkpoint = Checkpoint(work, todo, "checkpoint.npz" if shards == 1 else f"checkpoint_{shard}of{shards}.npz")
     resume_batches, tokens_done = checkpoint.load(parts)
@@ -574,7 +574,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
                 last_save = time.monotonic()
     seconds = time.perf_counter() - started
     if shards > 1:  # the running state goes to the shard file; merge writes the layers and run.json
-        mine_merge.save_shard(work, shard, shards, todo, tokens_done, parts, ordinary_batches)
+        mine_shards.save_shard(work, shard, shards, todo, tokens_done, parts, ordinary_batches)
         write_json(work.corpus, index)
         write_json(work.vocab, model.token_strings())
         model.save_tokenizer(work.tokenizer.parent)

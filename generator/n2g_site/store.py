@@ -10,7 +10,7 @@ Layout of a work dir (default ``.n2g/<run-name>/``)::
     mine/layer_{L:02d}.npz   MinedLayer: top-k windows of the selected neurons + stats of every neuron
                              + the selected neurons' activations on a sample of ordinary held-out text
     mine/shard_{i}of{n}.npz  one mining shard's running state (mine --shard i/n), until merge combines
-                             the n of them into the layer files (mine_merge.py)
+                             the n of them into the layer files (mine_shards.py)
     fit/L{L:02d}/N{N:05d}.json   one fitted N2G graph per neuron (see n2g/graph.py for the schema)
     evaluate/L{L:02d}/N{N:05d}.json  N2G and baselines scored on held-out text (evaluate.py)
     evaluate/layer_{L:02d}.csv   the same, one row per neuron x dataset x method

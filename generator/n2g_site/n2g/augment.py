@@ -6,8 +6,8 @@ activate into the graph, so context the training windows never showed (" at Pari
 and substitutes for the activating token itself are learned too.
 
 Proposers (``--augmenter``): ``self`` asks the analysed model which tokens it expects at the position
-(``augmenters.SelfProposer``), ``mlm`` asks a masked LM such as the paper's DistilBERT
-(``augmenters.MlmProposer``), ``none`` proposes nothing.
+(``proposers.SelfProposer``), ``mlm`` asks a masked LM such as the paper's DistilBERT
+(``proposers.MlmProposer``), ``none`` proposes nothing.
 
 Differences from the original, on purpose: replacements are single tokens of the analysed model, swapped
 in by id (no text round trip, so positions stay aligned); a candidate equal to the *replaced* token after

@@ -21,8 +21,8 @@ import numpy as np
 from markupsafe import Markup, escape
 
 from ..config import UserError
-from ..n2g.fit import PHASES
 from ..n2g.graph import Graph, Node
+from ..n2g.phases import PHASES
 from ..store import HIST_EDGES, MinedLayer, Window, WorkDir
 from . import export, playground
 from .contexts import ExampleView, GraphView, HeldoutView, HistBar, LayerRow, Link, NeuronPage

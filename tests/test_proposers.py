@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from n2g_site.augmenters import MlmProposer, SelfProposer, make_proposer
 from n2g_site.config import FitConfig, UserError
+from n2g_site.proposers import MlmProposer, SelfProposer, make_proposer
 
 
 def test_self_proposer_reads_the_next_token_distribution(tiny_model):

@@ -10,7 +10,7 @@ machines (SOURCES). ``merge``:
    files must share one (dtype, device type, batch tokens), whose floats they were computed with;
 2. copies mining shard files, fit files and evaluate neuron files this work dir lacks; a file present on
    both sides must have identical bytes (every stage is deterministic), otherwise it stops and names it;
-3. combines a complete set of mining shards into the layer files (mine_merge.py);
+3. combines a complete set of mining shards into the layer files (mine_shards.py);
 4. rewrites the evaluate layer tables and ``summary.json`` from every neuron file, when files were copied
    or the tables are missing (a sharded evaluate removes them).
 
@@ -113,7 +113,7 @@ def _adopt(work: WorkDir, source: WorkDir) -> None:
 def merge(work: WorkDir, sources: Sequence[Path]) -> int:
     """Merge ``sources`` into ``work`` (see the module docstring); returns how many files were copied."""
     from .evaluate import rebuild_tables
-    from .mine_merge import copy_shards, merge_shards, mined_layers, pending
+    from .mine_shards import copy_shards, merge_shards, mined_layers, pending
 
     roots = [WorkDir(Path(s)) for s in sources]
     for source in roots:
