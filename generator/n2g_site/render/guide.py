@@ -51,7 +51,7 @@ N2G_BIBTEX = """@article{foote2023neuron,
   url     = {https://arxiv.org/abs/2305.19911}
 }"""
 
-# What is known about the embedded model and corpus (offline-assets.md; the packages' metadata).
+# What is known about the embedded model and corpus, from the packages' metadata and the upstream model cards.
 KNOWN_MODELS: dict[str, dict[str, str]] = {
     "smollm2-135m": {
         "upstream": "SmolLM2-135M-Instruct by Hugging Face (HuggingFaceTB)",
