@@ -20,8 +20,9 @@ Specs (``--model``):
 Neurons are the MLP hidden units. For GELU MLPs (gpt2, pythia) the hook is ``blocks.{L}.mlp.hook_post``,
 the activation after the nonlinearity. For gated MLPs (SwiGLU in Llama/SmolLM2, GeGLU in Gemma) TransformerLens'
 ``hook_post`` is the input of the down projection, ``act(gate_proj(x)) * up_proj(x)`` (``act`` = silu, or
-Gemma's tanh-approximated GELU): a neuron is one coordinate of that product, which can be negative. For SoLU models the paper used ``hook_mid`` (after
-SoLU, before the MLP's LayerNorm), which TransformerLens 4 names ``blocks.{L}.mlp.ln.hook_in``.
+Gemma's tanh-approximated GELU): a neuron is one coordinate of that product, which can be negative (about
+half of Gemma's are, checked in tests/test_gemma_model.py). For SoLU models the paper used ``hook_mid``
+(after SoLU, before the MLP's LayerNorm), which TransformerLens 4 names ``blocks.{L}.mlp.ln.hook_in``.
 """
 
 from __future__ import annotations

@@ -115,8 +115,15 @@ def pack(tokenizer: dict[str, Any], config: dict[str, Any], vocab: list[str], bo
     for text in vocab:
         key = normalise(text)
         keys.append(0 if key == text else key)
-    return {"bos": bos, "config": config, "tokenizer": tokenizer, "pieces": pieces, "merges": merges,
-            "vocab": texts, "keys": keys}
+    return {
+        "bos": bos,
+        "config": config,
+        "tokenizer": tokenizer,
+        "pieces": pieces,
+        "merges": merges,
+        "vocab": texts,
+        "keys": keys,
+    }
 
 
 def _bpe_parts(model: dict[str, Any]) -> tuple[list[str] | None, list[int] | None]:
