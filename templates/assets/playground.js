@@ -167,6 +167,9 @@
       });
     }
     input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(run, 150); });
+    // A large vocabulary (Gemma 3: 262,144 tokens, ~3 s to unpack and build) starts loading when the reader
+    // enters the box, not when they stop typing; an error shows on the first run().
+    input.addEventListener("focus", function () { loadTokenizer().catch(function () {}); }, { once: true });
   }
 
   // For tests: the predictor and the loaded tokenizer.
