@@ -55,6 +55,7 @@ def test_logit_effects_are_escaped_text(site: Path) -> None:
     assert '<code class="n2g-tok">&amp;amp;</code>' in block
     assert '<code class="n2g-tok">&#34;</code>' in block or '<code class="n2g-tok">&quot;</code>' in block
     assert "final RMSNorm scale folded in" in block
+    assert "<th>Promotes</th><th>Δ logit</th><th>Suppresses</th><th>Δ logit</th>" in block  # each side's values
     assert "<script>alert" not in html
 
 
