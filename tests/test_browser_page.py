@@ -283,6 +283,17 @@ def test_prev_from_a_layers_first_neuron_opens_the_previous_layers_last(built, p
     assert page.errors == []
 
 
+def test_examples_link_to_their_own_anchor(built, page):
+    url, work, _ = built
+    layer, neuron = _neurons(work)[0]
+    page.goto(f"{url}neurons/L{layer}/N{neuron}/")
+    link = page.locator(".n2g-ex#t1 .n2g-ex-link").first
+    assert link.inner_text() == "#1"
+    link.click()
+    page.wait_for_url("**#t1")
+    assert page.errors == []
+
+
 def test_jump_box_and_random_neuron(built, page):
     url, work, _ = built
     page.goto(url + "layers/L0/")

@@ -438,6 +438,27 @@
     tip.style.top = (r.bottom + 4) + "px";
   }
 
+  // Example windows carry ids (t1, h2: render/neuron.py's split and rank); their "#N" becomes a link to
+  // that anchor here, not in every page's HTML.
+  function linkExamples() {
+    Array.prototype.forEach.call(document.querySelectorAll(".n2g-ex[id] > .n2g-ex-head"), function (head) {
+      var id = head.parentNode.id;
+      var walker = document.createTreeWalker(head, NodeFilter.SHOW_TEXT);
+      for (var node = walker.nextNode(); node; node = walker.nextNode()) {
+        var at = node.data.indexOf("#");
+        if (at < 0) continue;
+        var m = /^#\d+/.exec(node.data.slice(at));
+        if (!m) continue;
+        var rest = node.splitText(at);
+        rest.data = rest.data.slice(m[0].length);
+        var a = el("a", "n2g-ex-link", m[0]);
+        a.href = "#" + id;
+        head.insertBefore(a, rest);
+        break;
+      }
+    });
+  }
+
   /* ----------------------------------------------------- jump box, random neuron, 404 -------- */
 
   // Neurons of this build: tokens.js "layers", {layer: [[first, last], ...]} (render/search_index.py).
@@ -499,7 +520,8 @@
       }, function () { location.href = neuronUrl(at[0], at[1]); });
     });
     input.addEventListener("keydown", function (e) { e.stopPropagation(); });
-    pager.appendChild(form);
+    var up = pager.querySelector("a[href*='layers/']");  // a neuron page's "↑ Layer": the box goes after it
+    pager.insertBefore(form, up ? up.nextSibling : null);
   }
 
   // The 404 page (templates/overrides/404.html): a neuron URL that this build does not have says so.
@@ -538,6 +560,7 @@
     document.addEventListener("keydown", function (e) { if (e.key === "Escape") hideTip(); });
     window.addEventListener("scroll", hideTip, { passive: true });
     Array.prototype.forEach.call(document.querySelectorAll(".n2g-pager"), setupJump);
+    linkExamples();
     Array.prototype.forEach.call(document.querySelectorAll(".n2g-404"), setup404);
     fixFileLinks();
     setupSearch();

@@ -242,10 +242,11 @@ def _f1_candidates(
                         "true_firing": firing,
                     }
             for neuron, scores in methods.items():
-                f1 = (scores.get("n2g") or {}).get("f1")
-                if f1 is not None and (not wanted or neuron in wanted):
+                n2g_f1 = (scores.get("n2g") or {}).get("f1")
+                if n2g_f1 is not None and (not wanted or neuron in wanted):
                     badge = from_evaluation({"datasets": {"heldout": scores}})
-                    out.append((f1, layer, neuron, "beats" if badge and badge.state == "beats" else "evaluate"))
+                    state = "beats" if badge and badge.state == "beats" else "evaluate"
+                    out.append((float(n2g_f1), layer, neuron, state))
             continue
         for neuron in sorted(wanted):
             fit = work.read_fit(layer, neuron)

@@ -57,7 +57,7 @@ import numpy as np
 from ..n2g.graph import Graph, normalise
 from .tokens import display_token
 
-SCHEMA = "n2g-site/token-search/2"
+SCHEMA = "n2g-site/token-search/3"  # 3: example-token rows ("e"), badges in the summaries, "layers", "example"
 MAX_PER_KEY = 200  # neurons kept per key and kind (activating / context), strongest first
 TARGET_SHARD_BYTES = 32_000  # shards are sized to about this, so the largest stays well below 100 KB
 MAX_SHARDS = 4096
@@ -153,7 +153,7 @@ def graph_entries(graph: Graph) -> list[Entry]:
 
 
 def example_entries(
-    windows: Iterable[tuple[np.ndarray, np.ndarray]], a_max: float, vocab: list[str], graph: list[Entry] = ()
+    windows: Iterable[tuple[np.ndarray, np.ndarray]], a_max: float, vocab: list[str], graph: Iterable[Entry] = ()
 ) -> list[Entry]:
     """The ``e`` entries of one neuron: each key its mined windows (``(token ids, activations)`` pairs) fire
     on, at ≥ :data:`EXAMPLE_FIRING` of ``a_max``, with the best share; keys its ``graph`` entries already
@@ -253,11 +253,10 @@ class SearchIndex:
             ((len(slot.act), key) for key, slot in self._keys.items() if slot.act and key.strip()),
             key=lambda x: (-x[0], x[1]),
         )
-        words = [key for _, key in ranked if len(key) >= 3 and key.isalpha()]
-        key = (words or [key for _, key in ranked] or [None])[0]
-        if key is None:
+        keys = [key for _, key in ranked if len(key) >= 3 and key.isalpha()] or [key for _, key in ranked]
+        if not keys:
             return None
-        tokens = self._keys[key].tokens
+        tokens = self._keys[keys[0]].tokens
         return next(iter(tokens)).strip() or next(iter(tokens))
 
     def _payload(self, key: str) -> dict:

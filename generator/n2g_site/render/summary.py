@@ -15,8 +15,8 @@ The line is one line: at most :data:`MAX_SUMMARY_CHARS` characters. A token long
 sentence copied into a pattern) keeps only its tokens nearest the activating one, after "…"; activating tokens
 are named strongest first while the line has room (at least one, itself cut to fit), the rest counted
 "(+N more tokens)". :attr:`Shape.triggers` has the phrase of every activating token (up to
-:data:`MAX_LISTED`, tokens cut at :data:`MAX_LISTED_TOKEN_CHARS`): the full list a neuron page shows a click
-away.
+:data:`MAX_LISTED`, tokens cut at :data:`MAX_LISTED_TOKEN_CHARS`, its strongest context named and the others
+counted, so the list stays a few hundred bytes): the full list a neuron page shows a click away.
 
 ``groups`` is a rough polysemanticity signal from the graph's shape: activating tokens are joined into one
 group when they share a context token (they fire in the same kind of context) or are of the same kind
@@ -39,7 +39,8 @@ MAX_SUMMARY_CHARS = 160  # the one line, "(+N more tokens)" included
 MAX_TOKEN_CHARS = 16  # a token in the one line, "…" included
 MAX_CONTEXT_TOKENS = 4  # tokens of one context named; a longer one keeps its nearest 3 after "…"
 MAX_LISTED = 8  # activating tokens in the full list (Shape.triggers): every neuron page carries it
-MAX_LISTED_TOKEN_CHARS = 24  # a token in the full list
+MAX_LISTED_TOKEN_CHARS = 20  # a token in the full list
+MAX_LISTED_CONTEXT = 1  # contexts named per activating token in the full list (the rest counted)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,9 @@ def _triggers(graph: Graph) -> list[tuple[Node, float, list[list[Node | None]], 
     return out
 
 
-def _phrase(root: Node, contexts: list[list[Node | None]], limit: int = MAX_TOKEN_CHARS) -> str:
+def _phrase(
+    root: Node, contexts: list[list[Node | None]], limit: int = MAX_TOKEN_CHARS, most: int = MAX_CONTEXT
+) -> str:
     """``“ Paris”`` when the token fires alone, else ``“ Paris” after “ in” or “ to” ‹any›``: each
     alternative is one pattern's context in reading order, every token of it required (a long one elided
     to its nearest tokens); tokens cut at ``limit`` characters."""
@@ -123,8 +126,9 @@ def _phrase(root: Node, contexts: list[list[Node | None]], limit: int = MAX_TOKE
         words = " ".join(named)
         if words not in seen:
             seen.append(words)
-    shown = seen[:MAX_CONTEXT]
-    more = f" (+{len(seen) - len(shown)} more contexts)" if len(seen) > len(shown) else ""
+    shown = seen[:most]
+    left = len(seen) - len(shown)
+    more = f" (+{left} more context{'s' if left > 1 else ''})" if left else ""
     return f"{text} after {' or '.join(shown)}{more}"
 
 
@@ -140,7 +144,10 @@ def describe(graph: Graph) -> Shape:
     triggers = _triggers(graph)
     if not triggers:
         return Shape("", 0)
-    listed = tuple(_phrase(root, contexts, MAX_LISTED_TOKEN_CHARS) for root, _, contexts, _ in triggers[:MAX_LISTED])
+    listed = tuple(
+        _phrase(root, contexts, MAX_LISTED_TOKEN_CHARS, MAX_LISTED_CONTEXT)
+        for root, _, contexts, _ in triggers[:MAX_LISTED]
+    )
     return Shape(_one_line(triggers), _groups(triggers), listed, max(0, len(triggers) - MAX_LISTED))
 
 
@@ -149,7 +156,7 @@ def _more(n: int) -> str:
 
 
 def _one_line(triggers: list[tuple[Node, float, list[list[Node | None]], list[Node]]]) -> str:
-    """"fires on " + the strongest activating tokens' phrases that fit in :data:`MAX_SUMMARY_CHARS` (the first
+    """ "fires on " + the strongest activating tokens' phrases that fit in :data:`MAX_SUMMARY_CHARS` (the first
     one always, cut to fit), then the count of the rest."""
     phrases = [_phrase(root, contexts) for root, _, contexts, _ in triggers[:MAX_TRIGGERS]]
     head = "fires on "

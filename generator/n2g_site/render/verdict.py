@@ -40,7 +40,7 @@ class Verdict:
     f1: float | None  # N2G's held-out F1 (None: undefined)
     baseline: str | None  # the best baseline's label (None: not evaluated)
     baseline_f1: float | None
-    why: str  # one sentence for the badge's title
+    why: str  # the numbers behind it, a few words (beside the badge on the page, its title in a layer table)
 
     @property
     def label(self) -> str:
@@ -61,14 +61,14 @@ def from_evaluation(evaluated: dict[str, Any] | None) -> Verdict | None:
     firing = int(n2g.get("true_firing") or 0)
     f1 = _f1(n2g)
     if firing == 0 or f1 is None:
-        return Verdict("none", f1, None, None, "no held-out token fires: there is nothing to score the graph on")
+        return Verdict("none", f1, None, None, "no held-out token fires")
     scored = [(s, name) for name in BASELINES if (s := _f1(methods.get(name))) is not None]
     if not scored:
         return Verdict("unrated", f1, None, None, f"held-out F1 {f1:.2f}; no baseline was scored")
     best, name = max(scored, key=lambda x: (x[0], -BASELINES.index(x[1])))
     label = BASELINE_LABELS[name]
     state = "beats" if f1 > best else "loses"
-    return Verdict(state, f1, label, best, f"held-out top windows: N2G F1 {f1:.2f}, best baseline ({label}) {best:.2f}")
+    return Verdict(state, f1, label, best, f"held-out F1 {f1:.2f}, {label} {best:.2f}")
 
 
 def from_fit(heldout: dict[str, Any] | None) -> Verdict | None:
@@ -77,10 +77,10 @@ def from_fit(heldout: dict[str, Any] | None) -> Verdict | None:
         return None
     f1 = _f1(heldout)
     if int(heldout.get("true_firing") or 0) == 0 or f1 is None:
-        return Verdict("none", f1, None, None, "no held-out token fires: there is nothing to score the graph on")
+        return Verdict("none", f1, None, None, "no held-out token fires")
     if f1 == 0:
-        return Verdict("loses", f1, None, None, "held-out F1 0 (fit's check): no baseline can do worse")
-    return Verdict("unrated", f1, None, None, f"held-out F1 {f1:.2f} (fit's check); the baselines were not run")
+        return Verdict("loses", f1, None, None, "held-out F1 0 (fit's check)")
+    return Verdict("unrated", f1, None, None, f"held-out F1 {f1:.2f} (fit's check), baselines not run")
 
 
 def verdict(status: str, evaluated: dict[str, Any] | None, fit_heldout: dict[str, Any] | None) -> Verdict | None:
