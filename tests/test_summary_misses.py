@@ -183,6 +183,7 @@ def test_the_one_line_is_capped_and_a_sentence_pattern_elided() -> None:
     assert "“ sentence”" not in shape.summary and "…" in shape.summary  # elided to its nearest tokens
     assert shape.summary.endswith("more tokens)")
     assert len(shape.triggers) == sm.MAX_LISTED and shape.more == 13 - sm.MAX_LISTED
+    assert shape.named == 3  # the page lists triggers[3:] a click away
     assert all(len(t) < 200 for t in shape.triggers)
 
 

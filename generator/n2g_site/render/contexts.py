@@ -185,6 +185,7 @@ class NeuronPage:
     verdict: Any = None  # render.verdict.Verdict: beats / no better than its baselines / cannot be scored
     triggers: list[str] = field(default_factory=list)  # every activating token's phrase (summary.Shape.triggers)
     triggers_more: int = 0  # activating tokens beyond ``triggers``
+    triggers_named: int = 0  # the first ``triggers`` the one line names (the page lists the others)
     similar_hidden: int = 0  # neighbours below render/neuron.py SIMILAR_FLOOR left out of both lists
     similar_floor: float = 0.0
 

@@ -248,6 +248,7 @@ class NeuronData:
             verdict=self.verdict,
             triggers=list(self.shape.triggers) if self.shape else [],
             triggers_more=self.shape.more if self.shape else 0,
+            triggers_named=self.shape.named if self.shape else 0,
             similar_hidden=hidden,
             similar_floor=SIMILAR_FLOOR,
         )

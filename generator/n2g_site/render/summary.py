@@ -38,7 +38,7 @@ MAX_CONTEXT = 3  # pattern contexts named per activating token
 MAX_SUMMARY_CHARS = 160  # the one line, "(+N more tokens)" included
 MAX_TOKEN_CHARS = 16  # a token in the one line, "…" included
 MAX_CONTEXT_TOKENS = 4  # tokens of one context named; a longer one keeps its nearest 3 after "…"
-MAX_LISTED = 8  # activating tokens in the full list (Shape.triggers): every neuron page carries it
+MAX_LISTED = 8  # activating tokens in the full list (Shape.triggers): every neuron page carries those past the line
 MAX_LISTED_TOKEN_CHARS = 20  # a token in the full list
 MAX_LISTED_CONTEXT = 1  # contexts named per activating token in the full list (the rest counted)
 
@@ -51,6 +51,7 @@ class Shape:
     groups: int  # separate activating-token groups (0 for an empty graph)
     triggers: tuple[str, ...] = ()  # every activating token's phrase, strongest first (up to MAX_LISTED)
     more: int = 0  # activating tokens beyond those in ``triggers``
+    named: int = 0  # activating tokens the one line names (the first ``named`` of ``triggers``)
 
 
 def _cut(text: str, limit: int) -> str:
@@ -148,7 +149,8 @@ def describe(graph: Graph) -> Shape:
         _phrase(root, contexts, MAX_LISTED_TOKEN_CHARS, MAX_LISTED_CONTEXT)
         for root, _, contexts, _ in triggers[:MAX_LISTED]
     )
-    return Shape(_one_line(triggers), _groups(triggers), listed, max(0, len(triggers) - MAX_LISTED))
+    line, named = _one_line(triggers)
+    return Shape(line, _groups(triggers), listed, max(0, len(triggers) - MAX_LISTED), named)
 
 
 def _more(n: int) -> str:
@@ -170,7 +172,7 @@ def _one_line(triggers: list[tuple[Node, float, list[list[Node | None]], list[No
                 kept.append(_cut(phrase, room))
             break
         kept.append(phrase)
-    return head + "; ".join(kept) + _more(len(triggers) - len(kept))
+    return head + "; ".join(kept) + _more(len(triggers) - len(kept)), len(kept)
 
 
 def _groups(triggers: list[tuple[Node, float, list[list[Node | None]], list[Node]]]) -> int:
