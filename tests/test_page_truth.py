@@ -127,3 +127,9 @@ def test_similar_neurons_below_the_noise_floor_are_left_out_and_counted(built) -
     assert '<a href="../../L0/N3/">L0 N3</a>' in block
     assert "L3 N3</a>" not in block and "L3 N17</a>" not in block
     assert "2 neighbours below cosine 0.1 (noise) not listed." in block
+
+
+def test_the_badge_links_to_its_explanation(built) -> None:
+    site, _ = built
+    assert 'href="../../../fidelity/#the-score-badge"' in _page(site, "neurons/L0/N0")
+    assert 'id="the-score-badge"' in _page(site, "fidelity")
