@@ -157,9 +157,9 @@ def _more(n: int) -> str:
     return f" (+{n} more token{'s' if n > 1 else ''})" if n else ""
 
 
-def _one_line(triggers: list[tuple[Node, float, list[list[Node | None]], list[Node]]]) -> str:
-    """ "fires on " + the strongest activating tokens' phrases that fit in :data:`MAX_SUMMARY_CHARS` (the first
-    one always, cut to fit), then the count of the rest."""
+def _one_line(triggers: list[tuple[Node, float, list[list[Node | None]], list[Node]]]) -> tuple[str, int]:
+    """The line: "fires on " + the strongest activating tokens' phrases that fit in :data:`MAX_SUMMARY_CHARS`
+    (the first one always, cut to fit), then the count of the rest; and how many phrases it names."""
     phrases = [_phrase(root, contexts) for root, _, contexts, _ in triggers[:MAX_TRIGGERS]]
     head = "fires on "
     # the longest "(+N more tokens)" this line can need, so the line stays in its cap whatever N is
