@@ -131,7 +131,7 @@ def test_demo_build_on_the_embedded_model_and_corpus(tmp_path):
             parser.feed(page)
             assert parser.svg >= 1
             # at least 5 highlighted examples of real corpus text
-            assert page.count('<div class="n2g-ex">') >= 5
+            assert page.count('<div class="n2g-ex"') >= 5
             fit = read_json(work / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json")
             assert fit["status"] == "fitted" and fit["graph"]["nodes"]
     _playground_on_the_demo_site(tmp_path, site, work)

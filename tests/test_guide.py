@@ -199,3 +199,21 @@ def test_method_page_rows_come_from_the_declared_options() -> None:
     assert values["--top-k"] == str(MANIFEST["mine"]["top_k"]) and values["--seed"] == guide._value(
         MANIFEST.get("seed")
     )
+
+
+def test_the_worked_example_beats_its_baselines_when_a_small_graph_does(tmp_path: Path) -> None:
+    """L0 N3 scores higher but a token lookup matches it; L0 N0 beats its baselines: the example is L0 N0."""
+    work = make_workdir(tmp_path / "work")
+    selected = {0: [0, 1, 2, 3], 3: [3, 17]}
+    rows = (
+        "layer,neuron,dataset,method,true_firing,f1\n"
+        "0,3,heldout,n2g,5,0.8\n0,3,heldout,token_lookup,5,0.8\n0,3,heldout,ngram,5,0.1\n"
+        "0,0,heldout,n2g,5,0.5\n0,0,heldout,token_lookup,5,0.3\n0,0,heldout,token_max,5,0.2\n"
+    )
+    work.evaluated_layer(0).parent.mkdir(parents=True, exist_ok=True)
+    work.evaluated_layer(0).write_text(rows, encoding="utf-8")
+    layer, neuron, f1, source, _, candidates = guide.pick_example(work, [0, 3], selected)
+    assert (layer, neuron, f1, source, candidates) == (0, 0, 0.5, "beats", 1)
+    # without a graph that beats its baselines, the best score is taken and the source says so
+    work.evaluated_layer(0).write_text(rows.replace("0,0,heldout,token_lookup,5,0.3", "0,0,heldout,token_lookup,5,0.6"))
+    assert guide.pick_example(work, [0, 3], selected)[:4] == (0, 3, 0.8, "evaluate")

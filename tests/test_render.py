@@ -168,7 +168,7 @@ def test_neuron_page(site: Path) -> None:
     html = _page(site, "neurons/L0/N3")
     assert "Layer 0 · Neuron 3" in html
     assert html.count('<svg class="n2g-graph"') == 1
-    assert html.count('<div class="n2g-ex">') >= PAGE_TRAIN_EXAMPLES
+    assert html.count('<div class="n2g-ex"') >= PAGE_TRAIN_EXAMPLES
     assert (
         html.count('class="n2g-badge n2g-heldout"') >= 1
         and html.count('class="n2g-badge n2g-train"') >= PAGE_TRAIN_EXAMPLES
@@ -227,7 +227,7 @@ def test_dead_and_unfitted_neurons(site: Path) -> None:
     dead = _page(site, f"neurons/L{DEAD[0]}/N{DEAD[1]}")
     assert "never fired in the mined text" in dead and '<svg class="n2g-graph"' not in dead
     unfitted = _page(site, f"neurons/L{UNFITTED[0]}/N{UNFITTED[1]}")
-    assert "has not been fitted" in unfitted and unfitted.count('<div class="n2g-ex">') >= 5
+    assert "has not been fitted" in unfitted and unfitted.count('<div class="n2g-ex"') >= 5
     big = _page(site, f"neurons/L{BIG[0]}/N{BIG[1]}")  # capped at MAX_NODES: small enough to inline
     assert big.count('<svg class="n2g-graph"') == 1  # (a graph.svg file: tests/test_site_pages.py)
     assert not (site / f"neurons/L{BIG[0]}/N{BIG[1]}/graph.svg").exists()

@@ -55,13 +55,14 @@ def test_logit_effects_are_escaped_text(site: Path) -> None:
     assert '<code class="n2g-tok">&amp;amp;</code>' in block
     assert '<code class="n2g-tok">&#34;</code>' in block or '<code class="n2g-tok">&quot;</code>' in block
     assert "final RMSNorm scale folded in" in block
+    assert "<th>Promotes</th><th>Δ logit</th><th>Suppresses</th><th>Δ logit</th>" in block  # each side's values
     assert "<script>alert" not in html
 
 
 def test_token_search_index_is_published(site: Path) -> None:
     folder = site / "token-search"
     meta = read_script((folder / "tokens.js").read_text())
-    assert meta["neurons"] == 4  # fitted graphs
+    assert meta["neurons"] == 5  # 4 fitted graphs + 1 unfitted neuron found by the tokens of its mined examples
     shard = read_script((folder / shard_name(shard_of("paris", meta["shards"]))).read_text(encoding="utf-8"))
     assert {(r[0], r[1]) for r in shard["paris"]["a"]} == {(0, 0), (0, 3), (3, 3), (3, 17)}
     assert (site / "assets" / "n2g.js").is_file()

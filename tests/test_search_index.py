@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from n2g_site.n2g.graph import Graph
@@ -128,13 +129,36 @@ def test_summaries_are_chunked_per_layer(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(si, "INFO_CHUNK", 4)
     index = SearchIndex()
     for n in (0, 3, 4, 9):
-        index.add_summary(2, n, f"fires on “ w{n}”", n % 3 + 1, 0.5 if n else None)
+        index.add_summary(2, n, f"fires on “ w{n}”", n % 3 + 1, 0.5 if n else None, "beats" if n else None)
     index.write(tmp_path)
     assert read_script((tmp_path / "neurons-L2-0.js").read_text()) == {
-        "0": ["fires on “ w0”", 1, None],
-        "3": ["fires on “ w3”", 1, 0.5],
+        "0": ["fires on “ w0”", 1, None, None],
+        "3": ["fires on “ w3”", 1, 0.5, "beats"],
     }
     assert set(read_script((tmp_path / "neurons-L2-2.js").read_text())) == {"9"}
     assert read_script((tmp_path / "tokens.js").read_text())["info_chunk"] == 4
     text = (tmp_path / "neurons-L2-1.js").read_text()
     assert text.startswith('n2gDeliver("token-search/neurons-L2-1",')
+
+
+def test_example_tokens_are_indexed_apart_from_graph_tokens(tmp_path) -> None:
+    """A token the neuron fires on in its windows (>= half its max) is an "e" row unless its graph fires on it."""
+    vocab = ["<bos>", " elbow", " Paris", " the", " knee"]
+    windows = [(np.array([0, 1, 3, 2]), np.array([0.0, 0.61, 0.2, 0.9])), (np.array([4, 1]), np.array([0.49, 0.8]))]
+    graph = [("a", "paris", " Paris", 0.9, ())]
+    entries = si.example_entries(windows, 1.0, vocab, graph)
+    assert entries == [("e", "elbow", " elbow", 0.8, ())]  # best share; " Paris" is the graph's; " knee" < 0.5
+    index = SearchIndex()
+    index.add(6, 3, graph + entries)
+    index.add_neurons(6, [3, 4, 5, 9])
+    meta = index.write(tmp_path)
+    shard = read_script((tmp_path / shard_name(shard_of("elbow", meta["shards"]))).read_text())
+    assert shard["elbow"]["e"] == [[6, 3, 0.8, 0]] and shard["elbow"]["ne"] == 1 and shard["elbow"]["a"] == []
+    assert "e" not in read_script((tmp_path / shard_name(shard_of("paris", meta["shards"]))).read_text())["paris"]
+    tokens = read_script((tmp_path / "tokens.js").read_text())
+    assert tokens["layers"] == {"6": [[3, 5], [9, 9]]}
+    assert tokens["example"] == "Paris"  # the placeholder: a token some graph of this build fires on
+
+
+def test_no_example_entries_without_a_max() -> None:
+    assert si.example_entries([(np.array([1]), np.array([1.0]))], 0.0, ["a", "b"]) == []

@@ -163,3 +163,38 @@ def test_misses_view_marks_the_missed_token_and_keeps_the_threshold() -> None:
     assert miss.tokens[0].text == "<b>" and miss.tokens[0].truth is None and miss.tokens[2].level == 9
     assert (miss.truth, miss.predicted) == (0.9, 0.9)
     assert misses_view(None, []) is None and misses_view({"datasets": {}}, []) is None
+
+
+def test_the_one_line_is_capped_and_a_sentence_pattern_elided() -> None:
+    """A context of a whole sentence (the demo's L17/N2 had one) is cut to its nearest tokens; long tokens
+    are cut; the line stays within MAX_SUMMARY_CHARS; the full list has every activating token."""
+    from n2g_site.render import summary as sm
+
+    words = [" the", " Prime", " Minister", " of", " a", " very", " long", " sentence", " copied", " whole"]
+    rows: list[tuple[int, str, float | None, float]] = [(-1, " Israel", None, 1.0)]
+    for i, w in enumerate(words):
+        rows.append((i, w, 0.9 if i == len(words) - 1 else None, 0.9))
+    for k in range(12):
+        rows.append((-1, " token" + "x" * 40 + str(k), 0.8 - k / 100, 1.0))
+    shape = describe(_graph(rows))
+    assert len(shape.summary) <= sm.MAX_SUMMARY_CHARS
+    # nearest 3 tokens, in reading order (depth 1, " the", sits right before " Israel")
+    assert shape.summary.startswith("fires on “ Israel” after … “ Minister” “ Prime” “ the”; “ tokenxxxxxxxxx…”")
+    assert "“ sentence”" not in shape.summary and "…" in shape.summary  # elided to its nearest tokens
+    assert shape.summary.endswith("more tokens)")
+    assert len(shape.triggers) == sm.MAX_LISTED and shape.more == 13 - sm.MAX_LISTED
+    assert shape.named == 3  # the page lists triggers[3:] a click away
+    assert all(len(t) < 200 for t in shape.triggers)
+
+
+def test_the_same_held_out_passage_is_listed_once() -> None:
+    from n2g_site.render.misses import misses_view
+
+    miss = {"dataset": "heldout", "position": 6, "start": 0, "tokens": [1, 2, 3, 4, 5, 6, 7, 8]}
+    miss |= {"truth": [0.0] * 8, "predicted": [0.9] * 8}
+    # the same passage, its snippet starting one token earlier (from the ordinary text)
+    shifted = dict(miss, position=7, start=0, dataset="ordinary", tokens=[0, *miss["tokens"]])
+    shifted |= {"truth": [0.0] * 9, "predicted": [0.9] * 9}
+    other = dict(miss, tokens=[9, 9, 9, 9, 9, 9, 9, 9])
+    view = misses_view({"misses": {"false_positive": [miss, shifted, other], "false_negative": []}}, ["t"] * 10)
+    assert len(view.false_positive) == 2

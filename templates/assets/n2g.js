@@ -106,11 +106,22 @@
     return info[0] + (info[1] > 1 ? " \u00b7 " + info[1] + " triggers" : "");
   }
 
-  // Fill in each result's one-line summary once its (small, cached) summary file has loaded.
+  // The score badge of render/verdict.py (info[3]: its state), as on the neuron page and in layer tables.
+  var BADGES = { beats: "beats baselines", loses: "no better than a baseline", none: "cannot be scored",
+                 unrated: "not compared" };
+  function badge(info) {
+    var state = info && info[3];
+    if (!state || !Object.prototype.hasOwnProperty.call(BADGES, state)) return null;
+    return el("span", "n2g-v n2g-v-" + state, BADGES[state]);
+  }
+
+  // Fill in each result's badge and one-line summary once its (small, cached) summary file has loaded.
   function addSummaries(items) {
     items.forEach(function (it) {
       neuronInfo(it.layer, it.neuron).then(function (info) {
         if (info && info[0]) it.summaryEl.textContent = summaryText(info);
+        var b = badge(info);
+        if (b) it.summaryEl.parentNode.insertBefore(b, it.summaryEl);
       });
     });
   }
@@ -144,6 +155,10 @@
     var input = el("input", "n2g-ts-input");
     input.type = "search";
     input.placeholder = "Neurons by token";
+    // A token of this build (tokens.js "example"), so the placeholder is a query that finds something.
+    load("token-search/tokens").then(function (meta) {
+      if (meta.example) input.placeholder = "Neurons by token, e.g. " + meta.example;
+    }, function () { /* no index: keep the plain placeholder */ });
     input.setAttribute("aria-label", "Search neurons by token");
     input.autocomplete = "off";
     input.spellcheck = false;
@@ -164,11 +179,14 @@
       lookup(key).then(function (entry) {
         if (mine !== seq) return;
         panel.replaceChildren();
-        if (!entry || (!entry.a.length && !entry.c.length)) {
-          panel.appendChild(el("div", "n2g-ts-none", "No neuron graph has the token \u201c" + query + "\u201d."));
+        var ex = entry && entry.e ? entry.e : [];
+        if (!entry || (!entry.a.length && !entry.c.length && !ex.length)) {
+          panel.appendChild(el("div", "n2g-ts-none", "No neuron graph or mined example has the token \u201c" + query + "\u201d."));
         } else {
-          if (entry.a.length) panel.appendChild(resultList("Fires on it", ranked(entry, entry.a, query), entry.na, "activation"));
-          if (entry.c.length) panel.appendChild(resultList("Needs it as context", ranked(entry, entry.c, query), entry.nc, "importance"));
+          if (entry.a.length) panel.appendChild(resultList("Graph fires on it", ranked(entry, entry.a, query), entry.na, "activation"));
+          if (entry.c.length) panel.appendChild(resultList("Graph needs it as context", ranked(entry, entry.c, query), entry.nc, "importance"));
+          // Tokens the neuron fires on in its top windows that its graph does not name (search_index.py "e").
+          if (ex.length) panel.appendChild(resultList("Fires on it in its examples, not in its graph", ranked(entry, ex, query), entry.ne, "share of max"));
         }
         panel.hidden = false;
       }).catch(function (err) {
@@ -247,6 +265,7 @@
           });
           var what = fires.value && before.value ? "fire on \u201c" + fires.value + "\u201d with \u201c" + before.value + "\u201d before it"
             : fires.value ? "fire on \u201c" + fires.value + "\u201d" : "have \u201c" + before.value + "\u201d in their context";
+          if (items.length === 1) what = what.replace(/^fire on/, "fires on").replace(/^have /, "has ");
           out.appendChild(el("p", "n2g-pattern-count", items.length + " neuron" + (items.length === 1 ? "" : "s") + " " + what +
             (want ? " (trigger filter on)" : "") + (res.total > res.items.length ? "; only the strongest " + res.items.length + " of " + res.total + " are indexed" : "") +
             (res.all > res.scanned && before.value && fires.value ? "; searched among the strongest " + res.scanned + " of the " + res.all + " neurons that fire on it" : "")));
@@ -400,14 +419,149 @@
     if (v !== undefined) tok.title = v;
   }
 
+  // A phone shows no title: a tap on a token shows its value in a small tip next to it (a tap elsewhere,
+  // a scroll or Escape hides it).
+  var tip = null;
+  function hideTip() { if (tip) tip.hidden = true; }
+  function tapValue(e) {
+    var tok = e.target;
+    if (!tok || tok.tagName !== "I" || !tok.parentNode || !tok.parentNode.getAttribute ||
+        tok.parentNode.getAttribute("data-v") === null) { hideTip(); return; }
+    showValue(e);
+    if (!tok.title) return;
+    if (!tip) { tip = el("div", "n2g-tip"); tip.setAttribute("role", "status"); document.body.appendChild(tip); }
+    tip.textContent = tok.textContent.trim() + " \u2192 " + tok.title;
+    tip.hidden = false;
+    var r = tok.getBoundingClientRect();
+    var w = tip.offsetWidth;
+    tip.style.left = Math.max(4, Math.min(r.left, document.documentElement.clientWidth - w - 4)) + "px";
+    tip.style.top = (r.bottom + 4) + "px";
+  }
+
+  // Example windows carry ids (t1, h2: render/neuron.py's split and rank); their "#N" becomes a link to
+  // that anchor here, not in every page's HTML.
+  function linkExamples() {
+    Array.prototype.forEach.call(document.querySelectorAll(".n2g-ex[id] > .n2g-ex-head"), function (head) {
+      var id = head.parentNode.id;
+      var walker = document.createTreeWalker(head, NodeFilter.SHOW_TEXT);
+      for (var node = walker.nextNode(); node; node = walker.nextNode()) {
+        var at = node.data.indexOf("#");
+        if (at < 0) continue;
+        var m = /^#\d+/.exec(node.data.slice(at));
+        if (!m) continue;
+        var rest = node.splitText(at);
+        rest.data = rest.data.slice(m[0].length);
+        var a = el("a", "n2g-ex-link", m[0]);
+        a.href = "#" + id;
+        head.insertBefore(a, rest);
+        break;
+      }
+    });
+  }
+
+  /* ----------------------------------------------------- jump box, random neuron, 404 -------- */
+
+  // Neurons of this build: tokens.js "layers", {layer: [[first, last], ...]} (render/search_index.py).
+  function buildNeurons() {
+    return load("token-search/tokens").then(function (meta) { return meta.layers || {}; });
+  }
+  function inBuild(layers, layer, neuron) {
+    return (layers[String(layer)] || []).some(function (r) { return neuron >= r[0] && neuron <= r[1]; });
+  }
+  function neuronUrl(layer, neuron) { return new URL("neurons/L" + layer + "/N" + neuron + "/", ROOT).href; }
+  function randomNeuron(layers) {
+    var runs = [], total = 0;
+    Object.keys(layers).forEach(function (l) {
+      layers[l].forEach(function (r) { runs.push([Number(l), r[0], r[1]]); total += r[1] - r[0] + 1; });
+    });
+    var k = Math.floor(Math.random() * total);
+    for (var i = 0; i < runs.length; i++) {
+      var size = runs[i][2] - runs[i][1] + 1;
+      if (k < size) return [runs[i][0], runs[i][1] + k];
+      k -= size;
+    }
+    return null;
+  }
+  // "L12 N3", "12 3", "l12/n3", "12.3": a layer and a neuron.
+  function parseJump(text) {
+    var m = /^\s*l?\s*(\d+)\s*[\s\/.,:-]\s*n?\s*(\d+)\s*$/i.exec(text || "");
+    return m ? [Number(m[1]), Number(m[2])] : null;
+  }
+
+  // Every pager (neuron and layer pages) gets a jump box and a random-neuron link. Without JavaScript the
+  // pager's layer links remain.
+  function setupJump(pager) {
+    var form = el("form", "n2g-jump");
+    var input = el("input");
+    input.type = "text";
+    input.placeholder = "L12 N3";
+    input.setAttribute("aria-label", "Go to a neuron: layer and neuron, e.g. L12 N3");
+    input.size = 7;
+    var msg = el("span", "n2g-note");
+    var rnd = el("a", "n2g-random", "random neuron");
+    rnd.href = new URL("", ROOT).href;
+    rnd.addEventListener("click", function (e) {
+      e.preventDefault();
+      buildNeurons().then(function (layers) {
+        var pick = randomNeuron(layers);
+        if (pick) location.href = neuronUrl(pick[0], pick[1]);
+      });
+    });
+    form.appendChild(input);
+    form.appendChild(rnd);
+    form.appendChild(msg);
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var at = parseJump(input.value);
+      if (!at) { msg.textContent = " type a layer and a neuron, e.g. L12 N3"; return; }
+      buildNeurons().then(function (layers) {
+        if (inBuild(layers, at[0], at[1])) location.href = neuronUrl(at[0], at[1]);
+        else msg.textContent = " L" + at[0] + " N" + at[1] + " is not in this build";
+      }, function () { location.href = neuronUrl(at[0], at[1]); });
+    });
+    input.addEventListener("keydown", function (e) { e.stopPropagation(); });
+    var up = pager.querySelector("a[href*='layers/']");  // a neuron page's "↑ Layer": the box goes after it
+    pager.insertBefore(form, up ? up.nextSibling : null);
+  }
+
+  // The 404 page (templates/overrides/404.html): a neuron URL that this build does not have says so.
+  function setup404(box) {
+    var m = /\/neurons\/L(\d+)\/N(\d+)(\/|$)/.exec(location.pathname);
+    if (!m) return;
+    var layer = Number(m[1]), neuron = Number(m[2]);
+    buildNeurons().then(function (layers) {
+      var p = el("p", "n2g-404-neuron");
+      var ids = layers[String(layer)];
+      if (inBuild(layers, layer, neuron)) {
+        p.textContent = "Layer " + layer + ", neuron " + neuron + " is in this build, but its page is missing: the site may be only partly uploaded.";
+      } else {
+        p.textContent = "Layer " + layer + ", neuron " + neuron + " is not in this build" +
+          (ids ? " (layer " + layer + " has neurons " + ids.map(function (r) { return r[0] === r[1] ? r[0] : r[0] + "\u2013" + r[1]; }).join(", ") + "). " : ": this build has no neuron of layer " + layer + ". ");
+        if (ids) {
+          var a = el("a", null, "Layer " + layer + "'s table");
+          a.href = new URL("layers/L" + layer + "/", ROOT).href;
+          p.appendChild(a);
+        }
+      }
+      box.appendChild(p);
+    }, function () { /* no index */ });
+  }
+
   // For tests and debugging: the same folding, hash and ranking the box uses.
-  window.n2gSearch = { key: searchKey, hash: fnv1a32, ranked: ranked, root: ROOT.href, pattern: patternQuery };
+  window.n2gSearch = { key: searchKey, hash: fnv1a32, ranked: ranked, root: ROOT.href, pattern: patternQuery,
+                       jump: parseJump };
   window.n2gLoad = load;
   window.n2gRoot = ROOT;
 
   function init() {
     document.addEventListener("mouseover", showValue);
     document.addEventListener("touchstart", showValue, { passive: true });
+    document.addEventListener("click", tapValue);
+    document.addEventListener("keydown", function (e) { if (e.key === "Escape") hideTip(); });
+    window.addEventListener("scroll", hideTip, { passive: true });
+    Array.prototype.forEach.call(document.querySelectorAll(".n2g-pager"), setupJump);
+    linkExamples();
+    Array.prototype.forEach.call(document.querySelectorAll(".n2g-404"), setup404);
     fixFileLinks();
     setupSearch();
     Array.prototype.forEach.call(document.querySelectorAll("form.n2g-pattern"), setupPatternSearch);

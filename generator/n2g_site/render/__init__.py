@@ -97,8 +97,10 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
         for r in results:
             for layer, neuron, entries in r.entries:
                 search.add(layer, neuron, entries)
-            for layer, neuron, summary, groups, f1 in r.summaries:
-                search.add_summary(layer, neuron, summary, groups, f1)
+            for layer, neuron, summary, groups, f1, badge in r.summaries:
+                search.add_summary(layer, neuron, summary, groups, f1, badge)
+            if r.neuron_ids:
+                search.add_neurons(r.summary.layer, r.neuron_ids)
 
         # The site's own pages.
         prose_pages(cfg, sh, out, fit_options, tokens_mined, export_index)

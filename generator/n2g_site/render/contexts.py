@@ -181,6 +181,13 @@ class NeuronPage:
     groups: int = 0  # separate activating-token groups of the graph (polysemanticity signal)
     misses: MissesView | None = None  # where the graph is wrong on held-out text (evaluate stage)
     playground: dict | None = None  # the graph's patterns for the in-browser predictor (render/playground.py)
+    # issue 18: the score badge, the full trigger list, similar neurons below the noise floor
+    verdict: Any = None  # render.verdict.Verdict: beats / no better than its baselines / cannot be scored
+    triggers: list[str] = field(default_factory=list)  # every activating token's phrase (summary.Shape.triggers)
+    triggers_more: int = 0  # activating tokens beyond ``triggers``
+    triggers_named: int = 0  # the first ``triggers`` the one line names (the page lists the others)
+    similar_hidden: int = 0  # neighbours below render/neuron.py SIMILAR_FLOOR left out of both lists
+    similar_floor: float = 0.0
 
 
 @dataclass
@@ -197,6 +204,7 @@ class LayerRow:
     top_tokens: list[str]  # activating tokens from the graph, else the examples' peak tokens
     summary: str = ""  # NeuronPage.summary
     groups: int = 0  # NeuronPage.groups
+    verdict: Any = None  # NeuronPage.verdict
 
 
 @dataclass

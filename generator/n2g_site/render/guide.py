@@ -17,9 +17,11 @@ different days give the same bytes. The render pins the date once (:func:`pinned
 processes agree on it even across midnight.
 
 The worked example (:func:`pick_example`) is the neuron with the best held-out F1 among those whose graph
-has at most :data:`EXAMPLE_MAX_NODES` nodes, at least one of them a context token; F1 comes from the evaluate
-stage (held-out top windows, N2G), else from the fit's own held-out check. Ties go to the lower layer, then
-neuron, so the choice is deterministic.
+has at most :data:`EXAMPLE_MAX_NODES` nodes, at least one of them a context token, and, where the evaluate
+stage ran, whose graph beats its baselines (render/verdict.py: a higher held-out F1 than token lookup and
+n-gram; only when no small graph does are the others considered, and the page says so); F1 comes from the
+evaluate stage (held-out top windows, N2G), else from the fit's own held-out check. Ties go to the lower
+layer, then neuron, so the choice is deterministic.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..config import Declared, UserError, declared
 from ..n2g.graph import Graph
 from ..store import WorkDir, read_json
 from .tokens import display_token
+from .verdict import from_evaluation
 
 _PINNED = "N2G_BUILD_DATE"  # set by pinned_build_date() for the render's worker processes
 EXAMPLE_MAX_NODES = 12  # the worked example's graph has at most this many nodes
@@ -209,7 +212,10 @@ class WorkedExample:
     neuron: int
     url: str  # its page, relative to the reading page
     f1: float | None  # None: no neuron of the build has a held-out score
-    f1_source: str  # which held-out score: "evaluate" (held-out top windows), "fit" (the fit's own check), "none"
+    # which held-out score and pool: "beats" (evaluate stage's held-out top windows, among graphs that beat their
+    # baselines), "evaluate" (the same score, no small graph beats its baselines), "fit" (the fit's own check),
+    # "none"
+    f1_source: str
     candidates: int  # neurons it was chosen among (those with a held-out F1)
     svg: Markup | None
     nodes: int
@@ -224,22 +230,34 @@ class WorkedExample:
 def _f1_candidates(
     work: WorkDir, layers: list[int], selected: dict[int, list[int]]
 ) -> list[tuple[float, int, int, str]]:
-    """(F1, layer, neuron, source) of every neuron with a held-out F1."""
+    """(F1, layer, neuron, source) of every neuron with a held-out F1; source "beats" for an evaluated graph that
+    beats its baselines, "evaluate" for another evaluated one, "fit" for the fit's own check."""
     out: list[tuple[float, int, int, str]] = []
     for layer in layers:
         wanted = set(selected.get(layer) or [])
         path = work.evaluated_layer(layer)
         if path.exists():
+            methods: dict[int, dict[str, dict[str, Any]]] = {}
             with path.open(encoding="utf-8", newline="") as handle:
                 for row in csv.DictReader(handle):
-                    if row.get("dataset") != "heldout" or row.get("method") != "n2g":
+                    if row.get("dataset") != "heldout":
                         continue
                     try:
-                        f1, neuron = float(row.get("f1") or "nan"), int(row["neuron"])
+                        neuron = int(row["neuron"])
+                        f1 = float(row.get("f1") or "nan")
+                        firing = int(row.get("true_firing") or 0)
                     except (KeyError, ValueError):
                         continue
-                    if f1 == f1 and (not wanted or neuron in wanted):
-                        out.append((f1, layer, neuron, "evaluate"))
+                    methods.setdefault(neuron, {})[str(row.get("method"))] = {
+                        "f1": f1 if f1 == f1 else None,
+                        "true_firing": firing,
+                    }
+            for neuron, scores in methods.items():
+                n2g_f1 = (scores.get("n2g") or {}).get("f1")
+                if n2g_f1 is not None and (not wanted or neuron in wanted):
+                    badge = from_evaluation({"datasets": {"heldout": scores}})
+                    state = "beats" if badge and badge.state == "beats" else "evaluate"
+                    out.append((float(n2g_f1), layer, neuron, state))
             continue
         for neuron in sorted(wanted):
             fit = work.read_fit(layer, neuron)
@@ -260,7 +278,8 @@ def pick_example(
     Without any held-out F1 (nothing evaluated, or too little firing text to score), the first small graph
     with context in layer and neuron order is taken, with F1 None and source "none"."""
     scored = _f1_candidates(work, layers, selected)
-    scored.sort(key=lambda c: (-c[0], c[1], c[2]))
+    # graphs that beat their baselines first: the example is taken from the others only when none of those is small
+    scored.sort(key=lambda c: (c[3] != "beats", -c[0], c[1], c[2]))
     candidates: list[tuple[float | None, int, int, str]] = list(scored[:EXAMPLE_MAX_TRIES])
     if not scored:
         unscored = [(layer, neuron) for layer in layers for neuron in selected.get(layer) or []]
@@ -276,8 +295,11 @@ def pick_example(
             continue
         if not graph.nodes or len(graph.nodes) > EXAMPLE_MAX_NODES:
             continue
-        found = (layer, neuron, f1, source, graph, len(scored))
+        pool = sum(c[3] == "beats" for c in scored) if source == "beats" else len(scored)
+        found = (layer, neuron, f1, source, graph, pool)
         if any(n.depth > 0 and n.key is not None for n in graph.nodes):
+            if fallback is not None and fallback[3] == "beats" and source != "beats":
+                return fallback  # a small graph that beats its baselines, though without context
             return found
         fallback = fallback or found
     return fallback

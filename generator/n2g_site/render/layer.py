@@ -17,7 +17,7 @@ from .contexts import LayerPage, LayerSummary, Link, NeuronPage
 from .inputs import Shared
 from .jinja_env import render
 from .neuron import NeuronData
-from .search_index import graph_entries, script
+from .search_index import example_entries, graph_entries, script
 from .svg import graph_dot, render_svgs, standalone_svg, svg_object
 from .writer import PLACEHOLDER, Writer, layer_md_path
 
@@ -33,7 +33,7 @@ FIRING_THRESHOLD = 0.5  # "fires" = activation >= this share of the neuron's max
 @dataclass
 class LayerResult:
     summary: LayerSummary
-    entries: list[tuple[int, int, list]]  # (layer, neuron, search_index.graph_entries) per graph
+    entries: list[tuple[int, int, list]]  # (layer, neuron, search_index graph + example entries) per neuron
     fit_options: dict[str, Any]
     tokens_mined: int
     pages: int
@@ -41,7 +41,9 @@ class LayerResult:
     export: dict[str, Any] | None  # the layer's export/index.json entry (export.LayerExport.write); None: no neurons
     pack: dict[str, Any]  # the layer's neuron-page pack (site_pages.PackWriter.close)
     shell: str | None  # neuron.md.j2 rendered as the shell page (publish/pages.py); None without neurons
-    summaries: list[tuple[int, int, str, int, float | None]]  # (layer, neuron, summary, groups, F1) per graph
+    # (layer, neuron, summary, groups, F1, badge state) per fitted neuron
+    summaries: list[tuple[int, int, str, int, float | None, str | None]]
+    neuron_ids: list[int]  # the layer's neurons in this build
 
 
 def draw_layer(work: WorkDir, layer: int, sources: dict[int, str], titles: dict[int, str]) -> dict:
@@ -85,10 +87,29 @@ def _neuron_body(sh: Shared, page: NeuronPage, url: str) -> tuple[str, dict[str,
     return body, files
 
 
-def layer_neurons(sh: Shared, layer: int, mined: MinedLayer) -> list[int]:
-    """The selected neurons of the layer that were mined, in order."""
-    mined_set = {int(n) for n in mined.neurons}
-    return [n for n in sh.selected.get(layer) or [int(n) for n in mined.neurons] if n in mined_set]
+def layer_neurons(sh: Shared, layer: int, mined: MinedLayer | np.ndarray) -> list[int]:
+    """The selected neurons of the layer that were mined, in order (``mined``: the mined layer, or only its
+    ``neurons`` array)."""
+    ids = mined.neurons if isinstance(mined, MinedLayer) else mined
+    mined_set = {int(n) for n in ids}
+    return [n for n in sh.selected.get(layer) or [int(n) for n in ids] if n in mined_set]
+
+
+def neighbour_ends(sh: Shared, li: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """(layer, neuron) of the last neuron of the nearest earlier layer with neurons in this build, and of the
+    first neuron of the nearest later one: where a layer's first page's "previous" and last page's "next"
+    lead. Only the mined files' ``neurons`` arrays are read."""
+
+    def ends(lj: int) -> list[int]:
+        path = sh.work.mined(sh.layers[lj])
+        if not path.is_file():
+            return []
+        with np.load(path) as z:
+            return layer_neurons(sh, sh.layers[lj], z["neurons"])
+
+    before = next(((sh.layers[lj], ns[-1]) for lj in range(li - 1, -1, -1) if (ns := ends(lj))), None)
+    after = next(((sh.layers[lj], ns[0]) for lj in range(li + 1, len(sh.layers)) if (ns := ends(lj))), None)
+    return before, after
 
 
 def render_layer(sh: Shared, li: int) -> LayerResult:
@@ -113,6 +134,7 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     pack = site_pages.PackWriter(sh.staged_frag, f"neurons/L{layer}.jsonl")
     shell: str | None = None
     rows = []
+    before, after = neighbour_ends(sh, li) if neurons else (None, None)
     for i, data in enumerate(neurons):
         page = data.page(
             sh,
@@ -120,8 +142,8 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
             svg=svgs.get(data.neuron),
             hook=hook,
             line=i + 1,
-            prev=neurons[i - 1].neuron if i > 0 else None,
-            next=neurons[i + 1].neuron if i + 1 < len(neurons) else None,
+            prev=(layer, neurons[i - 1].neuron) if i > 0 else before,
+            next=(layer, neurons[i + 1].neuron) if i + 1 < len(neurons) else after,
         )
         exported.add(export.dumps(data.record(sh)) + "\n")
         if shell is None:  # the one neuron page MkDocs builds (publish/pages.py): this page's frame, a marker title
@@ -159,7 +181,7 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     fit_options = next((dict(d.fit["config"]) for d in neurons if isinstance(d.fit.get("config"), dict)), {})
     return LayerResult(
         summary=LayerSummary(layer, md_path, len(rows), lpage.fitted, lpage.dead, mean_f1),
-        entries=[(layer, d.neuron, graph_entries(d.graph)) for d in neurons if d.graph is not None],
+        entries=[(layer, d.neuron, e) for d in neurons if (e := _search_entries(sh, d))],
         fit_options=fit_options,
         tokens_mined=int(mined.stats.tokens),
         pages=out.pages + len(neurons),
@@ -167,5 +189,25 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
         export=exported.write(sh.staged_docs) if exported.neurons else None,
         pack=pack.close(),
         shell=shell,
-        summaries=[(layer, d.neuron, d.shape.summary, d.shape.groups, d.f1) for d in neurons if d.shape is not None],
+        summaries=[
+            (
+                layer,
+                d.neuron,
+                d.shape.summary if d.shape else "",
+                d.shape.groups if d.shape else 0,
+                d.f1,
+                v.state if (v := d.verdict) else None,
+            )
+            for d in neurons
+            if d.status == "fitted"
+        ],
+        neuron_ids=[d.neuron for d in neurons],
     )
+
+
+def _search_entries(sh: Shared, data: NeuronData) -> list:
+    """A neuron's token-search entries: its graph's, then the tokens its mined windows fire on that the graph
+    does not name (search_index.example_entries)."""
+    graph = graph_entries(data.graph) if data.graph is not None else []
+    windows = [(sw.window.tokens, sw.window.acts) for sw in data.windows]
+    return graph + example_entries(windows, data.a_max, sh.vocab, graph)

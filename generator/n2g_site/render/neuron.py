@@ -33,6 +33,8 @@ from .misses import fire_threshold, misses_view
 from .summary import Shape, describe
 from .svg import DotGraph
 from .tokens import display_token, vocab_text
+from .verdict import Verdict
+from .verdict import verdict as neuron_verdict
 
 MAX_TRAIN_EXAMPLES = 10  # training windows in a neuron's export record (the fit's 10)
 MAX_HELDOUT_EXAMPLES = 5  # held-out windows in it
@@ -49,6 +51,9 @@ DATA_AFTER = 8  # tokens after it
 SHOW_BEFORE = 12  # tokens before the pivot on the page
 SHOW_AFTER = 4  # tokens after it
 TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
+# Similar neurons below this cosine are noise, not kinship (two unrelated graphs or activation profiles of a
+# sparse neuron share a few common tokens by chance: the demo listed neighbours at 0.005): left out, counted.
+SIMILAR_FLOOR = 0.1
 
 
 @dataclass
@@ -156,6 +161,11 @@ class NeuronData:
         )
 
     @property
+    def verdict(self) -> Verdict | None:
+        """The score badge (render/verdict.py)."""
+        return neuron_verdict(self.status, self.evaluated, self.fit.get("heldout"))
+
+    @property
     def f1(self) -> float | None:
         heldout = self.heldout
         return heldout.f1 if heldout is not None and not math.isnan(heldout.f1) else None
@@ -166,13 +176,14 @@ class NeuronData:
         *,
         dot: DotGraph | None,
         svg: str | None,
-        prev: int | None,
-        next: int | None,
+        prev: tuple[int, int] | None,
+        next: tuple[int, int] | None,
         hook: str,
         line: int,
     ) -> NeuronPage:
         """The page context. ``dot``/``svg``: the graph's drawing; ``prev``/``next``: the neighbouring neurons
-        of the layer; ``line``: this neuron's line (from 1) in its layer's export file."""
+        of the build as (layer, neuron), across layer boundaries; ``line``: this neuron's line (from 1) in its
+        layer's export file."""
         graph_view = None
         if self.graph is not None and dot is not None:
             graph_view = GraphView(
@@ -187,6 +198,9 @@ class NeuronData:
             )
         shown = self.status != "dead"
         layer, n, related = self.layer, self.neuron, sh.related
+        similar = related.similar_views(layer, n)
+        similar_activation = related.similar_views(layer, n, by_activation=True)
+        hidden = sum(s.similarity < SIMILAR_FLOOR for s in [*similar, *similar_activation])
         return NeuronPage(
             layer=layer,
             neuron=n,
@@ -215,10 +229,10 @@ class NeuronData:
             layer_link=Link(f"Layer {layer}", f"../../../layers/L{layer}/"),
             home_url="../../../",
             reading_url="../../../reading/",
-            prev=Link(f"Neuron {prev}", f"../N{prev}/") if prev is not None else None,
-            next=Link(f"Neuron {next}", f"../N{next}/") if next is not None else None,
-            similar=related.similar_views(layer, n)[:PAGE_NEIGHBOURS],
-            similar_activation=related.similar_views(layer, n, by_activation=True)[:PAGE_NEIGHBOURS],
+            prev=pager_link(layer, prev),
+            next=pager_link(layer, next),
+            similar=[s for s in similar if s.similarity >= SIMILAR_FLOOR][:PAGE_NEIGHBOURS],
+            similar_activation=[s for s in similar_activation if s.similarity >= SIMILAR_FLOOR][:PAGE_NEIGHBOURS],
             similar_activation_tokens=related.activation_tokens,
             logits=related.logit_view(n, PAGE_LOGITS),
             fidelity=neuron_fidelity(self.evaluated),
@@ -231,6 +245,12 @@ class NeuronData:
             playground=playground.patterns(self.graph, fire_threshold(self.evaluated), playground.key_ids(sh.vocab))
             if self.graph is not None and sh.playground
             else None,
+            verdict=self.verdict,
+            triggers=list(self.shape.triggers) if self.shape else [],
+            triggers_more=self.shape.more if self.shape else 0,
+            triggers_named=self.shape.named if self.shape else 0,
+            similar_hidden=hidden,
+            similar_floor=SIMILAR_FLOOR,
         )
 
     def _example_view(self, sh: Shared, sw: ShownWindow) -> ExampleView:
@@ -314,10 +334,21 @@ class NeuronData:
             top_tokens=top,
             summary=page.summary,
             groups=page.groups,
+            verdict=page.verdict,
         )
 
 
 # ------------------------------------------------------------------------------------------ the pieces
+
+
+def pager_link(layer: int, to: tuple[int, int] | None) -> Link | None:
+    """A neuron page's previous / next link: "Neuron 7" in its own layer, "L3 N7" in another one."""
+    if to is None:
+        return None
+    other, n = to
+    if other == layer:
+        return Link(f"Neuron {n}", f"../N{n}/")
+    return Link(f"L{other} N{n}", f"../../L{other}/N{n}/")
 
 
 def _float(x: Any, default: float = float("nan")) -> float:

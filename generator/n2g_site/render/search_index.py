@@ -3,11 +3,13 @@
 Written by the render stage under ``docs/token-search/`` (MkDocs copies it to ``site/token-search/``)::
 
     token-search/tokens.js                {"schema": ..., "shards": S, "hash": "fnv1a32", "neurons": N, "keys": K,
-                                           "info_chunk": C}
-    token-search/tokens-{i:03x}.js        one shard: {key: {"t": [token, ...], "a": [...], "c": [...], "na": n, "nc":
-    n}}
-    token-search/neurons-L{l}-{j}.js      one-line summaries: {neuron: [summary, groups, held-out F1 or null]} for
-                                           neurons j*C .. (j+1)*C-1 of layer l
+                                           "info_chunk": C, "layers": {layer: [[first, last], ...]},
+                                           "example": a token of this build for the box's placeholder}
+    token-search/tokens-{i:03x}.js        one shard: {key: {"t": [token, ...], "a": [...], "c": [...], "e": [...],
+                                           "na": n, "nc": n, "ne": n}}
+    token-search/neurons-L{l}-{j}.js      one-line summaries: {neuron: [summary, groups, held-out F1 or null,
+                                           badge]} for neurons j*C .. (j+1)*C-1 of layer l (badge: a
+                                           render/verdict.py state, null without one)
 
 Every file is a classic script that hands its JSON text to the page, ``n2gDeliver("<path without .js>", "{...}");``:
 unlike ``fetch``, a ``<script>`` tag also loads from ``file://``, so search works in the unzipped offline
@@ -25,6 +27,13 @@ bundle. The JSON text is the call's second argument, a string (:func:`read_scrip
   first, at most :data:`MAX_CONTEXT_KEYS`), ``c`` holds ``[layer, neuron, importance, t-index]`` where the
   key is a context token. Each list is sorted by value, strongest first, and capped at
   :data:`MAX_PER_KEY`; ``na``/``nc`` give the uncapped counts. The browser ranks exact token matches first.
+- ``e`` holds ``[layer, neuron, activation, t-index]`` where the neuron fires on the key in its mined
+  examples (some token of its top training or held-out windows at ≥ :data:`EXAMPLE_FIRING` of the
+  neuron's max; the activation is that share, the best one) but its graph does not have the key as an
+  activating token: the triggers a graph missed (the box lists them apart, "fires on it in its examples").
+- ``neurons`` in ``tokens.js`` counts the neurons with at least one entry (graph or examples).
+- ``layers`` in ``tokens.js`` lists each layer's neurons of this build as runs of consecutive ids: the jump
+  box, the random-neuron link and the 404 page read it.
 - Pattern queries (``search.md``): "fires on X" reads ``a`` of X; "fires on X when Y comes before it" keeps
   the rows of X's ``a`` whose context keys hold Y's key; "Y anywhere in the context" reads ``c`` of Y.
 
@@ -36,21 +45,25 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..n2g.graph import Graph, normalise
 from .tokens import display_token
 
-SCHEMA = "n2g-site/token-search/2"
+SCHEMA = "n2g-site/token-search/3"  # 3: example-token rows ("e"), badges in the summaries, "layers", "example"
 MAX_PER_KEY = 200  # neurons kept per key and kind (activating / context), strongest first
 TARGET_SHARD_BYTES = 32_000  # shards are sized to about this, so the largest stays well below 100 KB
 MAX_SHARDS = 4096
 MAX_CONTEXT_KEYS = 16  # context keys kept per activating-token row
 INFO_CHUNK = 512  # neurons per summary file (~100 bytes each: ~50 KB)
+EXAMPLE_FIRING = 0.5  # an example token is indexed when it reaches this share of the neuron's max (N2G's)
 
 
 @functools.lru_cache(maxsize=1 << 17)  # pure; a 50k-neuron build asks it ~2.4 million times for ~10^4 tokens
@@ -103,9 +116,10 @@ class _Key:
     tokens: dict[str, int] = field(default_factory=dict)  # display token -> index in "t"
     act: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)  # + context keys
     ctx: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)
+    ex: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)
 
 
-Entry = tuple[str, str, str, float, tuple[str, ...]]  # (kind "a"/"c", key, display token, value, context keys)
+Entry = tuple[str, str, str, float, tuple[str, ...]]  # (kind "a"/"c"/"e", key, display token, value, context keys)
 
 
 def graph_entries(graph: Graph) -> list[Entry]:
@@ -138,12 +152,53 @@ def graph_entries(graph: Graph) -> list[Entry]:
     return out
 
 
+def example_entries(
+    windows: Iterable[tuple[np.ndarray, np.ndarray]], a_max: float, vocab: list[str], graph: Iterable[Entry] = ()
+) -> list[Entry]:
+    """The ``e`` entries of one neuron: each key its mined windows (``(token ids, activations)`` pairs) fire
+    on, at ≥ :data:`EXAMPLE_FIRING` of ``a_max``, with the best share; keys its ``graph`` entries already
+    have as activating tokens are left out."""
+    if not a_max > 0:
+        return []
+    have = {key for kind, key, *_ in graph if kind == "a"}
+    best: dict[str, tuple[str, float]] = {}
+    for tokens, acts in windows:
+        share = np.asarray(acts, dtype=np.float64) / a_max
+        for i in np.flatnonzero(share >= EXAMPLE_FIRING).tolist():
+            tid = int(tokens[i])
+            if not 0 <= tid < len(vocab) or not vocab[tid]:
+                continue
+            key = search_key(vocab[tid])
+            value = min(float(share[i]), 1.0)
+            if key in have or not math.isfinite(value):
+                continue
+            if key not in best or value > best[key][1]:
+                best[key] = (display_token(vocab[tid]), value)
+    return [("e", key, tok, value, ()) for key, (tok, value) in best.items()]
+
+
+def runs(ids: Iterable[int]) -> list[list[int]]:
+    """Sorted ids as runs ``[first, last]`` of consecutive ones.
+
+    >>> runs([5, 0, 1, 2, 7, 8])
+    [[0, 2], [5, 5], [7, 8]]
+    """
+    out: list[list[int]] = []
+    for n in sorted(set(ids)):
+        if out and n == out[-1][1] + 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return out
+
+
 class SearchIndex:
     """Collects graph entries and summaries neuron by neuron, then writes the sharded index."""
 
     def __init__(self) -> None:
         self._keys: dict[str, _Key] = defaultdict(_Key)
         self._info: dict[tuple[int, int], dict[int, list]] = defaultdict(dict)
+        self._layers: dict[int, set[int]] = defaultdict(set)  # every neuron of the build, by layer
         self.neurons = 0
 
     def add(self, layer: int, neuron: int, entries: Iterable[Entry]) -> None:
@@ -151,14 +206,27 @@ class SearchIndex:
         for kind, key, token, value, context in entries:
             slot = self._keys[key]
             ti = slot.tokens.setdefault(token, len(slot.tokens))
-            (slot.act if kind == "a" else slot.ctx).append((value, layer, neuron, ti, context))
+            rows = slot.act if kind == "a" else slot.ex if kind == "e" else slot.ctx
+            rows.append((value, layer, neuron, ti, context))
+
+    def add_neurons(self, layer: int, neurons: Iterable[int]) -> None:
+        """Neurons of the build (``layers`` of tokens.js: jump box, random neuron, 404 page)."""
+        self._layers[layer].update(int(n) for n in neurons)
 
     def add_graph(self, layer: int, neuron: int, graph: Graph) -> None:
         self.add(layer, neuron, graph_entries(graph))
 
-    def add_summary(self, layer: int, neuron: int, summary: str, groups: int, f1: float | None) -> None:
-        """A neuron's one-line summary, trigger groups and held-out F1, shown next to search results."""
-        self._info[(layer, neuron // INFO_CHUNK)][neuron] = [summary, groups, None if f1 is None else round(f1, 2)]
+    def add_summary(
+        self, layer: int, neuron: int, summary: str, groups: int, f1: float | None, badge: str | None = None
+    ) -> None:
+        """A neuron's one-line summary, trigger groups, held-out F1 and score badge (render/verdict.py state),
+        shown next to search results."""
+        self._info[(layer, neuron // INFO_CHUNK)][neuron] = [
+            summary,
+            groups,
+            None if f1 is None else round(f1, 2),
+            badge,
+        ]
 
     def examples(self, limit: int = 3) -> list[tuple[str, str]]:
         """Ready-made pattern queries ``(fires, before)``: the activating keys most neurons share, with the
@@ -178,10 +246,25 @@ class SearchIndex:
             out.append((key, before))
         return out
 
+    def placeholder(self) -> str | None:
+        """A token of this build for the search box's placeholder: the display form of the activating key
+        most graphs share (a word of at least 3 letters when there is one), None for an empty index."""
+        ranked = sorted(
+            ((len(slot.act), key) for key, slot in self._keys.items() if slot.act and key.strip()),
+            key=lambda x: (-x[0], x[1]),
+        )
+        keys = [key for _, key in ranked if len(key) >= 3 and key.isalpha()] or [key for _, key in ranked]
+        if not keys:
+            return None
+        tokens = self._keys[keys[0]].tokens
+        return next(iter(tokens)).strip() or next(iter(tokens))
+
     def _payload(self, key: str) -> dict:
         slot = self._keys[key]
         out: dict = {"t": list(slot.tokens)}
-        for kind, rows in (("a", slot.act), ("c", slot.ctx)):
+        for kind, rows in (("a", slot.act), ("c", slot.ctx), ("e", slot.ex)):
+            if kind == "e" and not rows:
+                continue  # most keys: no example-only row (the browser reads a missing "e" as empty)
             rows = sorted(rows, key=lambda r: (-r[0], r[1], r[2]))
             if kind == "a":
                 out[kind] = [
@@ -225,6 +308,8 @@ class SearchIndex:
             "keys": len(payloads),
             "largest_shard_bytes": largest,
             "info_chunk": INFO_CHUNK,
+            "layers": {str(layer): runs(ids) for layer, ids in sorted(self._layers.items())},
+            "example": self.placeholder(),
         }
         (folder / "tokens.js").write_text(
             script("token-search/tokens", json.dumps(meta, sort_keys=True)), encoding="utf-8"

@@ -10,6 +10,14 @@ strongest pattern first::
 Each alternative after "after" is one pattern's context in reading order (every token of it required,
 ‹any› = exactly one token of any value); a token that fires by itself is named alone.
 
+The line is one line: at most :data:`MAX_SUMMARY_CHARS` characters. A token longer than
+:data:`MAX_TOKEN_CHARS` is cut with "…"; a context longer than :data:`MAX_CONTEXT_TOKENS` tokens (a whole
+sentence copied into a pattern) keeps only its tokens nearest the activating one, after "…"; activating tokens
+are named strongest first while the line has room (at least one, itself cut to fit), the rest counted
+"(+N more tokens)". :attr:`Shape.triggers` has the phrase of every activating token (up to
+:data:`MAX_LISTED`, tokens cut at :data:`MAX_LISTED_TOKEN_CHARS`, its strongest context named and the others
+counted, so the list stays a few hundred bytes): the full list a neuron page shows a click away.
+
 ``groups`` is a rough polysemanticity signal from the graph's shape: activating tokens are joined into one
 group when they share a context token (they fire in the same kind of context) or are of the same kind
 (all digits, all punctuation, all symbols, all whitespace); the number of groups that remain is the number of
@@ -25,8 +33,14 @@ from dataclasses import dataclass
 from ..n2g.graph import Graph, Node
 from .tokens import display_token
 
-MAX_TRIGGERS = 3  # activating tokens named in a summary
+MAX_TRIGGERS = 3  # activating tokens named in a summary, at most
 MAX_CONTEXT = 3  # pattern contexts named per activating token
+MAX_SUMMARY_CHARS = 160  # the one line, "(+N more tokens)" included
+MAX_TOKEN_CHARS = 16  # a token in the one line, "…" included
+MAX_CONTEXT_TOKENS = 4  # tokens of one context named; a longer one keeps its nearest 3 after "…"
+MAX_LISTED = 8  # activating tokens in the full list (Shape.triggers): every neuron page carries those past the line
+MAX_LISTED_TOKEN_CHARS = 20  # a token in the full list
+MAX_LISTED_CONTEXT = 1  # contexts named per activating token in the full list (the rest counted)
 
 
 @dataclass(frozen=True)
@@ -35,10 +49,17 @@ class Shape:
 
     summary: str  # "" for an empty graph
     groups: int  # separate activating-token groups (0 for an empty graph)
+    triggers: tuple[str, ...] = ()  # every activating token's phrase, strongest first (up to MAX_LISTED)
+    more: int = 0  # activating tokens beyond those in ``triggers``
+    named: int = 0  # activating tokens the one line names (the first ``named`` of ``triggers``)
 
 
-def _quote(token: str) -> str:
-    return f"“{display_token(token)}”"
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _quote(token: str, limit: int = MAX_TOKEN_CHARS) -> str:
+    return f"“{_cut(display_token(token), limit)}”"
 
 
 def _kind(key: str) -> str | None:
@@ -89,19 +110,26 @@ def _triggers(graph: Graph) -> list[tuple[Node, float, list[list[Node | None]], 
     return out
 
 
-def _phrase(root: Node, contexts: list[list[Node | None]]) -> str:
+def _phrase(
+    root: Node, contexts: list[list[Node | None]], limit: int = MAX_TOKEN_CHARS, most: int = MAX_CONTEXT
+) -> str:
     """``“ Paris”`` when the token fires alone, else ``“ Paris” after “ in” or “ to” ‹any›``: each
-    alternative is one pattern's context in reading order, every token of it required."""
-    text = _quote(root.token)
+    alternative is one pattern's context in reading order, every token of it required (a long one elided
+    to its nearest tokens); tokens cut at ``limit`` characters."""
+    text = _quote(root.token, limit)
     if any(not c for c in contexts):
         return text
     seen: list[str] = []
     for context in contexts:
-        words = " ".join(ANY if n is None else _quote(n.token) for n in context)
+        named = [ANY if n is None else _quote(n.token, limit) for n in context]
+        if len(named) > MAX_CONTEXT_TOKENS:
+            named = ["…", *named[-(MAX_CONTEXT_TOKENS - 1) :]]
+        words = " ".join(named)
         if words not in seen:
             seen.append(words)
-    shown = seen[:MAX_CONTEXT]
-    more = f" (+{len(seen) - len(shown)} more contexts)" if len(seen) > len(shown) else ""
+    shown = seen[:most]
+    left = len(seen) - len(shown)
+    more = f" (+{left} more context{'s' if left > 1 else ''})" if left else ""
     return f"{text} after {' or '.join(shown)}{more}"
 
 
@@ -117,12 +145,34 @@ def describe(graph: Graph) -> Shape:
     triggers = _triggers(graph)
     if not triggers:
         return Shape("", 0)
+    listed = tuple(
+        _phrase(root, contexts, MAX_LISTED_TOKEN_CHARS, MAX_LISTED_CONTEXT)
+        for root, _, contexts, _ in triggers[:MAX_LISTED]
+    )
+    line, named = _one_line(triggers)
+    return Shape(line, _groups(triggers), listed, max(0, len(triggers) - MAX_LISTED), named)
+
+
+def _more(n: int) -> str:
+    return f" (+{n} more token{'s' if n > 1 else ''})" if n else ""
+
+
+def _one_line(triggers: list[tuple[Node, float, list[list[Node | None]], list[Node]]]) -> tuple[str, int]:
+    """The line: "fires on " + the strongest activating tokens' phrases that fit in :data:`MAX_SUMMARY_CHARS`
+    (the first one always, cut to fit), then the count of the rest; and how many phrases it names."""
     phrases = [_phrase(root, contexts) for root, _, contexts, _ in triggers[:MAX_TRIGGERS]]
-    summary = "fires on " + "; ".join(phrases)
-    if len(triggers) > MAX_TRIGGERS:
-        more = len(triggers) - MAX_TRIGGERS
-        summary += f" (+{more} more token{'s' if more > 1 else ''})"
-    return Shape(summary, _groups(triggers))
+    head = "fires on "
+    # the longest "(+N more tokens)" this line can need, so the line stays in its cap whatever N is
+    room = MAX_SUMMARY_CHARS - len(head) - len(_more(len(triggers)))
+    kept: list[str] = []
+    for phrase in phrases:
+        line = "; ".join([*kept, phrase])
+        if len(line) > room:
+            if not kept:
+                kept.append(_cut(phrase, room))
+            break
+        kept.append(phrase)
+    return head + "; ".join(kept) + _more(len(triggers) - len(kept)), len(kept)
 
 
 def _groups(triggers: list[tuple[Node, float, list[list[Node | None]], list[Node]]]) -> int:
