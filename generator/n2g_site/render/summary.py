@@ -134,13 +134,14 @@ def _phrase(
 
 
 def describe(graph: Graph) -> Shape:
-    """The graph's one-line summary and its number of trigger groups.
+    """The graph's one-line summary, its number of trigger groups and the triggers listed past the line.
 
     >>> from n2g_site.n2g.graph import Node
     >>> g = Graph([Node(0, -1, 0, "except", " except", 1.0, 0.9), Node(1, 0, 1, "all", " all", 0.8, 0.0, 0.9, 1),
     ...            Node(2, 0, 1, "everything", " everything", 0.7, 0.0, 0.8, 1)])
-    >>> describe(g)
-    Shape(summary='fires on “ except” after “ all” or “ everything”', groups=1)
+    >>> describe(g)  # doctest: +NORMALIZE_WHITESPACE
+    Shape(summary='fires on “ except” after “ all” or “ everything”', groups=1,
+          triggers=('“ except” after “ all” (+1 more context)',), more=0, named=1)
     """
     triggers = _triggers(graph)
     if not triggers:
