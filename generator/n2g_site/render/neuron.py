@@ -270,7 +270,7 @@ class NeuronData:
                 "mean": export.number(self.stats_mean),
                 "firing_share": export.number(self.firing),
             },
-            "graph": self.fit.get("graph") if self.graph is not None else None,
+            "graph": export.graph_record(self.fit.get("graph")) if self.graph is not None else None,
             "fit": export.fit_record(self.fit),
             "examples": [
                 export.example_record(
