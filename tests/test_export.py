@@ -106,11 +106,7 @@ def test_contents_follow_the_work_dir(built) -> None:
     assert fitted["fit"]["config"] and fitted["fit"]["heldout"]["f1"] is not None
     assert fitted["evaluation"]["datasets"]["ordinary"]["n2g"]["precision"] == 0.75
     assert {s["layer"] for s in fitted["similar"]} and all(0 <= s["similarity"] <= 1.0001 for s in fitted["similar"])
-    assert fitted["logit_effects"]["promoted"][0] == {
-        "token_id": ID["<script>alert(1)</script>"],
-        "token": "<script>alert(1)</script>",
-        "value": 0.91,
-    }
+    assert fitted["logit_effects"]["promoted"][0] == {"token_id": ID["<script>alert(1)</script>"], "value": 0.91}
     splits = [e["split"] for e in fitted["examples"]]
     assert splits == sorted(splits, key=lambda s: s != "train") and "heldout" in splits and "train" in splits
     for ex in fitted["examples"]:

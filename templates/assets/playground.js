@@ -19,15 +19,18 @@
 
   function compile(graph, keys) {
     // Every complete match, read off the trie (render/playground.py): the keys from the activating token back.
-    var pats = [];
+    // graph.d: how far back each node's parent is (0: an activating token); graph.e: end values, times graph.s
+    // when it is given (exact: 773 / 1000 is the double 0.773, as in Python).
+    var pats = [], scale = graph.s || 1;
     graph.e.forEach(function (end, i) {
       if (end === null) return;
       var path = [];
-      for (var at = i; at !== -1; at = graph.u[at]) {
+      for (var at = i; ; at -= graph.d[at]) {
         var k = graph.k[at];  // null (any token), a token id standing for its normalised text, or the text
         path.push(typeof k === "number" ? keys[k] : k);
+        if (graph.d[at] === 0) break;
       }
-      pats.push({ value: end, keys: path.reverse(), order: pats.length });
+      pats.push({ value: scale === 1 ? end : end / scale, keys: path.reverse(), order: pats.length });
     });
     pats.sort(function (a, b) { return a.keys.length - b.keys.length || a.order - b.order; });
     return function predict(ids) {

@@ -209,15 +209,13 @@ def similar_records(similar: Iterable[Any]) -> list[dict[str, Any]]:
     return [{"layer": int(l2), "neuron": int(n2), "similarity": number(sim)} for l2, n2, sim in similar]
 
 
-def logit_record(entry: dict[str, Any] | None, norm: str, vocab: list[str]) -> dict[str, Any] | None:
+def logit_record(entry: dict[str, Any] | None, norm: str) -> dict[str, Any] | None:
+    """The relate stage's logit effects of one neuron: tokens by id (their strings are in vocab.json)."""
     if not entry:
         return None
 
     def side(pairs: Any) -> list[dict[str, Any]]:
-        return [
-            {"token_id": int(t), "token": vocab[int(t)] if 0 <= int(t) < len(vocab) else None, "value": number(v)}
-            for t, v in pairs or []
-        ]
+        return [{"token_id": int(t), "value": number(v)} for t, v in pairs or []]
 
     return {"norm": norm, "promoted": side(entry.get("up")), "suppressed": side(entry.get("down"))}
 

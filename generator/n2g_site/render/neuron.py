@@ -290,7 +290,7 @@ class NeuronData:
             "evaluation": export.evaluation_record(self.evaluated),
             "similar": export.similar_records(sh.related.similar_raw(layer, n)),
             "similar_activation": export.similar_records(sh.related.similar_raw(layer, n, by_activation=True)),
-            "logit_effects": export.logit_record(logits, norm, sh.vocab),
+            "logit_effects": export.logit_record(logits, norm),
             "summary": self.shape.summary if self.shape else None,
             "trigger_groups": self.shape.groups if self.shape else None,
         }
