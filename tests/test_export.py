@@ -102,7 +102,8 @@ def test_contents_follow_the_work_dir(built) -> None:
     fitted = _record(site, 0, 0)
     assert fitted["status"] == "fitted" and fitted["graph"]["schema"] == "n2g-site/graph-columns/1"
     fit_file = json.loads(WorkDir(root).fitted(0, 0).read_text(encoding="utf-8"))
-    assert graph_from_record(fitted["graph"]) == fit_file["graph"]  # the columns give the fit file's nodes back
+    vocab = json.loads((site / "export" / "vocab.json").read_text(encoding="utf-8"))
+    assert graph_from_record(fitted["graph"], vocab) == fit_file["graph"]  # the columns give the fit file's nodes back
     assert fitted["fit"]["config"] and fitted["fit"]["heldout"]["f1"] is not None
     assert fitted["evaluation"]["datasets"]["ordinary"]["n2g"]["precision"] == 0.75
     assert {s["layer"] for s in fitted["similar"]} and all(0 <= s["similarity"] <= 1.0001 for s in fitted["similar"])

@@ -103,19 +103,20 @@ def scaled(values: list[float], a_max: float) -> list[int | None]:
     ]
 
 
-def graph_record(graph: dict[str, Any] | None) -> dict[str, Any] | None:
+def graph_record(graph: dict[str, Any] | None, token_ids: dict[str, int]) -> dict[str, Any] | None:
     """A fit file's graph (``{"nodes": [{...}, ...]}``, graph.schema.json) as columns, one list per field in node
-    order: ``parent``, ``token`` (null for an ignore node), ``importance``, ``activation``, ``end``, ``count``. What
-    the node objects carry besides is implied: a node's id is its index, its depth 0 for a parent of -1 and its
-    parent's + 1 otherwise, its key :func:`n2g_site.n2g.graph.normalise` of its token (null for an ignore node).
-    Half the bytes of the node objects once gzipped (3.0 -> 1.6 KB a neuron on the synthetic benchmark)."""
+    order: ``parent``, ``token`` (its id in vocab.json, from ``token_ids``, or the raw string where the vocabulary
+    has none; null for an ignore node), ``importance``, ``activation``, ``end``, ``count``. What the node objects
+    carry besides is implied: a node's id is its index, its depth 0 for a parent of -1 and its parent's + 1
+    otherwise, its key :func:`n2g_site.n2g.graph.normalise` of its token (null for an ignore node). A third of
+    the bytes of the node objects once gzipped (3.0 -> 1.3 KB a neuron on the synthetic benchmark)."""
     if not graph or not graph.get("nodes"):
         return None
     nodes = graph["nodes"]
     return {
         "schema": GRAPH_SCHEMA,
         "parent": [n["parent"] for n in nodes],
-        "token": [n["token"] if n["key"] is not None else None for n in nodes],
+        "token": [token_ids.get(n["token"], n["token"]) if n["key"] is not None else None for n in nodes],
         "importance": [n["importance"] for n in nodes],
         "activation": [n["activation"] for n in nodes],
         "end": [n["end"] for n in nodes],
@@ -123,14 +124,32 @@ def graph_record(graph: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def graph_from_record(columns: dict[str, Any]) -> dict[str, Any]:
-    """The graph.schema.json form of a record's :func:`graph_record` columns (node objects, as in the fit file)."""
+_TOKEN_IDS: tuple[list[str], dict[str, int]] | None = None  # (vocabulary, raw string -> its first id)
+
+
+def token_ids(vocab: list[str]) -> dict[str, int]:
+    """Raw token string -> its first id in ``vocab`` (for :func:`graph_record`), computed once per process (per
+    vocabulary)."""
+    global _TOKEN_IDS
+    if _TOKEN_IDS is None or _TOKEN_IDS[0] is not vocab:
+        ids: dict[str, int] = {}
+        for i, text in enumerate(vocab):
+            ids.setdefault(text, i)
+        _TOKEN_IDS = (vocab, ids)
+    return _TOKEN_IDS[1]
+
+
+def graph_from_record(columns: dict[str, Any], vocab: list[str]) -> dict[str, Any]:
+    """The graph.schema.json form of a record's :func:`graph_record` columns (node objects, as in the fit file);
+    ``vocab`` is export/vocab.json."""
     from ..n2g.graph import SCHEMA as NODES_SCHEMA
     from ..n2g.graph import normalise
 
     nodes: list[dict[str, Any]] = []
     for i, parent in enumerate(columns["parent"]):
         token = columns["token"][i]
+        if isinstance(token, int):
+            token = vocab[token]
         nodes.append(
             {
                 "id": i,

@@ -270,7 +270,7 @@ class NeuronData:
                 "mean": export.number(self.stats_mean),
                 "firing_share": export.number(self.firing),
             },
-            "graph": export.graph_record(self.fit.get("graph")) if self.graph is not None else None,
+            "graph": export.graph_record(self.fit.get("graph"), export.token_ids(sh.vocab)) if self.graph is not None else None,
             "fit": export.fit_record(self.fit),
             "examples": [
                 export.example_record(
@@ -367,7 +367,7 @@ def activating_tokens(graph: Graph) -> list[str]:
     return [display_token(n.token) for n in ranked if n.key is not None]
 
 
-_CUT = '<span class="n2g-cut">…</span>'
+_CUT = "<b>…</b>"  # where the shown tokens cut the window (n2g.css greys it): 23 bytes less than a classed span
 _LEVEL = [f"<i class=a{level}>" for level in range(11)]
 _PIVOT = [f'<i class="a{level} pv">' for level in range(11)]
 _ESCAPED: tuple[list[str], list[str]] | None = None  # (vocabulary in display form, each entry as HTML)
