@@ -121,7 +121,7 @@ def histogram(bars: Sequence[Bar], label: str = "Histogram of the neuron's activ
     (``preserveAspectRatio="none"``): ~6 bytes a bar, where a ``<i>`` a bar with its range and count as a
     title was ~35 (one neuron page a neuron, tens of thousands of them). A bar of height 0 is drawn 1 unit
     tall, as the HTML bars' ``min-height``, so an empty bin still shows where it is. The bins' ranges and counts
-    are in the layer's data; ``label`` is the chart's accessible name and tooltip."""
+    are in the layer's data; ``label`` is the chart's ``<title>``: its accessible name and tooltip."""
     if not bars:
         return Markup("")
     steps = []
@@ -129,6 +129,6 @@ def histogram(bars: Sequence[Bar], label: str = "Histogram of the neuron's activ
         steps.append(f"V{100 - max(1, min(100, int(bar.height)))}h1")
     d = "M0 100" + "".join(steps) + "V100z"
     return Markup(
-        f'<svg class="n2g-hist" viewBox="0 0 {len(bars)} 100" preserveAspectRatio="none" role="img" '
-        f'aria-label="{escape(label)}"><title>{escape(label)}</title><path d="{d}"/></svg>'
+        f'<svg class="n2g-hist" viewBox="0 0 {len(bars)} 100" preserveAspectRatio="none" role="img">'
+        f'<title>{escape(label)}</title><path d="{d}"/></svg>'
     )

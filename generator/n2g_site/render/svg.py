@@ -179,7 +179,7 @@ def graph_dot(
                 classes.append("w")
             head = f'\tn{node_id} [label={quoted} fillcolor="{fill}" fontcolor="{colour}"'
         if ends:
-            tip += f"; ends a pattern (predicts {node.end:.2f})"
+            tip += f"; ends a pattern: {node.end:.2f}"
             head += _ENDS
         if classes:
             head += f' class="{" ".join(classes)}"'
