@@ -102,7 +102,7 @@ _FRAME_PART = re.compile(r"<!--n2g-frame-->(.*?)<!--/n2g-frame-->", re.S)
 
 def _shared_frame(prefix: str, suffix: str) -> tuple[str, str, str | None]:
     """Move the frame's ``<!--n2g-frame-->`` parts (templates/overrides/neuron.html: the markup and scripts only
-    Material's JavaScript uses) out of the pages: the first becomes ``<script src=".../frame.js">``, which holds
+    Material's JavaScript uses: its toggles, search dialog, config, palette script, logo, dialog) out of the pages: the first becomes ``<script src=".../frame.js">``, which holds
     every part (``n2gFrame``) and writes the first back in place (``document.write``); each later part becomes a
     short script writing its own. Returns the new prefix and suffix and frame.js's text (None: no parts).
     Every neuron page sits at the same depth, so the parts' relative URLs hold for all of them."""
@@ -114,7 +114,7 @@ def _shared_frame(prefix: str, suffix: str) -> tuple[str, str, str | None]:
             raise ValueError("a shared part of the neuron frame (<!--n2g-frame-->) holds the page's title or URL")
         parts.append(_squeeze(text).strip())
         if len(parts) == 1:
-            return '<script src="../../frame.js"></script>'
+            return '<script src="../../frame.js"></script>'  # neurons/frame.js from neurons/L<l>/N<n>/
         return f"<script>document.write(n2gFrame[{len(parts) - 1}])</script>"
 
     prefix = _FRAME_PART.sub(cut, prefix)
