@@ -307,12 +307,18 @@ def _dir_bytes(path: Path) -> int:
 
 
 _PARTS = {  # a part of a neuron page's body -> its markup (render's templates), matched on the built page
-    "drawing (inline SVG or <object>)": re.compile(r'<svg class="n2g-graph".*?</svg>|<object class="n2g-graph.*?</object>', re.S),
+    "drawing (inline SVG or <object>)": re.compile(
+        r'<svg class="n2g-graph".*?</svg>|<object class="n2g-graph.*?</object>', re.S
+    ),
     "examples": re.compile(r'<div class="n2g-ex">.*?</div>\n</div>', re.S),
-    "playground data": re.compile(r'<div class="n2g-playground">.*?</div>|<h2 id="playground">.*?</script>\s*</div>', re.S),
+    "playground data": re.compile(
+        r'<div class="n2g-playground">.*?</div>|<h2 id="playground">.*?</script>\s*</div>', re.S
+    ),
     "stats table": re.compile(r'<div class="n2g-side n2g-stats">.*?</table>', re.S),
     "histogram": re.compile(r'<svg class="n2g-hist".*?</svg>|<div class="n2g-hist".*?</div>', re.S),
-    "similar neurons and logit effects": re.compile(r'<div class="n2g-related">.*?(?=<h2 id="fidelity"|<h2 id="misses"|\Z)', re.S),
+    "similar neurons and logit effects": re.compile(
+        r'<div class="n2g-related">.*?(?=<h2 id="fidelity"|<h2 id="misses"|\Z)', re.S
+    ),
 }
 
 

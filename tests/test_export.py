@@ -18,8 +18,8 @@ from n2g_site.evaluate import METHODS
 from n2g_site.publish import publish
 from n2g_site.relate import relate
 from n2g_site.render import render_site
-from n2g_site.schemas import validate
 from n2g_site.render.export import graph_from_record
+from n2g_site.schemas import validate
 from n2g_site.store import WorkDir, write_json
 from render_fixtures import DEAD, HOSTILE, ID, LAYERS, UNFITTED, make_workdir
 

@@ -215,7 +215,9 @@ def _trigger_case(root: Path, site: str = "sub", work_dir: str = "work") -> tupl
         text = "".join(vocab[i] for i in example["token_ids"] if i != 0)
         ids = tok(text, add_special_tokens=False)["input_ids"]
         bos = vocab.index("<|endoftext|>")  # the playground reads the text as a document: after doc-start
-        graph = Graph.from_json(graph_from_record(record["graph"], vocab))  # the record's columns as the fit file's nodes
+        graph = Graph.from_json(
+            graph_from_record(record["graph"], vocab)
+        )  # the record's columns as the fit file's nodes
         pred = Predictor(graph, keys)(np.array([bos, *ids]))[1:]
         firing = [vocab[i] for i, v in zip(ids, pred) if v >= 0.5]
         if firing:

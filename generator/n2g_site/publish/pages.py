@@ -102,10 +102,11 @@ _FRAME_PART = re.compile(r"<!--n2g-frame-->(.*?)<!--/n2g-frame-->", re.S)
 
 def _shared_frame(prefix: str, suffix: str) -> tuple[str, str, str | None]:
     """Move the frame's ``<!--n2g-frame-->`` parts (templates/overrides/neuron.html: the markup and scripts only
-    Material's JavaScript uses: its toggles, search dialog, config, palette script, logo, dialog) out of the pages: the first becomes ``<script src=".../frame.js">``, which holds
-    every part (``n2gFrame``) and writes the first back in place (``document.write``); each later part becomes a
-    short script writing its own. Returns the new prefix and suffix and frame.js's text (None: no parts).
-    Every neuron page sits at the same depth, so the parts' relative URLs hold for all of them."""
+    Material's JavaScript uses: its toggles, search dialog, config, palette script, logo, dialog) out of the pages:
+    the first becomes ``<script src=".../frame.js">``, which holds every part (``n2gFrame``) and writes the first
+    back in place (``document.write``); each later part becomes a short script writing its own. Returns the new
+    prefix and suffix and frame.js's text (None: no parts). Every neuron page sits at the same depth, so the parts'
+    relative URLs hold for all of them."""
     parts: list[str] = []
 
     def cut(match: re.Match[str]) -> str:

@@ -98,9 +98,7 @@ ACTIVATION_SCALE = 255
 def scaled(values: list[float], a_max: float) -> list[int | None]:
     """``round(ACTIVATION_SCALE * v / a_max)`` of each value (half away from zero); None for NaN/inf."""
     k = ACTIVATION_SCALE / a_max if a_max > 0 else 0.0
-    return [
-        int(math.copysign(math.floor(abs(v * k) + 0.5), v)) if math.isfinite(v) else None for v in values
-    ]
+    return [int(math.copysign(math.floor(abs(v * k) + 0.5), v)) if math.isfinite(v) else None for v in values]
 
 
 def graph_record(graph: dict[str, Any] | None, token_ids: dict[str, int]) -> dict[str, Any] | None:

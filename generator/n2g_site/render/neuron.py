@@ -270,7 +270,9 @@ class NeuronData:
                 "mean": export.number(self.stats_mean),
                 "firing_share": export.number(self.firing),
             },
-            "graph": export.graph_record(self.fit.get("graph"), export.token_ids(sh.vocab)) if self.graph is not None else None,
+            "graph": export.graph_record(self.fit.get("graph"), export.token_ids(sh.vocab))
+            if self.graph is not None
+            else None,
             "fit": export.fit_record(self.fit),
             "examples": [
                 export.example_record(

@@ -9,9 +9,8 @@ vision), and each line also differs by marker shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import jinja2
@@ -116,7 +115,9 @@ class Bar(Protocol):
     height: int
 
 
-def histogram(bars: Sequence[Bar], label: str = "Histogram of the neuron's activations over all mined tokens") -> Markup:
+def histogram(
+    bars: Sequence[Bar], label: str = "Histogram of the neuron's activations over all mined tokens"
+) -> Markup:
     """The bars as one SVG ``<path>`` (a bar a unit wide, heights in percent), stretched to its box by CSS
     (``preserveAspectRatio="none"``): ~6 bytes a bar, where a ``<i>`` a bar with its range and count as a
     title was ~35 (one neuron page a neuron, tens of thousands of them). A bar of height 0 is drawn 1 unit

@@ -13,11 +13,12 @@ document:
   line where dot's curve is one to within a point): the curve is reversed (written from the context token
   toward the token it supports) and carried on to the arrowhead's tip, so that one shared arrow
   ``<marker>`` at its end replaces dot's per-edge arrowhead polygon;
-- per node a ``<g>`` with the tooltip as its ``<title>`` (browsers show it on hover), the box as a short
-  ``<path>`` with its fill, and the label ``<text>``. The node's DOT ``class`` (``end``, ``any``, ``w``) is
-  kept as the group's class (none for an ordinary node: dot's ``node`` class is implied): :data:`GRAPH_CSS` styles the outlines and label colours by class instead of repeating them
-  on every node. Attributes the drawing cannot do without (a box's fill, the arrows' and edges' paint, the
-  small font of "any token") stay on the elements, so the drawing is still legible without the CSS.
+- per node a ``<g>`` with the tooltip as its ``<title>`` (browsers show it on hover), the box as a short ``<path>``
+  with its fill, and the label ``<text>``. The node's DOT ``class`` (``end``, ``any``, ``w``) is kept as the group's
+  class (none for an ordinary node: dot's ``node`` class is implied): :data:`GRAPH_CSS` styles the outlines and
+  label colours by class instead of repeating them on every node. Attributes the drawing cannot do without (a box's
+  fill, the arrows' and edges' paint, the small font of "any token") stay on the elements, so the drawing is still
+  legible without the CSS.
 
 The output is written as text, not through ElementTree's serialiser (pure Python, 3x slower here, and this
 runs once per neuron): tags and attribute names are constants of this module, and every value taken from
