@@ -23,7 +23,7 @@
     // when it is given (exact: 773 / 1000 is the double 0.773, as in Python).
     var pats = [], scale = graph.s || 1;
     graph.e.forEach(function (end, i) {
-      if (end === null) return;
+      if (end === null || (end === 0 && scale !== 1)) return;  // with graph.s, 0 stands for "no end" too
       var path = [];
       for (var at = i; ; at -= graph.d[at]) {
         var k = graph.k[at];  // null (any token), a token id standing for its normalised text, or the text

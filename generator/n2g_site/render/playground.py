@@ -10,12 +10,12 @@ the Python predictor gives (tests/test_playground.py runs both on the same seque
   minus its parent's; 0 for an activating token: short numbers, where parent indices of a large graph have 3-4
   digits), its key (null for the ignore node; else a token id whose normalised text is the key, read through the
   site's ``keys`` table below, or the key itself when no token of the vocabulary has it) and the value a match
-  ending there predicts (null: no match ends there), times ``s`` when every end value is a multiple of 1/1000
-  (fitted graphs store 3 decimals: ``773`` for 0.773, and ``773 / 1000`` in JavaScript is the same double as
-  Python's ``0.773``), as is without ``s``; ``t`` is the firing threshold. The playground reads every complete match
-  off it (the path from an activating token to a node with an end), the patterns of ``Graph.patterns``; the trie is
-  written once per node, where the list of patterns repeats every shared prefix (a 1,712-node graph: ~40 KB as
-  patterns, ~15 KB as a trie). Embedded in the page as JSON.
+  ending there predicts (null, or 0 with ``s``: no match ends there), times ``s`` when every end value is a non-zero
+  multiple of 1/1000 (fitted graphs store 3 decimals: ``773`` for 0.773, and ``773 / 1000`` in JavaScript is the
+  same double as Python's ``0.773``), as is without ``s``; ``t`` is the firing threshold. The playground reads every
+  complete match off it (the path from an activating token to a node with an end), the patterns of
+  ``Graph.patterns``; the trie is written once per node, where the list of patterns repeats every shared prefix (a
+  1,712-node graph: ~40 KB as patterns, ~15 KB as a trie). Embedded in the page as JSON.
 - Per site: ``playground/tokenizer.js`` (``n2gDeliver("playground/tokenizer", {...})``) with the tokenizer
   (``tokenizer.json`` + ``tokenizer_config.json`` that mine saved in the work dir), ``vocab`` (token id ->
   its text), ``keys`` (token id -> :func:`~n2g_site.n2g.graph.normalise` of its text) and ``bos``, the
@@ -66,7 +66,9 @@ def patterns(
     ids = ids or {}
     ends = [float(n.end) if n.end is not None else None for n in graph.nodes]
     scaled = [None if e is None else round(e * END_SCALE) for e in ends]
-    exact = all(e is None or (s is not None and s / END_SCALE == e) for e, s in zip(ends, scaled, strict=True))
+    # Thousandths when exact and never 0, so that 0 can stand for "no end" (one byte where null is four).
+    exact = all(e is None or (s and s / END_SCALE == e) for e, s in zip(ends, scaled, strict=True))
+    scaled = [0 if s is None else s for s in scaled]
     data: dict[str, Any] = {
         "d": [i - index[n.parent] if n.parent != -1 else 0 for i, n in enumerate(graph.nodes)],
         "k": [n.key if n.key is None else ids.get(n.key, n.key) for n in graph.nodes],

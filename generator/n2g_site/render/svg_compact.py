@@ -154,8 +154,7 @@ def _marker(marker_id: str, arrow: float) -> str:
             ("markerHeight", f"{2 * half:g}"),
             ("refX", f"{length:g}"),
             ("refY", f"{half:g}"),
-            ("orient", "auto"),
-            ("markerUnits", "userSpaceOnUse"),
+            ("orient", "auto"),  # markerUnits: the default, the edges' stroke width, which is 1
         ],
         _element("path", [("d", f"M0,0 {length:g},{half:g} 0,{2 * half:g}z"), ("fill", EDGE_COLOUR)]),
     )
