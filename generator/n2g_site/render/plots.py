@@ -115,9 +115,7 @@ class Bar(Protocol):
     height: int
 
 
-def histogram(
-    bars: Sequence[Bar], label: str = "Histogram of the neuron's activations over all mined tokens"
-) -> Markup:
+def histogram(bars: Sequence[Bar], label: str = "Activation histogram") -> Markup:
     """The bars as one SVG ``<path>`` (a bar a unit wide, heights in percent), stretched to its box by CSS
     (``preserveAspectRatio="none"``): ~6 bytes a bar, where a ``<i>`` a bar with its range and count as a
     title was ~35 (one neuron page a neuron, tens of thousands of them). A bar of height 0 is drawn 1 unit
