@@ -306,6 +306,43 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+_PARTS = {  # a part of a neuron page's body -> its markup (render's templates), matched on the built page
+    "drawing (inline SVG or <object>)": re.compile(
+        r'<svg class="n2g-graph".*?</svg>|<object class="n2g-graph.*?</object>', re.S
+    ),
+    "examples": re.compile(r'<div class="n2g-ex">.*?</div>\n</div>', re.S),
+    "playground data": re.compile(
+        r'<div class="n2g-playground">.*?</div>|<h2 id="playground">.*?</script>\s*</div>', re.S
+    ),
+    "stats table": re.compile(r'<div class="n2g-side n2g-stats">.*?</table>', re.S),
+    "histogram": re.compile(r'<svg class="n2g-hist".*?</svg>|<div class="n2g-hist".*?</div>', re.S),
+    "similar neurons and logit effects": re.compile(
+        r'<div class="n2g-related">.*?(?=<h2 id="fidelity"|<h2 id="misses"|\Z)', re.S
+    ),
+}
+
+
+def page_parts(site: Path, every: int = 8) -> dict[str, float]:
+    """Mean bytes of each part of a neuron page over every ``every``-th page: the frame (everything outside
+    the body ``<div class="n2g-neuron">``), the body's parts (:data:`_PARTS`) and the rest of the body."""
+    sums: dict[str, int] = {}
+    pages = sorted((site / "neurons").rglob("index.html"))[::every]
+    for path in pages:
+        html = path.read_text(encoding="utf-8")
+        total = len(html.encode("utf-8"))
+        start, end = html.find('<div class="n2g-neuron">'), html.rfind("</article>")
+        body = html[start:end] if start >= 0 else ""
+        parts = {"page": total, "frame": total - len(body.encode("utf-8"))}
+        for name, pattern in _PARTS.items():
+            parts[name] = sum(len(m.group(0).encode("utf-8")) for m in pattern.finditer(body))
+        parts["rest of the body (pager, summary, headings, notes)"] = total - sum(
+            v for k, v in parts.items() if k != "page"
+        )
+        for name, value in parts.items():
+            sums[name] = sums.get(name, 0) + value
+    return {name: value / max(len(pages), 1) for name, value in sums.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--neurons", type=int, default=50_000)
@@ -397,6 +434,9 @@ def main() -> None:
             f"| drawings (inline SVG + graph.svg) | {drawings:.1f} KB a neuron; the site without them "
             f"{site_bytes / args.neurons / 1000 - drawings:.1f} KB a neuron | | |"
         )
+        print("\n| neuron page part (every 8th page) | KB |\n|---|---|")
+        for name, value in page_parts(site).items():
+            print(f"| {name} | {value / 1000:.2f} |")
         try:  # the site's parts, as `n2g-site publish` prints them (newer n2g-site)
             from n2g_site.publish import measure_site
         except ImportError:

@@ -143,6 +143,20 @@ def test_prose_search_finds_the_reading_guide(served_site, page):
     assert "reading" in result.get_attribute("href")
 
 
+def test_header_search_boxes_work_on_a_neuron_page(served_site, page):
+    """A neuron page's frame holds Material's search dialog only through the shared neurons/frame.js: both header
+    boxes work there as on any page."""
+    page.goto(served_site + "neurons/L0/N0/")
+    page.locator("input.md-search__input").click()
+    page.keyboard.type("ignore", delay=50)
+    result = page.locator(".md-search-result__link").first
+    result.wait_for(state="visible", timeout=15000)
+    assert "reading" in result.get_attribute("href")
+    page.keyboard.press("Escape")
+    assert page.locator("input.n2g-ts-input").count() == 1
+    assert page.errors == []
+
+
 # ------------------------------------------------------------------------------------- token search
 
 

@@ -18,8 +18,9 @@ from n2g_site.evaluate import METHODS
 from n2g_site.publish import publish
 from n2g_site.relate import relate
 from n2g_site.render import render_site
+from n2g_site.render.export import graph_from_record
 from n2g_site.schemas import validate
-from n2g_site.store import write_json
+from n2g_site.store import WorkDir, write_json
 from render_fixtures import DEAD, HOSTILE, ID, LAYERS, UNFITTED, make_workdir
 
 EPOCH = "1767225600"  # 2026-01-01 UTC: SOURCE_DATE_EPOCH for the renders of this module
@@ -97,22 +98,23 @@ def test_every_record_validates_against_the_schema(built) -> None:
 
 
 def test_contents_follow_the_work_dir(built) -> None:
-    _, site, _ = built
+    root, site, _ = built
     fitted = _record(site, 0, 0)
-    assert fitted["status"] == "fitted" and fitted["graph"]["schema"] == "n2g-site/graph/1"
+    assert fitted["status"] == "fitted" and fitted["graph"]["schema"] == "n2g-site/graph-columns/1"
+    fit_file = json.loads(WorkDir(root).fitted(0, 0).read_text(encoding="utf-8"))
+    vocab = json.loads((site / "export" / "vocab.json").read_text(encoding="utf-8"))
+    assert graph_from_record(fitted["graph"], vocab) == fit_file["graph"]  # the columns give the fit file's nodes back
     assert fitted["fit"]["config"] and fitted["fit"]["heldout"]["f1"] is not None
     assert fitted["evaluation"]["datasets"]["ordinary"]["n2g"]["precision"] == 0.75
     assert {s["layer"] for s in fitted["similar"]} and all(0 <= s["similarity"] <= 1.0001 for s in fitted["similar"])
-    assert fitted["logit_effects"]["promoted"][0] == {
-        "token_id": ID["<script>alert(1)</script>"],
-        "token": "<script>alert(1)</script>",
-        "value": 0.91,
-    }
+    assert fitted["logit_effects"]["promoted"][0] == {"token_id": ID["<script>alert(1)</script>"], "value": 0.91}
     splits = [e["split"] for e in fitted["examples"]]
     assert splits == sorted(splits, key=lambda s: s != "train") and "heldout" in splits and "train" in splits
     for ex in fitted["examples"]:
         assert len(ex["token_ids"]) == len(ex["activations"]) and "tokens" not in ex  # strings: export/vocab.json
-        assert ex["activations"][ex["pivot"]] == pytest.approx(ex["value"], rel=5e-3)  # 3 significant digits
+        assert all(isinstance(a, int) for a in ex["activations"])  # 255 x activation / max_activation
+        peak = ex["activations"][ex["pivot"]] * fitted["max_activation"] / 255
+        assert peak == pytest.approx(ex["value"], abs=fitted["max_activation"] / 255)
     assert any(e["fitted"] for e in fitted["examples"])
     assert _record(site, 3, 3)["evaluation"] is None  # not evaluated
     dead = _record(site, *DEAD)

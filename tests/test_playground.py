@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from n2g_site.cli import app
 from n2g_site.n2g.graph import Graph, Node, normalise
 from n2g_site.n2g.predict import KeyIndex, Predictor
+from n2g_site.render.export import graph_from_record
 from n2g_site.render.playground import key_ids, patterns
 from n2g_site.resources import builtin_path
 from n2g_site.store import WorkDir, read_json, write_json
@@ -214,7 +215,10 @@ def _trigger_case(root: Path, site: str = "sub", work_dir: str = "work") -> tupl
         text = "".join(vocab[i] for i in example["token_ids"] if i != 0)
         ids = tok(text, add_special_tokens=False)["input_ids"]
         bos = vocab.index("<|endoftext|>")  # the playground reads the text as a document: after doc-start
-        pred = Predictor(Graph.from_json(record["graph"]), keys)(np.array([bos, *ids]))[1:]
+        graph = Graph.from_json(
+            graph_from_record(record["graph"], vocab)
+        )  # the record's columns as the fit file's nodes
+        pred = Predictor(graph, keys)(np.array([bos, *ids]))[1:]
         firing = [vocab[i] for i, v in zip(ids, pred) if v >= 0.5]
         if firing:
             return record["layer"], record["neuron"], text, firing

@@ -221,7 +221,7 @@ def test_relate_writes_activation_neighbours(tmp_path) -> None:
     graph_list = body[body.index('<ol class="n2g-similar-graph">') :]
     act_list = body[body.index('<ol class="n2g-similar-act">') :]
     assert body.index("n2g-similar-graph") < body.index("n2g-similar-act")
-    assert "on 110 tokens of ordinary held-out text" in body
+    assert "over 110 tokens of ordinary held-out text" in body
     assert re.match(r'<ol class="n2g-similar-act">\n<li><a href="\.\./\.\./L3/N17/">L3 N17</a> · 1\b', act_list)
     assert graph_list.index("</ol>") > 0
     import gzip  # and the data has them too: L0 N0 is the first line of layer 0's export

@@ -40,6 +40,7 @@ ALLOWED = {
     "p",
     "span",
     "i",
+    "b",  # an example's cut mark: <b>…</b>
     "a",
     "table",
     "thead",

@@ -50,12 +50,14 @@ def test_similar_neurons_are_listed_with_their_similarity(site: Path) -> None:
 
 def test_logit_effects_are_escaped_text(site: Path) -> None:
     html = _page(site, "neurons/L3/N3")
-    block = html[html.index('id="logits"') : html.index("</table>", html.index('id="logits"'))]
-    assert '<code class="n2g-tok">&lt;script&gt;alert(1)&lt;/script&gt;</code></td><td>0.91' in block
-    assert '<code class="n2g-tok">&amp;amp;</code>' in block
-    assert '<code class="n2g-tok">&#34;</code>' in block or '<code class="n2g-tok">&quot;</code>' in block
+    block = html[html.index('id="logits"') : html.index("</div>", html.index('id="logits"'))]
+    assert "<strong>Promotes</strong> <code>&lt;script&gt;alert(1)&lt;/script&gt;</code> 0.91" in block
+    assert "<code>&amp;amp;</code>" in block
+    assert "<code>&#34;</code>" in block or "<code>&quot;</code>" in block
     assert "final RMSNorm scale folded in" in block
-    assert "<th>Promotes</th><th>Δ logit</th><th>Suppresses</th><th>Δ logit</th>" in block  # each side's values
+    assert "each token's Δ logit after it" in block  # the values are named, and each follows its own token
+    promotes, suppresses = block.index("<strong>Promotes</strong>"), block.index("<strong>Suppresses</strong>")
+    assert promotes < block.index("</p>", promotes) < suppresses  # one line a side
     assert "<script>alert" not in html
 
 
@@ -175,10 +177,10 @@ def test_labels_and_tooltips_are_literal_text() -> None:
     ns = "{http://www.w3.org/2000/svg}"
     titles = {el.text for el in root.iter(f"{ns}title")}
     texts = ["".join(el.itertext()).replace("\xa0", " ") for el in root.iter(f"{ns}text")]
+    assert "activation 0.50; ends a pattern: 0.50" in titles
+    assert "importance 0.80; ends a pattern: 0.50" in titles
     for t in tokens:
         shown = display_token(t)
-        assert f"{shown}: activating token, activation 0.50; a match may stop here (predicts 0.50)" in titles, t
-        assert f"{shown}: context, importance 0.80; a match may stop here (predicts 0.50)" in titles, t
         assert texts.count(shown) == 2, t  # drawn as an activating and as a context node
 
 

@@ -41,7 +41,10 @@ def test_every_neuron_page_is_its_own_page(site: Path) -> None:
         assert f"<title>{title} - n2g-site</title>" in html
         assert f'<link rel="canonical" href="https://example.org/repo/neurons/L{layer}/N{n}/">' in html
         assert f'<h1 id="layer-{layer}-neuron-{n}">{title}' in html and f'href="#layer-{layer}-neuron-{n}"' in html
-        assert 'class="md-search__input"' in html and 'data-md-component="header"' in html  # the theme's frame
+        assert 'data-md-component="header"' in html and '<script src="../../frame.js">' in html  # the theme's frame
+        assert 'class="md-search__input"' in (site / "neurons" / "frame.js").read_text(encoding="utf-8").replace(
+            '\\"', '"'
+        )  # its search dialog: written by the shared script
         assert re.search(r'<script src="(\.\./){3}assets/n2g\.js"', html)
         assert f'href="../../../export/layer_{layer:02d}.jsonl.gz" download' in html  # the layer's data
         for marker in (site_pages.TITLE, site_pages.TITLE.lower(), site_pages.BODY, "n2g-shell"):
@@ -153,13 +156,13 @@ def test_a_graph_from_its_file_is_visible_in_a_browser(tmp_path: Path, monkeypat
             assert box and box["width"] > 20 and box["height"] > 20
             tab.wait_for_function(
                 "() => document.querySelector('object.n2g-graph').contentDocument"
-                "?.querySelectorAll('g.node').length > 0"
+                "?.querySelectorAll('g:not(.edges) > title').length > 0"
             )
             tips = tab.evaluate(
                 "() => [...document.querySelector('object.n2g-graph').contentDocument"
-                ".querySelectorAll('g.node > title')].map(t => t.textContent)"
+                ".querySelectorAll('g:not(.edges) > text')].map(t => t.textContent)"
             )
-            assert any("<script>alert(1)</script>" in t for t in tips)  # as text, in a tooltip
+            assert any("<script>alert(1)</script>" in t for t in tips)  # as text, in a label (hover: a tooltip)
             errors: list[str] = []
             tab.on("pageerror", lambda exc: errors.append(str(exc)))
             tab.locator(".n2g-pg-input").fill("in Paris")  # the playground loads patterns.js on first use

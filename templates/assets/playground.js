@@ -19,15 +19,18 @@
 
   function compile(graph, keys) {
     // Every complete match, read off the trie (render/playground.py): the keys from the activating token back.
-    var pats = [];
+    // graph.d: how far back each node's parent is (0: an activating token); graph.e: end values, times graph.s
+    // when it is given (exact: 773 / 1000 is the double 0.773, as in Python).
+    var pats = [], scale = graph.s || 1;
     graph.e.forEach(function (end, i) {
-      if (end === null) return;
+      if (end === null || (end === 0 && scale !== 1)) return;  // with graph.s, 0 stands for "no end" too
       var path = [];
-      for (var at = i; at !== -1; at = graph.u[at]) {
+      for (var at = i; ; at -= graph.d[at]) {
         var k = graph.k[at];  // null (any token), a token id standing for its normalised text, or the text
         path.push(typeof k === "number" ? keys[k] : k);
+        if (graph.d[at] === 0) break;
       }
-      pats.push({ value: end, keys: path.reverse(), order: pats.length });
+      pats.push({ value: scale === 1 ? end : end / scale, keys: path.reverse(), order: pats.length });
     });
     pats.sort(function (a, b) { return a.keys.length - b.keys.length || a.order - b.order; });
     return function predict(ids) {
@@ -117,7 +120,32 @@
     return text.replace(/[\n\t\r]/g, function (c) { return VISIBLE[c]; });
   }
 
+  // The playground's heading, text box, output and status, built here: a neuron page carries only its data
+  // (templates/neuron_body.html.j2), since without JavaScript there is no playground to show.
+  function build(box) {
+    var h = document.createElement("h2");
+    h.id = "playground";
+    h.textContent = "Try the graph on your own text";
+    var input = document.createElement("textarea");
+    input.className = "n2g-pg-input";
+    input.rows = 3;
+    input.spellcheck = false;
+    input.setAttribute("aria-label", "Text to run this neuron's graph on");
+    input.placeholder = "Type or paste text: it is tokenized with the model's tokenizer in your browser and " +
+      "the graph predicts each token's activation";
+    var out = document.createElement("div");
+    out.className = "n2g-tokens n2g-pg-out";
+    out.setAttribute("aria-live", "polite");
+    var status = document.createElement("p");
+    status.className = "n2g-note n2g-pg-status";
+    status.textContent = "The graph runs in your browser, no server involved; the tokenizer (a few MB) loads on " +
+      "first use. Highlights are the graph's predicted activation \u00f7 the neuron's max, not the model's.";
+    box.parentNode.insertBefore(h, box);
+    box.prepend(input, out, status);
+  }
+
   function setup(box) {
+    if (!box.querySelector(".n2g-pg-input")) build(box);
     var input = box.querySelector(".n2g-pg-input");
     var out = box.querySelector(".n2g-pg-out");
     var status = box.querySelector(".n2g-pg-status");

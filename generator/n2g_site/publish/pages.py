@@ -96,6 +96,36 @@ def rendered_pages(fragments: Path) -> Iterator[tuple[str, str, dict[str, str]]]
         yield from read_pack(fragments / pack["file"])
 
 
+FRAME_JS = "neurons/frame.js"  # the part of the frame only scripts use, written once (:func:`_shared_frame`)
+_FRAME_PART = re.compile(r"<!--n2g-frame-->(.*?)<!--/n2g-frame-->", re.S)
+
+
+def _shared_frame(prefix: str, suffix: str) -> tuple[str, str, str | None]:
+    """Move the frame's ``<!--n2g-frame-->`` parts (templates/overrides/neuron.html: the markup and scripts only
+    Material's JavaScript uses: its toggles, search dialog, config, palette script, logo, dialog) out of the pages:
+    the first becomes ``<script src=".../frame.js">``, which holds every part (``n2gFrame``) and writes the first
+    back in place (``document.write``); each later part becomes a short script writing its own. Returns the new
+    prefix and suffix and frame.js's text (None: no parts). Every neuron page sits at the same depth, so the parts'
+    relative URLs hold for all of them."""
+    parts: list[str] = []
+
+    def cut(match: re.Match[str]) -> str:
+        text = match.group(1)
+        if TITLE in text or TITLE.lower() in text or SHELL_URL in text:
+            raise ValueError("a shared part of the neuron frame (<!--n2g-frame-->) holds the page's title or URL")
+        parts.append(_squeeze(text).strip())
+        if len(parts) == 1:
+            return '<script src="../../frame.js"></script>'  # neurons/frame.js from neurons/L<l>/N<n>/
+        return f"<script>document.write(n2gFrame[{len(parts) - 1}])</script>"
+
+    prefix = _FRAME_PART.sub(cut, prefix)
+    suffix = _FRAME_PART.sub(cut, suffix)
+    if not parts:
+        return prefix, suffix, None
+    data = orjson.dumps(parts).decode("utf-8").replace("</", "<\\/")
+    return prefix, suffix, f"var n2gFrame={data};document.write(n2gFrame[0]);\n"
+
+
 def _split_shell(shell: str) -> tuple[str, str]:
     if shell.count(BODY_HTML) != 1:
         raise ValueError(
@@ -201,6 +231,10 @@ def write_neuron_pages(
         raise ValueError(f"{manifest} is {data.get('schema')!r}, not {SCHEMA!r}: rerun `n2g-site render`")
     packs = data["packs"]
     prefix, suffix = _split_shell(shell_page.read_text(encoding="utf-8"))
+    prefix, suffix, frame = _shared_frame(prefix, suffix)
+    if frame is not None:
+        (site / FRAME_JS).parent.mkdir(parents=True, exist_ok=True)
+        (site / FRAME_JS).write_text(frame, encoding="utf-8")
     total = sum(len(pack["pages"]) for pack in packs)
     jobs = jobs if jobs is not None else (os.cpu_count() or 1)
     jobs = max(1, jobs if total >= PARALLEL_MIN_PAGES else 1)

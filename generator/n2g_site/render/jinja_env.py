@@ -12,6 +12,7 @@ import jinja2
 
 from ..config import Config, UserError
 from ..resources import builtin_path
+from .plots import histogram
 from .tokens import display_token
 
 TEMPLATES = (
@@ -91,7 +92,12 @@ def make_env(cfg: Config) -> jinja2.Environment:
     # tojson without spaces: a neuron page's playground data is written once per neuron of a whole-model site.
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":")}
     env.filters.update(
-        num=num, pct=_pct, md=_md, sortval=_sortval, token=lambda v: display_token(v) if isinstance(v, str) else str(v)
+        num=num,
+        pct=_pct,
+        md=_md,
+        sortval=_sortval,
+        token=lambda v: display_token(v) if isinstance(v, str) else str(v),
+        histogram=histogram,
     )
     return env
 

@@ -290,7 +290,9 @@ class NeuronData:
                 "mean": export.number(self.stats_mean),
                 "firing_share": export.number(self.firing),
             },
-            "graph": self.fit.get("graph") if self.graph is not None else None,
+            "graph": export.graph_record(self.fit.get("graph"), export.token_ids(sh.vocab))
+            if self.graph is not None
+            else None,
             "fit": export.fit_record(self.fit),
             "examples": [
                 export.example_record(
@@ -310,7 +312,7 @@ class NeuronData:
             "evaluation": export.evaluation_record(self.evaluated),
             "similar": export.similar_records(sh.related.similar_raw(layer, n)),
             "similar_activation": export.similar_records(sh.related.similar_raw(layer, n, by_activation=True)),
-            "logit_effects": export.logit_record(logits, norm, sh.vocab),
+            "logit_effects": export.logit_record(logits, norm),
             "summary": self.shape.summary if self.shape else None,
             "trigger_groups": self.shape.groups if self.shape else None,
         }
@@ -398,7 +400,7 @@ def activating_tokens(graph: Graph) -> list[str]:
     return [display_token(n.token) for n in ranked if n.key is not None]
 
 
-_CUT = '<span class="n2g-cut">…</span>'
+_CUT = "<b>…</b>"  # where the shown tokens cut the window (n2g.css greys it): 23 bytes less than a classed span
 _LEVEL = [f"<i class=a{level}>" for level in range(11)]
 _PIVOT = [f'<i class="a{level} pv">' for level in range(11)]
 _ESCAPED: tuple[list[str], list[str]] | None = None  # (vocabulary in display form, each entry as HTML)

@@ -5,15 +5,17 @@ The playground (``assets/playground.js``) tokenizes the reader's text with the m
 with the same longest-match rule as :class:`~n2g_site.n2g.predict.Predictor`, so it shows exactly the values
 the Python predictor gives (tests/test_playground.py runs both on the same sequences).
 
-- Per neuron page: :func:`patterns` -> the graph's trie, ``{"u": [parent, ...], "k": [key, ...], "e": [end, ...],
-  "t": 0.5}``, one entry per node in the graph's node order: its parent's index (-1 for an activating token),
-  its key (null for the ignore node; else a token id whose normalised text is the key, read through the site's
-  ``keys`` table below, or the key itself when no token of the vocabulary has it) and the value a match ending there
-  predicts
-  (null: no match ends there); ``t`` is the firing threshold. The playground reads every complete match off
-  it (the path from an activating token to a node with an end), the patterns of ``Graph.patterns``; the trie
-  is written once per node, where the list of patterns repeats every shared prefix (a 1,712-node graph: ~40
-  KB as patterns, ~15 KB as a trie). Embedded in the page as JSON.
+- Per neuron page: :func:`patterns` -> the graph's trie, ``{"d": [distance, ...], "k": [key, ...], "e": [end, ...],
+  "s": 1000, "t": 0.5}``, one entry per node in the graph's node order: how many nodes back its parent is (its index
+  minus its parent's; 0 for an activating token: short numbers, where parent indices of a large graph have 3-4
+  digits), its key (null for the ignore node; else a token id whose normalised text is the key, read through the
+  site's ``keys`` table below, or the key itself when no token of the vocabulary has it) and the value a match
+  ending there predicts (null, or 0 with ``s``: no match ends there), times ``s`` when every end value is a non-zero
+  multiple of 1/1000 (fitted graphs store 3 decimals: ``773`` for 0.773, and ``773 / 1000`` in JavaScript is the
+  same double as Python's ``0.773``), as is without ``s``; ``t`` is the firing threshold. The playground reads every
+  complete match off it (the path from an activating token to a node with an end), the patterns of
+  ``Graph.patterns``; the trie is written once per node, where the list of patterns repeats every shared prefix (a
+  1,712-node graph: ~40 KB as patterns, ~15 KB as a trie). Embedded in the page as JSON.
 - Per site: ``playground/tokenizer.js`` (``n2gDeliver("playground/tokenizer", {"gz": "<base64>"})``), loaded
   only when a reader first enters a playground. Inside the gzip (:func:`pack`): the tokenizer
   (``tokenizer.json`` + ``tokenizer_config.json`` that mine saved in the work dir), ``vocab`` (token id ->
@@ -43,6 +45,7 @@ from ..store import WorkDir
 from .search_index import script
 
 DATA_PATH = "playground/tokenizer.js"
+END_SCALE = 1000  # end values are written in thousandths when that is exact (:func:`patterns`)
 
 
 _KEY_IDS: tuple[list[str], dict[str, int]] | None = None  # (vocabulary, normalised key -> its first token id)
@@ -63,18 +66,27 @@ def key_ids(vocab: list[str]) -> dict[str, int]:
 def patterns(
     graph: Graph, fire_threshold: float = EvaluateConfig.fire_threshold, ids: dict[str, int] | None = None
 ) -> dict[str, Any]:
-    """The graph's trie for the playground (module docstring): per node its parent's index (``"u"``), key
-    (``"k"``) and end value or null (``"e"``), and ``"t"``, the share of the max at which a token counts as
-    firing (as in the evaluation). ``ids`` (:func:`key_ids`): write a key as a token id with that key, a few
-    bytes instead of its text; without it (or for a key no token has) the key is written as text."""
+    """The graph's trie for the playground (module docstring): per node the distance back to its parent (``"d"``), its
+    key (``"k"``) and end value or null (``"e"``, in thousandths with ``"s": 1000`` when that is exact), and
+    ``"t"``, the share of the max at which a token counts as firing (as in the evaluation). ``ids``
+    (:func:`key_ids`): write a key as a token id with that key, a few bytes instead of its text; without it (or for
+    a key no token has) the key is written as text."""
     index = {node.id: i for i, node in enumerate(graph.nodes)}
     ids = ids or {}
-    return {
-        "u": [index[n.parent] if n.parent != -1 else -1 for n in graph.nodes],
+    ends = [float(n.end) if n.end is not None else None for n in graph.nodes]
+    scaled = [None if e is None else round(e * END_SCALE) for e in ends]
+    # Thousandths when exact and never 0, so that 0 can stand for "no end" (one byte where null is four).
+    exact = all(e is None or (s and s / END_SCALE == e) for e, s in zip(ends, scaled, strict=True))
+    scaled = [0 if s is None else s for s in scaled]
+    data: dict[str, Any] = {
+        "d": [i - index[n.parent] if n.parent != -1 else 0 for i, n in enumerate(graph.nodes)],
         "k": [n.key if n.key is None else ids.get(n.key, n.key) for n in graph.nodes],
-        "e": [float(n.end) if n.end is not None else None for n in graph.nodes],
+        "e": scaled if exact else ends,
         "t": float(fire_threshold),
     }
+    if exact:
+        data["s"] = END_SCALE
+    return data
 
 
 def write_tokenizer_data(work: WorkDir, vocab: list[str], bos: str | None, docs: Path) -> bool:

@@ -1,4 +1,5 @@
-"""Per-layer fidelity charts as inline SVG, drawn at build time (no plotting library, no JavaScript).
+"""Charts as inline SVG, drawn at build time (no plotting library, no JavaScript): per-layer fidelity charts, and
+a neuron's activation histogram (:func:`histogram`).
 
 One chart per (dataset, metric): x = layer, y = the metric's mean over the layer's neurons (0..1), one line
 per method (N2G, token lookup, n-gram). The geometry is computed here; ``chart.svg.j2`` draws it, so a site
@@ -8,9 +9,12 @@ vision), and each line also differs by marker shape.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import jinja2
+from markupsafe import Markup, escape
 
 METHOD_STYLE = {  # method -> (label, colour, marker)
     "n2g": ("N2G", "#0072B2", "circle"),
@@ -103,3 +107,27 @@ def chart(title: str, layers: list[int], values: dict[str, list[float | None]]) 
 
 def render_chart(env: jinja2.Environment, view: ChartView) -> str:
     return env.get_template("chart.svg.j2").render(chart=view)
+
+
+class Bar(Protocol):
+    """A histogram bar (contexts.HistBar): its height, 0..100 (percent of the chart's height)."""
+
+    height: int
+
+
+def histogram(bars: Sequence[Bar], label: str = "Activation histogram") -> Markup:
+    """The bars as one SVG ``<path>`` (a bar a unit wide, heights in percent), stretched to its box by CSS
+    (``preserveAspectRatio="none"``): ~6 bytes a bar, where a ``<i>`` a bar with its range and count as a
+    title was ~35 (one neuron page a neuron, tens of thousands of them). A bar of height 0 is drawn 1 unit
+    tall, as the HTML bars' ``min-height``, so an empty bin still shows where it is. The bins' ranges and counts
+    are in the layer's data; ``label`` is the chart's ``<title>``: its accessible name and tooltip."""
+    if not bars:
+        return Markup("")
+    steps = []
+    for bar in bars:
+        steps.append(f"V{100 - max(1, min(100, int(bar.height)))}h1")
+    d = "M0 100" + "".join(steps) + "V100z"
+    return Markup(
+        f'<svg class="n2g-hist" viewBox="0 0 {len(bars)} 100" preserveAspectRatio="none" role="img">'
+        f'<title>{escape(label)}</title><path d="{d}"/></svg>'
+    )

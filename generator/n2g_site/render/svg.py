@@ -164,19 +164,22 @@ def graph_dot(
             tip = "any one token"
             classes.append("any")
         else:
-            label, quoted = _label(node.token)
+            _, quoted = _label(node.token)
+            # Tooltips are short (~30 bytes a node less than "<label>: activating token, activation 0.57; a
+            # match may stop here (predicts 0.62)", on every node of every neuron page): the label is drawn
+            # beside it and the fill (red: activating, blue: context) says which kind of node it is.
             if node.depth == 0:
                 fill = _mix(ACT_RGB, node.activation)
-                tip = f"{label}: activating token, activation {node.activation:.2f}"
+                tip = f"activation {node.activation:.2f}"
             else:
                 fill = _mix(CTX_RGB, node.importance)
-                tip = f"{label}: context, importance {node.importance:.2f}"
+                tip = f"importance {node.importance:.2f}"
             colour = text_colour(fill)
             if colour != "#000000":
                 classes.append("w")
             head = f'\tn{node_id} [label={quoted} fillcolor="{fill}" fontcolor="{colour}"'
         if ends:
-            tip += f"; a match may stop here (predicts {node.end:.2f})"
+            tip += f"; ends a pattern: {node.end:.2f}"
             head += _ENDS
         if classes:
             head += f' class="{" ".join(classes)}"'

@@ -13,11 +13,12 @@ document:
   line where dot's curve is one to within a point): the curve is reversed (written from the context token
   toward the token it supports) and carried on to the arrowhead's tip, so that one shared arrow
   ``<marker>`` at its end replaces dot's per-edge arrowhead polygon;
-- per node ``<g class="node ...">`` with the tooltip as its ``<title>`` (browsers show it on hover), the box
-  as a short ``<path>`` with its fill, and the label ``<text>``. The node's DOT ``class`` (``end``, ``any``,
-  ``w``) is kept: :data:`GRAPH_CSS` styles the outlines and label colours by class instead of repeating them
-  on every node. Attributes the drawing cannot do without (a box's fill, the arrows' and edges' paint, the
-  small font of "any token") stay on the elements, so the drawing is still legible without the CSS.
+- per node a ``<g>`` with the tooltip as its ``<title>`` (browsers show it on hover), the box as a short ``<path>``
+  with its fill, and the label ``<text>``. The node's DOT ``class`` (``end``, ``any``, ``w``) is kept as the group's
+  class (none for an ordinary node: dot's ``node`` class is implied): :data:`GRAPH_CSS` styles the outlines and
+  label colours by class instead of repeating them on every node. Attributes the drawing cannot do without (a box's
+  fill, the arrows' and edges' paint, the small font of "any token") stay on the elements, so the drawing is still
+  legible without the CSS.
 
 The output is written as text, not through ElementTree's serialiser (pure Python, 3x slower here, and this
 runs once per neuron): tags and attribute names are constants of this module, and every value taken from
@@ -39,10 +40,11 @@ _XLINK_TITLE = "{http://www.w3.org/1999/xlink}title"
 
 # What the classes mean; n2g.css carries these rules for inline graphs (tests/test_svg.py checks it does),
 # a graph in a file of its own carries them in a <style> (svg.standalone_svg).
+# A node is a ``<g>`` of its own (no class: an ordinary node), the edges one ``<g class="edges">``.
 GRAPH_CSS = (
-    ".n2g-graph .node path{stroke:#555}"
-    ".n2g-graph .end path{stroke:#000;stroke-width:2.6}"
-    ".n2g-graph .any path{stroke:#999;stroke-dasharray:5,2}"
+    ".n2g-graph g:not(.edges)>path{stroke:#555}"
+    ".n2g-graph g.end>path{stroke:#000;stroke-width:2.6}"
+    ".n2g-graph g.any>path{stroke:#999;stroke-dasharray:5,2}"
     ".n2g-graph .any text{fill:#777}"
     ".n2g-graph .w text{fill:#fff}"
 )
@@ -152,8 +154,7 @@ def _marker(marker_id: str, arrow: float) -> str:
             ("markerHeight", f"{2 * half:g}"),
             ("refX", f"{length:g}"),
             ("refY", f"{half:g}"),
-            ("orient", "auto"),
-            ("markerUnits", "userSpaceOnUse"),
+            ("orient", "auto"),  # markerUnits: the default, the edges' stroke width, which is 1
         ],
         _element("path", [("d", f"M0,0 {length:g},{half:g} 0,{2 * half:g}z"), ("fill", EDGE_COLOUR)]),
     )
@@ -254,7 +255,8 @@ def _node(item: ET.Element, classes: list[str], frame: _Frame) -> str:
             inner.append(_element("text", attrs, _text(el.text or "")))
         elif tag in ("ellipse", "path", "polyline", "image"):
             raise ValueError(f"dot drew a node as <{tag}>; svg_compact only knows box nodes (polygons)")
-    return _element("g", [("class", " ".join(classes))], "".join(inner))
+    kept = " ".join(c for c in classes if c != "node")
+    return _element("g", [("class", kept)] if kept else [], "".join(inner))
 
 
 def _text(value: str) -> str:
