@@ -173,3 +173,18 @@ def test_a_checkpoint_round_trip_resumes_exactly(device, d_mlp):
         assert a.keys() == b.keys()
         for name in a:
             np.testing.assert_array_equal(a[name], b[name], err_msg=f"{part}/{name}")
+
+
+def test_cutting_every_candidate_keeps_what_cutting_the_entering_ones_keeps():
+    """The CPU cuts only the entering windows (it reads their count back); a device cuts every candidate and
+    writes the others to the storage row no rank uses. Both keep the same windows."""
+    batches = stream(3, batches=9)
+    compact, every = accumulators("cpu"), accumulators("cpu")
+    for name in SETS:
+        every[name].compact = False
+    feed(compact, batches, "cpu")
+    feed(every, batches, "cpu")
+    for name in SETS:
+        a, b = compact[name].state(), every[name].state()
+        for field in a:
+            np.testing.assert_array_equal(a[field], b[field], err_msg=f"{name}/{field}")

@@ -37,6 +37,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -123,26 +124,49 @@ class BatchRows:
         )
 
 
+NO_ARRIVAL = torch.iinfo(torch.int64).max  # an empty slot's arrival: after every window
+ROW_BITS = 20  # a window's arrival = batch number << ROW_BITS | row in the batch
+
+
 class TopK:
     """Running top-k windows of n neurons (or bottom-k: ``lowest``, ranked by the most negative peak): tensors
     on one device, merged batch by batch with torch ops only (no value is read back to the host until
-    ``state`` or ``result``)."""
+    ``state`` or ``result``; on the CPU, where reading back costs nothing, only the windows that enter are
+    cut, the same windows a device cuts for every candidate).
 
-    FIELDS = ("value", "tokens", "acts", "doc", "start")
+    Windows are kept in a total order: by peak value, equal peaks by arrival (batch number, then row in the
+    batch: the earlier window of the pass first). So the kept set does not depend on how the batches are
+    split between shards (mine_shards._top_k merges in the same order), ties included (a GELU's many
+    windows at its minimum, -0.17). The ranks' small arrays (value, doc, start, arrival) are re-sorted per
+    batch; the windows themselves stay where they were written (``slot``: each rank's storage row), so a
+    batch writes only its entering windows, in the storage rows of the windows they push out.
+    """
 
-    value: torch.Tensor  # [n, k] the kept windows' peaks (and below: their tokens, activations, doc, start)
-    tokens: torch.Tensor
-    acts: torch.Tensor
+    FIELDS = ("value", "tokens", "acts", "doc", "start", "arrival")
+
+    value: torch.Tensor  # [n, k] the kept windows' peaks, by rank (and below: doc, start, arrival)
     doc: torch.Tensor
     start: torch.Tensor
+    arrival: torch.Tensor
+    slot: torch.Tensor  # [n, k] long: each rank's row in the storage below
+    store_tokens: torch.Tensor  # [n, k + 1, W] the windows' tokens; row k takes the writes of no window
+    store_acts: torch.Tensor  # [n, k + 1, W] their activations
 
     def __init__(
         self, n: int, k: int, before: int, after: int, device: torch.device | str = "cpu", *, lowest: bool = False
     ) -> None:
-        self.k, self.before, self.after, self.lowest = k, before, after, lowest
+        self.n, self.k, self.before, self.after, self.lowest = n, k, before, after, lowest
+        self.width = before + 1 + after
         self.device = torch.device(device)
-        self.restore(asdict_arrays(ExampleSet.empty(n, k, before + 1 + after, lowest=lowest)))
-        self.around = torch.arange(-before, after + 1, device=self.device)  # window positions around a peak
+        self.compact = self.device.type == "cpu"  # cut only the entering windows (reads their count back)
+        self.restore(self.empty_state())
+
+    def empty_state(self) -> dict[str, np.ndarray]:
+        empty = ExampleSet.empty(self.n, self.k, self.width, lowest=self.lowest)
+        return {
+            **{name: getattr(empty, name) for name in self.FIELDS if name != "arrival"},
+            "arrival": np.full((self.n, self.k), NO_ARRIVAL, np.int64),
+        }
 
     def update(
         self,
@@ -152,8 +176,9 @@ class TopK:
         valid: torch.Tensor,
         docs: torch.Tensor,
         offsets: torch.Tensor,
+        number: int = 0,
     ) -> None:
-        """Merge a batch: ``acts`` [B, T, n] of the n neurons, ``tokens`` [B, T] right-padded,
+        """Merge batch ``number``: ``acts`` [B, T, n] of the n neurons, ``tokens`` [B, T] right-padded,
         ``valid`` [B, T] the positions that may be a peak (text tokens, not padding or doc-start)."""
         if self.lowest:
             seq_peak, seq_arg = acts.masked_fill(~valid[:, :, None], torch.inf).min(dim=1)  # [B, n]
@@ -164,7 +189,8 @@ class TopK:
             seq_peak,
             seq_arg,
             rows,
-            acts,
+            (number << ROW_BITS) + rows,
+            acts.contiguous(),
             torch.arange(acts.shape[2], device=acts.device),
             tokens,
             lengths,
@@ -177,6 +203,7 @@ class TopK:
         seq_peak: torch.Tensor,
         seq_arg: torch.Tensor,
         rows: torch.Tensor,
+        arrival: torch.Tensor,
         acts: torch.Tensor,
         columns: torch.Tensor,
         tokens: torch.Tensor,
@@ -186,57 +213,87 @@ class TopK:
     ) -> None:
         """Merge R candidate rows: ``seq_peak``/``seq_arg`` [R, n] each row's peak value and position per
         neuron (its max, or its min when ``lowest``, over its valid positions), ``rows`` [R] their index in
-        the batch; ``acts`` [B, T, D] a layer's activations, ``columns`` [n] the neurons' columns in it;
-        ``tokens`` [B, T], the rest [B]."""
-        width, span = tokens.shape[1], self.around.numel()
-        value, peak = seq_peak.T, seq_arg.T  # [n, R]
-        finite = torch.isfinite(value)  # a row without text offers nothing: its window stays empty
-        # Token windows come from the batch's rows padded with -1 on both sides (and one all -1 row for the
-        # rows without text), so a window never leaves its row and -1 marks every position outside the text.
-        padded = torch.full(
-            (tokens.shape[0] + 1, self.before + width + self.after), -1, dtype=torch.int32, device=tokens.device
-        )
-        padded[:-1, self.before : self.before + width] = torch.where(
-            torch.arange(width, device=tokens.device) < lengths[:, None], tokens, -1
-        )
-        source = torch.where(finite, rows[None, :], tokens.shape[0])
-        cand_tokens = padded.reshape(-1).take(
-            (source * padded.shape[1] + peak)[:, :, None] + torch.arange(span, device=tokens.device)
-        )
-        row_start = (rows * width)[None, :, None]
-        flat = (row_start + peak[:, :, None] + self.around).clamp_(row_start, row_start + width - 1)
-        cand_acts = acts.reshape(-1).take(torch.add(columns[:, None, None], flat, alpha=acts.shape[2])).float()
-        cand_acts.masked_fill_(cand_tokens < 0, torch.nan)
+        the batch and ``arrival`` [R] their place in the pass (increasing over the pass); ``acts`` [B, T, D]
+        a layer's activations (contiguous), ``columns`` [n] the neurons' columns in it; ``tokens`` [B, T],
+        the rest [B]."""
+        k = self.k
+        value = seq_peak.T  # [n, R]
+        finite = torch.isfinite(value)  # a row without text offers nothing: it ranks with the empty slots
+        cand_arrival = torch.where(finite, arrival[None, :], NO_ARRIVAL)
         cand_doc = torch.where(finite, docs[rows].to(torch.int32)[None, :], -1)
-        cand_start = torch.where(finite, (offsets[rows][None, :] + peak - self.before).to(torch.int32), 0)
-        order = self.order(
-            torch.cat([self.value, value], dim=1),
-            torch.cat([self.doc, cand_doc], dim=1),
-            torch.cat([self.start, cand_start], dim=1),
-        )[:, : self.k]
-        idx3 = order[:, :, None].expand(-1, -1, self.tokens.shape[2])
-        self.value = torch.cat([self.value, value], dim=1).gather(1, order)
-        self.tokens = torch.cat([self.tokens, cand_tokens], dim=1).gather(1, idx3)
-        self.acts = torch.cat([self.acts, cand_acts], dim=1).gather(1, idx3)
+        cand_start = torch.where(finite, (offsets[rows][None, :] + seq_arg.T - self.before).to(torch.int32), 0)
+        # The kept ranks come before the candidates, which come in arrival order: a stable sort by value alone
+        # ranks equal peaks by arrival.
+        values = torch.cat([self.value, value], dim=1)  # [n, k + R]
+        order = values.argsort(dim=1, stable=True, descending=not self.lowest)[:, :k]
+        self.value = values.gather(1, order)
+        self.arrival = torch.cat([self.arrival, cand_arrival], dim=1).gather(1, order)
         self.doc = torch.cat([self.doc, cand_doc], dim=1).gather(1, order)
         self.start = torch.cat([self.start, cand_start], dim=1).gather(1, order)
+        # Storage: the m-th kept rank pushed out (in rank order) gives its row to the m-th entering candidate.
+        kept = torch.zeros(values.shape, dtype=torch.bool, device=self.device).scatter_(1, order, True)
+        enter, dropped = kept[:, k:], ~kept[:, :k]
+        freed = torch.full((self.n, k + 1), k, dtype=torch.long, device=self.device)
+        freed.scatter_(1, torch.where(dropped, dropped.cumsum(1) - 1, k), self.slot)
+        dest = torch.where(enter, freed.gather(1, (enter.cumsum(1) - 1).clamp_(min=0)), k)  # [n, R]; k: none
+        self.slot = torch.cat([self.slot, dest], dim=1).gather(1, order)
+        if self.compact:
+            neuron, cand = enter.nonzero(as_tuple=True)
+        else:  # every candidate, the ones that do not enter written to row k: no sync
+            neuron = torch.arange(self.n, device=self.device).repeat_interleave(value.shape[1])
+            cand = torch.arange(value.shape[1], device=self.device).repeat(self.n)
+        self._write(neuron, dest[neuron, cand], rows[cand], seq_arg.T[neuron, cand], acts, columns, tokens, lengths)
 
-    def order(self, value: torch.Tensor, doc: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-        """Each neuron's windows [n, m] best first, in a total order: by peak value (highest first, or lowest
-        when ``lowest``), equal peaks by document, then by start (empty slots last). A total order makes the
-        kept set independent of the order the batches come in, so the shards' merge (mine_shards._top_k, the
-        same order) gives what one process keeps, ties included (a GELU's many windows at its minimum, -0.17)."""
-        tie = torch.where(doc >= 0, doc, torch.iinfo(torch.int32).max).long() * 2**32 + start.long()
-        first = tie.argsort(dim=1, stable=True)
-        second = value.gather(1, first).argsort(dim=1, stable=True, descending=not self.lowest)
-        return first.gather(1, second)
+    def _write(
+        self,
+        neuron: torch.Tensor,
+        dest: torch.Tensor,
+        row: torch.Tensor,
+        peak: torch.Tensor,
+        acts: torch.Tensor,
+        columns: torch.Tensor,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> None:
+        """Cut E windows (``neuron``, batch ``row``, ``peak`` position; [E] each) and write them to storage rows
+        ``dest``. Positions outside the row's text get token -1 and activation NaN."""
+        width = tokens.shape[1]
+        padded = torch.full(
+            (tokens.shape[0], self.before + width + self.after), -1, dtype=torch.int32, device=tokens.device
+        )
+        padded[:, self.before : self.before + width] = torch.where(
+            torch.arange(width, device=tokens.device) < lengths[:, None], tokens, -1
+        )
+        steps = torch.arange(self.width, device=tokens.device)
+        cut_tokens = padded.view(-1).take((row * padded.shape[1] + peak)[:, None] + steps)  # [E, W]
+        # Activations of positions outside the row are read from a neighbour (or clamped into the tensor), then
+        # masked by their -1 token.
+        base = (row * width + peak - self.before) * acts.shape[2] + columns[neuron]
+        where = (base[:, None] + steps * acts.shape[2]).clamp_(0, acts.numel() - 1)
+        cut_acts = acts.view(-1).take(where).float()
+        cut_acts.masked_fill_(cut_tokens < 0, torch.nan)
+        self.store_tokens[neuron, dest] = cut_tokens
+        self.store_acts[neuron, dest] = cut_acts
 
     def state(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name).cpu().numpy() for name in self.FIELDS}
+        """The kept windows by rank, on the host (what checkpoints and shard files hold)."""
+        rank = self.slot[:, :, None].expand(-1, -1, self.width)
+        return {
+            "value": self.value.cpu().numpy(),
+            "tokens": self.store_tokens.gather(1, rank).cpu().numpy(),
+            "acts": self.store_acts.gather(1, rank).cpu().numpy(),
+            "doc": self.doc.cpu().numpy(),
+            "start": self.start.cpu().numpy(),
+            "arrival": self.arrival.cpu().numpy(),
+        }
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
-        for name in self.FIELDS:
-            setattr(self, name, torch.from_numpy(np.array(state[name])).to(self.device))
+        move = lambda a: torch.from_numpy(np.array(a)).to(self.device)  # noqa: E731
+        self.value, self.doc, self.start, self.arrival = (move(state[n]) for n in ("value", "doc", "start", "arrival"))
+        self.slot = torch.arange(self.k, device=self.device).repeat(self.n, 1)
+        empty = ExampleSet.empty(self.n, 1, self.width)
+        self.store_tokens = move(np.concatenate([state["tokens"], empty.tokens], axis=1))
+        self.store_acts = move(np.concatenate([state["acts"], empty.acts], axis=1))
 
     def result(self) -> ExampleSet:
         host = self.state()
@@ -248,10 +305,6 @@ class TopK:
             pivot=np.where(host["doc"] >= 0, self.before, 0).astype(np.int32),
             value=host["value"].astype(np.float32),
         )
-
-
-def asdict_arrays(examples: ExampleSet) -> dict[str, np.ndarray]:
-    return {name: getattr(examples, name) for name in TopK.FIELDS}
 
 
 class OrdinarySampler:
@@ -341,6 +394,7 @@ class StatsAccumulator:
         self.codes = torch.zeros(shape, dtype=torch.int32, device=self.device)  # [parts, code, column]
         self.code_bins = torch.from_numpy(CODE_BINS).to(self.device)
         self.one = torch.ones((), dtype=torch.int32, device=self.device)
+        self.buffer = torch.empty((0, 0), dtype=torch.int64, device=self.device)  # the codes of a batch
         self.masked = 0  # no-text positions counted in the +inf code since the last flush (all set to +inf)
         self.pending = 0  # positions counted in ``codes`` since the last flush
         self.count = 0
@@ -376,15 +430,26 @@ class StatsAccumulator:
         return seq_max, seq_arg, seq_min, seq_argmin
 
     def _count(self, flat: torch.Tensor) -> None:
-        """Count each value of ``flat`` [N, d_mlp] (float32, contiguous) under its code."""
+        """Count each value of ``flat`` [N, d_mlp] (float32, contiguous) under its code. The codes go to a
+        buffer kept between batches: a fresh one would be as big as the activations, and first touching
+        its pages costs more than the shifts."""
+        mask = len(CODE_BINS) - 1
         if self.paired:
             words = flat.view(torch.int64)  # [N, d_mlp / 2]: column 2j in the low 32 bits, 2j + 1 in the high
+            code = self._buffer(words.shape)
             for part, shift in enumerate((22, 54)):
-                code = (words >> shift).bitwise_and_(len(CODE_BINS) - 1)
+                torch.bitwise_right_shift(words, shift, out=code).bitwise_and_(mask)
                 self.codes[part].scatter_add_(0, code, self.one.expand(code.shape))
         else:
-            code = (flat.view(torch.int32) >> 22).bitwise_and_(len(CODE_BINS) - 1).long()
+            code = self._buffer(flat.shape)
+            code.copy_(torch.bitwise_right_shift(flat.view(torch.int32), 22)).bitwise_and_(mask)
             self.codes[0].scatter_add_(0, code, self.one.expand(code.shape))
+
+    def _buffer(self, shape: torch.Size) -> torch.Tensor:
+        """An int64 tensor of ``shape`` ([N, columns]) in the kept buffer, grown when a batch is bigger."""
+        if self.buffer.shape[0] < shape[0] or self.buffer.shape[1] != shape[1]:
+            self.buffer = torch.empty(shape, dtype=torch.int64, device=self.device)
+        return self.buffer[: shape[0]]
 
     def flush(self) -> None:
         """Fold the code counts into the histogram's bins."""
@@ -531,6 +596,24 @@ def _budget(rows: Iterable[TokenRow], max_tokens: int) -> Iterator[TokenRow]:
         yield row
 
 
+@contextmanager
+def host_threads(device: torch.device) -> Iterator[None]:
+    """On the CPU, the bookkeeping in one intra-op thread (then the thread count before). Its ops are either
+    small (the [neurons, k + rows] ranks, the entering windows) or one memory-bound pass over a batch; on
+    2 shared cores (benchmarks/README.md, "Mining") two threads made them 2-5x slower, in wall and CPU time,
+    than one. One thread also makes the float32 batch sums the same whatever the thread count. Other
+    devices: nothing changes."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 SPLITS = ("train", "heldout")
 SETS = MinedLayer.SETS  # the top sets of SPLITS, then their bottom sets ("bottom_" + split)
 
@@ -554,17 +637,20 @@ def _accumulate(
     """Fold batch ``number``'s activations into every layer's accumulators, on the activations' device;
     ``tops`` holds each layer's four example sets (SETS); ``ordinary_batches`` gets the batch number of each
     ordinary-text row taken (merging shards orders by it)."""
-    with torch.inference_mode():  # the activations are inference tensors, updated in place
+    with torch.inference_mode(), host_threads(next(iter(stats.values())).device):  # in place: inference tensors
         for layer in layers:
-            layer_acts = acts[layer].to(stats[layer].device)
+            layer_acts = acts[layer].to(stats[layer].device).contiguous()
             seq_max, seq_arg, seq_min, seq_argmin = stats[layer].update(layer_acts, rows.invalid)
             columns = picks[layer]
+            every = columns.numel() == layer_acts.shape[2]  # --all: the picks are every column, in order
             for name, sel in rows.splits.items():
+                arrival = (number << ROW_BITS) + sel
                 for prefix, peak, arg in (("", seq_max, seq_arg), ("bottom_", seq_min, seq_argmin)):
                     tops[(layer, prefix + name)].merge(
-                        peak[sel[:, None], columns],
-                        arg[sel[:, None], columns],
+                        peak[sel] if every else peak[sel[:, None], columns],
+                        arg[sel] if every else arg[sel[:, None], columns],
                         sel,
+                        arrival,
                         layer_acts,
                         columns,
                         rows.tokens,
@@ -575,7 +661,7 @@ def _accumulate(
             for i, length, doc in rows.heldout:
                 if not ordinary[layer].wants():
                     break
-                ordinary[layer].add(rows.tokens[i], layer_acts[i][:, columns], length, doc)
+                ordinary[layer].add(rows.tokens[i], layer_acts[i] if every else layer_acts[i][:, columns], length, doc)
                 if layer == layers[0] and ordinary_batches is not None:
                     ordinary_batches.append(number)
 

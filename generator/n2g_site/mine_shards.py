@@ -11,9 +11,9 @@ batch number of each ordinary-text row).
 :func:`merge_shards` combines the n states into the layer files one process writes:
 
 - top-k windows: the k highest of all shards' windows, by peak value, equal peaks (the same text in two
-  sequences, a GELU's many windows at its minimum) by document then position: the total order one process
-  keeps too (mine.TopK.order), so the windows and their slots are the same; bottom-k windows alike, the k
-  lowest by peak value;
+  sequences, a GELU's many windows at its minimum) by arrival (batch number, then row in the batch): the
+  total order one process keeps too (mine.TopK), so the windows and their slots are the same; bottom-k
+  windows alike, the k lowest by peak value;
 - max, min, histograms and token counts: exact;
 - the mean: the shards' float64 sums added, divided by the count, cast to float32. One process adds the
   same per-batch sums (float32, each exact in float64) in batch order, so the two differ only where float64
@@ -203,24 +203,24 @@ def _top_k(
     states: Sequence[dict[str, np.ndarray]], k: int, before: int, after: int, *, lowest: bool = False
 ) -> dict[str, np.ndarray]:
     """The k best windows of all shards per neuron: by peak value (highest first, or lowest first when
-    ``lowest``), then document, then position."""
+    ``lowest``), equal peaks by arrival (batch number, then row): mine.TopK's order."""
+    from .mine import NO_ARRIVAL
+
     value = np.concatenate([s["value"] for s in states], axis=1)  # [n, k * shards]
-    doc = np.concatenate([s["doc"] for s in states], axis=1)
-    start = np.concatenate([s["start"] for s in states], axis=1)
-    filled = doc >= 0
+    arrival = np.concatenate([s["arrival"] for s in states], axis=1)
     rank = value.astype(np.float64) if lowest else -value.astype(np.float64)
-    order = np.lexsort((start, np.where(filled, doc, np.iinfo(np.int32).max), rank), axis=1)
-    order = order[:, :k]
+    order = np.lexsort((arrival, rank), axis=1)[:, :k]
     pick = {
         name: np.take_along_axis(
             np.concatenate([s[name] for s in states], axis=1), order if s_dim == 2 else order[:, :, None], axis=1
         )
-        for name, s_dim in (("value", 2), ("doc", 2), ("start", 2), ("tokens", 3), ("acts", 3))
+        for name, s_dim in (("value", 2), ("doc", 2), ("start", 2), ("arrival", 2), ("tokens", 3), ("acts", 3))
     }
     empty = ExampleSet.empty(value.shape[0], k, before + 1 + after, lowest=lowest)
     gone = ~np.isfinite(pick["value"])  # slots no shard filled: as one process leaves them
     for name in ("doc", "start"):
         pick[name] = np.where(gone, getattr(empty, name), pick[name])
+    pick["arrival"] = np.where(gone, NO_ARRIVAL, pick["arrival"])
     for name in ("tokens", "acts"):
         pick[name] = np.where(gone[:, :, None], getattr(empty, name), pick[name])
     return {name: np.ascontiguousarray(pick[name].astype(states[0][name].dtype)) for name in pick}

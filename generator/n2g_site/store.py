@@ -145,7 +145,8 @@ class ExampleSet:
     so each slot is one sequence: no sequence appears twice in a neuron's set. A top set (``train``,
     ``heldout``) peaks at each sequence's highest activation, slots sorted by value highest first; a
     bottom set (``bottom_train``, ``bottom_heldout``) at each sequence's lowest, sorted lowest (most
-    negative) first, with the raw activations (negative where the neuron went below zero). Empty slots
+    negative) first, with the raw activations (negative where the neuron went below zero). Equal peaks: the
+    window mined earlier in the pass first (batch number, then row in the batch). Empty slots
     (a corpus too small for k) have ``doc == -1`` and ``value == -inf`` in a top set, ``+inf`` in a
     bottom set.
     """
