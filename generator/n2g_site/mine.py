@@ -124,6 +124,11 @@ class BatchRows:
         )
 
 
+def _cut(source: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """``source.view(-1).take(where)`` for a contiguous ``source`` and [E, W] flat positions ``where``."""
+    return source.view(1, -1).gather(1, where.view(1, -1)).view(where.shape)
+
+
 NO_ARRIVAL = torch.iinfo(torch.int64).max  # an empty slot's arrival: after every window
 ROW_BITS = 20  # a window's arrival = batch number << ROW_BITS | row in the batch
 
@@ -265,12 +270,13 @@ class TopK:
             torch.arange(width, device=tokens.device) < lengths[:, None], tokens, -1
         )
         steps = torch.arange(self.width, device=tokens.device)
-        cut_tokens = padded.view(-1).take((row * padded.shape[1] + peak)[:, None] + steps)  # [E, W]
+        # gather on a [1, numel] view, not take: the same elements, 2-5x faster on the CPU
+        cut_tokens = _cut(padded, (row * padded.shape[1] + peak)[:, None] + steps)  # [E, W]
         # Activations of positions outside the row are read from a neighbour (or clamped into the tensor), then
         # masked by their -1 token.
         base = (row * width + peak - self.before) * acts.shape[2] + columns[neuron]
         where = (base[:, None] + steps * acts.shape[2]).clamp_(0, acts.numel() - 1)
-        cut_acts = acts.view(-1).take(where).float()
+        cut_acts = _cut(acts, where).float()
         cut_acts.masked_fill_(cut_tokens < 0, torch.nan)
         self.store_tokens[neuron, dest] = cut_tokens
         self.store_acts[neuron, dest] = cut_acts
@@ -367,6 +373,7 @@ def _code_bins() -> np.ndarray:
 
 
 CODE_BINS = _code_bins()
+_CODE_BUFFERS: dict[torch.device, torch.Tensor] = {}  # a batch's codes, kept between batches and layers
 INF_CODE = 255 << 1  # +inf: biased exponent 255, mantissa 0, sign 0
 FLUSH_TOKENS = 1 << 30  # the int32 code counts are added into the int64 histogram before they could overflow
 
@@ -394,7 +401,6 @@ class StatsAccumulator:
         self.codes = torch.zeros(shape, dtype=torch.int32, device=self.device)  # [parts, code, column]
         self.code_bins = torch.from_numpy(CODE_BINS).to(self.device)
         self.one = torch.ones((), dtype=torch.int32, device=self.device)
-        self.buffer = torch.empty((0, 0), dtype=torch.int64, device=self.device)  # the codes of a batch
         self.masked = 0  # no-text positions counted in the +inf code since the last flush (all set to +inf)
         self.pending = 0  # positions counted in ``codes`` since the last flush
         self.count = 0
@@ -446,10 +452,14 @@ class StatsAccumulator:
             self.codes[0].scatter_add_(0, code, self.one.expand(code.shape))
 
     def _buffer(self, shape: torch.Size) -> torch.Tensor:
-        """An int64 tensor of ``shape`` ([N, columns]) in the kept buffer, grown when a batch is bigger."""
-        if self.buffer.shape[0] < shape[0] or self.buffer.shape[1] != shape[1]:
-            self.buffer = torch.empty(shape, dtype=torch.int64, device=self.device)
-        return self.buffer[: shape[0]]
+        """An int64 tensor of ``shape`` ([N, columns]) in the buffer this device's accumulators share (the
+        layers are updated one after another), grown when a batch is bigger."""
+        buffer = _CODE_BUFFERS.get(self.device)
+        if buffer is None or buffer.numel() < shape.numel():
+            with torch.inference_mode(False):  # a normal tensor: writable in and out of inference mode
+                buffer = torch.empty(shape.numel(), dtype=torch.int64, device=self.device)
+            _CODE_BUFFERS[self.device] = buffer
+        return buffer[: shape.numel()].view(shape)
 
     def flush(self) -> None:
         """Fold the code counts into the histogram's bins."""
