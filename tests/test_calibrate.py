@@ -5,16 +5,17 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from synthetic import ID, WORDS, encode, paris_after_in
 
 from n2g_site import calibrate
-from n2g_site.calibrate import Text, calibrate as calibrate_graph, match, paper_graph, recalibratable
+from n2g_site.calibrate import Text, match, paper_graph, recalibratable
+from n2g_site.calibrate import calibrate as calibrate_graph
 from n2g_site.config import Config, FitConfig, MineConfig
 from n2g_site.fit import fit
 from n2g_site.mine import mine
 from n2g_site.n2g.graph import Element, Graph, Line, build_graph, normalise
 from n2g_site.n2g.predict import KeyIndex, Predictor, Sequences
 from n2g_site.store import WorkDir, read_json
+from synthetic import ID, WORDS, encode, paris_after_in
 
 KEYS = KeyIndex(WORDS)
 BOS = ID["<|endoftext|>"]
