@@ -52,3 +52,17 @@ def test_method_page_says_which_mode_built_the_graphs():
         build = {"options": {"fit": {"paper": paper, "calibration_tokens": 16384}}}
         rows = {row.flag: row.value for step in method_page(build, None).steps.values() for row in step.options}
         assert rows["--paper"] == str(paper) and rows["--calibration-tokens"] == "16384"
+
+
+def test_method_page_text_names_the_mode():
+    from render_fixtures import MANIFEST
+
+    from n2g_site.render import guide
+
+    env = make_env(Config())
+    for paper, says in ((True, "built with `--paper`"), (False, "the graphs are calibrated")):
+        fit = {"config": {**Config().fit_record(), "paper": paper}, "augmenter": "self"}
+        build = guide.build_info(MANIFEST, version="9.9", date="2026-01-01", fit=fit, evaluate=None)
+        text = env.get_template("method.md.j2").render(page=method_page(build, None), site=None)
+        predict = text[text.index("## Predict") : text.index("## Evaluate")]
+        assert says in predict and "--calibration-tokens" in predict
