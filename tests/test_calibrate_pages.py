@@ -55,9 +55,8 @@ def test_method_page_says_which_mode_built_the_graphs():
 
 
 def test_method_page_text_names_the_mode():
-    from render_fixtures import MANIFEST
-
     from n2g_site.render import guide
+    from render_fixtures import MANIFEST
 
     env = make_env(Config())
     for paper, says in ((True, "built with `--paper`"), (False, "the graphs are calibrated")):
