@@ -121,10 +121,10 @@ def match(graph: Graph, keys: KeyIndex, seqs: Sequences) -> Matches:
         found_depth.append(np.full(len(at), depth, np.int64))
     pos = np.concatenate(found_pos) if found_pos else np.zeros(0, np.int64)
     nodes = np.concatenate(found_node) if found_node else np.zeros(0, np.int64)
-    depth = np.concatenate(found_depth) if found_depth else np.zeros(0, np.int64)
+    depths = np.concatenate(found_depth) if found_depth else np.zeros(0, np.int64)
     deepest = np.full(n, -1, np.int64)
-    np.maximum.at(deepest, pos, depth)
-    keep = depth == deepest[pos]
+    np.maximum.at(deepest, pos, depths)
+    keep = depths == deepest[pos]
     pos, nodes = pos[keep], nodes[keep]
     winner = np.full(n, -1, np.int64)
     order = np.lexsort((ends[nodes], pos))  # per position, the largest end last: it is written last
@@ -227,10 +227,11 @@ def calibrate(graph: Graph, keys: KeyIndex, text: Text, windows: Text, threshold
     final = PatternStats.of(match(graph, keys, everything.seqs), everything.truth, size, threshold)
     new = calibrated_ends(ends, final, best_p, threshold)
     out = copy.deepcopy(graph)
-    changed = []
+    changed: list[list[float]] = []
     for i in np.flatnonzero(~np.isnan(ends) & (new != ends)).tolist():
-        out.nodes[i].end = math.floor(float(new[i]) * 1e6) / 1e6  # rounded down: stays under the threshold
-        changed.append([i, float(ends[i]), out.nodes[i].end, int(final.wins[i]), int(final.fires[i])])
+        value = math.floor(float(new[i]) * 1e6) / 1e6  # rounded down: stays under the threshold
+        out.nodes[i].end = value
+        changed.append([i, float(ends[i]), value, int(final.wins[i]), int(final.fires[i])])
     scored = int((~np.isnan(text.truth)).sum())
     return out, Calibration(best_p, scores, changed, scored)
 

@@ -194,8 +194,9 @@ def prepare(
         load_model = lambda: work_dir_model(cfg, manifest)  # noqa: E731
     model = load_model()
     split = f" ({text.split} documents)" if text.split else ""
+    stage = "fit" if text.name == "calibrate" else "evaluate"
     say(
-        f"{'fit' if text.name == 'calibrate' else 'evaluate'}: running {model.name} over {text.tokens:,} tokens of {text.spec!r}{split} "
+        f"{stage}: running {model.name} over {text.tokens:,} tokens of {text.spec!r}{split} "
         f"({describe(text.spec)['name']}) for the {text.name} text of layers {','.join(map(str, sorted(todo)))}"
     )
     for layer, made in run_pass(model, text, seq_len, todo, key).items():
