@@ -158,7 +158,8 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     for layer in sorted({g[0] for g in todo} | {k[0] for k in again}):
         mined_layer = MinedLayer.load(work.mined(layer))
         chosen = [n for g in todo if g[0] == layer for n in g[1]] + [n for k, n in again if k == layer]
-        wanted[layer] = {n: task.max_activation for n, task in zip(chosen, _tasks(mined_layer, chosen, 1))}
+        # A_max as the fit file records it (and evaluate's passes use it), so the passes' files agree
+        wanted[layer] = {n: round(t.max_activation, 6) for n, t in zip(chosen, _tasks(mined_layer, chosen, 1))}
         wanted[layer] = {n: a for n, a in wanted[layer].items() if a > 0}
     calibrator = Calibrator.prepare(cfg, work, lambda: model, wanted, keys, model.bos_id)
     if again:
