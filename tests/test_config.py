@@ -142,19 +142,25 @@ FIT_RECORD_BEFORE_THE_MOVE = {
 def test_fit_record_keeps_existing_fit_files_current(tmp_path):
     record = Config().fit_record()
     assert record.pop("fit_batch_tokens") is None  # fit resolves it (4096 on the CPU) and records the number
+    # The calibration options: a file without them is not fitted again, only calibrated (calibrate.recalibratable).
+    assert (record.pop("paper"), record.pop("calibration_tokens")) == (False, 16384)
     assert record == FIT_RECORD_BEFORE_THE_MOVE
     # A file from before --fit-batch-tokens was fitted in groups of 4, which is what 4096 means: still current.
     from dataclasses import replace
 
-    from n2g_site.fit import SCHEMA, _is_current, fit_options
+    from n2g_site.fit import SCHEMA, _is_current, _reuse, fit_options
     from n2g_site.store import write_json
 
     old = tmp_path / "N00000.json"
-    write_json(old, {"schema": SCHEMA, "config": FIT_RECORD_BEFORE_THE_MOVE})
+    write_json(old, {"schema": SCHEMA, "status": "fitted", "config": FIT_RECORD_BEFORE_THE_MOVE})
     cfg = Config()
+    # Its graph is reused: only calibrated (or, with --paper, its config rewritten), never fitted again.
+    assert _reuse(old, replace(cfg, fit=fit_options(cfg)).fit_record(), "fp32", None, "cpu") == "recalibrate"
+    new = {**FIT_RECORD_BEFORE_THE_MOVE, "paper": False, "calibration_tokens": 16384, "fit_batch_tokens": 4096}
+    write_json(old, {"schema": SCHEMA, "status": "fitted", "config": new})
     assert _is_current(old, replace(cfg, fit=fit_options(cfg)).fit_record(), "fp32")
     gpu = Config(device="cuda")
-    assert not _is_current(old, replace(gpu, fit=fit_options(gpu)).fit_record(), "fp32")  # groups of 256
+    assert _reuse(old, replace(gpu, fit=fit_options(gpu)).fit_record(), "fp32", None, "cpu") == "fit"  # groups of 256
     moved = merge(Config(), {"evaluate": {"fire_threshold": 0.4}}, source="x")
     assert moved.fit_record()["fire_threshold"] == 0.4
 
@@ -197,4 +203,6 @@ def test_a_fit_option_declared_not_recorded_leaves_fits_current():
     cfg = Config(fit=extended(budget=64))
     record = cfg.fit_record()
     assert "budget" not in record and record["strict"] is False
-    assert {k: v for k, v in record.items() if k not in ("strict", "fit_batch_tokens")} == FIT_RECORD_BEFORE_THE_MOVE
+    assert {
+        k: v for k, v in record.items() if k not in ("strict", "fit_batch_tokens", "paper", "calibration_tokens")
+    } == FIT_RECORD_BEFORE_THE_MOVE

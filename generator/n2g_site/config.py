@@ -348,6 +348,25 @@ class FitConfig:
         "fit",
         steps=("augment",),
     )
+    paper: bool = option(
+        False,
+        "The paper's N2G as published, no step beyond it: no calibration pass. Without it, graphs are "
+        "calibrated (--calibration-tokens). Each fit file's config and the Method page say which mode built them.",
+        "fit",
+        steps=("predict",),
+        main=True,
+    )
+    calibration_tokens: int = option(
+        16384,
+        "Training-split tokens of the calibration pass: a pattern that fires there (or in the training windows) "
+        "where the neuron does not is dropped (it predicts its measured mean, under the firing threshold). Its "
+        "precision cut is chosen per neuron on a validation half of these tokens, never on a test set "
+        "(docs/algorithm.md, 'Calibration'). Ignored with --paper.",
+        "fit",
+        minimum=0,
+        note="0 = no calibration",
+        steps=("predict",),
+    )
     fit_batch_tokens: int | None = option(
         None,
         "Trie nodes per forward batch of the fit. Neurons are fitted in lockstep, in fixed groups of this // 1024 "

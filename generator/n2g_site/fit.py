@@ -30,12 +30,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from .calibrate import Calibrator, paper_graph, recalibratable
 from .config import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, Config, FitConfig
 from .engine import BatchedEngine
 from .evaluate import score_graph
 from .models import LoadedModel
-from .n2g.graph import normalise
-from .n2g.phases import Example, FittedNeuron, NeuronTask, Vocabulary, fit_neurons
+from .n2g.graph import Graph, normalise
+from .n2g.phases import Example, NeuronTask, Vocabulary, fit_neurons
 from .n2g.predict import KeyIndex
 from .progress import advance, bar, say
 from .proposers import make_proposer
@@ -55,17 +56,26 @@ class FitSummary:
 
 
 def _is_current(path, options: dict, dtype: str, mined: str | None = None, device: str = "cpu") -> bool:
+    return _reuse(path, options, dtype, mined, device) == "current"
+
+
+def _reuse(path, options: dict, dtype: str, mined: str | None, device: str) -> str:
+    """ "current" (nothing to do), "recalibrate" (the same fit but for the calibration options: calibrate its
+    paper graph again, calibrate.recalibratable) or "fit"."""
     if not path.exists():
-        return False
+        return "fit"
     try:
         data = read_json(path)
     except ValueError:  # not JSON: a file we did not write; fit again
-        return False
-    return (
-        data.get("schema") == SCHEMA
-        and fit_file_settings(data) == (options, dtype, device)
-        and data.get("mined") == mined
-    )
+        return "fit"
+    if data.get("schema") != SCHEMA or data.get("mined") != mined:
+        return "fit"
+    config, file_dtype, file_device = fit_file_settings(data)
+    if (file_dtype, file_device) != (dtype, device):
+        return "fit"
+    if config == options:
+        return "current"
+    return "recalibrate" if data.get("status") == "fitted" and recalibratable(config, options) else "fit"
 
 
 def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask]:
@@ -118,15 +128,17 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         work.require(work.mined(layer), "mine")
     digests = {layer: (manifest.get("mined") or {}).get(str(layer)) for layer, _ in groups}  # the mined data
     device = cfg.device.split(":")[0]
-    todo = [
-        g
-        for g in groups
-        if not all(_is_current(work.fitted(g[0], n), options, cfg.dtype, digests[g[0]], device) for n in g[1])
+    reuse = {
+        (g[0], n): _reuse(work.fitted(g[0], n), options, cfg.dtype, digests[g[0]], device) for g in groups for n in g[1]
+    }
+    todo = [g for g in groups if any(reuse[(g[0], n)] == "fit" for n in g[1])]
+    again = [
+        k for k, how in reuse.items() if how == "recalibrate" and not any(k[0] == g[0] and k[1] in g[1] for g in todo)
     ]
     total = sum(len(g[1]) for g in todo)
-    skipped = sum(len(g[1]) for g in groups) - total
+    skipped = sum(len(g[1]) for g in groups) - total - len(again)
     shard = f" (shard {cfg.shard})" if cfg.shard else ""
-    if not total:
+    if not total and not again:
         say(f"fit: all {skipped} selected neurons{shard} are already fitted, nothing to do")
         return FitSummary(0, skipped, 0, 0.0, 0)
     model = load_model()
@@ -142,6 +154,18 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         special=frozenset(int(i) for i in model.tokenizer.all_special_ids),
     )
     keys = KeyIndex(text)
+    wanted: dict[int, dict[int, float]] = {}
+    for layer in sorted({g[0] for g in todo} | {k[0] for k in again}):
+        mined_layer = MinedLayer.load(work.mined(layer))
+        chosen = [n for g in todo if g[0] == layer for n in g[1]] + [n for k, n in again if k == layer]
+        # A_max as the fit file records it (and evaluate's passes use it), so the passes' files agree
+        wanted[layer] = {n: round(t.max_activation, 6) for n, t in zip(chosen, _tasks(mined_layer, chosen, 1))}
+        wanted[layer] = {n: a for n, a in wanted[layer].items() if a > 0}
+    calibrator = Calibrator.prepare(cfg, work, lambda: model, wanted, keys, model.bos_id)
+    if again:
+        _recalibrate(work, again, calibrator, keys, cfg, options, model.bos_id)
+        if not total:
+            return FitSummary(0, skipped, 0, 0.0, 0)
     proposer = make_proposer(resolved, model, text, batch_tokens)
     augmenter = proposer.name if proposer is not None else "none"
     started = time.perf_counter()
@@ -159,10 +183,14 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
             group = _tasks(mined, list(neurons), cfg.fit.train_examples)
             for result in fit_neurons(group, engine, cfg.fit, vocab, proposer):
                 task = result.task
+                graph, calibration = result.graph, None
+                if calibrator is not None and not result.dead:
+                    windows = [(e.tokens, e.acts) for e in task.examples]
+                    graph, calibration = calibrator(task.layer, task.neuron, graph, windows, task.max_activation)
                 heldout = (
                     None
                     if result.dead
-                    else _heldout(mined, task, result, keys, cfg.evaluate.fire_threshold, model.bos_id)
+                    else _heldout(mined, task, graph, keys, cfg.evaluate.fire_threshold, model.bos_id)
                 )
                 write_json(
                     work.fitted(task.layer, task.neuron),
@@ -180,7 +208,8 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
                         "device": device,
                         "bos": info.get("bos"),
                         "mask": text[mask_id],
-                        "graph": result.graph.to_json(),
+                        "graph": graph.to_json(),
+                        "calibration": calibration,
                         "examples": result.examples,
                         "heldout": heldout.as_dict() if heldout else None,
                         "cost": result.cost,
@@ -201,11 +230,44 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     return FitSummary(fitted, skipped, dead, seconds, c.tokens)
 
 
-def _heldout(
-    mined: MinedLayer, task: NeuronTask, result: FittedNeuron, keys: KeyIndex, threshold: float, bos: int | None
-):
+def _heldout(mined: MinedLayer, task: NeuronTask, graph: Graph, keys: KeyIndex, threshold: float, bos: int | None):
     """A first score on the held-out top windows (the evaluate stage adds baselines and ordinary text)."""
     windows = [(w.tokens, w.acts) for w in mined.heldout.windows(mined.row(task.neuron))]
     if not windows:
         return None
-    return score_graph(result.graph, keys, windows, task.max_activation, threshold, bos)
+    return score_graph(graph, keys, windows, task.max_activation, threshold, bos)
+
+
+def _recalibrate(
+    work: WorkDir,
+    neurons: list[tuple[int, int]],
+    calibrator: Calibrator | None,
+    keys: KeyIndex,
+    cfg: Config,
+    options: dict,
+    bos: int | None,
+) -> None:
+    """Rewrite fit files that differ from ``options`` only in the calibration options: their paper graph
+    (restored from the file) calibrated again (or left as the paper's with --paper), no fitting."""
+    mined: MinedLayer | None = None
+    say(f"fit: {len(neurons)} fitted neurons only need calibrating again")
+    for layer, neuron in sorted(neurons):
+        if mined is None or mined.layer != layer:
+            mined = MinedLayer.load(work.mined(layer))
+        path = work.fitted(layer, neuron)
+        data = read_json(path)
+        graph = paper_graph(Graph.from_json(data["graph"]), data.get("calibration"))
+        task = _tasks(mined, [neuron], cfg.fit.train_examples)[0]
+        calibration = None
+        if calibrator is not None:
+            windows = [(e.tokens, e.acts) for e in task.examples]
+            graph, calibration = calibrator(layer, neuron, graph, windows, task.max_activation)
+        heldout = _heldout(mined, task, graph, keys, cfg.evaluate.fire_threshold, bos)
+        new = {"config": options, "graph": graph.to_json(), "heldout": heldout.as_dict() if heldout else None}
+        out: dict = {}
+        for key, value in data.items():  # the key order of a fresh fit file: calibration after graph
+            if key != "calibration":
+                out[key] = new.get(key, value)
+            if key == "graph":
+                out["calibration"] = calibration
+        write_json(path, out)

@@ -5,7 +5,9 @@ Two uses (:class:`TextPass`):
 - ``ood`` (``--ood-corpus``): a corpus the work dir was not mined from, the evaluate stage's ``ood`` dataset
   (out of distribution);
 - ``ordinary`` (``--ordinary-eval-tokens`` > 0): the held-out split of the work dir's own corpus, more of it
-  than mine's dense ``--ordinary-tokens`` sample, scored as the ``ordinary`` dataset instead of that sample.
+  than mine's dense ``--ordinary-tokens`` sample, scored as the ``ordinary`` dataset instead of that sample;
+- ``calibrate`` (the fit stage, calibrate.py): the first ``--calibration-tokens`` of the *training* split,
+  never scored as a test set.
 
 The evaluate stage does not need the model for the mined datasets; these passes are the one place it does.
 A pass reads the first N tokens of its text (documents in the corpus's own order, for ``ordinary`` only
@@ -110,10 +112,10 @@ class TextPass:
     """Which text a pass runs over: ``tokens`` of ``spec`` (only its ``split`` documents when set, split as
     mine split them: ``held_out`` share, ``seed``), stored under ``<work dir>/<name>/``."""
 
-    name: str  # "ood" or "ordinary": the dataset it is scored as
+    name: str  # "ood" or "ordinary": the dataset it is scored as; "calibrate": fit's training-split text
     spec: str
     tokens: int
-    split: str | None = None  # "heldout": the held-out documents only
+    split: str | None = None  # "heldout" or "train": that split's documents only
     held_out: float = 0.0
     seed: int = 0
 
@@ -192,8 +194,9 @@ def prepare(
         load_model = lambda: work_dir_model(cfg, manifest)  # noqa: E731
     model = load_model()
     split = f" ({text.split} documents)" if text.split else ""
+    stage = "fit" if text.name == "calibrate" else "evaluate"
     say(
-        f"evaluate: running {model.name} over {text.tokens:,} tokens of {text.spec!r}{split} "
+        f"{stage}: running {model.name} over {text.tokens:,} tokens of {text.spec!r}{split} "
         f"({describe(text.spec)['name']}) for the {text.name} text of layers {','.join(map(str, sorted(todo)))}"
     )
     for layer, made in run_pass(model, text, seq_len, todo, key).items():

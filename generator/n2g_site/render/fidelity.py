@@ -12,11 +12,15 @@ from dataclasses import dataclass, field
 import jinja2
 from markupsafe import Markup
 
-from ..evaluate import DATASETS, METHODS
+from ..evaluate import ALL_DATASETS, METHODS
 from ..store import WorkDir
 from .plots import METHOD_STYLE, chart, render_chart
 
-DATASET_LABELS = {"heldout": "held-out top windows", "ordinary": "ordinary held-out text"}
+DATASET_LABELS = {
+    "heldout": "held-out top windows",
+    "ordinary": "ordinary held-out text",
+    "ood": "out-of-distribution text",  # only where evaluate ran with --ood-corpus
+}
 METRIC_LABELS = {"precision": "precision", "recall": "recall", "f1": "F1"}
 
 
@@ -26,6 +30,7 @@ class MethodScores:
     precision: float | None
     recall: float | None
     f1: float | None
+    f1_interval: list[float] | None = None  # 95% bootstrap interval over the layer's neurons (intervals.py)
 
 
 @dataclass
@@ -101,8 +106,9 @@ def fidelity_page(env: jinja2.Environment, work: WorkDir) -> FidelityPage:
         return FidelityPage(evaluated=False)
     summary = dict(sorted(data["layers"].items(), key=lambda kv: int(kv[0])))
     layers = [int(k) for k in summary]
+    present = [d for d in ALL_DATASETS if all(d in s for s in summary.values())]  # ood: with --ood-corpus
     datasets = []
-    for dataset in DATASETS:
+    for dataset in present:
         charts = [
             Markup(
                 render_chart(
@@ -126,10 +132,14 @@ def fidelity_page(env: jinja2.Environment, work: WorkDir) -> FidelityPage:
             always_on=s["always_on"],
             scores={
                 d: [
-                    MethodScores(METHOD_STYLE[m][0], **{k: s[d][m][k] for k in ("precision", "recall", "f1")})
+                    MethodScores(
+                        METHOD_STYLE[m][0],
+                        **{k: s[d][m][k] for k in ("precision", "recall", "f1")},
+                        f1_interval=s[d][m].get("f1_interval"),
+                    )
                     for m in METHODS
                 ]
-                for d in DATASETS
+                for d in present
             },
         )
         for layer, s in summary.items()
@@ -164,7 +174,7 @@ def neuron_fidelity(data: dict | None) -> NeuronFidelity | None:
     if not data or not data.get("datasets"):
         return None
     datasets = []
-    for key in DATASETS:
+    for key in ALL_DATASETS:
         methods = data["datasets"].get(key)
         if not methods:
             continue
