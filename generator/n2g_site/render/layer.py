@@ -17,7 +17,7 @@ from .contexts import LayerPage, LayerSummary, Link, NeuronPage
 from .inputs import Shared
 from .jinja_env import render
 from .neuron import NeuronData
-from .search_index import graph_entries, script
+from .search_index import graph_entries, negative_entries, script
 from .svg import graph_dot, render_svgs, standalone_svg, svg_object
 from .writer import PLACEHOLDER, Writer, layer_md_path
 
@@ -44,7 +44,7 @@ class LayerResult:
     summaries: list[tuple[int, int, str, int, float | None]]  # (layer, neuron, summary, groups, F1) per graph
 
 
-def draw_layer(work: WorkDir, layer: int, sources: dict[int, str], titles: dict[int, str]) -> dict:
+def draw_layer(work: WorkDir, layer: int, sources: dict[Any, str], titles: dict[Any, str]) -> dict:
     """Every graph of a layer as SVG (svg.render_svgs), reusing and then updating the layer's drawing cache:
     the cache keeps exactly this render's drawings, so it never grows past the layer's graphs."""
     path = work.svg_cache(layer)
@@ -99,13 +99,13 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     firing = mined.stats.firing_share(FIRING_THRESHOLD)
     neurons = [NeuronData.gather(sh.work, mined, layer, n, float(firing[n])) for n in layer_neurons(sh, layer, mined)]
 
-    dots = {d.neuron: graph_dot(d.graph) for d in neurons if d.graph is not None}
-    svgs = draw_layer(
-        sh.work,
-        layer,
-        {n: d.source for n, d in dots.items()},
-        {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots},
-    )
+    dots: dict[Any, Any] = {d.neuron: graph_dot(d.graph) for d in neurons if d.graph is not None}
+    titles: dict[Any, str] = {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots}
+    for d in neurons:  # negative graphs (fit --polarity both), keyed ("negative", neuron), drawn in the same runs
+        if d.negative is not None and d.negative.graph is not None:
+            dots[("negative", d.neuron)] = graph_dot(d.negative.graph, name="n2gneg")
+            titles[("negative", d.neuron)] = f"N2G graph of the negative side of layer {layer}, neuron {d.neuron}"
+    svgs = draw_layer(sh.work, layer, {n: d.source for n, d in dots.items()}, titles)
 
     hook = sh.hook_pattern.replace("{layer}", str(layer))
     out = Writer(sh.staged_docs, sh.staged_frag)
@@ -122,6 +122,8 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
             line=i + 1,
             prev=neurons[i - 1].neuron if i > 0 else None,
             next=neurons[i + 1].neuron if i + 1 < len(neurons) else None,
+            negative_dot=dots.get(("negative", data.neuron)),
+            negative_svg=svgs.get(("negative", data.neuron)),
         )
         exported.add(export.dumps(data.record(sh)) + "\n")
         if shell is None:  # the one neuron page MkDocs builds (publish/pages.py): this page's frame, a marker title
@@ -159,7 +161,12 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     fit_options = next((dict(d.fit["config"]) for d in neurons if isinstance(d.fit.get("config"), dict)), {})
     return LayerResult(
         summary=LayerSummary(layer, md_path, len(rows), lpage.fitted, lpage.dead, mean_f1),
-        entries=[(layer, d.neuron, graph_entries(d.graph)) for d in neurons if d.graph is not None],
+        entries=[(layer, d.neuron, graph_entries(d.graph)) for d in neurons if d.graph is not None]
+        + [
+            (layer, d.neuron, negative_entries(d.negative.graph))
+            for d in neurons
+            if d.negative is not None and d.negative.graph is not None
+        ],
         fit_options=fit_options,
         tokens_mined=int(mined.stats.tokens),
         pages=out.pages + len(neurons),

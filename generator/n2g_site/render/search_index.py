@@ -25,6 +25,10 @@ bundle. The JSON text is the call's second argument, a string (:func:`read_scrip
   first, at most :data:`MAX_CONTEXT_KEYS`), ``c`` holds ``[layer, neuron, importance, t-index]`` where the
   key is a context token. Each list is sorted by value, strongest first, and capped at
   :data:`MAX_PER_KEY`; ``na``/``nc`` give the uncapped counts. The browser ranks exact token matches first.
+- ``n`` (only where some are) holds ``[layer, neuron, activation, t-index]`` for the *negative* graphs
+  (fit ``--polarity both``) where the key is an activating token: the neuron goes most negative on it
+  (``activation`` is its normalised value on that side, activation / the neuron's minimum); ``nn`` its
+  uncapped count. The browser lists them apart, labelled as the negative side.
 - Pattern queries (``search.md``): "fires on X" reads ``a`` of X; "fires on X when Y comes before it" keeps
   the rows of X's ``a`` whose context keys hold Y's key; "Y anywhere in the context" reads ``c`` of Y.
 
@@ -103,9 +107,10 @@ class _Key:
     tokens: dict[str, int] = field(default_factory=dict)  # display token -> index in "t"
     act: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)  # + context keys
     ctx: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)
+    neg: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)  # negative graphs
 
 
-Entry = tuple[str, str, str, float, tuple[str, ...]]  # (kind "a"/"c", key, display token, value, context keys)
+Entry = tuple[str, str, str, float, tuple[str, ...]]  # (kind "a"/"c"/"n", key, display token, value, context keys)
 
 
 def graph_entries(graph: Graph) -> list[Entry]:
@@ -138,20 +143,31 @@ def graph_entries(graph: Graph) -> list[Entry]:
     return out
 
 
+def negative_entries(graph: Graph) -> list[Entry]:
+    """The index entries of a negative graph: its activating tokens only, as kind ``n``."""
+    return [("n", key, tok, value, ()) for kind, key, tok, value, _ in graph_entries(graph) if kind == "a"]
+
+
 class SearchIndex:
     """Collects graph entries and summaries neuron by neuron, then writes the sharded index."""
 
     def __init__(self) -> None:
         self._keys: dict[str, _Key] = defaultdict(_Key)
         self._info: dict[tuple[int, int], dict[int, list]] = defaultdict(dict)
-        self.neurons = 0
+        self._neurons: set[tuple[int, int]] = set()
+
+    @property
+    def neurons(self) -> int:
+        """Neurons with a graph in the index (a neuron's two sides count once)."""
+        return len(self._neurons)
 
     def add(self, layer: int, neuron: int, entries: Iterable[Entry]) -> None:
-        self.neurons += 1
+        self._neurons.add((layer, neuron))
         for kind, key, token, value, context in entries:
             slot = self._keys[key]
             ti = slot.tokens.setdefault(token, len(slot.tokens))
-            (slot.act if kind == "a" else slot.ctx).append((value, layer, neuron, ti, context))
+            rows = slot.act if kind == "a" else slot.neg if kind == "n" else slot.ctx
+            rows.append((value, layer, neuron, ti, context))
 
     def add_graph(self, layer: int, neuron: int, graph: Graph) -> None:
         self.add(layer, neuron, graph_entries(graph))
@@ -191,6 +207,10 @@ class SearchIndex:
             else:
                 out[kind] = [[layer, neuron, round(value, 2), ti] for value, layer, neuron, ti, _ in rows[:MAX_PER_KEY]]
             out["n" + kind] = len(rows)
+        if slot.neg:
+            rows = sorted(slot.neg, key=lambda r: (-r[0], r[1], r[2]))
+            out["n"] = [[layer, neuron, round(value, 2), ti] for value, layer, neuron, ti, _ in rows[:MAX_PER_KEY]]
+            out["nn"] = len(rows)
         return out
 
     def write(self, folder: Path) -> dict:
