@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from n2g_site.store import HIST_EDGES, ExampleSet, LayerStats, MinedLayer, WorkDir, write_json
+from n2g_site.store import HIST_EDGES, HIST_ZERO_BIN, ExampleSet, LayerStats, MinedLayer, WorkDir, write_json
 
 HOSTILE = ["<script>alert(1)</script>", '"', "'", "&amp;", "\n", "\t", " ", "\x07", "é", "中文", "שלום", "😀"]
 WORDS = [
@@ -205,12 +205,12 @@ def make_workdir(root: Path) -> WorkDir:
         stats_max = rng.uniform(0.5, 3.0, D_MLP).astype(np.float32)
         if layer == DEAD[0]:
             stats_max[DEAD[1]] = -0.02
-        # Most tokens below 1e-3 (bin 0), the rest spread up to the neuron's max.
+        # Most tokens near 0 (the zero bin of the two-sided histogram), the rest spread up to the neuron's max.
         hist = np.zeros((D_MLP, BINS), np.int64)
         for n in range(D_MLP):
             top = int(np.searchsorted(HIST_EDGES, max(stats_max[n], 1e-4), side="right"))
-            hist[n, 1 : top + 1] = rng.integers(1, 200, top)
-            hist[n, 0] = 5000 - hist[n].sum()
+            hist[n, HIST_ZERO_BIN + 1 : top + 1] = rng.integers(1, 200, top - HIST_ZERO_BIN)
+            hist[n, HIST_ZERO_BIN] = 5000 - hist[n].sum()
         stats = LayerStats(max=stats_max, min=-np.abs(stats_max) / 5, mean=stats_max / 20, hist=hist, tokens=5000)
         peak = np.array([stats_max[n] for n in neurons], np.float32)
         MinedLayer(

@@ -15,7 +15,7 @@ from n2g_site.evaluate import evaluate
 from n2g_site.fit import fit
 from n2g_site.mine import mine
 from n2g_site.shards import merge
-from n2g_site.store import WorkDir, read_json
+from n2g_site.store import HIST_ZERO_BIN, MinedLayer, WorkDir, read_json
 from shard_helpers import BASE, assert_same
 
 MINED = ("mine", "run.json", "corpus.json", "vocab.json", "tokenizer")
@@ -44,6 +44,11 @@ def test_three_mining_shards_merged_equal_one_mine(reference, tiny_model, tmp_pa
     dest = tmp_path / "merged"
     merge(WorkDir(dest), sources)
     assert assert_same(reference, dest, *MINED) >= 7
+    for layer in (0, 1):  # the byte-identical arrays include the bottom windows and the two-sided histogram
+        mined = MinedLayer.load(WorkDir(dest).mined(layer))
+        assert mined.bottom_train is not None and mined.bottom_heldout is not None
+        assert (mined.bottom_train.value < 0).any() and (mined.bottom_heldout.doc >= 0).all()
+        assert mined.stats.two_sided and mined.stats.hist[:, :HIST_ZERO_BIN].sum() > 0
     assert not list((dest / "mine").glob("shard_*"))  # combined, then removed
     digests = read_json(dest / "run.json")["mined"]
     assert set(digests) == {"0", "1"} and all(d.startswith("sha256:") for d in digests.values())
@@ -56,6 +61,26 @@ def test_a_mining_shard_is_not_mined_twice_and_an_incomplete_set_is_refused(tiny
     assert mine(cfg, lambda: tiny_model, WorkDir(root)).skipped
     with pytest.raises(UserError, match=r"mining shards 0/2 are missing"):
         merge(WorkDir(root), [])
+
+
+def test_a_mining_shard_of_an_older_format_is_mined_again_and_refused_by_merge(tiny_model, tmp_path):
+    """A shard file written before the bottom windows (no "_format"): mine does not take it as done, and merge
+    names it instead of merging a file without bottom windows."""
+    import numpy as np
+
+    root = tmp_path / "work"
+    cfg = replace(BASE, work_dir=root, layers="0", shard="0/2")
+    mine(cfg, lambda: tiny_model, WorkDir(root))
+    mine(replace(cfg, shard="1/2"), lambda: tiny_model, WorkDir(root))
+    path = WorkDir(root).mine_shard(0, 2)
+    with np.load(path) as z:
+        old = {k: z[k] for k in z.files if k != "_format" and "/bottom_" not in k}
+    np.savez(path, **old)
+    with pytest.raises(UserError, match=r"mining shards 0/2 .* are of mine format 1, not 2"):
+        merge(WorkDir(root), [])
+    assert not mine(cfg, lambda: tiny_model, WorkDir(root)).skipped  # mined again, in this format
+    merge(WorkDir(root), [])
+    assert MinedLayer.load(WorkDir(root).mined(0)).bottom_train is not None
 
 
 def test_evaluate_shards_merged_equal_one_evaluate(reference, tmp_path):

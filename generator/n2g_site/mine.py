@@ -2,22 +2,26 @@
 
 For each neuron it keeps, per split (train / held-out), the top-k windows: the token where the neuron
 peaked in a mined sequence, with ``context_before`` tokens before and ``context_after`` after, and the
-neuron's activation at each. Each sequence contributes at most one window per neuron. For *every* neuron
-of the chosen layers it also accumulates max, min, mean and a histogram of activations, and it keeps the
-first ``ordinary_tokens`` of held-out text whole with the selected neurons' activations ("ordinary text":
-scored by the evaluate stage, where a graph that fires everywhere is caught). Memory is bounded:
-O(neurons x k x window) for the examples and O(d_mlp x bins) for the stats, whatever the corpus size.
+neuron's activation at each; and the bottom-k windows alike, cut around each sequence's lowest activation
+and ranked by the most negative peak first (a gated MLP's hook is signed: half a neuron can be below 0).
+Each sequence contributes at most one window per neuron and set. Equal peaks are ranked by document, then
+position (``TopK.order``), so the kept windows do not depend on the batch order. For *every* neuron of the
+chosen layers it also accumulates max, min, mean and a two-sided histogram of activations (store.HIST_EDGES),
+and it keeps the first ``ordinary_tokens`` of held-out text whole with the selected neurons' activations
+("ordinary text": scored by the evaluate stage, where a graph that fires everywhere is caught). Memory is
+bounded: O(neurons x k x window) for the examples and O(d_mlp x codes) for the stats, whatever the corpus
+size.
 
-The running top-k windows and statistics are tensors on the model's device (``TopK``,
-``StatsAccumulator``). Each batch is merged into them with torch ops only: a top-k over the kept windows
-and the batch's candidates, gathers, a bucketize + scatter_add for the histograms. Nothing is read back per
-batch (no ``nonzero``, ``any`` or ``item`` on the data), so on a GPU the activations never leave it. Which
-positions are text is known from the rows before the forward. The state is copied to the host only for a
-checkpoint and at the end. Mined files equal those of the previous host-side code.
+The running windows and statistics are tensors on the model's device (``TopK``, ``StatsAccumulator``).
+Each batch is merged into them with torch ops only: a sort over the kept windows and the batch's
+candidates, gathers, the histogram by float32 code (bits, not a search) with a scatter_add. Nothing is
+read back per batch (no ``nonzero``, ``any`` or ``item`` on the data), so on a GPU the activations never
+leave it. Which positions are text is known from the rows before the forward. The state is copied to the
+host only for a checkpoint and at the end.
 
-Output: ``mine/layer_{L:02d}.npz`` (store.MinedLayer), ``corpus.json``, ``vocab.json``, and the run
-manifest ``run.json``, each written atomically. A layer whose file already holds every selected neuron is
-not mined again.
+Output: ``mine/layer_{L:02d}.npz`` (store.MinedLayer, format store.MINED_FORMAT), ``corpus.json``,
+``vocab.json``, and the run manifest ``run.json``, each written atomically. A layer whose file already
+holds every selected neuron is not mined again.
 
 ``--shard i/n`` (mine_shards.py) runs the same corpus pass, reading the same documents, but puts through the
 model only every n-th batch (batch number modulo n = i), and writes its running state to
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +50,9 @@ from .models import LoadedModel
 from .progress import advance, bar, say
 from .store import (
     HIST_EDGES,
+    HIST_MAGNITUDES,
+    HIST_ZERO_BIN,
+    MINED_FORMAT,
     ExampleSet,
     LayerStats,
     MinedLayer,
@@ -116,8 +124,9 @@ class BatchRows:
 
 
 class TopK:
-    """Running top-k windows of n neurons: tensors on one device, merged batch by batch with torch ops only
-    (no value is read back to the host until ``state`` or ``result``)."""
+    """Running top-k windows of n neurons (or bottom-k: ``lowest``, ranked by the most negative peak): tensors
+    on one device, merged batch by batch with torch ops only (no value is read back to the host until
+    ``state`` or ``result``)."""
 
     FIELDS = ("value", "tokens", "acts", "doc", "start")
 
@@ -127,12 +136,13 @@ class TopK:
     doc: torch.Tensor
     start: torch.Tensor
 
-    def __init__(self, n: int, k: int, before: int, after: int, device: torch.device | str = "cpu") -> None:
-        self.k, self.before, self.after = k, before, after
+    def __init__(
+        self, n: int, k: int, before: int, after: int, device: torch.device | str = "cpu", *, lowest: bool = False
+    ) -> None:
+        self.k, self.before, self.after, self.lowest = k, before, after, lowest
         self.device = torch.device(device)
-        self.restore(asdict_arrays(ExampleSet.empty(n, k, before + 1 + after)))
+        self.restore(asdict_arrays(ExampleSet.empty(n, k, before + 1 + after, lowest=lowest)))
         self.around = torch.arange(-before, after + 1, device=self.device)  # window positions around a peak
-        self.slots = torch.arange(k, device=self.device)
 
     def update(
         self,
@@ -145,10 +155,13 @@ class TopK:
     ) -> None:
         """Merge a batch: ``acts`` [B, T, n] of the n neurons, ``tokens`` [B, T] right-padded,
         ``valid`` [B, T] the positions that may be a peak (text tokens, not padding or doc-start)."""
-        seq_max, seq_arg = acts.masked_fill(~valid[:, :, None], -torch.inf).max(dim=1)  # [B, n]
+        if self.lowest:
+            seq_peak, seq_arg = acts.masked_fill(~valid[:, :, None], torch.inf).min(dim=1)  # [B, n]
+        else:
+            seq_peak, seq_arg = acts.masked_fill(~valid[:, :, None], -torch.inf).max(dim=1)
         rows = torch.arange(acts.shape[0], device=acts.device)
         self.merge(
-            seq_max,
+            seq_peak,
             seq_arg,
             rows,
             acts,
@@ -161,7 +174,7 @@ class TopK:
 
     def merge(
         self,
-        seq_max: torch.Tensor,
+        seq_peak: torch.Tensor,
         seq_arg: torch.Tensor,
         rows: torch.Tensor,
         acts: torch.Tensor,
@@ -171,11 +184,12 @@ class TopK:
         docs: torch.Tensor,
         offsets: torch.Tensor,
     ) -> None:
-        """Merge R candidate rows: ``seq_max``/``seq_arg`` [R, n] each row's peak value and position per
-        neuron (over its valid positions), ``rows`` [R] their index in the batch; ``acts`` [B, T, D] a layer's
-        activations, ``columns`` [n] the neurons' columns in it; ``tokens`` [B, T], the rest [B]."""
+        """Merge R candidate rows: ``seq_peak``/``seq_arg`` [R, n] each row's peak value and position per
+        neuron (its max, or its min when ``lowest``, over its valid positions), ``rows`` [R] their index in
+        the batch; ``acts`` [B, T, D] a layer's activations, ``columns`` [n] the neurons' columns in it;
+        ``tokens`` [B, T], the rest [B]."""
         width, span = tokens.shape[1], self.around.numel()
-        value, peak = seq_max.T, seq_arg.T  # [n, R]
+        value, peak = seq_peak.T, seq_arg.T  # [n, R]
         finite = torch.isfinite(value)  # a row without text offers nothing: its window stays empty
         # Token windows come from the batch's rows padded with -1 on both sides (and one all -1 row for the
         # rows without text), so a window never leaves its row and -1 marks every position outside the text.
@@ -195,17 +209,27 @@ class TopK:
         cand_acts.masked_fill_(cand_tokens < 0, torch.nan)
         cand_doc = torch.where(finite, docs[rows].to(torch.int32)[None, :], -1)
         cand_start = torch.where(finite, (offsets[rows][None, :] + peak - self.before).to(torch.int32), 0)
-        k = self.k
-        top_val, top_idx = torch.cat([self.value, value], dim=1).topk(k, dim=1)
-        # A batch with no new window anywhere leaves every slot where it was (ties keep their order).
-        any_new = (top_idx >= k).any()
-        self.value = torch.where(any_new, top_val, self.value)
-        top_idx = torch.where(any_new, top_idx, self.slots)
-        idx3 = top_idx[:, :, None].expand(-1, -1, self.tokens.shape[2])
+        order = self.order(
+            torch.cat([self.value, value], dim=1),
+            torch.cat([self.doc, cand_doc], dim=1),
+            torch.cat([self.start, cand_start], dim=1),
+        )[:, : self.k]
+        idx3 = order[:, :, None].expand(-1, -1, self.tokens.shape[2])
+        self.value = torch.cat([self.value, value], dim=1).gather(1, order)
         self.tokens = torch.cat([self.tokens, cand_tokens], dim=1).gather(1, idx3)
         self.acts = torch.cat([self.acts, cand_acts], dim=1).gather(1, idx3)
-        self.doc = torch.cat([self.doc, cand_doc], dim=1).gather(1, top_idx)
-        self.start = torch.cat([self.start, cand_start], dim=1).gather(1, top_idx)
+        self.doc = torch.cat([self.doc, cand_doc], dim=1).gather(1, order)
+        self.start = torch.cat([self.start, cand_start], dim=1).gather(1, order)
+
+    def order(self, value: torch.Tensor, doc: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """Each neuron's windows [n, m] best first, in a total order: by peak value (highest first, or lowest
+        when ``lowest``), equal peaks by document, then by start (empty slots last). A total order makes the
+        kept set independent of the order the batches come in, so the shards' merge (mine_shards._top_k, the
+        same order) gives what one process keeps, ties included (a GELU's many windows at its minimum, -0.17)."""
+        tie = torch.where(doc >= 0, doc, torch.iinfo(torch.int32).max).long() * 2**32 + start.long()
+        first = tie.argsort(dim=1, stable=True)
+        second = value.gather(1, first).argsort(dim=1, stable=True, descending=not self.lowest)
+        return first.gather(1, second)
 
     def state(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name).cpu().numpy() for name in self.FIELDS}
@@ -276,49 +300,104 @@ class OrdinarySampler:
         return OrdinaryText(tokens=tokens, acts=acts, doc=np.array(self.docs, dtype=np.int32))
 
 
+def _code_bins() -> np.ndarray:
+    """The histogram bin (store.HIST_EDGES) of each of the 1,024 float32 codes ``bits >> 22``: sign, exponent
+    and first mantissa bit, so a code's values lie between two consecutive half-octave edges."""
+    codes = np.arange(1024)
+    sign, mag = codes >> 9, codes & 511  # mag = 2 * biased exponent + first mantissa bit
+    low = 2 * (127 - 10)  # the code of 2**-10, HIST_MAGNITUDES[0]
+    step = np.clip(mag - low, -1, len(HIST_MAGNITUDES) - 1)  # -1: below 2**-10; 40: 2**10 and above
+    bins = np.where(sign == 0, HIST_ZERO_BIN + 1 + step, HIST_ZERO_BIN - 1 - step)
+    bins = np.where(step < 0, HIST_ZERO_BIN, bins)
+    bins[mag == 511] = len(HIST_EDGES)  # NaN (quiet, either sign): the last bin, with +inf
+    return bins.astype(np.int64)
+
+
+CODE_BINS = _code_bins()
+INF_CODE = 255 << 1  # +inf: biased exponent 255, mantissa 0, sign 0
+FLUSH_TOKENS = 1 << 30  # the int32 code counts are added into the int64 histogram before they could overflow
+
+
 class StatsAccumulator:
-    """Max, min, mean and histogram of every neuron of a layer: tensors on one device, updated with torch
-    ops only; the histogram is kept bin-major ([bins, d_mlp]) so a batch adds to it with one scatter_add."""
+    """Max, min, mean and the two-sided histogram of every neuron of a layer: tensors on one device, updated
+    with torch ops only.
+
+    The histogram is counted by float32 code (``bits >> 22``, 1,024 codes, store.HIST_EDGES are code
+    boundaries) in int32 tensors [1024, d_mlp] (bin-major: a batch adds to it with one scatter_add), and
+    folded into the int64 histogram of store.HIST_EDGES' bins by ``flush`` (at every checkpoint, at the end,
+    and before a count could pass 2**31). With an even ``d_mlp`` and a little-endian device the codes of two
+    neighbouring columns are read from one int64 word, so no int32 -> int64 conversion pass is needed.
+    """
 
     def __init__(self, d_mlp: int, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
+        self.d_mlp = d_mlp
         self.max = torch.full((d_mlp,), -torch.inf, device=self.device)
         self.min = torch.full((d_mlp,), torch.inf, device=self.device)
         self.sum = torch.zeros(d_mlp, dtype=torch.float64, device=self.device)
         self.hist = torch.zeros((len(HIST_EDGES) + 1, d_mlp), dtype=torch.int64, device=self.device)
-        self.edges = torch.from_numpy(HIST_EDGES).float().to(self.device)
-        self.one = torch.ones((), dtype=torch.int64, device=self.device)
+        self.paired = d_mlp % 2 == 0 and sys.byteorder == "little"
+        shape = (2, len(CODE_BINS), d_mlp // 2) if self.paired else (1, len(CODE_BINS), d_mlp)
+        self.codes = torch.zeros(shape, dtype=torch.int32, device=self.device)  # [parts, code, column]
+        self.code_bins = torch.from_numpy(CODE_BINS).to(self.device)
+        self.one = torch.ones((), dtype=torch.int32, device=self.device)
+        self.masked = 0  # no-text positions counted in the +inf code since the last flush (all set to +inf)
+        self.pending = 0  # positions counted in ``codes`` since the last flush
         self.count = 0
 
-    def update(
-        self, acts: torch.Tensor, invalid: torch.Tensor, text: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add a batch: ``acts`` [B, T, d_mlp]; ``invalid`` and ``text`` the flat positions (row * T + pos)
-        that are no text and those that are (host-known, so selecting them costs the device no sync).
-        Returns each row's peak (value, position) per neuron over its text positions, [B, d_mlp] each
-        (-inf, 0 for a row without text): the top-k candidates.
+    def update(self, acts: torch.Tensor, invalid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Add a batch: ``acts`` [B, T, d_mlp]; ``invalid`` the flat positions (row * T + pos) that are no
+        text (host-known, so selecting them costs the device no sync). Returns each row's peaks per neuron
+        over its text positions, [B, d_mlp] each: (max, its position, min, its position); a row without text
+        has max -inf, min +inf (the top-k and bottom-k candidates).
 
-        For the peaks the positions that are no text are set to -inf in place and restored after; min, sum
-        and histogram run on the text positions gathered into one [tokens, d_mlp] block, the layout the
-        host code summed, so the float64 sums add in the same order as before. ``acts`` is written to (and
-        restored), so call this under ``torch.inference_mode()`` when it is an inference tensor."""
-        x = acts.contiguous() if acts.dtype == torch.float32 else acts.float()
+        The positions that are no text are set in place to -inf for the max, +inf for the min and the
+        histogram (the +inf code's count is corrected by how many there were), 0 for the sum, and restored
+        after; so call this under ``torch.inference_mode()`` when ``acts`` is an inference tensor. The sum
+        is each batch's float32 sum (torch's cascade summation) added into a float64 total."""
+        x = acts if acts.dtype == torch.float32 and acts.is_contiguous() else acts.float().contiguous()
         flat = x.view(-1, x.shape[-1])
         kept = flat[invalid]  # index_put_ touches only these rows (index_fill_ would walk the whole tensor)
         flat[invalid] = -torch.inf
         seq_max, seq_arg = x.max(dim=1)
+        flat[invalid] = torch.inf
+        seq_min, seq_argmin = x.min(dim=1)
+        self._count(flat)
+        flat[invalid] = 0.0
+        self.sum += flat.sum(dim=0).double()
         flat[invalid] = kept
         self.max = torch.maximum(self.max, seq_max.amax(dim=0))
-        if text.numel():
-            values = flat.index_select(0, text)
-            self.min = torch.minimum(self.min, values.amin(dim=0))
-            self.sum += values.sum(dim=0, dtype=torch.float64)
-            bins = torch.bucketize(values, self.edges, right=True)
-            self.hist.scatter_add_(0, bins, self.one.expand(bins.shape))
-        self.count += text.numel()
-        return seq_max, seq_arg
+        self.min = torch.minimum(self.min, seq_min.amin(dim=0))
+        self.masked += invalid.numel()
+        self.pending += flat.shape[0]
+        self.count += flat.shape[0] - invalid.numel()
+        if self.pending >= FLUSH_TOKENS:
+            self.flush()
+        return seq_max, seq_arg, seq_min, seq_argmin
+
+    def _count(self, flat: torch.Tensor) -> None:
+        """Count each value of ``flat`` [N, d_mlp] (float32, contiguous) under its code."""
+        if self.paired:
+            words = flat.view(torch.int64)  # [N, d_mlp / 2]: column 2j in the low 32 bits, 2j + 1 in the high
+            for part, shift in enumerate((22, 54)):
+                code = (words >> shift).bitwise_and_(len(CODE_BINS) - 1)
+                self.codes[part].scatter_add_(0, code, self.one.expand(code.shape))
+        else:
+            code = (flat.view(torch.int32) >> 22).bitwise_and_(len(CODE_BINS) - 1).long()
+            self.codes[0].scatter_add_(0, code, self.one.expand(code.shape))
+
+    def flush(self) -> None:
+        """Fold the code counts into the histogram's bins."""
+        if not self.pending:
+            return
+        codes = self.codes.permute(1, 2, 0).reshape(len(CODE_BINS), self.d_mlp).long()  # columns interleaved back
+        codes[INF_CODE] -= self.masked
+        self.hist.index_add_(0, self.code_bins, codes)
+        self.codes.zero_()
+        self.masked = self.pending = 0
 
     def state(self) -> dict[str, np.ndarray]:  # the histogram neuron-major and flat, as before
+        self.flush()
         return {
             "max": self.max.cpu().numpy(),
             "min": self.min.cpu().numpy(),
@@ -330,8 +409,11 @@ class StatsAccumulator:
     def restore(self, state: dict[str, np.ndarray]) -> None:
         for name in ("max", "min", "sum"):
             setattr(self, name, torch.from_numpy(np.array(state[name])).to(self.device))
-        d_mlp = self.max.shape[0]
-        self.hist = torch.from_numpy(np.array(state["hist"]).reshape(d_mlp, -1).T.copy()).to(self.device)
+        self.hist = torch.from_numpy(np.array(state["hist"]).reshape(self.d_mlp, -1).T.copy()).to(self.device)
+        if self.hist.shape[0] != len(HIST_EDGES) + 1:
+            raise ValueError(f"a histogram of {self.hist.shape[0]} bins is not mine format {MINED_FORMAT}'s")
+        self.codes.zero_()
+        self.masked = self.pending = 0
         self.count = int(state["count"])
 
     def result(self) -> LayerStats:
@@ -340,7 +422,7 @@ class StatsAccumulator:
             max=host["max"].astype(np.float32),
             min=host["min"].astype(np.float32),
             mean=(host["sum"] / max(self.count, 1)).astype(np.float32),
-            hist=host["hist"].reshape(self.max.shape[0], -1),
+            hist=host["hist"].reshape(self.d_mlp, -1),
             tokens=self.count,
         )
 
@@ -350,7 +432,8 @@ class Checkpoint:
 
     The batch stream is deterministic (same corpus order, pools and batches), so a rerun with the same
     options skips the batches the checkpoint covers and continues; the final files equal those of an
-    uninterrupted pass. A checkpoint for another plan (other layers or neurons) is ignored.
+    uninterrupted pass. A checkpoint for another plan (other layers or neurons), or of another format
+    (store.MINED_FORMAT: written by an older n2g-site), is ignored.
     """
 
     def __init__(self, work: WorkDir, plan: dict[int, tuple[int, ...]], name: str = "checkpoint.npz") -> None:
@@ -359,6 +442,7 @@ class Checkpoint:
 
     def save(self, batches: int, tokens: int, parts: dict[str, Any]) -> None:
         arrays: dict[str, Any] = {
+            "_format": np.array(MINED_FORMAT),
             "_key": np.array(self.key),
             "_batches": np.array(batches),
             "_tokens": np.array(tokens),
@@ -375,7 +459,7 @@ class Checkpoint:
             return 0, 0
         try:
             with np.load(self.path) as z:
-                if str(z["_key"]) != self.key:
+                if str(z["_key"]) != self.key or int(z["_format"]) != MINED_FORMAT:  # KeyError: older format
                     return 0, 0
                 for part, obj in parts.items():
                     prefix = f"{part}/"
@@ -447,6 +531,15 @@ def _budget(rows: Iterable[TokenRow], max_tokens: int) -> Iterator[TokenRow]:
         yield row
 
 
+SPLITS = ("train", "heldout")
+SETS = MinedLayer.SETS  # the top sets of SPLITS, then their bottom sets ("bottom_" + split)
+
+
+def example_sets(n: int, k: int, before: int, after: int, device: torch.device | str = "cpu") -> dict[str, TopK]:
+    """A layer's running example sets, by MinedLayer's names: top-k and bottom-k windows of each split."""
+    return {name: TopK(n, k, before, after, device, lowest=name.startswith("bottom_")) for name in SETS}
+
+
 def _accumulate(
     acts: dict[int, torch.Tensor],
     rows: BatchRows,
@@ -459,24 +552,26 @@ def _accumulate(
     number: int = 0,
 ) -> None:
     """Fold batch ``number``'s activations into every layer's accumulators, on the activations' device;
-    ``ordinary_batches`` gets the batch number of each ordinary-text row taken (merging shards orders by it)."""
+    ``tops`` holds each layer's four example sets (SETS); ``ordinary_batches`` gets the batch number of each
+    ordinary-text row taken (merging shards orders by it)."""
     with torch.inference_mode():  # the activations are inference tensors, updated in place
         for layer in layers:
             layer_acts = acts[layer].to(stats[layer].device)
-            seq_max, seq_arg = stats[layer].update(layer_acts, rows.invalid, rows.text)
+            seq_max, seq_arg, seq_min, seq_argmin = stats[layer].update(layer_acts, rows.invalid)
             columns = picks[layer]
             for name, sel in rows.splits.items():
-                tops[(layer, name)].merge(
-                    seq_max[sel[:, None], columns],
-                    seq_arg[sel[:, None], columns],
-                    sel,
-                    layer_acts,
-                    columns,
-                    rows.tokens,
-                    rows.lengths,
-                    rows.docs,
-                    rows.offsets,
-                )
+                for prefix, peak, arg in (("", seq_max, seq_arg), ("bottom_", seq_min, seq_argmin)):
+                    tops[(layer, prefix + name)].merge(
+                        peak[sel[:, None], columns],
+                        arg[sel[:, None], columns],
+                        sel,
+                        layer_acts,
+                        columns,
+                        rows.tokens,
+                        rows.lengths,
+                        rows.docs,
+                        rows.offsets,
+                    )
             for i, length, doc in rows.heldout:
                 if not ordinary[layer].wants():
                     break
@@ -529,9 +624,9 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     device = torch.device(model.device)  # the accumulators live where the activations are made
     picks = {layer: torch.tensor(todo[layer], device=device) for layer in layers}
     tops = {
-        (layer, split): TopK(len(todo[layer]), m.top_k, m.context_before, m.context_after, device)
+        (layer, name): top
         for layer in layers
-        for split in ("train", "heldout")
+        for name, top in example_sets(len(todo[layer]), m.top_k, m.context_before, m.context_after, device).items()
     }
     stats = {layer: StatsAccumulator(model.d_mlp, device) for layer in layers}
     ordinary = {layer: OrdinarySampler(m.ordinary_tokens) for layer in layers}
@@ -539,8 +634,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     for layer in layers:
         parts.update(
             {
-                f"{layer}/train": tops[(layer, "train")],
-                f"{layer}/heldout": tops[(layer, "heldout")],
+                **{f"{layer}/{name}": tops[(layer, name)] for name in SETS},
                 f"{layer}/stats": stats[layer],
                 f"{layer}/ordinary": ordinary[layer],
             }
@@ -598,8 +692,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         MinedLayer(
             layer=layer,
             neurons=np.array(todo[layer], dtype=np.int64),
-            train=tops[(layer, "train")].result(),
-            heldout=tops[(layer, "heldout")].result(),
+            **{name: tops[(layer, name)].result() for name in SETS},
             stats=stats[layer].result(),
             ordinary=ordinary[layer].result(len(todo[layer])),
         ).save(work.mined(layer))

@@ -10,14 +10,15 @@ batch number of each ordinary-text row).
 
 :func:`merge_shards` combines the n states into the layer files one process writes:
 
-- top-k windows: the k highest of all shards' windows, by peak value; equal peaks (the same text in two
-  sequences) are ordered by document then position, where one process keeps the order ``torch.topk``
-  happened to give them (the windows are the same, their slots may swap);
+- top-k windows: the k highest of all shards' windows, by peak value, equal peaks (the same text in two
+  sequences, a GELU's many windows at its minimum) by document then position: the total order one process
+  keeps too (mine.TopK.order), so the windows and their slots are the same; bottom-k windows alike, the k
+  lowest by peak value;
 - max, min, histograms and token counts: exact;
 - the mean: the shards' float64 sums added, divided by the count, cast to float32. One process adds the
-  same per-batch float64 sums in batch order, so the two differ only where float64 rounding of the
-  reordered sum moves the float32 result: at most 1 float32 ulp, and identical bytes in every run we made
-  (tests/test_shards.py compares them byte for byte);
+  same per-batch sums (float32, each exact in float64) in batch order, so the two differ only where float64
+  rounding of the reordered sum moves the float32 result: at most 1 float32 ulp, and identical bytes in
+  every run we made (tests/test_shards.py compares them byte for byte);
 - the ordinary-text sample: the held-out rows of all shards in batch order, taken while the budget lasts,
   as one process takes them.
 
@@ -37,7 +38,7 @@ import numpy as np
 from . import __version__
 from .config import UserError
 from .progress import say
-from .store import ExampleSet, MinedLayer, WorkDir, content_digest, read_json
+from .store import MINED_FORMAT, ExampleSet, MinedLayer, WorkDir, content_digest, read_json
 
 SHARD_GLOB = "shard_*of*.npz"
 
@@ -76,11 +77,16 @@ def save_shard(
 
 
 def shard_done(work: WorkDir, index: int, count: int, plan: dict[int, tuple[int, ...]]) -> bool:
+    """Whether shard ``index`` of ``count`` is mined for ``plan`` in this format (an older one is mined again)."""
     path = work.mine_shard(index, count)
     if not path.exists():
         return False
     with np.load(path) as z:
-        return str(z["_key"]) == _key(plan)
+        return str(z["_key"]) == _key(plan) and _format(z) == MINED_FORMAT
+
+
+def _format(z: Any) -> int:
+    return int(z["_format"]) if "_format" in z.files else 1
 
 
 @dataclass
@@ -90,11 +96,12 @@ class _Shard:
     path: Path
     key: str
     tokens: int
+    format: int
 
     @classmethod
     def open(cls, path: Path) -> _Shard:
         with np.load(path) as z:
-            return cls(path, str(z["_key"]), int(z["_tokens"]))
+            return cls(path, str(z["_key"]), int(z["_tokens"]), _format(z))
 
     def part(self, name: str) -> dict[str, np.ndarray]:
         prefix = f"{name}/"
@@ -122,6 +129,13 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
             f"run `n2g-site mine --shard I/{count}` for them (or merge the work dirs that hold them)"
         )
     shards = [_Shard.open(work.mine_shard(i, count)) for i in range(count)]
+    old = [i for i, s in enumerate(shards) if s.format != MINED_FORMAT]
+    if old:
+        raise UserError(
+            f"mining shards {', '.join(f'{i}/{count}' for i in old)} in {work.root}/mine are of mine format "
+            f"{shards[old[0]].format}, not {MINED_FORMAT} (an older n2g-site): delete them and rerun "
+            f"`n2g-site mine --shard I/{count}` for them"
+        )
     keys = {s.key for s in shards}
     if len(keys) > 1:
         raise UserError(
@@ -131,21 +145,21 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
     plan = {int(k): tuple(v) for k, v in json.loads(shards[0].key).items()}
     manifest = work.load_manifest()
     m = manifest["mine"]
-    from .mine import OrdinarySampler, StatsAccumulator, TopK
+    from .mine import SETS, OrdinarySampler, StatsAccumulator, TopK
 
     batches = [s.part("ordinary_batches")["number"] for s in shards]
     for layer, neurons in sorted(plan.items()):
         # Folded one shard at a time (memory: two shards' parts): each rule is a total order or a sum, so
         # folding gives what combining all shards at once gives.
         tops = {}
-        for split in ("train", "heldout"):
-            state = shards[0].part(f"{layer}/{split}")
+        for name in SETS:
+            lowest = name.startswith("bottom_")
+            window = (m["top_k"], m["context_before"], m["context_after"])
+            state = shards[0].part(f"{layer}/{name}")
             for shard in shards[1:]:
-                state = _top_k(
-                    [state, shard.part(f"{layer}/{split}")], m["top_k"], m["context_before"], m["context_after"]
-                )
-            tops[split] = TopK(len(neurons), m["top_k"], m["context_before"], m["context_after"])
-            tops[split].restore(_top_k([state], m["top_k"], m["context_before"], m["context_after"]))
+                state = _top_k([state, shard.part(f"{layer}/{name}")], *window, lowest=lowest)
+            tops[name] = TopK(len(neurons), *window, lowest=lowest)
+            tops[name].restore(_top_k([state], *window, lowest=lowest))
         stats_state = shards[0].part(f"{layer}/stats")
         ordinary_state, ordinary_batches = shards[0].part(f"{layer}/ordinary"), batches[0]
         for shard, numbers in zip(shards[1:], batches[1:], strict=True):
@@ -160,8 +174,7 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
         MinedLayer(
             layer=layer,
             neurons=np.array(neurons, dtype=np.int64),
-            train=tops["train"].result(),
-            heldout=tops["heldout"].result(),
+            **{name: top.result() for name, top in tops.items()},
             stats=stats.result(),
             ordinary=ordinary.result(len(neurons)),
         ).save(work.mined(layer))
@@ -186,13 +199,17 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
     return sorted(plan)
 
 
-def _top_k(states: Sequence[dict[str, np.ndarray]], k: int, before: int, after: int) -> dict[str, np.ndarray]:
-    """The k best windows of all shards per neuron: by peak value, then document, then position."""
+def _top_k(
+    states: Sequence[dict[str, np.ndarray]], k: int, before: int, after: int, *, lowest: bool = False
+) -> dict[str, np.ndarray]:
+    """The k best windows of all shards per neuron: by peak value (highest first, or lowest first when
+    ``lowest``), then document, then position."""
     value = np.concatenate([s["value"] for s in states], axis=1)  # [n, k * shards]
     doc = np.concatenate([s["doc"] for s in states], axis=1)
     start = np.concatenate([s["start"] for s in states], axis=1)
     filled = doc >= 0
-    order = np.lexsort((start, np.where(filled, doc, np.iinfo(np.int32).max), -value.astype(np.float64)), axis=1)
+    rank = value.astype(np.float64) if lowest else -value.astype(np.float64)
+    order = np.lexsort((start, np.where(filled, doc, np.iinfo(np.int32).max), rank), axis=1)
     order = order[:, :k]
     pick = {
         name: np.take_along_axis(
@@ -200,7 +217,7 @@ def _top_k(states: Sequence[dict[str, np.ndarray]], k: int, before: int, after: 
         )
         for name, s_dim in (("value", 2), ("doc", 2), ("start", 2), ("tokens", 3), ("acts", 3))
     }
-    empty = ExampleSet.empty(value.shape[0], k, before + 1 + after)
+    empty = ExampleSet.empty(value.shape[0], k, before + 1 + after, lowest=lowest)
     gone = ~np.isfinite(pick["value"])  # slots no shard filled: as one process leaves them
     for name in ("doc", "start"):
         pick[name] = np.where(gone, getattr(empty, name), pick[name])

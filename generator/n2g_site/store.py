@@ -7,8 +7,9 @@ Layout of a work dir (default ``.n2g/<run-name>/``)::
     tokenizer/               the model's tokenizer.json + tokenizer_config.json, when it has a fast
                              tokenizer (the site's in-browser playground tokenizes with it)
     corpus.json              the mined documents: id, title, split ("train" or "heldout")
-    mine/layer_{L:02d}.npz   MinedLayer: top-k windows of the selected neurons + stats of every neuron
-                             + the selected neurons' activations on a sample of ordinary held-out text
+    mine/layer_{L:02d}.npz   MinedLayer: top-k and bottom-k windows of the selected neurons + stats of
+                             every neuron (two-sided histogram) + the selected neurons' activations on a
+                             sample of ordinary held-out text
     mine/shard_{i}of{n}.npz  one mining shard's running state (mine --shard i/n), until merge combines
                              the n of them into the layer files (mine_shards.py)
     fit/L{L:02d}/N{N:05d}.json   one fitted N2G graph per neuron (see n2g/graph.py for the schema)
@@ -160,12 +161,15 @@ def read_stage_file(path: Path, stage: str) -> dict[str, Any] | None:
 
 @dataclass
 class ExampleSet:
-    """Top-k activating windows for n neurons, k slots each, W tokens per window.
+    """The k most extreme windows for n neurons, k slots each, W tokens per window.
 
     Windows are cut around the token where the neuron peaked in one mined sequence ("the pivot"),
-    so each slot is one sequence: no sequence appears twice in a neuron's top-k. Empty slots (a
-    corpus too small for k) have ``doc == -1`` and ``value == -inf``. Slots are sorted by value,
-    highest first.
+    so each slot is one sequence: no sequence appears twice in a neuron's set. A top set (``train``,
+    ``heldout``) peaks at each sequence's highest activation, slots sorted by value highest first; a
+    bottom set (``bottom_train``, ``bottom_heldout``) at each sequence's lowest, sorted lowest (most
+    negative) first, with the raw activations (negative where the neuron went below zero). Empty slots
+    (a corpus too small for k) have ``doc == -1`` and ``value == -inf`` in a top set, ``+inf`` in a
+    bottom set.
     """
 
     tokens: np.ndarray  # int32 [n, k, W]; -1 = padding (window ran past a document edge)
@@ -176,14 +180,15 @@ class ExampleSet:
     value: np.ndarray  # float32 [n, k]; the peak activation (= acts at pivot)
 
     @classmethod
-    def empty(cls, n: int, k: int, width: int) -> ExampleSet:
+    def empty(cls, n: int, k: int, width: int, *, lowest: bool = False) -> ExampleSet:
+        """``n`` neurons' empty slots: of a top set, or of a bottom set (``lowest``: value +inf)."""
         return cls(
             tokens=np.full((n, k, width), -1, np.int32),
             acts=np.full((n, k, width), np.nan, np.float32),
             doc=np.full((n, k), -1, np.int32),
             start=np.zeros((n, k), np.int32),
             pivot=np.zeros((n, k), np.int32),
-            value=np.full((n, k), -np.inf, np.float32),
+            value=np.full((n, k), np.inf if lowest else -np.inf, np.float32),
         )
 
     def windows(self, row: int, limit: int | None = None) -> list[Window]:
@@ -211,7 +216,7 @@ class ExampleSet:
 
 @dataclass
 class Window:
-    """One top-activating example: token ids and the neuron's activation at each."""
+    """One top- (or bottom-) activating example: token ids and the neuron's activation at each."""
 
     tokens: np.ndarray  # int64 [W]
     acts: np.ndarray  # float64 [W]
@@ -221,39 +226,104 @@ class Window:
     value: float
 
 
-# Histogram bins of activations: bin 0 holds everything below 1e-3 (negatives included), then 8 bins per
-# decade up to 1e3, the last bin everything above. hist[:, b] counts values in [HIST_EDGES[b-1], HIST_EDGES[b]).
-HIST_EDGES = np.logspace(-3, 3, 49)
+# Format of mine/layer_LL.npz (its "format" array; files without one are format 1):
+#   1: top windows only; histogram over LEGACY_HIST_EDGES (one-sided).
+#   2: bottom windows too (bottom_train.*, bottom_heldout.*); two-sided histogram over HIST_EDGES, whose
+#      edges the file holds (stats.edges). The mining checkpoint and shard files carry it too ("_format").
+MINED_FORMAT = 2
+
+# The two-sided histogram (format 2). Bins are by magnitude, two per octave from 2**-10 (~0.001) to
+# 2**10 (1024): HIST_MAGNITUDES = 2**-10, 1.5 * 2**-10, 2**-9, 1.5 * 2**-9, ..., 2**10 (41 edges, 40
+# bins). The positive side mirrors the negative one around a zero bin:
+#   bin 0        x <= -1024 (and -inf)
+#   bins 1..40   the negative magnitude bins, from -1024 up towards zero
+#   bin 41       the zero bin, |x| < 2**-10 (both zeros, subnormals)
+#   bins 42..81  the positive magnitude bins, from 2**-10 up to 1024
+#   bin 82       x >= 1024 (+inf and NaN too)
+# HIST_EDGES (82 values, increasing) are the bins' boundaries; each bin holds the edge nearer zero:
+# positive bin [e, e'), negative bin (-e', -e]. These edges are boundaries of float32 values (sign,
+# exponent and the first mantissa bit), so mining bins a value from its bits (mine.StatsAccumulator) and
+# the rule above is exact, not subject to rounding.
+HIST_MAGNITUDES = np.array([2.0 ** (m // 2 - 10) * (1.5 if m % 2 else 1.0) for m in range(41)])
+HIST_EDGES = np.concatenate([-HIST_MAGNITUDES[::-1], HIST_MAGNITUDES])
+HIST_ZERO_BIN = len(HIST_MAGNITUDES)  # 41
+# The histogram of format-1 files: bin 0 everything below 1e-3 (negatives included), then 8 bins per
+# decade up to 1e3, the last bin everything above; bin b holds [LEGACY_HIST_EDGES[b-1], LEGACY_HIST_EDGES[b]).
+LEGACY_HIST_EDGES = np.logspace(-3, 3, 49)
 
 
 @dataclass
 class LayerStats:
-    """Activation statistics of every neuron of a layer over all mined tokens (both splits)."""
+    """Activation statistics of every neuron of a layer over all mined tokens (both splits).
+
+    "Dead", on each side: a neuron is dead on the positive side (``dead_positive``) when no mined token
+    took it above 0 (max <= 0), dead on the negative side (``dead_negative``) when none took it below 0
+    (min >= 0). A ReLU neuron is never alive below 0; a GELU neuron always dips a little below (to about
+    -0.17), so its negative side is alive but small: how far each side reaches is ``max`` and ``min``.
+    """
 
     max: np.ndarray  # float32 [d_mlp]
     min: np.ndarray  # float32 [d_mlp]
     mean: np.ndarray  # float32 [d_mlp]
-    hist: np.ndarray  # int64 [d_mlp, 50]; counts of raw activations in the HIST_EDGES bins above
+    hist: np.ndarray  # int64 [d_mlp, len(edges) + 1]; counts of raw activations in the bins of ``edges``
     tokens: int  # how many tokens were mined
+    edges: np.ndarray = field(default_factory=lambda: HIST_EDGES.copy())  # HIST_EDGES, or LEGACY_HIST_EDGES
+
+    @property
+    def two_sided(self) -> bool:
+        """Whether the histogram has negative bins (format 2); a format-1 one lumps all negatives in bin 0."""
+        return bool(self.edges[0] < 0)
+
+    @property
+    def dead_positive(self) -> np.ndarray:
+        """bool [d_mlp]: never above 0 on a mined token."""
+        return self.max <= 0
+
+    @property
+    def dead_negative(self) -> np.ndarray:
+        """bool [d_mlp]: never below 0 on a mined token."""
+        return self.min >= 0
+
+    def _bins(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper edge of each bin (-inf / +inf for the outer two)."""
+        edges = self.edges.astype(np.float64)
+        return np.concatenate([[-np.inf], edges]), np.concatenate([edges, [np.inf]])
 
     def firing_share(self, threshold: float = 0.5) -> np.ndarray:
-        """Share of mined tokens where each neuron reached ``threshold`` x its max (from the histogram).
+        """Share of mined tokens where each neuron reached ``threshold`` x its max (from the histogram);
+        0 where the neuron is dead on the positive side.
 
-        Approximate to one bin (a factor of 1.33): bins are counted whole when their lower edge is at or
-        above the cut, and the bin holding the cut is split by its log-scale overlap.
+        Approximate to one bin (a factor of 1.5 in the two-sided histogram, 1.33 in the legacy one): bins
+        are counted whole when their lower edge is at or above the cut, and the bin holding the cut is split
+        by its log-scale overlap.
         """
-        lower = np.concatenate([[-np.inf], HIST_EDGES])  # lower edge of each bin
-        upper = np.concatenate([HIST_EDGES, [np.inf]])
-        cut = threshold * self.max.astype(np.float64)[:, None]  # [d_mlp, 1]
+        lower, upper = self._bins()
+        return self._share(lower, upper, threshold * self.max.astype(np.float64), self.max > 0)
+
+    def negative_share(self, threshold: float = 0.5) -> np.ndarray:
+        """The negative side's counterpart of ``firing_share``: share of mined tokens at or below
+        ``threshold`` x the neuron's min; 0 where it is dead on the negative side. NaN for every neuron of a
+        legacy (one-sided) histogram, which does not tell the negatives apart."""
+        if not self.two_sided:
+            return np.full(self.min.shape, np.nan)
+        lower, upper = self._bins()  # mirrored: a bin's magnitudes are [-upper, -lower]
+        cut = -threshold * self.min.astype(np.float64)
+        return self._share(-upper[::-1], -lower[::-1], cut, self.min < 0, flip=True)
+
+    def _share(
+        self, lower: np.ndarray, upper: np.ndarray, cut_values: np.ndarray, alive: np.ndarray, flip: bool = False
+    ) -> np.ndarray:
+        """Share of tokens in the bins at or above ``cut`` (per neuron), for bins ``lower``/``upper`` in
+        increasing order; ``flip``: the histogram's columns are in the reverse order of these bins."""
+        cut = cut_values[:, None]  # [d_mlp, 1]
+        hist = self.hist[:, ::-1] if flip else self.hist
         whole = lower[None, :] >= cut
-        part = (
-            (lower[None, :] < cut) & (upper[None, :] > cut) & np.isfinite(lower)[None, :] & np.isfinite(upper)[None, :]
-        )
+        part = (lower[None, :] < cut) & (upper[None, :] > cut) & (lower > 0)[None, :] & np.isfinite(upper)[None, :]
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = np.where(part, np.log(upper / np.maximum(cut, 1e-12)) / np.log(upper / lower), 0.0)
-        counts = (self.hist * whole).sum(axis=1) + (self.hist * np.nan_to_num(frac)).sum(axis=1)
+        counts = (hist * whole).sum(axis=1) + (hist * np.nan_to_num(frac)).sum(axis=1)
         share = counts / max(self.tokens, 1)
-        return np.where(self.max > 0, share, 0.0)
+        return np.where(alive, share, 0.0)
 
 
 @dataclass
@@ -280,14 +350,18 @@ class OrdinaryText:
 
 @dataclass
 class MinedLayer:
-    """mine/layer_{L:02d}.npz: one layer's mining output."""
+    """mine/layer_{L:02d}.npz: one layer's mining output (format MINED_FORMAT; older formats load too)."""
 
     layer: int
-    neurons: np.ndarray  # int64 [n]: the selected neurons, in the row order of train/heldout
-    train: ExampleSet
+    neurons: np.ndarray  # int64 [n]: the selected neurons, in the row order of the example sets
+    train: ExampleSet  # top windows per split
     heldout: ExampleSet
     stats: LayerStats
     ordinary: OrdinaryText = field(default_factory=OrdinaryText.empty)  # empty: mined with --ordinary-tokens 0
+    bottom_train: ExampleSet | None = None  # bottom windows per split; None: a format-1 file (mined before)
+    bottom_heldout: ExampleSet | None = None
+
+    SETS = ("train", "heldout", "bottom_train", "bottom_heldout")
 
     def row(self, neuron: int) -> int:
         hits = np.flatnonzero(self.neurons == neuron)
@@ -296,11 +370,17 @@ class MinedLayer:
         return int(hits[0])
 
     def save(self, path: Path) -> None:
-        arrays: dict[str, Any] = {"layer": np.array(self.layer), "neurons": self.neurons}
-        for split in ("train", "heldout"):
-            ex = getattr(self, split)
+        arrays: dict[str, Any] = {
+            "format": np.array(MINED_FORMAT),
+            "layer": np.array(self.layer),
+            "neurons": self.neurons,
+        }
+        for name in self.SETS:
+            ex = getattr(self, name)
+            if ex is None:  # only a layer built by hand (tests, benchmarks): mine always has both bottom sets
+                continue
             for f in fields(ExampleSet):
-                arrays[f"{split}.{f.name}"] = getattr(ex, f.name)
+                arrays[f"{name}.{f.name}"] = getattr(ex, f.name)
         for f in fields(LayerStats):
             arrays[f"stats.{f.name}"] = np.asarray(getattr(self.stats, f.name))
         for f in fields(OrdinaryText):
@@ -312,11 +392,21 @@ class MinedLayer:
     @classmethod
     def load(cls, path: Path) -> MinedLayer:
         with np.load(path) as z:
+            version = int(z["format"]) if "format" in z.files else 1
+            if version > MINED_FORMAT:
+                raise UserError(
+                    f"{path} is mine format {version}, newer than this n2g-site reads ({MINED_FORMAT}): "
+                    f"upgrade n2g-site, or delete the file and rerun `n2g-site mine`"
+                )
             sets = {
-                split: ExampleSet(**{f.name: z[f"{split}.{f.name}"] for f in fields(ExampleSet)})
-                for split in ("train", "heldout")
+                name: ExampleSet(**{f.name: z[f"{name}.{f.name}"] for f in fields(ExampleSet)})
+                for name in cls.SETS
+                if f"{name}.value" in z.files  # bottom sets: absent in format 1
             }
-            stats = LayerStats(**{f.name: z[f"stats.{f.name}"] for f in fields(LayerStats)})
+            stats = LayerStats(
+                **{f.name: z[f"stats.{f.name}"] for f in fields(LayerStats) if f.name != "edges"},
+                edges=z["stats.edges"] if "stats.edges" in z.files else LEGACY_HIST_EDGES.copy(),
+            )
             stats.tokens = int(stats.tokens)
             ordinary = (  # absent in files mined before the ordinary-text sample existed
                 OrdinaryText(**{f.name: z[f"ordinary.{f.name}"] for f in fields(OrdinaryText)})

@@ -79,9 +79,9 @@ class HeldoutView:
 
 @dataclass
 class HistBar:
-    """One bar of a neuron's activation histogram (raw activation, log-spaced bins of store.HIST_EDGES)."""
+    """One bar of a neuron's activation histogram (raw activation, the bins of LayerStats.edges)."""
 
-    lo: float | None  # lower bin edge (None: the first bin, everything below HIST_EDGES[0], negatives too)
+    lo: float | None  # lower bin edge (None: the first bin, everything below edges[0])
     hi: float | None  # upper bin edge (None: the last bin, unbounded)
     count: int
     height: int  # 0..100, log-scaled bar height in percent

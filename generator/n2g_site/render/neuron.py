@@ -254,7 +254,7 @@ class NeuronData:
             stats_min=float(mined.stats.min[neuron]),
             stats_mean=float(mined.stats.mean[neuron]),
             firing=firing,
-            hist=hist_view(mined.stats.hist[neuron]),
+            hist=hist_view(mined.stats.hist[neuron], mined.stats.edges),
             windows=shown_windows(mined, mined.row(neuron), fitted) if status != "dead" else [],
             shape=describe(graph) if graph is not None else None,
             negative=NegativeSide.gather(work, mined, layer, neuron, float(mined.stats.min[neuron])),
@@ -444,15 +444,17 @@ def _phase_order(cost: Any) -> dict[str, dict[str, int]] | None:
     }
 
 
-def hist_view(counts: np.ndarray) -> list[HistBar]:
-    """Bars of one neuron's activation histogram (store.HIST_EDGES: bin 0 is everything below 1e-3,
-    then log-spaced bins); empty bins above the highest filled one are dropped."""
+def hist_view(counts: np.ndarray, edges: np.ndarray = HIST_EDGES) -> list[HistBar]:
+    """Bars of one neuron's activation histogram over ``edges`` (LayerStats.edges: store.HIST_EDGES, two-sided,
+    or the legacy one-sided edges of older work dirs); empty bins below the lowest filled one and above the
+    highest are dropped."""
     counts = np.asarray(counts, dtype=np.int64)
-    if counts.shape != (len(HIST_EDGES) + 1,) or int(counts.sum()) == 0:
+    if counts.shape != (len(edges) + 1,) or int(counts.sum()) == 0:
         return []
-    last = int(np.flatnonzero(counts)[-1])
-    lower = [None, *HIST_EDGES.tolist()]
-    upper = [*HIST_EDGES.tolist(), None]
+    filled = np.flatnonzero(counts)
+    first, last = int(filled[0]), int(filled[-1])
+    lower = [None, *edges.tolist()]
+    upper = [*edges.tolist(), None]
     top = math.log1p(int(counts.max()))
     return [
         HistBar(
@@ -461,7 +463,7 @@ def hist_view(counts: np.ndarray) -> list[HistBar]:
             count=int(counts[i]),
             height=round(100 * math.log1p(int(counts[i])) / top) if top > 0 else 0,
         )
-        for i in range(last + 1)
+        for i in range(first, last + 1)
     ]
 
 
