@@ -161,7 +161,7 @@ def test_evaluate_scores_the_negative_graph_where_activation_is_at_most_half_the
 
 def test_render_shows_bottom_examples_negative_shading_and_the_negative_graph(evaluated, mined, tmp_path):
     work = _copy((evaluated, mined[1]), tmp_path / "work")
-    cli("render", *RUN, "--corpus", str(mined[1]), "--work-dir", str(work))
+    cli("render", *RUN[:2], "--corpus", str(mined[1]), "--work-dir", str(work))
     pack = [orjson.loads(line) for line in (work / "fragments" / "neurons" / "L0.jsonl").read_bytes().splitlines()]
     bodies = {entry["url"]: entry["body"] for entry in pack if "url" in entry}
     body = bodies["neurons/L0/N0/"]
@@ -170,8 +170,13 @@ def test_render_shows_bottom_examples_negative_shading_and_the_negative_graph(ev
     assert "<i class=b" in body or '<i class="b' in body  # negative tokens shaded on the diverging scale
     assert "n2g-neg-graph" in body and "goes negative on" in body
     # the token search lists the negative graphs' tokens apart, as kind "n"
-    shards = list((work / "docs" / "token-search").glob("tokens-*.js"))
-    assert any('"n":[[0,' in p.read_text(encoding="utf-8") for p in shards)
+    from n2g_site.render.search_index import read_script
+
+    shards = [read_script(p.read_text(encoding="utf-8")) for p in (work / "docs" / "token-search").glob("tokens-*.js")]
+    negative = [row for shard in shards for entry in shard.values() for row in entry.get("n", [])]
+    graphs = {n: read_json(WorkDir(work).fitted(0, n, "negative"))["graph"] for n in NEURONS}
+    assert {row[1] for row in negative} == {n for n, g in graphs.items() if g["nodes"]}
+    assert all(row[0] == 0 and row[2] > 0 for row in negative), negative
 
 
 def test_fit_both_on_a_work_dir_mined_before_bottom_windows_says_what_to_do(mined, tmp_path):

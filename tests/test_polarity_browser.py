@@ -1,15 +1,18 @@
 """The negative side in a real browser (Debian chromium, headless): a neuron that goes below 0 shows its bottom
 examples, its negative tokens shaded blue (a diverging scale, light and dark), and its negative graph, which
-the token search lists apart. The tiny model's site is built with ``--polarity both``."""
+the token search lists apart. The tiny model's site is built with ``--polarity both`` at ``hook_pre`` (the MLP's
+input, before the GELU: its neurons go about as far below 0 as above)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -62,6 +65,8 @@ def site(tmp_path_factory):
             "none",
             "--polarity",
             "both",
+            "--hook",
+            "blocks.{layer}.mlp.hook_pre",  # before the GELU: signed, as a gated MLP's neurons are
             "--site-url",
             url,
             "--work-dir",
@@ -117,9 +122,13 @@ def test_bottom_examples_and_negative_shading(site, page, scheme, tmp_path):
     assert pivot.get_attribute("title").startswith("-")
     # the negative graph is drawn
     assert page.locator(".n2g-neg-graph svg").first.is_visible()
-    shot = tmp_path / f"negative-{scheme}.png"
-    section.screenshot(path=str(shot))
-    assert shot.stat().st_size > 5_000
+    page.evaluate("document.getElementById('negative').scrollIntoView()")
+    shot = tmp_path / f"negative-side-{scheme}.png"
+    page.screenshot(path=str(shot))  # the viewport from the negative side's heading down
+    assert shot.stat().st_size > 10_000
+    if folder := os.environ.get("N2G_ARTIFACTS"):  # as tests/test_browser.py keeps its screenshots
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(folder) / shot.name)
     assert page.errors == []
 
 

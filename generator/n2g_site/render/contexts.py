@@ -189,7 +189,8 @@ class NegativeView:
     """A neuron's negative side on its page: bottom examples and (fit --polarity both) its negative graph."""
 
     status: str  # "fitted", "dead" (never below 0 in its bottom windows) or "unfitted" (no negative fit)
-    a_min: float  # < 0: the minimum negative values are shaded by (the fit's, else the bottom windows')
+    a_min: float  # < 0: the negative side's minimum (the negative fit's A_min, else the bottom windows')
+    low_scale: float  # < 0: what negative tokens are shaded by, -max(A_max, |A_min|) (NeuronData.low_scale)
     examples: list[ExampleView]  # the most negative training windows (split "bottom")
     graph: GraphView | None  # the negative graph (fitted on -activation): None when dead, unfitted or empty
     summary: str = ""  # its one-line description ("goes negative on ...")

@@ -143,11 +143,12 @@ class NegativeSide:
             shape=describe(graph) if graph is not None else None,
         )
 
-    def view(self, sh: Shared, example, dot: DotGraph | None, svg: str | None) -> NegativeView:
+    def view(self, sh: Shared, example, dot: DotGraph | None, svg: str | None, low_scale: float) -> NegativeView:
         graph_view = graph_view_of(self.graph, dot, svg)
         return NegativeView(
             status=self.status,
             a_min=self.a_min,
+            low_scale=low_scale,
             examples=[example(w) for w in self.windows],
             graph=graph_view,
             summary=negative_summary(self.shape.summary) if self.shape else "",
@@ -217,8 +218,15 @@ class NeuronData:
 
     @property
     def a_min(self) -> float:
-        """What negative values are shaded by (< 0), 0.0 when the neuron never goes below 0."""
+        """The negative side's A_min (< 0), 0.0 when the neuron never goes below 0."""
         return self.negative.a_min if self.negative is not None else 0.0
+
+    @property
+    def low_scale(self) -> float:
+        """What negative values are shaded by: -max(A_max, |A_min|) (0.0: nothing below 0). A negative token
+        never looks stronger than a positive one of the same size (a GELU neuron's dips to -0.17 stay pale),
+        and the lowest token of a neuron that goes further below 0 than above is the darkest blue."""
+        return -max(self.a_max, -self.a_min) if self.a_min < 0 else 0.0
 
     @classmethod
     def gather(cls, work: WorkDir, mined: MinedLayer, layer: int, neuron: int, firing: float) -> NeuronData:
@@ -332,7 +340,9 @@ class NeuronData:
             playground=playground.patterns(self.graph, fire_threshold(self.evaluated), playground.key_ids(sh.vocab))
             if self.graph is not None and sh.playground
             else None,
-            negative=self.negative.view(sh, lambda w: self._example_view(sh, w), negative_dot, negative_svg)
+            negative=self.negative.view(
+                sh, lambda w: self._example_view(sh, w), negative_dot, negative_svg, self.low_scale
+            )
             if self.negative is not None
             else None,
         )
@@ -355,7 +365,7 @@ class NeuronData:
             doc_url=sh.corpus.url(w.doc),
             pivot_text=vocab_text(sh.shown, int(ids[pivot])) if 0 <= pivot < len(ids) else None,
             fitted=sw.fitted,
-            html=example_html(sw, a_max, sh.shown, a_min),
+            html=example_html(sw, a_max, sh.shown, self.low_scale),
         )
 
     def record(self, sh: Shared) -> dict[str, Any]:
@@ -498,10 +508,10 @@ def example_html(sw: ShownWindow, a_max: float, shown: list[str], a_min: float =
     vocabulary in inline display form.
 
     A token's level is ``round(10 * clamp(act / a_max, 0, 1))`` (class ``aN``, red); with ``a_min`` < 0 (the
-    neuron's negative side), a negative token's is ``round(10 * clamp(act / a_min, 0, 1))`` (class ``bN``,
-    blue): a diverging scale, each side by its own extreme. A token of level 0 within 5% of its side's extreme
-    is plain text, else an ``<i>``, its value (3 significant digits) the next number of the window's
-    ``data-v``; the pivot is underlined (class ``pv``).
+    scale of negative values, :attr:`NeuronData.low_scale`), a negative token's is
+    ``round(10 * clamp(act / a_min, 0, 1))`` (class ``bN``, blue): a diverging scale. A token of level 0
+    within 5% of its side's scale is plain text, else an ``<i>``, its value (3 significant digits) the next
+    number of the window's ``data-v``; the pivot is underlined (class ``pv``).
     """
     window, (lo, hi) = sw.window, sw.shown
     n_shown = len(shown)
