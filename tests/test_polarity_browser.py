@@ -120,6 +120,11 @@ def test_bottom_examples_and_negative_shading(site, page, scheme, tmp_path):
     # hovering a negative token shows its (negative) value
     pivot.hover()
     assert pivot.get_attribute("title").startswith("-")
+    # the histogram's bins below 0 are blue too
+    bars = page.locator(".n2g-hist > i.lo")
+    assert bars.count() > 0
+    r, g, b = _rgb(bars.first.evaluate("e => getComputedStyle(e).backgroundColor"))
+    assert b > r, (r, g, b)
     # the negative graph is drawn
     assert page.locator(".n2g-neg-graph svg").first.is_visible()
     page.evaluate("document.getElementById('negative').scrollIntoView()")
