@@ -354,7 +354,8 @@ class FitConfig:
         "Sides of each neuron that get a graph: 'positive' (where it fires highest, as in the paper) or 'both' "
         "(also its negative side: a second graph fitted the same way on -activation from its bottom mined "
         "windows, written as fit/L../N.....neg.json and scored like the first; worth it for signed hooks such "
-        "as gated MLPs, whose neurons often go further below 0 than above). 'both' doubles the fit's work.",
+        "as gated MLPs, whose neurons often go further below 0 than above). 'both' adds a second fit per neuron "
+        "(on 8 SmolLM2 neurons: 0.68x the positive side's forward tokens) and a second drawing per page.",
         "fit",
         choices=POLARITIES,
         record=False,
