@@ -163,6 +163,14 @@ def _examples(rng: np.random.Generator, n: int, peak: np.ndarray, docs: int) -> 
     return ex
 
 
+def _bottom(rng: np.random.Generator, n: int, depth: np.ndarray, docs: int) -> ExampleSet:
+    """Bottom windows: the top windows' shape mirrored, each reaching down to -``depth`` (the stats' min)."""
+    ex = _examples(rng, n, depth, docs)
+    ex.acts[:] = -ex.acts
+    ex.value[:] = -ex.value
+    return ex
+
+
 def _ordinary(rng: np.random.Generator, peak: np.ndarray):
     """The ordinary held-out sample (the same 16 x 256 tokens in every layer, as mine writes it): each
     neuron fires (10-100% of its peak) on the tokens of its 3-8 Zipf-drawn triggers, else noise of +-2%."""
@@ -193,6 +201,9 @@ def _make_layer(args: tuple[str, int, list[int], int]) -> int:
     extra = {}
     if "ordinary" in {f.name for f in dataclasses.fields(MinedLayer)}:  # held-out text rows (newer work dirs)
         extra["ordinary"] = _ordinary(rng, peak)
+    if "bottom_train" in {f.name for f in dataclasses.fields(MinedLayer)}:  # bottom windows (mine format 2)
+        extra["bottom_train"] = _bottom(rng, len(neurons), peak / 5, docs)
+        extra["bottom_heldout"] = _bottom(rng, len(neurons), peak / 5, docs)
     MinedLayer(
         layer=layer,
         neurons=np.array(neurons, np.int64),

@@ -30,6 +30,7 @@ DEFAULT_CORPUS = "wiki"
 DEFAULT_LAYER_COUNT = 6
 DEFAULT_NEURONS = "0-3"
 AUGMENTERS = ("auto", "self", "mlm", "none")
+POLARITIES = ("positive", "both")  # --polarity
 DTYPE_NAMES = ("fp32", "tf32", "bf16", "fp16")  # --dtype; what each means: models.DTYPES
 CPU_BATCH_TOKENS = 4096  # --fit-batch-tokens default with --device cpu: groups of 4 neurons (as before the option)
 GPU_BATCH_TOKENS = 262_144  # ... with cuda or mps: groups of 256 neurons, phases of ~100k-300k nodes
@@ -366,6 +367,18 @@ class FitConfig:
         minimum=0,
         note="0 = no calibration",
         steps=("predict",),
+    )
+    polarity: str = option(
+        "positive",
+        "Sides of each neuron that get a graph: 'positive' (where it fires highest, as in the paper) or 'both' "
+        "(also its negative side: a second graph fitted the same way on -activation from its bottom mined "
+        "windows, written as fit/L../N.....neg.json and scored like the first; worth it for signed hooks such "
+        "as gated MLPs, whose neurons often go further below 0 than above). 'both' adds a second fit per neuron "
+        "(on 8 SmolLM2 neurons: 0.68x the positive side's forward tokens) and a second drawing per page. The "
+        "negative side is not calibrated: its graph is the paper's N2G.",
+        "fit",
+        choices=POLARITIES,
+        record=False,
     )
     fit_batch_tokens: int | None = option(
         None,

@@ -35,6 +35,16 @@ graph through :class:`~n2g_site.n2g.predict.TriePredictor`, the same floats as `
 and neurons are scored in worker processes (``jobs``, default one per CPU the process may use) when there
 are at least :data:`PARALLEL_MIN_NEURONS`. Every file is the same whatever the number of workers.
 
+Negative sides (fit ``--polarity both``): a neuron's ``fit/L../N.....neg.json`` is scored the same way on
+-activation, so its graph *fires* where activation <= ``fire_threshold`` x A_min (A_min < 0, the most negative
+training activation; the file's ``max_activation`` is -A_min), against baselines fitted on its bottom training
+windows, on its bottom held-out windows (``heldout``) and mine's ordinary sample (``ordinary``); the text
+passes (``--ood-corpus``, ``--ordinary-eval-tokens``) keep positive activations only and do not score it.
+Outputs: ``evaluate/L../N.....neg.json`` (``"polarity": "negative"``), ``evaluate/layer_LL.neg.csv`` and
+``summary.json``'s ``negative`` (per layer, as ``layers``; its ``dead`` counts neurons never below 0, and
+``always_on`` those at or below half their minimum on half the mined tokens). A layer's ``dead`` in
+``layers`` counts neurons never above 0, and ``silent`` in both those never away from 0 on either side.
+
 ``--shard i/n`` scores every n-th chunk of :data:`CHUNK` neurons and writes only the neuron files (it removes
 the layer tables, which it cannot write whole); :func:`rebuild_tables` (run by ``n2g-site merge``) writes the
 layer CSVs and ``summary.json`` from every neuron file, the same bytes one unsharded run writes. Each neuron
@@ -64,8 +74,9 @@ from .intervals import bootstrap_mean_interval
 from .n2g.graph import Graph
 from .n2g.predict import KeyIndex, Sequences, TriePredictor
 from .ood import OodLayer
+from .polarity import SIDES, SIGN, side_windows
 from .progress import advance, bar, console, say
-from .store import ExampleSet, MinedLayer, WorkDir, atomic_write_text, read_json, write_json
+from .store import ExampleSet, MinedLayer, WorkDir, atomic_write_text, neuron_file, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-eval/1"
 METHODS = ("n2g", "token_lookup", "token_max", "ngram")
@@ -316,31 +327,40 @@ def evaluate(
     threshold, n = cfg.evaluate.fire_threshold, cfg.evaluate.ngram
     layers = [layer for layer in cfg.select_layers(info["n_layers"]) if work.mined(layer).exists()]
     neurons = cfg.select_neurons(info["d_mlp"])
-    todo = [(layer, neuron) for layer in layers for neuron in neurons if work.fitted(layer, neuron).exists()]
+    todo = [
+        (layer, neuron, side)
+        for layer in layers
+        for neuron in neurons
+        for side in SIDES
+        if work.fitted(layer, neuron, side).exists()
+    ]
     if not todo:
         work.require(work.fitted(layers[0] if layers else 0, neurons[0]), "fit")
     digests = {layer: (manifest.get("mined") or {}).get(str(layer)) for layer in layers}
-    passes = _prepare_passes(cfg, work, todo, load_model) if todo else ()
+    positive = [(layer, neuron) for layer, neuron, side in todo if side == "positive"]
+    passes = _prepare_passes(cfg, work, positive, load_model) if positive else ()
     ood = "ood" in passes
     settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos, digests, passes)
     chunks = [
         (layer, part[i : i + CHUNK])
         for layer in layers
-        for part in [[nn for ll, nn in todo if ll == layer]]
+        for part in [[(nn, side) for ll, nn, side in todo if ll == layer]]
         for i in range(0, len(part), CHUNK)
     ]
     shard, shards = cfg.shard_index
     if shards > 1:
         chunks = [c for k, c in enumerate(chunks) if k % shards == shard]
-        todo = [(layer, neuron) for layer, part in chunks for neuron in part]
-        for path in [work.evaluation_summary, *map(work.evaluated_layer, layers)]:
+        todo = [(layer, neuron, side) for layer, part in chunks for neuron, side in part]
+        stale = [work.evaluated_layer(layer, side) for layer in layers for side in SIDES]
+        for path in [work.evaluation_summary, *stale]:
             path.unlink(missing_ok=True)  # stale once any neuron is rescored; merge writes them again
     started = time.perf_counter()
-    rows: dict[int, list[dict]] = {layer: [] for layer in layers}
+    rows: dict[str, dict[int, list[dict]]] = {side: {layer: [] for layer in layers} for side in SIDES}
     counts: dict[int, dict] = {}
     with bar("evaluate", len(todo), "neurons") as progress, _scoring(settings, jobs, len(todo)) as score_chunks:
         for (layer, part), (chunk_rows, layer_counts) in zip(chunks, score_chunks(chunks)):
-            rows[layer].extend(chunk_rows)
+            for side in SIDES:
+                rows[side][layer].extend(chunk_rows[side])
             counts[layer] = layer_counts
             advance(progress, len(part))
     if shards > 1:
@@ -350,14 +370,24 @@ def evaluate(
         )
         return EvaluateSummary(len(todo), time.perf_counter() - started)
     summary: dict[str, dict] = {}
+    negative: dict[str, dict] = {}
     for layer in layers:
         if layer not in counts:  # no fitted neuron: the layer's CSV has only its header, its counts still count
             counts[layer] = _Layer.load(work.mined(layer)).counts
-        _write_csv(work, layer, rows[layer])
-        summary[str(layer)] = _layer_summary(rows[layer], counts[layer])
-    extra = {"ood_corpus": cfg.evaluate.ood_corpus, "ood_tokens": cfg.evaluate.ood_tokens} if ood else {}
+        _write_csv(work, layer, rows["positive"][layer])
+        summary[str(layer)] = _layer_summary(rows["positive"][layer], counts[layer]["positive"])
+        if rows["negative"][layer]:
+            _write_csv(work, layer, rows["negative"][layer], "negative")
+            negative[str(layer)] = _layer_summary(rows["negative"][layer], counts[layer]["negative"])
+        else:
+            work.evaluated_layer(layer, "negative").unlink(missing_ok=True)
+    extra: dict[str, Any] = (
+        {"ood_corpus": cfg.evaluate.ood_corpus, "ood_tokens": cfg.evaluate.ood_tokens} if ood else {}
+    )
     if "ordinary" in passes:
         extra["ordinary_eval_tokens"] = cfg.evaluate.ordinary_eval_tokens
+    if negative:
+        extra["negative"] = negative
     write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, **extra, "layers": summary}, indent=1)
     seconds = time.perf_counter() - started
     print_table(summary)
@@ -440,11 +470,27 @@ class _Layer:
         return self.mined.ordinary.acts[row][self.ordinary_keep].astype(np.float64)
 
 
-def _counts(mined: MinedLayer) -> dict:
+def _counts(mined: MinedLayer) -> dict[str, dict]:
+    """Per side: neurons of the whole layer dead on that side (never above 0; never below 0), always on
+    (at half their max, or at or below half their min, on at least ALWAYS_ON_SHARE of the mined tokens; 0 on
+    the negative side of a legacy one-sided histogram, which cannot tell), silent (dead on both sides) and
+    the layer's neuron count."""
+    stats = mined.stats
+    silent = int(((stats.max <= 0) & (stats.min >= 0)).sum())
+    size = int(stats.max.shape[0])
     return {
-        "dead": int((mined.stats.max <= 0).sum()),
-        "always_on": int((mined.stats.firing_share(0.5) >= ALWAYS_ON_SHARE).sum()),
-        "layer_neurons": int(mined.stats.max.shape[0]),
+        "positive": {
+            "dead": int((stats.max <= 0).sum()),
+            "always_on": int((stats.firing_share(0.5) >= ALWAYS_ON_SHARE).sum()),
+            "silent": silent,
+            "layer_neurons": size,
+        },
+        "negative": {
+            "dead": int((stats.min >= 0).sum()),
+            "always_on": int((np.nan_to_num(stats.negative_share(0.5)) >= ALWAYS_ON_SHARE).sum()),
+            "silent": silent,
+            "layer_neurons": size,
+        },
     }
 
 
@@ -468,19 +514,27 @@ def rebuild_tables(work: WorkDir, layers: Sequence[int], neurons: Sequence[int] 
     Refuses neuron files scored with another firing threshold or n-gram length than the others."""
     settings: set[tuple[float, int]] = set()
     summary: dict[str, dict] = {}
+    negative: dict[str, dict] = {}
     total = 0
     for layer in layers:
         folder = work.evaluated(layer, 0).parent
-        found = sorted(int(p.stem[1:]) for p in folder.glob("N*.json")) if folder.exists() else []
-        chosen = found if neurons is None else [nn for nn in neurons if nn in set(found)]
-        rows: list[dict] = []
-        for neuron in chosen:
-            result = read_json(work.evaluated(layer, neuron))
+        found = (
+            sorted(filter(None, map(neuron_file, (p.name for p in folder.glob("N*.json"))))) if folder.exists() else []
+        )
+        wanted = None if neurons is None else set(neurons)
+        chosen = [(nn, side) for nn, side in found if wanted is None or nn in wanted]
+        rows: dict[str, list[dict]] = {side: [] for side in SIDES}
+        for neuron, side in chosen:
+            result = read_json(work.evaluated(layer, neuron, side))
             settings.add((result["fire_threshold"], result["ngram"]))
-            rows.extend(_rows(layer, neuron, result))
-        _write_csv(work, layer, rows)
-        summary[str(layer)] = _layer_summary(rows, _counts(MinedLayer.load(work.mined(layer))))
-        total += len(chosen)
+            rows[side].extend(_rows(layer, neuron, result))
+        counts = _counts(MinedLayer.load(work.mined(layer)))
+        _write_csv(work, layer, rows["positive"])
+        summary[str(layer)] = _layer_summary(rows["positive"], counts["positive"])
+        if rows["negative"]:
+            _write_csv(work, layer, rows["negative"], "negative")
+            negative[str(layer)] = _layer_summary(rows["negative"], counts["negative"])
+        total += len({nn for nn, _ in chosen})
     if len(settings) > 1:
         raise UserError(
             f"the evaluate files of {work.root} were scored with other (fire threshold, n-gram) pairs "
@@ -489,7 +543,8 @@ def rebuild_tables(work: WorkDir, layers: Sequence[int], neurons: Sequence[int] 
     if not settings:
         raise UserError(f"{work.root}/evaluate holds no neuron files: run `n2g-site evaluate` first")
     threshold, n = settings.pop()
-    write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, "layers": summary}, indent=1)
+    extra = {"negative": negative} if negative else {}
+    write_json(work.evaluation_summary, {"fire_threshold": threshold, "ngram": n, **extra, "layers": summary}, indent=1)
     return total
 
 
@@ -513,22 +568,22 @@ class _Scorer:
     def close(self) -> None:
         self.writer.shutdown()
 
-    def __call__(self, chunk: tuple[int, list[int]]) -> tuple[list[dict], dict]:
+    def __call__(self, chunk: tuple[int, list[tuple[int, str]]]) -> tuple[dict[str, list[dict]], dict]:
         layer, neurons = chunk
         if self.layer is None or self.layer[0] != layer:
             passes = {name: self.work.scored_text(name, layer) for name in self.settings.passes}
             self.layer = (layer, _Layer.load(self.work.mined(layer), passes))
         data = self.layer[1]
-        rows: list[dict] = []
+        rows: dict[str, list[dict]] = {side: [] for side in SIDES}
         written = []
-        for neuron in neurons:
+        for neuron, side in neurons:
             result = _evaluate_neuron(
-                read_json(self.work.fitted(layer, neuron)), data, self.keys, self.vocab_size, self.settings
+                read_json(self.work.fitted(layer, neuron, side)), data, self.keys, self.vocab_size, self.settings
             )
             if self.settings.mined is not None:
                 result["mined"] = self.settings.mined.get(layer)
-            written.append(self.writer.submit(write_json, self.work.evaluated(layer, neuron), result))
-            rows.extend(_rows(layer, neuron, result))
+            written.append(self.writer.submit(write_json, self.work.evaluated(layer, neuron, side), result))
+            rows[side].extend(_rows(layer, neuron, result))
         for future in written:
             future.result()  # raises a failed write's error
         return rows, data.counts
@@ -542,7 +597,7 @@ def _init_worker(settings: _Settings) -> None:
     _WORKER = _Scorer(settings)
 
 
-def _worker_chunk(chunk: tuple[int, list[int]]) -> tuple[list[dict], dict]:
+def _worker_chunk(chunk: tuple[int, list[tuple[int, str]]]) -> tuple[dict[str, list[dict]], dict]:
     assert _WORKER is not None
     return _WORKER(chunk)
 
@@ -558,7 +613,7 @@ def default_jobs() -> int:
 @contextmanager
 def _scoring(
     settings: _Settings, jobs: int | None, neurons: int
-) -> Iterator[Callable[[list[tuple[int, list[int]]]], Iterator[tuple[list[dict], dict]]]]:
+) -> Iterator[Callable[[list[tuple[int, list[tuple[int, str]]]]], Iterator[tuple[dict[str, list[dict]], dict]]]]:
     """A function from chunks to their results, in order: in this process or in worker processes (``jobs``
     of them; None: one per CPU when there are at least PARALLEL_MIN_NEURONS neurons)."""
     if jobs is not None and jobs < 1:
@@ -590,6 +645,7 @@ def _windows(examples: ExampleSet, row: int, limit: int | None = None) -> tuple[
 
 def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, settings: _Settings) -> dict:
     threshold, n, bos = settings.threshold, settings.ngram, settings.bos
+    side = fit.get("polarity", "positive")
     out = {
         "schema": SCHEMA,
         "layer": fit["layer"],
@@ -599,27 +655,30 @@ def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, 
         "ngram": n,
         "datasets": {},
     }
+    if side != "positive":
+        out["polarity"] = side
     if fit["status"] != "fitted":
         return out
     mined = layer.mined
     row = mined.row(fit["neuron"])
+    sign = SIGN[side]  # the negative side is scored on -activation, so "fires" is activation <= 0.5 x A_min
     a_max = float(fit["max_activation"])
-    train, train_acts = _windows(mined.train, row, settings.train_examples)
-    norm = train_acts / a_max
+    train, train_acts = _windows(side_windows(mined, side, "train"), row, settings.train_examples)
+    norm = sign * train_acts / a_max
     predictors: dict[str, Any] = {  # each has .on(Sequences) -> predictions
         "n2g": TriePredictor(Graph.from_json(fit["graph"]), keys),
         "token_lookup": TokenLookup([(train.tokens, norm)], vocab_size, bos, "mean"),
         "token_max": TokenLookup([(train.tokens, norm)], vocab_size, bos, "max"),
         "ngram": NGram.of(train, norm, n, threshold, bos),
     }
-    heldout, heldout_acts = _windows(mined.heldout, row)
-    datasets = [Dataset.of("heldout", heldout, heldout_acts, a_max, bos)]
+    heldout, heldout_acts = _windows(side_windows(mined, side, "heldout"), row)
+    datasets = [Dataset.of("heldout", heldout, sign * heldout_acts, a_max, bos)]
     for name in ("ordinary", "ood"):
-        scored = layer.passes.get(name)
+        scored = layer.passes.get(name) if side == "positive" else None  # the passes keep positive values only
         if scored is not None and fit["neuron"] in scored[0].neurons:
             datasets.append(Dataset.of(name, scored[1], scored[0].acts(fit["neuron"]), a_max, bos))
         elif name == "ordinary":  # mine's dense sample
-            datasets.append(Dataset.of(name, layer.ordinary, layer.ordinary_acts(row), a_max, bos))
+            datasets.append(Dataset.of(name, layer.ordinary, sign * layer.ordinary_acts(row), a_max, bos))
     both = Sequences.join([d.seqs for d in datasets])  # one pass of each predictor over both datasets
     cuts = np.cumsum([0] + [len(d.seqs) for d in datasets])
     preds = {method: predict.on(both) for method, predict in predictors.items()}
@@ -654,7 +713,7 @@ def _method_summary(rows: Sequence[dict]) -> dict:
     return out
 
 
-def _write_csv(work: WorkDir, layer: int, rows: list[dict]) -> None:
+def _write_csv(work: WorkDir, layer: int, rows: list[dict], side: str = "positive") -> None:
     fields = [
         "layer",
         "neuron",
@@ -670,7 +729,7 @@ def _write_csv(work: WorkDir, layer: int, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(work.evaluated_layer(layer), buf.getvalue())
+    atomic_write_text(work.evaluated_layer(layer, side), buf.getvalue())
 
 
 def print_table(summary: dict) -> None:

@@ -22,6 +22,17 @@ options cut the selection into the same groups and write the same bytes.
 
 A neuron is *dead* when its best training window peaks at or below 0: it gets a file (and a page that
 says so) but no graph.
+
+Sides (``--polarity``). ``positive`` (the default) fits each neuron's top side, as the paper does. ``both``
+also fits its negative side into ``fit/L{L:02d}/N{N:05d}.neg.json``: the same schema with ``"polarity":
+"negative"``, fitted by the same N2G phases on -activation (:class:`~n2g_site.n2g.requests.Negated`) from the
+neuron's bottom mined windows (``MinedLayer.bottom_train``), so ``max_activation`` is the magnitude of its
+most negative training activation (A_min = -max_activation) and a node's value is activation / A_min. That
+side is *dead* when no bottom training window goes below 0 (GELU neurons reach about -0.17 at most; gated
+MLP neurons are signed and often go further below 0 than above). Each side's file is reused, resumed,
+sharded and merged on its own; a file records ``"polarity"`` (files from before the option are positive).
+The option is not part of ``config``: the positive files of a ``both`` run are the ones a ``positive`` run
+writes.
 """
 
 from __future__ import annotations
@@ -38,11 +49,14 @@ from .models import LoadedModel
 from .n2g.graph import Graph, normalise
 from .n2g.phases import Example, NeuronTask, Vocabulary, fit_neurons
 from .n2g.predict import KeyIndex
+from .n2g.requests import ActivationSource, Negated
+from .polarity import SIGN, side_windows
 from .progress import advance, bar, say
 from .proposers import make_proposer
 from .store import MinedLayer, WorkDir, fit_file_settings, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-fit/1"
+SIDES_OF = {"positive": ("positive",), "both": ("positive", "negative")}  # --polarity -> the sides fitted
 NODES_PER_NEURON = 1024  # trie nodes one neuron sends to a phase, roughly (SmolLM2, self augmenter: 300-1,500)
 
 
@@ -78,12 +92,19 @@ def _reuse(path, options: dict, dtype: str, mined: str | None, device: str) -> s
     return "recalibrate" if data.get("status") == "fitted" and recalibratable(config, options) else "fit"
 
 
-def _tasks(mined: MinedLayer, neurons: list[int], limit: int) -> list[NeuronTask]:
+def _tasks(mined: MinedLayer, neurons: list[int], limit: int, side: str = "positive") -> list[NeuronTask]:
+    """One task per neuron: its first ``limit`` training windows of ``side``. A negative task's activations
+    are sign-flipped (its most negative tokens become peaks), and its A_max is the largest of them."""
+    sign = SIGN[side]
+    windows_of = side_windows(mined, side, "train")
     tasks = []
     for neuron in neurons:
-        windows = mined.train.windows(mined.row(neuron))[:limit]
-        examples = [Example(w.tokens, w.acts, w.pivot, rank, w.doc, w.start) for rank, w in enumerate(windows)]
-        top = windows[0].value if windows else 0.0
+        windows = windows_of.windows(mined.row(neuron))[:limit]
+        examples = [Example(w.tokens, sign * w.acts, w.pivot, rank, w.doc, w.start) for rank, w in enumerate(windows)]
+        if side == "positive":
+            top = windows[0].value if windows else 0.0
+        else:
+            top = max((float(ex.acts[ex.pivot]) for ex in examples), default=0.0)
         tasks.append(NeuronTask(mined.layer, neuron, examples, float(top)))
     return tasks
 
@@ -128,22 +149,32 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         work.require(work.mined(layer), "mine")
     digests = {layer: (manifest.get("mined") or {}).get(str(layer)) for layer, _ in groups}  # the mined data
     device = cfg.device.split(":")[0]
+    sides = SIDES_OF[cfg.fit.polarity]
     reuse = {
-        (g[0], n): _reuse(work.fitted(g[0], n), options, cfg.dtype, digests[g[0]], device) for g in groups for n in g[1]
+        (layer, n, side): _reuse(work.fitted(layer, n, side), options, cfg.dtype, digests[layer], device)
+        for layer, neurons in groups
+        for side in sides
+        for n in neurons
     }
-    todo = [g for g in groups if any(reuse[(g[0], n)] == "fit" for n in g[1])]
-    again = [
-        k for k, how in reuse.items() if how == "recalibrate" and not any(k[0] == g[0] and k[1] in g[1] for g in todo)
+    todo = [
+        (layer, neurons, side)
+        for layer, neurons in groups
+        for side in sides
+        if any(reuse[(layer, n, side)] == "fit" for n in neurons)
     ]
+    refitted = {(layer, n, side) for layer, neurons, side in todo for n in neurons}
+    again = sorted(k for k, how in reuse.items() if how == "recalibrate" and k not in refitted)
     total = sum(len(g[1]) for g in todo)
-    skipped = sum(len(g[1]) for g in groups) - total - len(again)
+    skipped = sum(len(g[1]) for g in groups) * len(sides) - total - len(again)
     shard = f" (shard {cfg.shard})" if cfg.shard else ""
+    what = "neurons" if sides == ("positive",) else "neuron sides"
     if not total and not again:
-        say(f"fit: all {skipped} selected neurons{shard} are already fitted, nothing to do")
+        say(f"fit: all {skipped} selected {what}{shard} are already fitted, nothing to do")
         return FitSummary(0, skipped, 0, 0.0, 0)
     model = load_model()
     batch_tokens = int(resolved.fit_batch_tokens or CPU_BATCH_TOKENS)
     engine = BatchedEngine(model, batch_tokens)
+    sources: dict[str, ActivationSource] = {"positive": engine, "negative": Negated(engine)}
     text = work.load_vocab()
     mask_id = model.mask_id if cfg.fit.mask_token is None else model.token_id(cfg.fit.mask_token)
     vocab = Vocabulary(
@@ -154,10 +185,12 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         special=frozenset(int(i) for i in model.tokenizer.all_special_ids),
     )
     keys = KeyIndex(text)
-    wanted: dict[int, dict[int, float]] = {}
-    for layer in sorted({g[0] for g in todo} | {k[0] for k in again}):
+    wanted: dict[int, dict[int, float]] = {}  # the positive sides to calibrate (the negative side is not)
+    positive = [(layer, n) for layer, neurons, side in todo if side == "positive" for n in neurons]
+    positive += [(layer, n) for layer, n, side in again if side == "positive"]
+    for layer in sorted({layer for layer, _ in positive}):
         mined_layer = MinedLayer.load(work.mined(layer))
-        chosen = [n for g in todo if g[0] == layer for n in g[1]] + [n for k, n in again if k == layer]
+        chosen = [n for k, n in positive if k == layer]
         # A_max as the fit file records it (and evaluate's passes use it), so the passes' files agree
         wanted[layer] = {n: round(t.max_activation, 6) for n, t in zip(chosen, _tasks(mined_layer, chosen, 1))}
         wanted[layer] = {n: a for n, a in wanted[layer].items() if a > 0}
@@ -170,34 +203,35 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     augmenter = proposer.name if proposer is not None else "none"
     started = time.perf_counter()
     fitted = dead = 0
-    layers = sorted({layer for layer, _ in todo})
+    layers = sorted({layer for layer, _, _ in todo})
     say(
-        f"fit: {total} neurons in layers {','.join(map(str, layers))}{shard} ({skipped} already done), "
+        f"fit: {total} {what} in layers {','.join(map(str, layers))}{shard} ({skipped} already done), "
         f"augmenter {augmenter!r}, groups of {group_size(resolved)} neurons, {batch_tokens:,}-node batches"
     )
     mined: MinedLayer | None = None
-    with bar("fit", total, "neurons") as progress:
-        for layer, neurons in todo:
+    with bar("fit", total, what) as progress:
+        for layer, neurons, side in todo:
             if mined is None or mined.layer != layer:
                 mined = MinedLayer.load(work.mined(layer))
-            group = _tasks(mined, list(neurons), cfg.fit.train_examples)
-            for result in fit_neurons(group, engine, cfg.fit, vocab, proposer):
+            group = _tasks(mined, list(neurons), cfg.fit.train_examples, side)
+            for result in fit_neurons(group, sources[side], cfg.fit, vocab, proposer):
                 task = result.task
                 graph, calibration = result.graph, None
-                if calibrator is not None and not result.dead:
+                if calibrator is not None and side == "positive" and not result.dead:
                     windows = [(e.tokens, e.acts) for e in task.examples]
                     graph, calibration = calibrator(task.layer, task.neuron, graph, windows, task.max_activation)
                 heldout = (
                     None
                     if result.dead
-                    else _heldout(mined, task, graph, keys, cfg.evaluate.fire_threshold, model.bos_id)
+                    else _heldout(mined, task, graph, keys, cfg.evaluate.fire_threshold, model.bos_id, side)
                 )
                 write_json(
-                    work.fitted(task.layer, task.neuron),
+                    work.fitted(task.layer, task.neuron, side),
                     {
                         "schema": SCHEMA,
                         "layer": task.layer,
                         "neuron": task.neuron,
+                        "polarity": side,
                         "hook": model.hook_name(task.layer),
                         "status": "dead" if result.dead else "fitted",
                         "max_activation": round(task.max_activation, 6),
@@ -222,7 +256,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     c = engine.counters
     extra = getattr(proposer, "tokens_run", 0)
     say(
-        f"fit: {fitted} graphs, {dead} dead neurons in {seconds:.1f} s ({total / seconds:.2f} neurons/s); "
+        f"fit: {fitted} graphs, {dead} dead {what} in {seconds:.1f} s ({total / seconds:.2f} {what}/s); "
         f"{c.forwards} forward calls, {c.rows:,} rows, {c.tokens:,} tokens "
         f"({c.tokens / max(seconds, 1e-9):,.0f} tokens/s)"
         + (f"; {extra:,} tokens through the {augmenter} proposer" if extra else "")
@@ -230,9 +264,18 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
     return FitSummary(fitted, skipped, dead, seconds, c.tokens)
 
 
-def _heldout(mined: MinedLayer, task: NeuronTask, graph: Graph, keys: KeyIndex, threshold: float, bos: int | None):
-    """A first score on the held-out top windows (the evaluate stage adds baselines and ordinary text)."""
-    windows = [(w.tokens, w.acts) for w in mined.heldout.windows(mined.row(task.neuron))]
+def _heldout(
+    mined: MinedLayer,
+    task: NeuronTask,
+    graph: Graph,
+    keys: KeyIndex,
+    threshold: float,
+    bos: int | None,
+    side: str = "positive",
+):
+    """A first score on the side's held-out windows (the evaluate stage adds baselines and ordinary text)."""
+    sign = SIGN[side]
+    windows = [(w.tokens, sign * w.acts) for w in side_windows(mined, side, "heldout").windows(mined.row(task.neuron))]
     if not windows:
         return None
     return score_graph(graph, keys, windows, task.max_activation, threshold, bos)
@@ -240,29 +283,30 @@ def _heldout(mined: MinedLayer, task: NeuronTask, graph: Graph, keys: KeyIndex, 
 
 def _recalibrate(
     work: WorkDir,
-    neurons: list[tuple[int, int]],
+    files: list[tuple[int, int, str]],
     calibrator: Calibrator | None,
     keys: KeyIndex,
     cfg: Config,
     options: dict,
     bos: int | None,
 ) -> None:
-    """Rewrite fit files that differ from ``options`` only in the calibration options: their paper graph
-    (restored from the file) calibrated again (or left as the paper's with --paper), no fitting."""
+    """Rewrite fit files (layer, neuron, side) that differ from ``options`` only in the calibration options:
+    their paper graph (restored from the file) calibrated again (or left as the paper's with --paper, and
+    always for the negative side, which is not calibrated), no fitting."""
     mined: MinedLayer | None = None
-    say(f"fit: {len(neurons)} fitted neurons only need calibrating again")
-    for layer, neuron in sorted(neurons):
+    say(f"fit: {len(files)} fitted neuron sides only need calibrating again")
+    for layer, neuron, side in sorted(files):
         if mined is None or mined.layer != layer:
             mined = MinedLayer.load(work.mined(layer))
-        path = work.fitted(layer, neuron)
+        path = work.fitted(layer, neuron, side)
         data = read_json(path)
         graph = paper_graph(Graph.from_json(data["graph"]), data.get("calibration"))
-        task = _tasks(mined, [neuron], cfg.fit.train_examples)[0]
+        task = _tasks(mined, [neuron], cfg.fit.train_examples, side)[0]
         calibration = None
-        if calibrator is not None:
+        if calibrator is not None and side == "positive":
             windows = [(e.tokens, e.acts) for e in task.examples]
             graph, calibration = calibrator(layer, neuron, graph, windows, task.max_activation)
-        heldout = _heldout(mined, task, graph, keys, cfg.evaluate.fire_threshold, bos)
+        heldout = _heldout(mined, task, graph, keys, cfg.evaluate.fire_threshold, bos, side)
         new = {"config": options, "graph": graph.to_json(), "heldout": heldout.as_dict() if heldout else None}
         out: dict = {}
         for key, value in data.items():  # the key order of a fresh fit file: calibration after graph

@@ -13,8 +13,10 @@ Layout of a work dir (default ``.n2g/<run-name>/``)::
     mine/shard_{i}of{n}.npz  one mining shard's running state (mine --shard i/n), until merge combines
                              the n of them into the layer files (mine_shards.py)
     fit/L{L:02d}/N{N:05d}.json   one fitted N2G graph per neuron (see n2g/graph.py for the schema)
+    fit/L{L:02d}/N{N:05d}.neg.json   its negative side's graph, fitted on -activation (fit --polarity both)
     evaluate/L{L:02d}/N{N:05d}.json  N2G and baselines scored on held-out text (evaluate.py)
-    evaluate/layer_{L:02d}.csv   the same, one row per neuron x dataset x method
+    evaluate/L{L:02d}/N{N:05d}.neg.json  the same for the negative side's graph
+    evaluate/layer_{L:02d}.csv   the same, one row per neuron x dataset x method (.neg.csv: negative sides)
     evaluate/summary.json        per-layer means, dead and always-on counts
     relate/similar.json      nearest neurons by graph content (relate stage, see relate.py)
     relate/logit_{L:02d}.json  tokens each neuron's output weights promote / suppress (relate stage)
@@ -33,6 +35,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +50,25 @@ from .config import CPU_BATCH_TOKENS, UserError
 
 MANIFEST = "run.json"
 LEGACY_DTYPE = "fp32"  # the dtype of work dirs whose run.json predates --dtype (everything ran in fp32)
+
+
+SIDES = ("positive", "negative")  # a neuron's sides: its fit and evaluate files are N.json and N.neg.json
+_SUFFIX = {"positive": ".json", "negative": ".neg.json"}
+_NEURON_FILE = re.compile(r"N(\d+)(\.neg)?\.json")
+
+
+def neuron_file(name: str) -> tuple[int, str] | None:
+    """(neuron, side) of a fit or evaluate file name (``N00012.json``, ``N00012.neg.json``); None otherwise."""
+    match = _NEURON_FILE.fullmatch(name)
+    if match is None:
+        return None
+    return int(match.group(1)), "negative" if match.group(2) else "positive"
+
+
+def _side_file(folder: Path, neuron: int, side: str) -> Path:
+    if side not in _SUFFIX:
+        raise ValueError(f"side {side!r} is not one of {SIDES}")
+    return folder / f"N{neuron:05d}{_SUFFIX[side]}"
 
 
 def fit_file_settings(data: dict[str, Any]) -> tuple[dict[str, Any] | None, str, str]:
@@ -434,8 +456,8 @@ class WorkDir:
             return None
         return (read_json(self.manifest).get("mined") or {}).get(str(layer))
 
-    def fitted(self, layer: int, neuron: int) -> Path:
-        return self.root / "fit" / f"L{layer:02d}" / f"N{neuron:05d}.json"
+    def fitted(self, layer: int, neuron: int, side: str = "positive") -> Path:
+        return _side_file(self.root / "fit" / f"L{layer:02d}", neuron, side)
 
     @property
     def similar(self) -> Path:
@@ -452,11 +474,11 @@ class WorkDir:
     def ood(self, layer: int) -> Path:
         return self.scored_text("ood", layer)
 
-    def evaluated(self, layer: int, neuron: int) -> Path:
-        return self.root / "evaluate" / f"L{layer:02d}" / f"N{neuron:05d}.json"
+    def evaluated(self, layer: int, neuron: int, side: str = "positive") -> Path:
+        return _side_file(self.root / "evaluate" / f"L{layer:02d}", neuron, side)
 
-    def evaluated_layer(self, layer: int) -> Path:
-        return self.root / "evaluate" / f"layer_{layer:02d}.csv"
+    def evaluated_layer(self, layer: int, side: str = "positive") -> Path:
+        return self.root / "evaluate" / f"layer_{layer:02d}{'.neg' if side == 'negative' else ''}.csv"
 
     @property
     def evaluation_summary(self) -> Path:
@@ -508,13 +530,13 @@ class WorkDir:
     # for it, and the site shows what is there); a file that is there but not a JSON object is a UserError
     # naming it and the command that writes it again. Silently skipping it would publish a site with a hole.
 
-    def read_fit(self, layer: int, neuron: int) -> dict[str, Any] | None:
-        """``fit/LLL/NNNNN.json`` (written by ``n2g-site fit``)."""
-        return read_stage_file(self.fitted(layer, neuron), "fit")
+    def read_fit(self, layer: int, neuron: int, side: str = "positive") -> dict[str, Any] | None:
+        """``fit/LLL/NNNNN.json`` (``.neg.json``: the negative side; written by ``n2g-site fit``)."""
+        return read_stage_file(self.fitted(layer, neuron, side), "fit")
 
-    def read_evaluation(self, layer: int, neuron: int) -> dict[str, Any] | None:
-        """``evaluate/LLL/NNNNN.json`` (written by ``n2g-site evaluate``)."""
-        return read_stage_file(self.evaluated(layer, neuron), "evaluate")
+    def read_evaluation(self, layer: int, neuron: int, side: str = "positive") -> dict[str, Any] | None:
+        """``evaluate/LLL/NNNNN.json`` (``.neg.json``: the negative side; written by ``n2g-site evaluate``)."""
+        return read_stage_file(self.evaluated(layer, neuron, side), "evaluate")
 
     def read_evaluation_summary(self) -> dict[str, Any] | None:
         """``evaluate/summary.json``."""

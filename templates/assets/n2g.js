@@ -95,7 +95,7 @@
 
   function neuronLink(it) {
     var a = el("a");
-    a.href = new URL("neurons/L" + it.layer + "/N" + it.neuron + "/", ROOT).href;
+    a.href = new URL("neurons/L" + it.layer + "/N" + it.neuron + "/" + (it.anchor ? "#" + it.anchor : ""), ROOT).href;
     a.appendChild(el("span", "n2g-ts-id", "L" + it.layer + " N" + it.neuron));
     if (it.token !== undefined) a.appendChild(el("code", "n2g-tok", it.token));
     return a;
@@ -180,13 +180,16 @@
         if (mine !== seq) return;
         panel.replaceChildren();
         var ex = entry && entry.e ? entry.e : [];
-        if (!entry || (!entry.a.length && !entry.c.length && !ex.length)) {
+        var negative = entry && entry.n ? ranked(entry, entry.n, query) : [];  // negative graphs (--polarity both)
+        negative.forEach(function (it) { it.anchor = "negative"; });
+        if (!entry || (!entry.a.length && !entry.c.length && !ex.length && !negative.length)) {
           panel.appendChild(el("div", "n2g-ts-none", "No neuron graph or mined example has the token \u201c" + query + "\u201d."));
         } else {
           if (entry.a.length) panel.appendChild(resultList("Graph fires on it", ranked(entry, entry.a, query), entry.na, "activation"));
           if (entry.c.length) panel.appendChild(resultList("Graph needs it as context", ranked(entry, entry.c, query), entry.nc, "importance"));
           // Tokens the neuron fires on in its top windows that its graph does not name (search_index.py "e").
           if (ex.length) panel.appendChild(resultList("Fires on it in its examples, not in its graph", ranked(entry, ex, query), entry.ne, "share of max"));
+          if (negative.length) panel.appendChild(resultList("Goes negative on it (negative graph)", negative, entry.nn, "\u2212activation"));
         }
         panel.hidden = false;
       }).catch(function (err) {

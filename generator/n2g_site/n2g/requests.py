@@ -21,3 +21,15 @@ class ActivationSource(Protocol):
     """Answers requests in order; an implementation may batch, dedupe and reorder internally."""
 
     def __call__(self, requests: Sequence[Request]) -> list[np.ndarray]: ...
+
+
+class Negated:
+    """``source`` with every activation sign-flipped: the N2G phases fit a neuron's negative side by running
+    unchanged on -activation (its most negative tokens become its peaks). Requests pass through as they are,
+    so a model engine batches and dedupes them as usual; each answer is a new array."""
+
+    def __init__(self, source: ActivationSource) -> None:
+        self.source = source
+
+    def __call__(self, requests: Sequence[Request]) -> list[np.ndarray]:
+        return [-acts for acts in self.source(requests)]

@@ -38,10 +38,10 @@ class Link:
 class ExampleView:
     """One top-activating window (training or held-out)."""
 
-    split: str  # "train" or "heldout"
-    rank: int  # 0-based rank within its split (by peak activation)
-    value: float  # peak activation (at the pivot)
-    norm: float  # value / max_activation
+    split: str  # "train", "heldout" or "bottom" (a bottom training window: the lowest activations)
+    rank: int  # 0-based rank within its split (by peak activation; bottom: by the lowest)
+    value: float  # peak activation (at the pivot; bottom: the window's minimum)
+    norm: float  # value / max_activation (bottom: value / the neuron's minimum)
     doc_title: str
     doc_url: str | None  # link to the source document when the corpus has one (Wikipedia)
     pivot_text: str | None  # display form (tokens.display_token, inline) of the token where the neuron peaked
@@ -188,6 +188,21 @@ class NeuronPage:
     triggers_named: int = 0  # the first ``triggers`` the one line names (the page lists the others)
     similar_hidden: int = 0  # neighbours below render/neuron.py SIMILAR_FLOOR left out of both lists
     similar_floor: float = 0.0
+    negative: NegativeView | None = None  # the neuron's negative side; None when it never goes below 0
+
+
+@dataclass
+class NegativeView:
+    """A neuron's negative side on its page: bottom examples and (fit --polarity both) its negative graph."""
+
+    status: str  # "fitted", "dead" (never below 0 in its bottom windows) or "unfitted" (no negative fit)
+    a_min: float  # < 0: the negative side's minimum (the negative fit's A_min, else the bottom windows')
+    low_scale: float  # < 0: what negative tokens are shaded by, -max(A_max, |A_min|) (NeuronData.low_scale)
+    examples: list[ExampleView]  # the most negative training windows (split "bottom")
+    graph: GraphView | None  # the negative graph (fitted on -activation): None when dead, unfitted or empty
+    summary: str = ""  # its one-line description ("goes negative on ...")
+    heldout: HeldoutView | None = None  # its first held-out score (the fit's, on the bottom held-out windows)
+    fidelity: Any = None  # render.fidelity.NeuronFidelity of its evaluate file (None: not evaluated)
 
 
 @dataclass

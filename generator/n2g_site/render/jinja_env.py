@@ -19,6 +19,7 @@ TEMPLATES = (
     "neuron.md.j2",
     "neuron_body.html.j2",
     "neuron_example.html.j2",
+    "neuron_negative.html.j2",
     "layer.md.j2",
     "layer_body.html.j2",
     "index.md.j2",

@@ -17,7 +17,7 @@ from .contexts import LayerPage, LayerSummary, Link, NeuronPage
 from .inputs import Shared
 from .jinja_env import render
 from .neuron import NeuronData
-from .search_index import example_entries, graph_entries, script
+from .search_index import example_entries, graph_entries, negative_entries, script
 from .svg import graph_dot, render_svgs, standalone_svg, svg_object
 from .writer import PLACEHOLDER, Writer, layer_md_path
 
@@ -46,7 +46,7 @@ class LayerResult:
     neuron_ids: list[int]  # the layer's neurons in this build
 
 
-def draw_layer(work: WorkDir, layer: int, sources: dict[int, str], titles: dict[int, str]) -> dict:
+def draw_layer(work: WorkDir, layer: int, sources: dict[Any, str], titles: dict[Any, str]) -> dict:
     """Every graph of a layer as SVG (svg.render_svgs), reusing and then updating the layer's drawing cache:
     the cache keeps exactly this render's drawings, so it never grows past the layer's graphs."""
     path = work.svg_cache(layer)
@@ -120,13 +120,13 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     firing = mined.stats.firing_share(FIRING_THRESHOLD)
     neurons = [NeuronData.gather(sh.work, mined, layer, n, float(firing[n])) for n in layer_neurons(sh, layer, mined)]
 
-    dots = {d.neuron: graph_dot(d.graph) for d in neurons if d.graph is not None}
-    svgs = draw_layer(
-        sh.work,
-        layer,
-        {n: d.source for n, d in dots.items()},
-        {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots},
-    )
+    dots: dict[Any, Any] = {d.neuron: graph_dot(d.graph) for d in neurons if d.graph is not None}
+    titles: dict[Any, str] = {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots}
+    for d in neurons:  # negative graphs (fit --polarity both), keyed ("negative", neuron), drawn in the same runs
+        if d.negative is not None and d.negative.graph is not None:
+            dots[("negative", d.neuron)] = graph_dot(d.negative.graph, name="n2gneg")
+            titles[("negative", d.neuron)] = f"N2G graph of the negative side of layer {layer}, neuron {d.neuron}"
+    svgs = draw_layer(sh.work, layer, {n: d.source for n, d in dots.items()}, titles)
 
     hook = sh.hook_pattern.replace("{layer}", str(layer))
     out = Writer(sh.staged_docs, sh.staged_frag)
@@ -144,6 +144,8 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
             line=i + 1,
             prev=(layer, neurons[i - 1].neuron) if i > 0 else before,
             next=(layer, neurons[i + 1].neuron) if i + 1 < len(neurons) else after,
+            negative_dot=dots.get(("negative", data.neuron)),
+            negative_svg=svgs.get(("negative", data.neuron)),
         )
         exported.add(export.dumps(data.record(sh)) + "\n")
         if shell is None:  # the one neuron page MkDocs builds (publish/pages.py): this page's frame, a marker title
@@ -207,7 +209,12 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
 
 def _search_entries(sh: Shared, data: NeuronData) -> list:
     """A neuron's token-search entries: its graph's, then the tokens its mined windows fire on that the graph
-    does not name (search_index.example_entries)."""
+    does not name (search_index.example_entries), then its negative graph's (--polarity both)."""
     graph = graph_entries(data.graph) if data.graph is not None else []
     windows = [(sw.window.tokens, sw.window.acts) for sw in data.windows]
-    return graph + example_entries(windows, data.a_max, sh.vocab, graph)
+    negative = data.negative.graph if data.negative is not None else None
+    return (
+        graph
+        + example_entries(windows, data.a_max, sh.vocab, graph)
+        + (negative_entries(negative) if negative is not None else [])
+    )

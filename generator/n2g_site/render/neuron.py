@@ -5,8 +5,9 @@ export record (:meth:`NeuronData.record`, schemas/neuron.schema.json) and its la
 
 The examples' highlighted HTML is built here, not by a template loop (~500 tokens a page: Jinja took ~2 ms
 a page). It is the bulk of a neuron page, written once per neuron of a whole-model site, so it is lean:
-a token is ``<i class=aN>`` (``i`` is reset to upright text by n2g.css), ``<i>`` when it is not highlighted
-but not quiet either, plain text when it is quiet; the values of a window's ``<i>`` tokens are one
+a token is ``<i class=aN>`` (``i`` is reset to upright text by n2g.css), ``<i class=bN>`` for a negative
+activation (a diverging scale: N is its share of the neuron's minimum, shaded blue), ``<i>`` when it is not
+highlighted but not quiet either, plain text when it is quiet; the values of a window's ``<i>`` tokens are one
 ``data-v`` attribute of the window (space-separated, in order), which assets/n2g.js shows as a token's
 title on hover or tap. Without JavaScript the colour of a token still reads its level.
 """
@@ -25,7 +26,7 @@ from ..n2g.graph import Graph, Node
 from ..n2g.phases import PHASES
 from ..store import HIST_EDGES, MinedLayer, Window, WorkDir
 from . import export, playground
-from .contexts import ExampleView, GraphView, HeldoutView, HistBar, LayerRow, Link, NeuronPage
+from .contexts import ExampleView, GraphView, HeldoutView, HistBar, LayerRow, Link, NegativeView, NeuronPage
 from .fidelity import neuron_fidelity
 from .inputs import Shared
 from .jinja_env import num
@@ -42,6 +43,7 @@ MAX_HELDOUT_EXAMPLES = 5  # held-out windows in it
 # data. Highlighted examples are most of a neuron page, and a whole model's site pays for every byte 46,080 times.
 PAGE_TRAIN_EXAMPLES = 4
 PAGE_HELDOUT_EXAMPLES = 2
+PAGE_BOTTOM_EXAMPLES = 2  # bottom (most negative) training windows shown, for a neuron that goes below 0
 PAGE_NEIGHBOURS = 5  # similar neurons per list
 PAGE_LOGITS = 5  # promoted and suppressed tokens each
 # Context kept around a window's peak token: in the export record (windows are mined wider), and the part of it
@@ -61,7 +63,7 @@ class ShownWindow:
     """One window of a neuron: ``window.tokens[lo:hi]`` in its export record, the part :attr:`shown` of it on its
     page."""
 
-    split: str  # "train" or "heldout"
+    split: str  # "train", "heldout" or "bottom" (a bottom training window: the negative side's)
     rank: int
     window: Window
     lo: int
@@ -88,6 +90,117 @@ def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> 
     return out
 
 
+def bottom_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> list[ShownWindow]:
+    """The bottom (most negative) training windows a page shows; none in a file mined before they existed."""
+    bottom = getattr(mined, "bottom_train", None)
+    if bottom is None:
+        return []
+    out = []
+    for rank, w in enumerate(bottom.windows(row, PAGE_BOTTOM_EXAMPLES)):
+        if not w.value < 0:  # the neuron's lowest there is not below 0: nothing negative to show
+            continue
+        lo, hi = max(0, w.pivot - DATA_BEFORE), min(len(w.tokens), w.pivot + DATA_AFTER + 1)
+        out.append(ShownWindow("bottom", rank, w, lo, hi, (w.doc, w.start) in fitted))
+    return out
+
+
+@dataclass
+class NegativeSide:
+    """A neuron's negative side: its bottom windows and, with fit ``--polarity both``, its negative graph
+    (``fit/L../N.....neg.json``, fitted on -activation) and that graph's evaluation."""
+
+    status: str  # "fitted", "dead" (never below 0 in its bottom training windows) or "unfitted" (no file)
+    fit: dict[str, Any]  # the negative fit file ({} when unfitted)
+    graph: Graph | None
+    evaluated: dict[str, Any] | None
+    a_min: float  # < 0: what negative values are normalised by (the fit's, else the bottom windows' minimum)
+    windows: list[ShownWindow]
+    shape: Shape | None
+
+    @classmethod
+    def gather(cls, work: WorkDir, mined: MinedLayer, layer: int, neuron: int, stats_min: float) -> NegativeSide | None:
+        """None when the neuron never goes below 0 and has no negative fit."""
+        fit = work.read_fit(layer, neuron, "negative")
+        if fit is None and not stats_min < 0:
+            return None
+        fit = fit or {}
+        status = "unfitted" if not fit else ("dead" if fit.get("status") == "dead" else "fitted")
+        graph = None
+        if status == "fitted" and fit.get("graph"):
+            try:
+                graph = Graph.from_json(fit["graph"])
+            except (ValueError, TypeError, KeyError) as exc:
+                raise UserError(
+                    f"{work.fitted(layer, neuron, 'negative')}: bad graph ({exc}); delete it and rerun `n2g-site fit`"
+                ) from None
+            graph = graph if graph.nodes else None
+        fitted = {(int(e.get("doc", -1)), int(e.get("window_start", -1))) for e in fit.get("examples") or []}
+        windows = bottom_windows(mined, mined.row(neuron), fitted)
+        magnitude = _float(fit.get("max_activation"), 0.0)
+        a_min = -magnitude if magnitude > 0 else min([w.window.value for w in windows] + [min(stats_min, 0.0)])
+        return cls(
+            status=status,
+            fit=fit,
+            graph=graph,
+            evaluated=work.read_evaluation(layer, neuron, "negative") if fit else None,
+            a_min=a_min,
+            windows=windows,
+            shape=describe(graph) if graph is not None else None,
+        )
+
+    def view(self, sh: Shared, example, dot: DotGraph | None, svg: str | None, low_scale: float) -> NegativeView:
+        graph_view = graph_view_of(self.graph, dot, svg)
+        return NegativeView(
+            status=self.status,
+            a_min=self.a_min,
+            low_scale=low_scale,
+            examples=[example(w) for w in self.windows],
+            graph=graph_view,
+            summary=negative_summary(self.shape.summary) if self.shape else "",
+            heldout=heldout_view(self.fit.get("heldout")),
+            fidelity=neuron_fidelity(self.evaluated),
+        )
+
+
+def negative_summary(summary: str) -> str:
+    """A negative graph's one-line summary (summary.describe) worded for its side.
+
+    >>> negative_summary("fires on “ Paris” after “ in”")
+    'goes negative on “ Paris” after “ in”'
+    """
+    return "goes negative on " + summary[len("fires on ") :] if summary.startswith("fires on ") else summary
+
+
+def graph_view_of(graph: Graph | None, dot: DotGraph | None, svg: str | None) -> GraphView | None:
+    """The drawn graph's page context (None without a graph or a drawing)."""
+    if graph is None or dot is None:
+        return None
+    return GraphView(
+        svg=Markup(svg) if svg else None,
+        nodes=dot.nodes,
+        drawn=dot.drawn,
+        hidden=dot.hidden,
+        patterns=dot.patterns,
+        drawn_patterns=dot.drawn_patterns,
+        depth=graph.depth,
+        activating=activating_tokens(graph),
+    )
+
+
+def heldout_view(ho: Any) -> HeldoutView | None:
+    """A fit file's first held-out score."""
+    if not isinstance(ho, dict):
+        return None
+    return HeldoutView(
+        precision=_float(ho.get("precision")),
+        recall=_float(ho.get("recall")),
+        f1=_float(ho.get("f1")),
+        tokens=int(ho.get("tokens") or 0),
+        true_firing=int(ho.get("true_firing") or 0),
+        predicted_firing=int(ho.get("predicted_firing") or 0),
+    )
+
+
 @dataclass
 class NeuronData:
     """Everything one neuron's page, export record and layer row are made from."""
@@ -106,6 +219,19 @@ class NeuronData:
     hist: list[HistBar]
     windows: list[ShownWindow]  # empty for a dead neuron
     shape: Shape | None  # the graph's one-line summary
+    negative: NegativeSide | None = None  # None: never below 0, and no negative fit
+
+    @property
+    def a_min(self) -> float:
+        """The negative side's A_min (< 0), 0.0 when the neuron never goes below 0."""
+        return self.negative.a_min if self.negative is not None else 0.0
+
+    @property
+    def low_scale(self) -> float:
+        """What negative values are shaded by: -max(A_max, |A_min|) (0.0: nothing below 0). A negative token
+        never looks stronger than a positive one of the same size (a GELU neuron's dips to -0.17 stay pale),
+        and the lowest token of a neuron that goes further below 0 than above is the darkest blue."""
+        return -max(self.a_max, -self.a_min) if self.a_min < 0 else 0.0
 
     @classmethod
     def gather(cls, work: WorkDir, mined: MinedLayer, layer: int, neuron: int, firing: float) -> NeuronData:
@@ -144,21 +270,12 @@ class NeuronData:
             hist=hist_view(mined.stats.hist[neuron], mined.stats.edges),
             windows=shown_windows(mined, mined.row(neuron), fitted) if status != "dead" else [],
             shape=describe(graph) if graph is not None else None,
+            negative=NegativeSide.gather(work, mined, layer, neuron, float(mined.stats.min[neuron])),
         )
 
     @property
     def heldout(self) -> HeldoutView | None:
-        ho = self.fit.get("heldout")
-        if not isinstance(ho, dict):
-            return None
-        return HeldoutView(
-            precision=_float(ho.get("precision")),
-            recall=_float(ho.get("recall")),
-            f1=_float(ho.get("f1")),
-            tokens=int(ho.get("tokens") or 0),
-            true_firing=int(ho.get("true_firing") or 0),
-            predicted_firing=int(ho.get("predicted_firing") or 0),
-        )
+        return heldout_view(self.fit.get("heldout"))
 
     @property
     def verdict(self) -> Verdict | None:
@@ -180,22 +297,13 @@ class NeuronData:
         next: tuple[int, int] | None,
         hook: str,
         line: int,
+        negative_dot: DotGraph | None = None,
+        negative_svg: str | None = None,
     ) -> NeuronPage:
-        """The page context. ``dot``/``svg``: the graph's drawing; ``prev``/``next``: the neighbouring neurons
-        of the build as (layer, neuron), across layer boundaries; ``line``: this neuron's line (from 1) in its
-        layer's export file."""
-        graph_view = None
-        if self.graph is not None and dot is not None:
-            graph_view = GraphView(
-                svg=Markup(svg) if svg else None,
-                nodes=dot.nodes,
-                drawn=dot.drawn,
-                hidden=dot.hidden,
-                patterns=dot.patterns,
-                drawn_patterns=dot.drawn_patterns,
-                depth=self.graph.depth,
-                activating=activating_tokens(self.graph),
-            )
+        """The page context. ``dot``/``svg``: the graph's drawing (``negative_*``: the negative side's);
+        ``prev``/``next``: the neighbouring neurons of the build as (layer, neuron), across layer boundaries;
+        ``line``: this neuron's line (from 1) in its layer's export file."""
+        graph_view = graph_view_of(self.graph, dot, svg)
         shown = self.status != "dead"
         layer, n, related = self.layer, self.neuron, sh.related
         similar = related.similar_views(layer, n)
@@ -251,23 +359,32 @@ class NeuronData:
             triggers_named=self.shape.named if self.shape else 0,
             similar_hidden=hidden,
             similar_floor=SIMILAR_FLOOR,
+            negative=self.negative.view(
+                sh, lambda w: self._example_view(sh, w), negative_dot, negative_svg, self.low_scale
+            )
+            if self.negative is not None
+            else None,
         )
 
     def _example_view(self, sh: Shared, sw: ShownWindow) -> ExampleView:
-        w, a_max = sw.window, self.a_max
+        w, a_max, a_min = sw.window, self.a_max, self.a_min
         lo, hi = sw.shown
         pivot = w.pivot - lo
         ids = w.tokens[lo:hi]
+        if sw.split == "bottom":
+            norm = w.value / a_min if a_min < 0 else 0.0
+        else:
+            norm = w.value / a_max if a_max > 0 else 0.0
         return ExampleView(
             split=sw.split,
             rank=sw.rank,
             value=w.value,
-            norm=w.value / a_max if a_max > 0 else 0.0,
+            norm=norm,
             doc_title=sh.corpus.title(w.doc),
             doc_url=sh.corpus.url(w.doc),
             pivot_text=vocab_text(sh.shown, int(ids[pivot])) if 0 <= pivot < len(ids) else None,
             fitted=sw.fitted,
-            html=example_html(sw, a_max, sh.shown),
+            html=example_html(sw, a_max, sh.shown, self.low_scale),
         )
 
     def record(self, sh: Shared) -> dict[str, Any]:
@@ -405,6 +522,8 @@ def activating_tokens(graph: Graph) -> list[str]:
 _CUT = "<b>…</b>"  # where the shown tokens cut the window (n2g.css greys it): 23 bytes less than a classed span
 _LEVEL = [f"<i class=a{level}>" for level in range(11)]
 _PIVOT = [f'<i class="a{level} pv">' for level in range(11)]
+_LOW = [f"<i class=b{level}>" for level in range(11)]  # negative values (blue), by their share of the minimum
+_LOW_PIVOT = [f'<i class="b{level} pv">' for level in range(11)]
 _ESCAPED: tuple[list[str], list[str]] | None = None  # (vocabulary in display form, each entry as HTML)
 
 
@@ -416,13 +535,15 @@ def _escaped_vocab(shown: list[str]) -> list[str]:
     return _ESCAPED[1]
 
 
-def example_html(sw: ShownWindow, a_max: float, shown: list[str]) -> Markup:
+def example_html(sw: ShownWindow, a_max: float, shown: list[str], a_min: float = 0.0) -> Markup:
     """The shown tokens of a window, highlighted: a ``<div class="n2g-tokens" data-v="...">``. ``shown`` is the
     vocabulary in inline display form.
 
-    A token's level is ``round(10 * clamp(act / a_max, 0, 1))``; a token of level 0 within 5% of ``a_max``
-    (either sign) is plain text, else an ``<i>``, its value (3 significant digits) the next number of the
-    window's ``data-v``; the pivot is underlined (class ``pv``).
+    A token's level is ``round(10 * clamp(act / a_max, 0, 1))`` (class ``aN``, red); with ``a_min`` < 0 (the
+    scale of negative values, :attr:`NeuronData.low_scale`), a negative token's is
+    ``round(10 * clamp(act / a_min, 0, 1))`` (class ``bN``, blue): a diverging scale. A token of level 0
+    within 5% of its side's scale is plain text, else an ``<i>``, its value (3 significant digits) the next
+    number of the window's ``data-v``; the pivot is underlined (class ``pv``).
     """
     window, (lo, hi) = sw.window, sw.shown
     n_shown = len(shown)
@@ -433,7 +554,13 @@ def example_html(sw: ShownWindow, a_max: float, shown: list[str]) -> Markup:
         levels = np.rint(10 * np.clip(norms, 0.0, 1.0)).astype(np.int64).tolist()  # round() too
     else:
         levels = [0] * len(acts)
-    loud = (np.abs(acts) >= 0.05 * a_max).tolist()  # NaN: never
+    if a_min < 0:
+        low = np.nan_to_num(acts / a_min, nan=0.0)
+        lows = np.rint(10 * np.clip(low, 0.0, 1.0)).astype(np.int64).tolist()
+        loud = np.where(acts < 0, -acts >= 0.05 * -a_min, np.abs(acts) >= 0.05 * a_max).tolist()  # NaN: never
+    else:
+        lows = [0] * len(acts)
+        loud = (np.abs(acts) >= 0.05 * a_max).tolist()  # NaN: never
     values = acts.tolist()
     if np.isfinite(acts).all():  # every title in one formatting call: what num() writes for a finite value
         titles = ("%.3g\0" * len(values) % tuple(values)).split("\0")
@@ -442,12 +569,15 @@ def example_html(sw: ShownWindow, a_max: float, shown: list[str]) -> Markup:
     pivot = window.pivot - lo
     parts = [_CUT] if lo > 0 else []
     kept = []  # the values of the <i> tokens, in order
-    for i, (tid, title, level, audible) in enumerate(zip(window.tokens[lo:hi].tolist(), titles, levels, loud)):
+    tokens = window.tokens[lo:hi].tolist()
+    for i, (tid, title, level, low_level, audible) in enumerate(zip(tokens, titles, levels, lows, loud)):
         esc = escaped[tid] if 0 <= tid < n_shown else str(escape(vocab_text(shown, tid)))
         if i == pivot:
-            parts.append(f"{_PIVOT[level]}{esc}</i>")
+            parts.append(f"{_LOW_PIVOT[low_level] if low_level else _PIVOT[level]}{esc}</i>")
         elif level:
             parts.append(f"{_LEVEL[level]}{esc}</i>")
+        elif low_level:
+            parts.append(f"{_LOW[low_level]}{esc}</i>")
         elif audible:
             parts.append(f"<i>{esc}</i>")
         else:

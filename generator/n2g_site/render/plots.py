@@ -110,24 +110,34 @@ def render_chart(env: jinja2.Environment, view: ChartView) -> str:
 
 
 class Bar(Protocol):
-    """A histogram bar (contexts.HistBar): its height, 0..100 (percent of the chart's height)."""
+    """A histogram bar (contexts.HistBar): its height, 0..100 (percent of the chart's height), and its upper
+    bin edge (None: unbounded), which says whether the bin lies below 0."""
 
     height: int
+    hi: float | None
+
+
+def _bars_path(bars: Sequence[Bar], start: int) -> str:
+    steps = "".join(f"V{100 - max(1, min(100, int(bar.height)))}h1" for bar in bars)
+    return f"M{start} 100{steps}V100z"
 
 
 def histogram(bars: Sequence[Bar], label: str = "Activation histogram") -> Markup:
-    """The bars as one SVG ``<path>`` (a bar a unit wide, heights in percent), stretched to its box by CSS
+    """The bars as SVG ``<path>``s (a bar a unit wide, heights in percent), stretched to its box by CSS
     (``preserveAspectRatio="none"``): ~6 bytes a bar, where a ``<i>`` a bar with its range and count as a
     title was ~35 (one neuron page a neuron, tens of thousands of them). A bar of height 0 is drawn 1 unit
-    tall, as the HTML bars' ``min-height``, so an empty bin still shows where it is. The bins' ranges and counts
-    are in the layer's data; ``label`` is the chart's ``<title>``: its accessible name and tooltip."""
+    tall, as the HTML bars' ``min-height``, so an empty bin still shows where it is. The bins below 0 (upper
+    edge <= 0, first in the order) are a second path of class ``lo`` (n2g.css draws it blue). The bins' ranges
+    and counts are in the layer's data; ``label`` is the chart's ``<title>``: its accessible name and tooltip."""
     if not bars:
         return Markup("")
-    steps = []
-    for bar in bars:
-        steps.append(f"V{100 - max(1, min(100, int(bar.height)))}h1")
-    d = "M0 100" + "".join(steps) + "V100z"
+    low = 0
+    while low < len(bars) and bars[low].hi is not None and bars[low].hi <= 0:
+        low += 1
+    paths = (f'<path class=lo d="{_bars_path(bars[:low], 0)}"/>' if low else "") + (
+        f'<path d="{_bars_path(bars[low:], low)}"/>' if low < len(bars) else ""
+    )
     return Markup(
         f'<svg class="n2g-hist" viewBox="0 0 {len(bars)} 100" preserveAspectRatio="none" role="img">'
-        f'<title>{escape(label)}</title><path d="{d}"/></svg>'
+        f"<title>{escape(label)}</title>{paths}</svg>"
     )

@@ -34,6 +34,10 @@ bundle. The JSON text is the call's second argument, a string (:func:`read_scrip
 - ``neurons`` in ``tokens.js`` counts the neurons with at least one entry (graph or examples).
 - ``layers`` in ``tokens.js`` lists each layer's neurons of this build as runs of consecutive ids: the jump
   box, the random-neuron link and the 404 page read it.
+- ``n`` (only where some are) holds ``[layer, neuron, activation, t-index]`` for the *negative* graphs
+  (fit ``--polarity both``) where the key is an activating token: the neuron goes most negative on it
+  (``activation`` is its normalised value on that side, activation / the neuron's minimum); ``nn`` its
+  uncapped count. The browser lists them apart, labelled as the negative side.
 - Pattern queries (``search.md``): "fires on X" reads ``a`` of X; "fires on X when Y comes before it" keeps
   the rows of X's ``a`` whose context keys hold Y's key; "Y anywhere in the context" reads ``c`` of Y.
 
@@ -117,9 +121,10 @@ class _Key:
     act: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)  # + context keys
     ctx: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)
     ex: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)
+    neg: list[tuple[float, int, int, int, tuple[str, ...]]] = field(default_factory=list)  # negative graphs
 
 
-Entry = tuple[str, str, str, float, tuple[str, ...]]  # (kind "a"/"c"/"e", key, display token, value, context keys)
+Entry = tuple[str, str, str, float, tuple[str, ...]]  # (kind "a"/"c"/"e"/"n", key, display token, value, context keys)
 
 
 def graph_entries(graph: Graph) -> list[Entry]:
@@ -192,6 +197,11 @@ def runs(ids: Iterable[int]) -> list[list[int]]:
     return out
 
 
+def negative_entries(graph: Graph) -> list[Entry]:
+    """The index entries of a negative graph: its activating tokens only, as kind ``n``."""
+    return [("n", key, tok, value, ()) for kind, key, tok, value, _ in graph_entries(graph) if kind == "a"]
+
+
 class SearchIndex:
     """Collects graph entries and summaries neuron by neuron, then writes the sharded index."""
 
@@ -199,14 +209,19 @@ class SearchIndex:
         self._keys: dict[str, _Key] = defaultdict(_Key)
         self._info: dict[tuple[int, int], dict[int, list]] = defaultdict(dict)
         self._layers: dict[int, set[int]] = defaultdict(set)  # every neuron of the build, by layer
-        self.neurons = 0
+        self._neurons: set[tuple[int, int]] = set()
+
+    @property
+    def neurons(self) -> int:
+        """Neurons with at least one entry (graph, examples or negative graph; a neuron counts once)."""
+        return len(self._neurons)
 
     def add(self, layer: int, neuron: int, entries: Iterable[Entry]) -> None:
-        self.neurons += 1
+        self._neurons.add((layer, neuron))
         for kind, key, token, value, context in entries:
             slot = self._keys[key]
             ti = slot.tokens.setdefault(token, len(slot.tokens))
-            rows = slot.act if kind == "a" else slot.ex if kind == "e" else slot.ctx
+            rows = slot.act if kind == "a" else slot.ex if kind == "e" else slot.neg if kind == "n" else slot.ctx
             rows.append((value, layer, neuron, ti, context))
 
     def add_neurons(self, layer: int, neurons: Iterable[int]) -> None:
@@ -274,6 +289,10 @@ class SearchIndex:
             else:
                 out[kind] = [[layer, neuron, round(value, 2), ti] for value, layer, neuron, ti, _ in rows[:MAX_PER_KEY]]
             out["n" + kind] = len(rows)
+        if slot.neg:
+            rows = sorted(slot.neg, key=lambda r: (-r[0], r[1], r[2]))
+            out["n"] = [[layer, neuron, round(value, 2), ti] for value, layer, neuron, ti, _ in rows[:MAX_PER_KEY]]
+            out["nn"] = len(rows)
         return out
 
     def write(self, folder: Path) -> dict:
