@@ -132,7 +132,7 @@ def histogram(bars: Sequence[Bar], label: str = "Activation histogram") -> Marku
     if not bars:
         return Markup("")
     low = 0
-    while low < len(bars) and bars[low].hi is not None and bars[low].hi <= 0:
+    while low < len(bars) and (hi := bars[low].hi) is not None and hi <= 0:
         low += 1
     paths = (f'<path class=lo d="{_bars_path(bars[:low], 0)}"/>' if low else "") + (
         f'<path d="{_bars_path(bars[low:], low)}"/>' if low < len(bars) else ""
