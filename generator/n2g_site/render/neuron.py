@@ -104,6 +104,25 @@ def bottom_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) ->
     return out
 
 
+def fitted_graph(work: WorkDir, layer: int, neuron: int, fit: dict[str, Any], side: str = "positive") -> Graph | None:
+    """The graph of a fitted neuron's fit file (``side``), None when it has no nodes; a UserError naming the file
+    when the graph does not parse."""
+    if not fit.get("graph"):
+        return None
+    try:
+        graph = Graph.from_json(fit["graph"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(
+            f"{work.fitted(layer, neuron, side)}: bad graph ({exc}); delete it and rerun `n2g-site fit`"
+        ) from None
+    return graph if graph.nodes else None
+
+
+def fitted_windows(fit: dict[str, Any]) -> set[tuple[int, int]]:
+    """(doc, window start) of the windows the fit file's graph was fitted on."""
+    return {(int(e.get("doc", -1)), int(e.get("window_start", -1))) for e in fit.get("examples") or []}
+
+
 @dataclass
 class NegativeSide:
     """A neuron's negative side: its bottom windows and, with fit ``--polarity both``, its negative graph
@@ -125,17 +144,8 @@ class NegativeSide:
             return None
         fit = fit or {}
         status = "unfitted" if not fit else ("dead" if fit.get("status") == "dead" else "fitted")
-        graph = None
-        if status == "fitted" and fit.get("graph"):
-            try:
-                graph = Graph.from_json(fit["graph"])
-            except (ValueError, TypeError, KeyError) as exc:
-                raise UserError(
-                    f"{work.fitted(layer, neuron, 'negative')}: bad graph ({exc}); delete it and rerun `n2g-site fit`"
-                ) from None
-            graph = graph if graph.nodes else None
-        fitted = {(int(e.get("doc", -1)), int(e.get("window_start", -1))) for e in fit.get("examples") or []}
-        windows = bottom_windows(mined, mined.row(neuron), fitted)
+        graph = fitted_graph(work, layer, neuron, fit, "negative") if status == "fitted" else None
+        windows = bottom_windows(mined, mined.row(neuron), fitted_windows(fit))
         magnitude = _float(fit.get("max_activation"), 0.0)
         a_min = -magnitude if magnitude > 0 else min([w.window.value for w in windows] + [min(stats_min, 0.0)])
         return cls(
@@ -242,19 +252,13 @@ class NeuronData:
             status = "dead" if stats_max <= 0 else "unfitted"
         else:
             status = "dead" if fit.get("status") == "dead" else "fitted"
-            if status == "fitted" and fit.get("graph"):
-                try:
-                    graph = Graph.from_json(fit["graph"])
-                except (ValueError, TypeError, KeyError) as exc:
-                    raise UserError(
-                        f"{work.fitted(layer, neuron)}: bad graph ({exc}); delete it and rerun `n2g-site fit`"
-                    ) from None
-                graph = graph if graph.nodes else None
+            if status == "fitted":
+                graph = fitted_graph(work, layer, neuron, fit)
         fit = fit or {}
         a_max = _float(fit.get("max_activation"), 0.0)
         if not a_max > 0:
             a_max = stats_max if stats_max > 0 else 1.0
-        fitted = {(int(e.get("doc", -1)), int(e.get("window_start", -1))) for e in fit.get("examples") or []}
+        fitted = fitted_windows(fit)
         return cls(
             layer=layer,
             neuron=neuron,
