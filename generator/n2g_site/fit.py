@@ -216,10 +216,9 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
             group = _tasks(mined, list(neurons), cfg.fit.train_examples, side)
             for result in fit_neurons(group, sources[side], cfg.fit, vocab, proposer):
                 task = result.task
-                graph, calibration = result.graph, None
-                if calibrator is not None and side == "positive" and not result.dead:
-                    windows = [(e.tokens, e.acts) for e in task.examples]
-                    graph, calibration = calibrator(task.layer, task.neuron, graph, windows, task.max_activation)
+                graph, calibration = (
+                    (result.graph, None) if result.dead else _calibrated(calibrator, task, result.graph, side)
+                )
                 heldout = (
                     None
                     if result.dead
@@ -281,6 +280,15 @@ def _heldout(
     return score_graph(graph, keys, windows, task.max_activation, threshold, bos)
 
 
+def _calibrated(calibrator: Calibrator | None, task: NeuronTask, graph: Graph, side: str) -> tuple[Graph, dict | None]:
+    """The graph calibrated on the task's training windows and its calibration record; the graph unchanged and
+    no record with --paper (no calibrator) and for the negative side, which is not calibrated."""
+    if calibrator is None or side != "positive":
+        return graph, None
+    windows = [(e.tokens, e.acts) for e in task.examples]
+    return calibrator(task.layer, task.neuron, graph, windows, task.max_activation)
+
+
 def _recalibrate(
     work: WorkDir,
     files: list[tuple[int, int, str]],
@@ -302,10 +310,7 @@ def _recalibrate(
         data = read_json(path)
         graph = paper_graph(Graph.from_json(data["graph"]), data.get("calibration"))
         task = _tasks(mined, [neuron], cfg.fit.train_examples, side)[0]
-        calibration = None
-        if calibrator is not None and side == "positive":
-            windows = [(e.tokens, e.acts) for e in task.examples]
-            graph, calibration = calibrator(layer, neuron, graph, windows, task.max_activation)
+        graph, calibration = _calibrated(calibrator, task, graph, side)
         heldout = _heldout(mined, task, graph, keys, cfg.evaluate.fire_threshold, bos, side)
         new = {"config": options, "graph": graph.to_json(), "heldout": heldout.as_dict() if heldout else None}
         out: dict = {}
