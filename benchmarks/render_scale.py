@@ -321,7 +321,7 @@ _PARTS = {  # a part of a neuron page's body -> its markup (render's templates),
     "drawing (inline SVG or <object>)": re.compile(
         r'<svg class="n2g-graph".*?</svg>|<object class="n2g-graph.*?</object>', re.S
     ),
-    "examples": re.compile(r'<div class="n2g-ex">.*?</div>\n</div>', re.S),
+    "examples": re.compile(r'<div class="n2g-ex"[^>]*>.*?</div>\n</div>', re.S),
     "playground data": re.compile(
         r'<div class="n2g-playground">.*?</div>|<h2 id="playground">.*?</script>\s*</div>', re.S
     ),

@@ -106,15 +106,17 @@ def test_bottom_examples_and_negative_shading(site, page, scheme, tmp_path):
     page.evaluate("s => document.body.setAttribute('data-md-color-scheme', s)", scheme)
     section = page.locator("#negative")
     section.wait_for(state="visible")
-    bottom = page.locator(".n2g-ex:has(.n2g-badge.n2g-bottom)")
-    assert bottom.count() == 2
+    bottom = page.locator("#negative ~ .n2g-ex[id^=b]")
+    assert bottom.count() == 2  # a strong negative side (a negative graph): two bottom windows
+    badge = bottom.first.locator(".n2g-ex-head").evaluate("e => getComputedStyle(e, '::before').content")
+    assert badge == '"bottom"'  # the split's badge, drawn by the CSS from the window's id
     assert "lowest -" in bottom.first.locator(".n2g-ex-head").inner_text()
     # the lowest token is underlined and shaded on the blue side of the diverging scale
     pivot = bottom.first.locator(".n2g-tokens i.pv")
     assert re.fullmatch(r"b(10|[1-9])", pivot.get_attribute("class").split()[0])
     r, g, b = _rgb(pivot.evaluate("e => getComputedStyle(e).backgroundColor"))
     assert b > r + 60, (r, g, b)  # blue, where positive highlights are red
-    top = page.locator(".n2g-ex:has(.n2g-badge.n2g-train) .n2g-tokens i[class^='a']").first
+    top = page.locator(".n2g-ex[id^=t] .n2g-tokens i[class^='a']").first
     r, g, b = _rgb(top.evaluate("e => getComputedStyle(e).backgroundColor"))
     assert r > b, (r, g, b)
     # hovering a negative token shows its (negative) value

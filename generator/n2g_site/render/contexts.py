@@ -159,7 +159,6 @@ class NeuronPage:
     hist: list[HistBar]
     heldout: HeldoutView | None
     augmenter: str | None
-    cost: dict[str, dict[str, int]] | None  # phase -> {"requests", "tokens"} spent fitting this neuron
     graph: GraphView | None  # None when dead, unfitted or the graph is empty
     train_examples: list[ExampleView]
     heldout_examples: list[ExampleView]

@@ -16,7 +16,7 @@ from . import export
 from .contexts import LayerPage, LayerSummary, Link, NeuronPage
 from .inputs import Shared
 from .jinja_env import render
-from .neuron import NeuronData
+from .neuron import FIRING_THRESHOLD, NeuronData
 from .search_index import example_entries, graph_entries, negative_entries, script
 from .svg import graph_dot, render_svgs, standalone_svg, svg_object
 from .writer import PLACEHOLDER, Writer, layer_md_path
@@ -27,7 +27,6 @@ from .writer import PLACEHOLDER, Writer, layer_md_path
 PAGE_BODY_BUDGET = 32_000
 GRAPH_FILE = "graph.svg"
 PATTERNS_FILE = "patterns.js"  # a huge graph's playground patterns (n2gDeliver data script), next to its page
-FIRING_THRESHOLD = 0.5  # "fires" = activation >= this share of the neuron's max (N2G's threshold)
 
 
 @dataclass

@@ -23,7 +23,6 @@ from markupsafe import Markup, escape
 
 from ..config import UserError
 from ..n2g.graph import Graph, Node
-from ..n2g.phases import PHASES
 from ..store import HIST_EDGES, MinedLayer, Window, WorkDir
 from . import export, playground
 from .contexts import ExampleView, GraphView, HeldoutView, HistBar, LayerRow, Link, NegativeView, NeuronPage
@@ -43,7 +42,9 @@ MAX_HELDOUT_EXAMPLES = 5  # held-out windows in it
 # data. Highlighted examples are most of a neuron page, and a whole model's site pays for every byte 46,080 times.
 PAGE_TRAIN_EXAMPLES = 4
 PAGE_HELDOUT_EXAMPLES = 2
-PAGE_BOTTOM_EXAMPLES = 2  # bottom (most negative) training windows shown, for a neuron that goes below 0
+FIRING_THRESHOLD = 0.5  # "fires" = activation >= this share of the neuron's max (N2G's threshold)
+PAGE_BOTTOM_EXAMPLES = 2  # bottom (most negative) training windows shown, for a neuron with a strong negative side
+PAGE_WEAK_BOTTOM_EXAMPLES = 1  # ... and for one that never goes below -FIRING_THRESHOLD x its max, unfitted there
 PAGE_NEIGHBOURS = 5  # similar neurons per list
 PAGE_LOGITS = 5  # promoted and suppressed tokens each
 # Context kept around a window's peak token: in the export record (windows are mined wider), and the part of it
@@ -90,13 +91,27 @@ def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> 
     return out
 
 
-def bottom_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> list[ShownWindow]:
-    """The bottom (most negative) training windows a page shows; none in a file mined before they existed."""
+def bottom_limit(stats_min: float, stats_max: float, has_graph: bool) -> int:
+    """How many bottom windows a page shows: two for a strong negative side (a negative graph, or a minimum at
+    or below -FIRING_THRESHOLD x the max: it "fires" negatively), one for a weak one (a GELU's dip to -0.17).
+
+    >>> bottom_limit(-0.2, 4.0, False), bottom_limit(-2.0, 4.0, False), bottom_limit(-0.2, 4.0, True)
+    (1, 2, 2)
+    """
+    strong = has_graph or not -stats_min < FIRING_THRESHOLD * max(stats_max, 0.0)
+    return PAGE_BOTTOM_EXAMPLES if strong else PAGE_WEAK_BOTTOM_EXAMPLES
+
+
+def bottom_windows(
+    mined: MinedLayer, row: int, fitted: set[tuple[int, int]], limit: int = PAGE_BOTTOM_EXAMPLES
+) -> list[ShownWindow]:
+    """The first ``limit`` bottom (most negative) training windows, for the page; none in a file mined before
+    they existed."""
     bottom = getattr(mined, "bottom_train", None)
     if bottom is None:
         return []
     out = []
-    for rank, w in enumerate(bottom.windows(row, PAGE_BOTTOM_EXAMPLES)):
+    for rank, w in enumerate(bottom.windows(row, limit)):
         if not w.value < 0:  # the neuron's lowest there is not below 0: nothing negative to show
             continue
         lo, hi = max(0, w.pivot - DATA_BEFORE), min(len(w.tokens), w.pivot + DATA_AFTER + 1)
@@ -137,15 +152,19 @@ class NegativeSide:
     shape: Shape | None
 
     @classmethod
-    def gather(cls, work: WorkDir, mined: MinedLayer, layer: int, neuron: int, stats_min: float) -> NegativeSide | None:
-        """None when the neuron never goes below 0 and has no negative fit."""
+    def gather(
+        cls, work: WorkDir, mined: MinedLayer, layer: int, neuron: int, stats_min: float, stats_max: float
+    ) -> NegativeSide | None:
+        """None when the neuron never goes below 0 and has no negative fit. A weak negative side (never below
+        -FIRING_THRESHOLD x the max, and no negative graph) shows one bottom window, a strong one two."""
         fit = work.read_fit(layer, neuron, "negative")
         if fit is None and not stats_min < 0:
             return None
         fit = fit or {}
         status = "unfitted" if not fit else ("dead" if fit.get("status") == "dead" else "fitted")
         graph = fitted_graph(work, layer, neuron, fit, "negative") if status == "fitted" else None
-        windows = bottom_windows(mined, mined.row(neuron), fitted_windows(fit))
+        limit = bottom_limit(stats_min, stats_max, graph is not None)
+        windows = bottom_windows(mined, mined.row(neuron), fitted_windows(fit), limit)
         magnitude = _float(fit.get("max_activation"), 0.0)
         a_min = -magnitude if magnitude > 0 else min([w.window.value for w in windows] + [min(stats_min, 0.0)])
         return cls(
@@ -274,7 +293,7 @@ class NeuronData:
             hist=hist_view(mined.stats.hist[neuron], mined.stats.edges),
             windows=shown_windows(mined, mined.row(neuron), fitted) if status != "dead" else [],
             shape=describe(graph) if graph is not None else None,
-            negative=NegativeSide.gather(work, mined, layer, neuron, float(mined.stats.min[neuron])),
+            negative=NegativeSide.gather(work, mined, layer, neuron, float(mined.stats.min[neuron]), stats_max),
         )
 
     @property
@@ -327,7 +346,6 @@ class NeuronData:
             hist=self.hist,
             heldout=self.heldout,
             augmenter=self.fit.get("augmenter"),
-            cost=_phase_order(self.fit.get("cost")),
             graph=graph_view,
             train_examples=[
                 self._example_view(sh, w) for w in self.windows if w.split == "train" and w.rank < PAGE_TRAIN_EXAMPLES
@@ -479,15 +497,6 @@ def _float(x: Any, default: float = float("nan")) -> float:
         return float(x)
     except (TypeError, ValueError):
         return default
-
-
-def _phase_order(cost: Any) -> dict[str, dict[str, int]] | None:
-    """The fit's cost by phase in the order the phases run (the file has them sorted by name)."""
-    if not isinstance(cost, dict):
-        return None
-    return {phase: cost[phase] for phase in PHASES if phase in cost} | {
-        k: v for k, v in cost.items() if k not in PHASES
-    }
 
 
 def hist_view(counts: np.ndarray, edges: np.ndarray = HIST_EDGES) -> list[HistBar]:
