@@ -177,8 +177,8 @@ def test_labels_and_tooltips_are_literal_text() -> None:
     ns = "{http://www.w3.org/2000/svg}"
     titles = {el.text for el in root.iter(f"{ns}title")}
     texts = ["".join(el.itertext()).replace("\xa0", " ") for el in root.iter(f"{ns}text")]
-    assert "activation 0.50; ends a pattern: 0.50" in titles
-    assert "importance 0.80; ends a pattern: 0.50" in titles
+    assert "activation 0.50, end 0.50" in titles
+    assert "importance 0.80, end 0.50" in titles
     for t in tokens:
         shown = display_token(t)
         assert texts.count(shown) == 2, t  # drawn as an activating and as a context node

@@ -478,7 +478,7 @@ def test_labels_are_literal_text_and_tooltips_stay() -> None:
     texts = sorted("".join(t.itertext()) for t in root.iter(f"{NS}text"))
     assert texts == sorted(display_token(t) for t in tokens)
     titles = {t.text for t in root.iter(f"{NS}title")}
-    tip = "activation 0.50; ends a pattern: 0.50"  # the label is beside it
+    tip = "activation 0.50, end 0.50"  # the label is beside it
     assert tip in titles and sum(t.text == tip for t in root.iter(f"{NS}title")) == len(tokens)
     assert "<script>" not in svg
 

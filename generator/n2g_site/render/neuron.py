@@ -45,8 +45,8 @@ PAGE_HELDOUT_EXAMPLES = 2
 FIRING_THRESHOLD = 0.5  # "fires" = activation >= this share of the neuron's max (N2G's threshold)
 PAGE_BOTTOM_EXAMPLES = 2  # bottom (most negative) training windows shown, for a neuron with a strong negative side
 PAGE_WEAK_BOTTOM_EXAMPLES = 1  # ... and for one that never goes below -FIRING_THRESHOLD x its max, unfitted there
-PAGE_NEIGHBOURS = 5  # similar neurons per list
-PAGE_LOGITS = 5  # promoted and suppressed tokens each
+PAGE_NEIGHBOURS = 4  # similar neurons per list
+PAGE_LOGITS = 4  # promoted and suppressed tokens each
 # Context kept around a window's peak token: in the export record (windows are mined wider), and the part of it
 # the page highlights (each highlighted token is ~25 bytes of HTML, paid once per window per neuron page).
 DATA_BEFORE = 24  # tokens before the pivot in the record

@@ -179,7 +179,7 @@ def graph_dot(
                 classes.append("w")
             head = f'\tn{node_id} [label={quoted} fillcolor="{fill}" fontcolor="{colour}"'
         if ends:
-            tip += f"; ends a pattern: {node.end:.2f}"
+            tip += f", end {node.end:.2f}"  # the predicted activation of a match ending here
             head += _ENDS
         if classes:
             head += f' class="{" ".join(classes)}"'
