@@ -91,13 +91,18 @@ def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> 
 
 
 def bottom_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> list[ShownWindow]:
-    """The bottom (most negative) training windows a page shows; none in a file mined before they existed."""
+    """The bottom (most negative) training windows of the page (the first :data:`PAGE_BOTTOM_EXAMPLES`) and of
+    the export record (those and the ones the negative graph was fitted on, ``fitted``, among the first
+    :data:`MAX_TRAIN_EXAMPLES`); none in a file mined before they existed."""
     bottom = getattr(mined, "bottom_train", None)
     if bottom is None:
         return []
     out = []
-    for rank, w in enumerate(bottom.windows(row, PAGE_BOTTOM_EXAMPLES)):
+    limit = MAX_TRAIN_EXAMPLES if fitted else PAGE_BOTTOM_EXAMPLES
+    for rank, w in enumerate(bottom.windows(row, limit)):
         if not w.value < 0:  # the neuron's lowest there is not below 0: nothing negative to show
+            continue
+        if rank >= PAGE_BOTTOM_EXAMPLES and (w.doc, w.start) not in fitted:
             continue
         lo, hi = max(0, w.pivot - DATA_BEFORE), min(len(w.tokens), w.pivot + DATA_AFTER + 1)
         out.append(ShownWindow("bottom", rank, w, lo, hi, (w.doc, w.start) in fitted))
@@ -164,12 +169,40 @@ class NegativeSide:
             status=self.status,
             a_min=self.a_min,
             low_scale=low_scale,
-            examples=[example(w) for w in self.windows],
+            examples=[example(w) for w in self.windows if w.rank < PAGE_BOTTOM_EXAMPLES],
             graph=graph_view,
             summary=negative_summary(self.shape.summary) if self.shape else "",
             heldout=heldout_view(self.fit.get("heldout")),
             fidelity=neuron_fidelity(self.evaluated),
         )
+
+    def record(self, sh: Shared) -> dict[str, Any]:
+        """The export record's ``negative`` (schemas/neuron.schema.json): the bottom windows scaled by A_min and,
+        when fitted, the negative graph, its fit and its evaluate scores."""
+        fitted = self.graph is not None
+        return {
+            "status": self.status,
+            "min_activation": export.number(self.a_min),
+            "graph": export.graph_record(self.fit.get("graph"), export.token_ids(sh.vocab)) if fitted else None,
+            "fit": export.fit_record(self.fit),
+            "examples": [
+                export.example_record(
+                    sw.window,
+                    split=sw.split,
+                    rank=sw.rank,
+                    a_max=self.a_min,
+                    lo=sw.lo,
+                    hi=sw.hi,
+                    n_vocab=len(sh.vocab),
+                    doc_title=sh.corpus.title(sw.window.doc),
+                    doc_url=sh.corpus.url(sw.window.doc),
+                    fitted=sw.fitted,
+                )
+                for sw in self.windows
+            ],
+            "evaluation": export.evaluation_record(self.evaluated, misses=False),
+            "summary": negative_summary(self.shape.summary) if self.shape else None,
+        }
 
 
 def negative_summary(summary: str) -> str:
@@ -436,6 +469,7 @@ class NeuronData:
             "logit_effects": export.logit_record(logits, norm),
             "summary": self.shape.summary if self.shape else None,
             "trigger_groups": self.shape.groups if self.shape else None,
+            "negative": self.negative.record(sh) if self.negative is not None else None,
         }
 
     def row(self, sh: Shared, page: NeuronPage) -> LayerRow:
