@@ -23,8 +23,10 @@ are exact (a token fires at ``--fire-threshold`` of A_max or more, or at or belo
 beyond the floor); the correlation and variance explained treat the unstored small activations as 0.
 Storage is O(tokens + stored activations), not tokens x neurons: a neuron fires on a few % of tokens at
 most, so 32k tokens x 46k neurons fits in memory and on disk where a dense float16 matrix (3 GB) would not.
-Keeping a negative side adds its entries (not measured on a whole model: a gated MLP's neuron is below
-0.1 x A_min on more tokens than a GELU one's, which never goes below about -0.17).
+A negative side adds its own entries, which need not be few: a GELU neuron sits between about -0.17 and 0
+on most tokens, so 0.1 x A_min is a low bar (on the tiny random-init model's 400-token OOD pass in
+tests/test_negative_text_passes.py, 22-33% of tokens were kept for the negative side of each of 4 neurons,
+49-55% for the positive: a random model is not sparse; not yet measured on a trained model).
 
 Memory, measured on the demo's ordinary sample (SmolLM2-135M, 24 neurons in 6 layers, 4,102 tokens): 2.3%
 to 6.5% of tokens (per layer mean over neurons) reach 0.1 of A_max, so a stored entry (int32 position,
