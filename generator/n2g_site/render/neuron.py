@@ -163,6 +163,11 @@ class NegativeSide:
             shape=describe(graph) if graph is not None else None,
         )
 
+    @property
+    def verdict(self) -> Verdict | None:
+        """The negative graph's score badge (render/verdict.py, from its own evaluate file and fit)."""
+        return neuron_verdict(self.status, self.evaluated, self.fit.get("heldout"))
+
     def view(self, sh: Shared, example, dot: DotGraph | None, svg: str | None, low_scale: float) -> NegativeView:
         graph_view = graph_view_of(self.graph, dot, svg)
         return NegativeView(
@@ -174,6 +179,7 @@ class NegativeSide:
             summary=negative_summary(self.shape.summary) if self.shape else "",
             heldout=heldout_view(self.fit.get("heldout")),
             fidelity=neuron_fidelity(self.evaluated),
+            verdict=self.verdict,
         )
 
     def record(self, sh: Shared) -> dict[str, Any]:
@@ -492,6 +498,7 @@ class NeuronData:
             summary=page.summary,
             groups=page.groups,
             verdict=page.verdict,
+            negative_verdict=page.negative.verdict if page.negative is not None else None,
         )
 
 
