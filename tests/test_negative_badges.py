@@ -43,9 +43,8 @@ WANT = {(0, 0): "loses", (0, 3): "beats", (3, 3): "none", (3, 17): "unrated"}  #
 POSITIVE = {(0, 0): (0.7, 0.6)}  # the positive side beats its baselines where its negative side loses
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, WorkDir]:
-    root = tmp_path_factory.mktemp("negbadges")
+def build_site(root: Path) -> tuple[Path, WorkDir]:
+    """The render fixtures' work dir with the negative fits and evaluate files above, rendered and published."""
     work = make_workdir(root / "work")
     for (layer, neuron), scores in NEGATIVE.items():
         a_max = float(read_json(work.fitted(layer, neuron))["max_activation"]) / 5
@@ -59,6 +58,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, WorkDir]:
     cfg = Config(site_dir=root / "site")
     render_site(cfg, work)
     return publish(cfg, work), work
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, WorkDir]:
+    return build_site(tmp_path_factory.mktemp("negbadges"))
 
 
 def _page(site: Path, rel: str) -> str:
