@@ -38,8 +38,9 @@ are at least :data:`PARALLEL_MIN_NEURONS`. Every file is the same whatever the n
 Negative sides (fit ``--polarity both``): a neuron's ``fit/L../N.....neg.json`` is scored the same way on
 -activation, so its graph *fires* where activation <= ``fire_threshold`` x A_min (A_min < 0, the most negative
 training activation; the file's ``max_activation`` is -A_min), against baselines fitted on its bottom training
-windows, on its bottom held-out windows (``heldout``) and mine's ordinary sample (``ordinary``); the text
-passes (``--ood-corpus``, ``--ordinary-eval-tokens``) keep positive activations only and do not score it.
+windows, on its bottom held-out windows (``heldout``) and the ordinary text (``ordinary``: mine's sample, or the
+``--ordinary-eval-tokens`` pass), and with ``--ood-corpus`` on the OOD text (``ood``): the text passes keep each
+negatively fitted neuron's activations at or below 0.1 x A_min too (ood.py).
 Outputs: ``evaluate/L../N.....neg.json`` (``"polarity": "negative"``), ``evaluate/layer_LL.neg.csv`` and
 ``summary.json``'s ``negative`` (per layer, as ``layers``; its ``dead`` counts neurons never below 0, and
 ``always_on`` those at or below half their minimum on half the mined tokens). A layer's ``dead`` in
@@ -337,8 +338,7 @@ def evaluate(
     if not todo:
         work.require(work.fitted(layers[0] if layers else 0, neurons[0]), "fit")
     digests = {layer: (manifest.get("mined") or {}).get(str(layer)) for layer in layers}
-    positive = [(layer, neuron) for layer, neuron, side in todo if side == "positive"]
-    passes = _prepare_passes(cfg, work, positive, load_model) if positive else ()
+    passes = _prepare_passes(cfg, work, todo, load_model)
     ood = "ood" in passes
     settings = _Settings(str(work.root), threshold, n, cfg.fit.train_examples, bos, digests, passes)
     chunks = [
@@ -396,10 +396,10 @@ def evaluate(
 
 
 def _prepare_passes(
-    cfg: Config, work: WorkDir, todo: Sequence[tuple[int, int]], load_model: Callable[[], Any] | None
+    cfg: Config, work: WorkDir, todo: Sequence[tuple[int, int, str]], load_model: Callable[[], Any] | None
 ) -> tuple[str, ...]:
-    """Run (or reuse) the text passes the options ask for (ood.py); their names, ready in the work dir.
-    The model is loaded at most once for both."""
+    """Run (or reuse) the text passes the options ask for (ood.py) for the fitted sides of ``todo`` ((layer,
+    neuron, side)); their names, ready in the work dir. The model is loaded at most once for both."""
     from . import ood
 
     texts = []
@@ -409,12 +409,15 @@ def _prepare_passes(
         texts.append(ood.TextPass.ordinary(cfg, work.load_manifest()))
     if not texts:
         return ()
-    wanted: dict[int, dict[int, float]] = {}
-    for layer, neuron in todo:
-        fit = read_json(work.fitted(layer, neuron))
+    wanted: dict[int, dict[int, float]] = {}  # layer -> {neuron: A_max}
+    low: dict[int, dict[int, float]] = {}  # layer -> {neuron: A_min}: the negative sides
+    for layer, neuron, side in todo:
+        fit = read_json(work.fitted(layer, neuron, side))
         if fit["status"] == "fitted":
-            wanted.setdefault(layer, {})[neuron] = float(fit["max_activation"])
-    if not wanted:
+            (wanted if side == "positive" else low).setdefault(layer, {})[neuron] = SIGN[side] * float(
+                fit["max_activation"]
+            )
+    if not wanted and not low:
         return ()
     manifest = work.load_manifest()
     make = load_model or (lambda: ood.work_dir_model(cfg, manifest))
@@ -426,7 +429,7 @@ def _prepare_passes(
         return loaded[0]
 
     for text in texts:
-        ood.prepare(cfg, work, wanted, once, text)
+        ood.prepare(cfg, work, wanted, once, text, low)
     return tuple(t.name for t in texts)
 
 
@@ -674,9 +677,9 @@ def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, 
     heldout, heldout_acts = _windows(side_windows(mined, side, "heldout"), row)
     datasets = [Dataset.of("heldout", heldout, sign * heldout_acts, a_max, bos)]
     for name in ("ordinary", "ood"):
-        scored = layer.passes.get(name) if side == "positive" else None  # the passes keep positive values only
-        if scored is not None and fit["neuron"] in scored[0].neurons:
-            datasets.append(Dataset.of(name, scored[1], scored[0].acts(fit["neuron"]), a_max, bos))
+        scored = layer.passes.get(name)
+        if scored is not None and scored[0].keeps(fit["neuron"], side):  # the pass kept this side of the neuron
+            datasets.append(Dataset.of(name, scored[1], sign * scored[0].acts(fit["neuron"], side), a_max, bos))
         elif name == "ordinary":  # mine's dense sample
             datasets.append(Dataset.of(name, layer.ordinary, sign * layer.ordinary_acts(row), a_max, bos))
     both = Sequences.join([d.seqs for d in datasets])  # one pass of each predictor over both datasets

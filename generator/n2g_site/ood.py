@@ -15,11 +15,18 @@ those of the held-out split, cut into rows of the mining pass's length, each led
 the rows mine's ordinary sample is taken from), runs the model over them once for
 every layer that needs it, and keeps each fitted neuron's activations **sparse**: only positions where the
 activation is at least :data:`SPARSE_FLOOR` of the neuron's A_max (its best training window) are stored,
-the rest read as 0. Precision, recall and F1 are exact (a token fires at ``--fire-threshold`` of A_max or
-more, which is never below the floor); the correlation and variance explained treat the unstored small
-activations as 0. Storage is O(tokens + stored activations), not tokens x neurons: a neuron fires on a few
-% of tokens at most, so 32k tokens x 46k neurons fits in memory and on disk where a dense float16 matrix
-(3 GB) would not.
+and, for a neuron with a negative fit (``fit --polarity both``), those at or below :data:`SPARSE_FLOOR` of its
+A_min (< 0, the most negative training activation) too; the rest read as 0. Each side reads its own entries
+(:meth:`OodLayer.acts`: the positive side the values above 0, the negative side those below), so a
+positive side's scores are the same whether the negative values are kept or not. Precision, recall and F1
+are exact (a token fires at ``--fire-threshold`` of A_max or more, or at or below that share of A_min, never
+beyond the floor); the correlation and variance explained treat the unstored small activations as 0.
+Storage is O(tokens + stored activations), not tokens x neurons: a neuron fires on a few % of tokens at
+most, so 32k tokens x 46k neurons fits in memory and on disk where a dense float16 matrix (3 GB) would not.
+A negative side adds its own entries, which need not be few: a GELU neuron sits between about -0.17 and 0
+on most tokens, so 0.1 x A_min is a low bar (on the tiny random-init model's 400-token OOD pass in
+tests/test_negative_text_passes.py, 22-33% of tokens were kept for the negative side of each of 4 neurons,
+49-55% for the positive: a random model is not sparse; not yet measured on a trained model).
 
 Memory, measured on the demo's ordinary sample (SmolLM2-135M, 24 neurons in 6 layers, 4,102 tokens): 2.3%
 to 6.5% of tokens (per layer mean over neurons) reach 0.1 of A_max, so a stored entry (int32 position,
@@ -29,8 +36,10 @@ compression), and the pass moves one batch's entries to the host at a time, neve
 matrix.
 
 Output: ``<name>/layer_{L:02d}.npz`` per layer (:class:`OodLayer`), written atomically. A layer's file is
-reused while its key (corpus, split, token budget, floor, model, dtype, row length) and its neurons and
-A_max values match; otherwise the pass runs again for the layers that need it (resumable by layer).
+reused while its key (corpus, split, token budget, floors, model, dtype, row length) and its neurons and
+A_max and A_min values match; otherwise the pass runs again for the layers that need it (resumable by layer).
+A file written before the negative side was kept (no ``a_min``) is never read as one with nothing negative:
+:meth:`OodLayer.load` refuses it, naming the file, and :func:`prepare` runs its pass again.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ from .corpus import describe, load_documents, sequences
 from .progress import advance, bar, say
 from .store import WorkDir, atomic_write_bytes
 
-SPARSE_FLOOR = 0.1  # activations below this share of A_max are not stored (read as 0)
+SPARSE_FLOOR = 0.1  # activations below this share of A_max (above it of A_min) are not stored (read as 0)
 BATCH_TOKENS = 4096  # padded tokens per forward
 
 
@@ -59,29 +68,46 @@ class OodLayer:
 
     key: str  # what the text and activations depend on (json)
     neurons: np.ndarray  # int64 [n], sorted
-    a_max: np.ndarray  # float64 [n]: the A_max each neuron's floor was taken from
+    a_max: np.ndarray  # float64 [n]: the A_max each neuron's floor was taken from (0: no positive side kept)
+    a_min: np.ndarray  # float64 [n]: the A_min (< 0) of its negative floor (0: no negative side kept)
     tokens: np.ndarray  # int64 [N]: every row laid end to end
     bounds: np.ndarray  # int64 [R + 1]: row r is tokens[bounds[r]:bounds[r + 1]]
     indptr: np.ndarray  # int64 [n + 1]: neuron i's entries are positions/values[indptr[i]:indptr[i + 1]]
     positions: np.ndarray  # int32 [nnz]: flat positions into tokens, ascending per neuron
-    values: np.ndarray  # float32 [nnz]: raw activations there
+    values: np.ndarray  # float32 [nnz]: raw activations there (both sides: > 0 positive, < 0 negative)
 
-    def acts(self, neuron: int) -> np.ndarray:
-        """float64 [N]: the neuron's raw activations, 0 where not stored."""
+    def acts(self, neuron: int, side: str = "positive") -> np.ndarray:
+        """float64 [N]: the neuron's raw activations on ``side`` ("positive": its stored values above 0,
+        "negative": those below 0), 0 where not stored (everywhere on a side the file does not keep:
+        :meth:`keeps`)."""
         where = np.searchsorted(self.neurons, neuron)
         if where >= len(self.neurons) or self.neurons[where] != neuron:
             raise KeyError(f"neuron {neuron} has no OOD activations in this file")
         out = np.zeros(len(self.tokens), dtype=np.float64)
         lo, hi = self.indptr[where], self.indptr[where + 1]
-        out[self.positions[lo:hi]] = self.values[lo:hi]
+        values = self.values[lo:hi]
+        chosen = values > 0 if side == "positive" else values < 0
+        out[self.positions[lo:hi][chosen]] = values[chosen]
         return out
 
-    def covers(self, key: str, wanted: dict[int, float]) -> bool:
-        """Whether this file holds every wanted neuron with the same A_max, under ``key``."""
+    def keeps(self, neuron: int, side: str) -> bool:
+        """Whether the file keeps ``side`` of ``neuron``: a positive A_max or a negative A_min for it."""
+        where = np.searchsorted(self.neurons, neuron)
+        if where >= len(self.neurons) or self.neurons[where] != neuron:
+            return False
+        return bool(self.a_max[where] > 0) if side == "positive" else bool(self.a_min[where] < 0)
+
+    def covers(self, key: str, wanted: dict[int, float], low: dict[int, float] | None = None) -> bool:
+        """Whether this file holds every wanted neuron with the same A_max, and every ``low`` one with the same
+        A_min, under ``key``."""
         if self.key != key:
             return False
-        have = dict(zip(self.neurons.tolist(), self.a_max.tolist()))
-        return all(n in have and have[n] == a for n, a in wanted.items())
+        neurons = self.neurons.tolist()
+        have_max = dict(zip(neurons, self.a_max.tolist()))
+        have_min = dict(zip(neurons, self.a_min.tolist()))
+        return all(n in have_max and have_max[n] == a for n, a in wanted.items()) and all(
+            n in have_min and have_min[n] == a for n, a in (low or {}).items()
+        )
 
     def save(self, path: Path) -> None:
         buf = io.BytesIO()
@@ -91,7 +117,13 @@ class OodLayer:
 
     @classmethod
     def load(cls, path: Path) -> OodLayer:
+        """The file at ``path``; a ValueError naming it when it was written before negative values were kept."""
         with np.load(path) as z:
+            if "a_min" not in z.files:
+                raise ValueError(
+                    f"{path} is a text pass of an older n2g-site (positive activations only, no a_min): delete it, "
+                    "and evaluate (or fit, for the calibration pass) runs the pass again"
+                )
             values: dict[str, Any] = {f.name: (str(z[f.name]) if f.name == "key" else z[f.name]) for f in fields(cls)}
         return cls(**values)
 
@@ -147,6 +179,7 @@ def pass_key(text: TextPass, manifest: dict[str, Any], seq_len: int) -> str:
             "seed": text.seed,
             "tokens": text.tokens,
             "floor": SPARSE_FLOOR,
+            "low_floor": SPARSE_FLOOR,  # values at or below this share of A_min are kept too
             "model": manifest.get("model"),
             "dtype": manifest.get("dtype", "fp32"),
             "hook": manifest.get("hook"),
@@ -162,10 +195,13 @@ def prepare(
     wanted: dict[int, dict[int, float]],
     load_model: Callable[[], Any] | None = None,
     text: TextPass | None = None,
+    low: dict[int, dict[int, float]] | None = None,
 ) -> dict[int, OodLayer]:
-    """Each layer's :class:`OodLayer` for ``wanted`` (layer -> {neuron: A_max}) on ``text`` (default: the
-    ``--ood-corpus`` pass), running the model only for layers whose file is missing or stale.
-    ``load_model``: default, the work dir's model on ``--device``."""
+    """Each layer's :class:`OodLayer` for ``wanted`` (layer -> {neuron: A_max}) and ``low`` (layer -> {neuron:
+    A_min < 0}: the negative sides to keep) on ``text`` (default: the ``--ood-corpus`` pass), running the model
+    only for layers whose file is missing or stale. ``load_model``: default, the work dir's model on
+    ``--device``."""
+    low = low or {}
     manifest = work.load_manifest()
     text = text or TextPass.ood(cfg)
     if text.name == "ood":
@@ -176,18 +212,18 @@ def prepare(
     )
     key = pass_key(text, manifest, seq_len)
     out: dict[int, OodLayer] = {}
-    todo: dict[int, dict[int, float]] = {}
-    for layer, neurons in wanted.items():
+    todo: list[int] = []
+    for layer in sorted(set(wanted) | set(low)):
         path = work.scored_text(text.name, layer)
         if path.exists():
             try:
                 old = OodLayer.load(path)
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError):  # unreadable, or an older file (OodLayer.load): run again
                 old = None
-            if old is not None and old.covers(key, neurons):
+            if old is not None and old.covers(key, wanted.get(layer, {}), low.get(layer)):
                 out[layer] = old
                 continue
-        todo[layer] = neurons
+        todo.append(layer)
     if not todo:
         return out
     if load_model is None:
@@ -199,7 +235,8 @@ def prepare(
         f"{stage}: running {model.name} over {text.tokens:,} tokens of {text.spec!r}{split} "
         f"({describe(text.spec)['name']}) for the {text.name} text of layers {','.join(map(str, sorted(todo)))}"
     )
-    for layer, made in run_pass(model, text, seq_len, todo, key).items():
+    chosen = {layer: wanted.get(layer, {}) for layer in todo}
+    for layer, made in run_pass(model, text, seq_len, chosen, key, {k: low[k] for k in todo if k in low}).items():
         made.save(work.scored_text(text.name, layer))
         out[layer] = made
     return out
@@ -234,9 +271,16 @@ def _rows(model: Any, text: TextPass, seq_len: int) -> Iterator[tuple[int, ...]]
 
 
 def run_pass(
-    model: Any, text: TextPass, seq_len: int, wanted: dict[int, dict[int, float]], key: str
+    model: Any,
+    text: TextPass,
+    seq_len: int,
+    wanted: dict[int, dict[int, float]],
+    key: str,
+    low: dict[int, dict[int, float]] | None = None,
 ) -> dict[int, OodLayer]:
-    """One forward pass over the text for every layer of ``wanted``; sparse activations per neuron."""
+    """One forward pass over the text for every layer of ``wanted`` (layer -> {neuron: A_max}) and ``low``
+    (layer -> {neuron: A_min}); sparse activations per neuron, both sides."""
+    low = low or {}
     import torch
 
     rows = list(_rows(model, text, seq_len))
@@ -247,14 +291,29 @@ def run_pass(
         )
     bounds = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
     flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
-    layers = sorted(wanted)
-    neurons = {layer: np.array(sorted(wanted[layer]), dtype=np.int64) for layer in layers}
-    a_max = {layer: np.array([wanted[layer][n] for n in neurons[layer].tolist()], dtype=np.float64) for layer in layers}
+    layers = sorted(set(wanted) | set(low))
+    neurons = {
+        layer: np.array(sorted(set(wanted.get(layer, {})) | set(low.get(layer, {}))), dtype=np.int64)
+        for layer in layers
+    }
+    a_max = {
+        layer: np.array([wanted.get(layer, {}).get(n, 0.0) for n in neurons[layer].tolist()], dtype=np.float64)
+        for layer in layers
+    }
+    a_min = {
+        layer: np.array([low.get(layer, {}).get(n, 0.0) for n in neurons[layer].tolist()], dtype=np.float64)
+        for layer in layers
+    }
     device = torch.device(model.device)
     columns = {layer: torch.from_numpy(neurons[layer]).to(device) for layer in layers}
     # A neuron with A_max <= 0 never fires; keep nothing for it (its cut is +inf).
     cuts = {
         layer: torch.from_numpy(np.where(a_max[layer] > 0, SPARSE_FLOOR * a_max[layer], np.inf)).to(device)
+        for layer in layers
+    }
+    # A neuron with A_min >= 0 (no negative side wanted) keeps nothing below 0 (its cut is -inf).
+    low_cuts = {
+        layer: torch.from_numpy(np.where(a_min[layer] < 0, SPARSE_FLOOR * a_min[layer], -np.inf)).to(device)
         for layer in layers
     }
     found: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {layer: [] for layer in layers}
@@ -281,7 +340,7 @@ def run_pass(
             acts = model.mlp_activations(tokens, layers)
             for layer in layers:
                 picked = acts[layer].index_select(-1, columns[layer]).float()  # [B, T, n]
-                keep = valid[:, :, None] & (picked >= cuts[layer])
+                keep = valid[:, :, None] & ((picked >= cuts[layer]) | (picked <= low_cuts[layer]))
                 b, t, j = keep.nonzero(as_tuple=True)
                 found[layer].append(
                     ((starts[b] + t).cpu().numpy(), j.cpu().numpy(), picked[b, t, j].cpu().numpy().astype(np.float32))
@@ -299,6 +358,7 @@ def run_pass(
             key=key,
             neurons=neurons[layer],
             a_max=a_max[layer],
+            a_min=a_min[layer],
             tokens=flat,
             bounds=bounds,
             indptr=indptr,

@@ -202,6 +202,7 @@ class NegativeView:
     summary: str = ""  # its one-line description ("goes negative on ...")
     heldout: HeldoutView | None = None  # its first held-out score (the fit's, on the bottom held-out windows)
     fidelity: Any = None  # render.fidelity.NeuronFidelity of its evaluate file (None: not evaluated)
+    verdict: Any = None  # render.verdict.Verdict of the negative graph (None: no negative graph to score)
 
 
 @dataclass
@@ -219,6 +220,7 @@ class LayerRow:
     summary: str = ""  # NeuronPage.summary
     groups: int = 0  # NeuronPage.groups
     verdict: Any = None  # NeuronPage.verdict
+    negative_verdict: Any = None  # the negative graph's badge (NegativeView.verdict), a second mark in its cell
 
 
 @dataclass

@@ -15,6 +15,12 @@ Each record is the neuron's graph (in columns, :func:`graph_record`), its top wi
 activation at each token as an integer, 255 x activation / max_activation, rounded: :data:`ACTIVATION_SCALE`;
 the page highlights a narrower slice of each), the fit's options, cost and first held-out
 score, the evaluate stage's scores, its similar neurons and logit effects, whichever of them the work dir has.
+Its ``negative`` (schema 4; null for a neuron that never goes below 0 and has no negative fit) is the negative
+side: the bottom training windows the page shows and those the negative graph was fitted on (no others: each
+window is ~100 bytes of gzip a neuron), their activations as integers scaled by the most negative activation
+(255 x activation / min_activation, so the lowest token is 255), and with ``fit --polarity both`` the negative
+graph in the same columns, its fit's options, cost and first held-out score, and its evaluate scores (without
+misses: the page shows none for that side).
 Nothing is written once per neuron that one file serves: the token strings are in ``vocab.json``, the site's
 build metadata (render/guide.py: n2g-site version, model, corpus, options, build date) in ``index.json``
 (at 46,080 neurons the two were ~70 MB of the layer files). The JSON is deterministic
@@ -40,7 +46,7 @@ import orjson
 
 from ..store import Window
 
-SCHEMA = "n2g-site/neuron/3"
+SCHEMA = "n2g-site/neuron/4"  # 4: the negative side ("negative"); 3: the graph in columns
 GRAPH_SCHEMA = "n2g-site/graph-columns/1"  # the record's graph: columns (:func:`graph_record`)
 EXPORT_DIR = "export"  # docs/export/
 INDEX_NAME = "index.json"
@@ -96,9 +102,11 @@ ACTIVATION_SCALE = 255
 
 
 def scaled(values: list[float], a_max: float) -> list[int | None]:
-    """``round(ACTIVATION_SCALE * v / a_max)`` of each value (half away from zero); None for NaN/inf."""
-    k = ACTIVATION_SCALE / a_max if a_max > 0 else 0.0
-    return [int(math.copysign(math.floor(abs(v * k) + 0.5), v)) if math.isfinite(v) else None for v in values]
+    """``round(ACTIVATION_SCALE * v / a_max)`` of each value (half away from zero); None for NaN/inf. ``a_max`` is
+    A_max (> 0) for top windows, A_min (< 0) for bottom ones (their lowest token is then 255, a positive one
+    negative); 0 scales every value to 0."""
+    k = ACTIVATION_SCALE / a_max if a_max != 0 and math.isfinite(a_max) else 0.0
+    return [int(math.copysign(math.floor(abs(v * k) + 0.5), v * k)) if math.isfinite(v) else None for v in values]
 
 
 def graph_record(graph: dict[str, Any] | None, token_ids: dict[str, int]) -> dict[str, Any] | None:
@@ -177,7 +185,9 @@ def example_record(
     doc_url: str | None,
     fitted: bool,
 ) -> dict[str, Any]:
-    """Tokens ``lo:hi`` of ``window`` (the slice the page shows), padding past a document edge left out."""
+    """Tokens ``lo:hi`` of ``window`` (the slice the page shows), padding past a document edge left out. ``a_max``:
+    what its activations are normalised and scaled by (A_max; A_min, < 0, for a bottom window)."""
+    normalise = a_max != 0 and math.isfinite(a_max)
     shown = window.tokens[lo:hi].tolist()  # plain ints/floats once: indexing numpy per token is slow
     keep = [i for i, t in enumerate(shown, start=lo) if 0 <= t < n_vocab]
     ids = [shown[i - lo] for i in keep]
@@ -191,7 +201,7 @@ def example_record(
         "window_start": int(window.start),
         "fitted": fitted,
         "value": number(window.value),
-        "normalised": number(window.value / a_max) if a_max > 0 else None,
+        "normalised": number(window.value / a_max) if normalise else None,
         "pivot": keep.index(window.pivot) if window.pivot in keep else None,
         "token_ids": ids,
         "activations": scaled(acts, a_max),
@@ -210,16 +220,19 @@ def fit_record(fit: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def evaluation_record(evaluated: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The evaluate stage's scores (``evaluate/L../N....json``) without its bookkeeping fields."""
+def evaluation_record(evaluated: dict[str, Any] | None, *, misses: bool = True) -> dict[str, Any] | None:
+    """The evaluate stage's scores (``evaluate/L../N....json``) without its bookkeeping fields; ``misses=False``
+    leaves the misses out (the negative side's: no page shows them)."""
     if not isinstance(evaluated, dict) or not evaluated.get("datasets"):
         return None
-    return {
+    out = {
         "fire_threshold": evaluated.get("fire_threshold"),
         "ngram": evaluated.get("ngram"),
         "datasets": evaluated["datasets"],
-        "misses": evaluated.get("misses") or {"false_positive": [], "false_negative": []},
     }
+    if misses:
+        out["misses"] = evaluated.get("misses") or {"false_positive": [], "false_negative": []}
+    return out
 
 
 def similar_records(similar: Iterable[Any]) -> list[dict[str, Any]]:

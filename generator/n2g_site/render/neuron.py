@@ -102,17 +102,20 @@ def bottom_limit(stats_min: float, stats_max: float, has_graph: bool) -> int:
     return PAGE_BOTTOM_EXAMPLES if strong else PAGE_WEAK_BOTTOM_EXAMPLES
 
 
-def bottom_windows(
-    mined: MinedLayer, row: int, fitted: set[tuple[int, int]], limit: int = PAGE_BOTTOM_EXAMPLES
-) -> list[ShownWindow]:
-    """The first ``limit`` bottom (most negative) training windows, for the page; none in a file mined before
-    they existed."""
+def bottom_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> list[ShownWindow]:
+    """The bottom (most negative) training windows of the page (at most the first :data:`PAGE_BOTTOM_EXAMPLES`:
+    :func:`bottom_limit`) and of the export record (the first :data:`PAGE_BOTTOM_EXAMPLES` and the ones the
+    negative graph was fitted on, ``fitted``, among the first :data:`MAX_TRAIN_EXAMPLES`); none in a file mined
+    before they existed."""
     bottom = getattr(mined, "bottom_train", None)
     if bottom is None:
         return []
     out = []
+    limit = MAX_TRAIN_EXAMPLES if fitted else PAGE_BOTTOM_EXAMPLES
     for rank, w in enumerate(bottom.windows(row, limit)):
         if not w.value < 0:  # the neuron's lowest there is not below 0: nothing negative to show
+            continue
+        if rank >= PAGE_BOTTOM_EXAMPLES and (w.doc, w.start) not in fitted:
             continue
         lo, hi = max(0, w.pivot - DATA_BEFORE), min(len(w.tokens), w.pivot + DATA_AFTER + 1)
         out.append(ShownWindow("bottom", rank, w, lo, hi, (w.doc, w.start) in fitted))
@@ -150,6 +153,7 @@ class NegativeSide:
     a_min: float  # < 0: what negative values are normalised by (the fit's, else the bottom windows' minimum)
     windows: list[ShownWindow]
     shape: Shape | None
+    page_windows: int  # how many of ``windows`` the page shows (:func:`bottom_limit`); the export has them all
 
     @classmethod
     def gather(
@@ -163,8 +167,7 @@ class NegativeSide:
         fit = fit or {}
         status = "unfitted" if not fit else ("dead" if fit.get("status") == "dead" else "fitted")
         graph = fitted_graph(work, layer, neuron, fit, "negative") if status == "fitted" else None
-        limit = bottom_limit(stats_min, stats_max, graph is not None)
-        windows = bottom_windows(mined, mined.row(neuron), fitted_windows(fit), limit)
+        windows = bottom_windows(mined, mined.row(neuron), fitted_windows(fit))
         magnitude = _float(fit.get("max_activation"), 0.0)
         a_min = -magnitude if magnitude > 0 else min([w.window.value for w in windows] + [min(stats_min, 0.0)])
         return cls(
@@ -175,7 +178,13 @@ class NegativeSide:
             a_min=a_min,
             windows=windows,
             shape=describe(graph) if graph is not None else None,
+            page_windows=bottom_limit(stats_min, stats_max, graph is not None),
         )
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The negative graph's score badge (render/verdict.py, from its own evaluate file and fit)."""
+        return neuron_verdict(self.status, self.evaluated, self.fit.get("heldout"))
 
     def view(self, sh: Shared, example, dot: DotGraph | None, svg: str | None, low_scale: float) -> NegativeView:
         graph_view = graph_view_of(self.graph, dot, svg)
@@ -183,12 +192,41 @@ class NegativeSide:
             status=self.status,
             a_min=self.a_min,
             low_scale=low_scale,
-            examples=[example(w) for w in self.windows],
+            examples=[example(w) for w in self.windows if w.rank < self.page_windows],
             graph=graph_view,
             summary=negative_summary(self.shape.summary) if self.shape else "",
             heldout=heldout_view(self.fit.get("heldout")),
             fidelity=neuron_fidelity(self.evaluated),
+            verdict=self.verdict,
         )
+
+    def record(self, sh: Shared) -> dict[str, Any]:
+        """The export record's ``negative`` (schemas/neuron.schema.json): the bottom windows scaled by A_min and,
+        when fitted, the negative graph, its fit and its evaluate scores."""
+        fitted = self.graph is not None
+        return {
+            "status": self.status,
+            "min_activation": export.number(self.a_min),
+            "graph": export.graph_record(self.fit.get("graph"), export.token_ids(sh.vocab)) if fitted else None,
+            "fit": export.fit_record(self.fit),
+            "examples": [
+                export.example_record(
+                    sw.window,
+                    split=sw.split,
+                    rank=sw.rank,
+                    a_max=self.a_min,
+                    lo=sw.lo,
+                    hi=sw.hi,
+                    n_vocab=len(sh.vocab),
+                    doc_title=sh.corpus.title(sw.window.doc),
+                    doc_url=sh.corpus.url(sw.window.doc),
+                    fitted=sw.fitted,
+                )
+                for sw in self.windows
+            ],
+            "evaluation": export.evaluation_record(self.evaluated, misses=False),
+            "summary": negative_summary(self.shape.summary) if self.shape else None,
+        }
 
 
 def negative_summary(summary: str) -> str:
@@ -454,6 +492,7 @@ class NeuronData:
             "logit_effects": export.logit_record(logits, norm),
             "summary": self.shape.summary if self.shape else None,
             "trigger_groups": self.shape.groups if self.shape else None,
+            "negative": self.negative.record(sh) if self.negative is not None else None,
         }
 
     def row(self, sh: Shared, page: NeuronPage) -> LayerRow:
@@ -476,6 +515,7 @@ class NeuronData:
             summary=page.summary,
             groups=page.groups,
             verdict=page.verdict,
+            negative_verdict=page.negative.verdict if page.negative is not None else None,
         )
 
 

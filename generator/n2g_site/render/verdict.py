@@ -15,6 +15,11 @@ Where the evaluate stage has not run for the neuron, only the fit's own held-out
 baseline: no firing held-out token is ``none`` as above; an F1 of 0 is ``loses`` (no baseline scores below
 0); any other F1 is ``unrated``: the badge shows the F1 and says the baselines were not run. Dead and unfitted
 neurons get no badge (there is no graph to score).
+
+A negative graph (fit ``--polarity both``) gets its own badge by the same rule from its own evaluate file
+(``evaluate/L../N.....neg.json``: F1 where activation <= fire_threshold x A_min) and its fit's held-out
+check: on the page beside the negative side's heading, in the layer table as a second, smaller mark in the
+badge cell (:data:`SHORT` labels, the full label in its title) so the column does not widen.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ BASELINES = ("token_lookup", "token_max", "ngram")  # evaluate.METHODS without n
 BASELINE_LABELS = {"token_lookup": "token lookup", "token_max": "token lookup by max", "ngram": "n-gram"}
 DATASET = "heldout"  # the evaluate dataset the badge reads
 STATES = ("beats", "loses", "none", "unrated")
+# The layer table's mark of a negative graph's badge: "neg. " + this, under the positive badge, in a smaller
+# font: the longest ("neg. unrated") is narrower than the positive badge "beats baselines", so the cell keeps
+# its width in a table with any positive badge.
+SHORT = {"beats": "beats", "loses": "loses", "none": "n/a", "unrated": "unrated"}
 LABELS = {
     "beats": "beats baselines",
     "loses": "no better than a baseline",
@@ -45,6 +54,11 @@ class Verdict:
     @property
     def label(self) -> str:
         return LABELS[self.state]
+
+    @property
+    def short(self) -> str:
+        """The layer table's short label (:data:`SHORT`)."""
+        return SHORT[self.state]
 
 
 def _f1(scores: Any) -> float | None:
