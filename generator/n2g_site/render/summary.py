@@ -38,7 +38,7 @@ MAX_CONTEXT = 3  # pattern contexts named per activating token
 MAX_SUMMARY_CHARS = 160  # the one line, "(+N more tokens)" included
 MAX_TOKEN_CHARS = 16  # a token in the one line, "…" included
 MAX_CONTEXT_TOKENS = 4  # tokens of one context named; a longer one keeps its nearest 3 after "…"
-MAX_LISTED = 8  # activating tokens in the full list (Shape.triggers): every neuron page carries those past the line
+MAX_LISTED = 5  # activating tokens in the full list (Shape.triggers), past the line; the rest counted (all in the data)
 MAX_LISTED_TOKEN_CHARS = 20  # a token in the full list
 MAX_LISTED_CONTEXT = 1  # contexts named per activating token in the full list (the rest counted)
 
