@@ -126,11 +126,13 @@ def test_js_predictor_equals_python_on_1000_sequences(tab) -> None:
     graphs += [_random_graph(rng, vocab[2:]) for _ in range(5)]
     tab.set_content(f"<script>{PLAYGROUND_JS}</script>")
     key_table = [normalise(t) for t in vocab]
-    compared = hits = 0
+    compared = hits = packed = 0
     for graph in graphs:
         seqs = [rng.integers(-1, len(vocab) + 2, int(rng.integers(1, 40))).tolist() for _ in range(100)]
         want = [Predictor(graph, keys)(np.array(s)).tolist() for s in seqs]
-        for data in (patterns(graph), patterns(graph, ids=key_ids(vocab))):  # keys as text, then as token ids
+        as_ids = patterns(graph, ids=key_ids(vocab))
+        packed += "p" in as_ids
+        for data in (patterns(graph), as_ids):  # keys as text (JSON lists), then as token ids (packed when exact)
             got = tab.evaluate(
                 "([g, keys, seqs]) => { const p = window.n2gPlayground.compile(g, keys); return seqs.map(s => p(s)); }",
                 [data, key_table, seqs],
@@ -140,6 +142,7 @@ def test_js_predictor_equals_python_on_1000_sequences(tab) -> None:
         hits += sum(v > 0 for w in want for v in w)
     assert compared >= 1000
     assert hits >= 500  # the sequences exercise the patterns: many positions match one
+    assert packed >= len(graphs) // 2  # the packed trie (render/playground.py pack_trie) was compared too
 
 
 # ------------------------------------------------------------------------------------ a built site

@@ -17,7 +17,30 @@
   var TOKENIZER_DATA = "playground/tokenizer";
   var FIRES = 0.5;  // "fires" = predicted activation >= this share of the max, unless the page says otherwise
 
+  function unpackTrie(packed) {
+    // render/playground.py pack_trie: base64 of LEB128 varints, per node distance, key + 1 (0: any token), end
+    // in thousandths (0: no end).
+    var bin = atob(packed.p), at = 0, d = [], k = [], e = [];
+    function next() {
+      var value = 0, shift = 0, byte;
+      do {
+        byte = bin.charCodeAt(at++);
+        value += (byte & 0x7f) * Math.pow(2, shift);
+        shift += 7;
+      } while (byte & 0x80);
+      return value;
+    }
+    while (at < bin.length) {
+      d.push(next());
+      var key = next();
+      k.push(key === 0 ? null : key - 1);
+      e.push(next());
+    }
+    return { d: d, k: k, e: e, s: 1000, t: packed.t };
+  }
+
   function compile(graph, keys) {
+    if (graph.p !== undefined) graph = unpackTrie(graph);
     // Every complete match, read off the trie (render/playground.py): the keys from the activating token back.
     // graph.d: how far back each node's parent is (0: an activating token); graph.e: end values, times graph.s
     // when it is given (exact: 773 / 1000 is the double 0.773, as in Python).

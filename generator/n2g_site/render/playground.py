@@ -15,7 +15,10 @@ the Python predictor gives (tests/test_playground.py runs both on the same seque
   same double as Python's ``0.773``), as is without ``s``; ``t`` is the firing threshold. The playground reads every
   complete match off it (the path from an activating token to a node with an end), the patterns of
   ``Graph.patterns``; the trie is written once per node, where the list of patterns repeats every shared prefix (a
-  1,712-node graph: ~40 KB as patterns, ~15 KB as a trie). Embedded in the page as JSON.
+  1,712-node graph: ~40 KB as patterns, ~15 KB as a trie). Embedded in the page as JSON. When every key is a
+  token id and every end value exact thousandths (almost every fitted graph), the three lists travel packed instead,
+  ``{"p": "<base64>", "t": 0.5}`` (:func:`pack_trie`): per node three unsigned LEB128 varints, its distance, its key
+  + 1 (0: the ignore node) and its end in thousandths (0: no end), ~45% of the JSON lists' bytes.
 - Per site: ``playground/tokenizer.js`` (``n2gDeliver("playground/tokenizer", {"gz": "<base64>"})``), loaded
   only when a reader first enters a playground. Inside the gzip (:func:`pack`): the tokenizer
   (``tokenizer.json`` + ``tokenizer_config.json`` that mine saved in the work dir), ``vocab`` (token id ->
@@ -86,7 +89,31 @@ def patterns(
     }
     if exact:
         data["s"] = END_SCALE
+        if all(k is None or isinstance(k, int) for k in data["k"]) and all(e >= 0 for e in scaled):
+            return {"p": pack_trie(data["d"], data["k"], scaled), "t": data["t"]}
     return data
+
+
+def _varint(value: int, out: bytearray) -> None:
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def pack_trie(distances: list[int], keys: list[int | None], ends: list[int]) -> str:
+    """The trie's three lists as base64 of unsigned LEB128 varints, node by node: distance, key + 1 (0 for the
+    ignore node), end in thousandths (0: no end); ``playground.js`` ``unpackTrie`` reads it back.
+
+    >>> pack_trie([0, 1], [5, None], [700, 0])
+    'AAa8BQEAAA=='
+    """
+    out = bytearray()
+    for d, k, e in zip(distances, keys, ends, strict=True):
+        _varint(d, out)
+        _varint(0 if k is None else k + 1, out)
+        _varint(e, out)
+    return base64.b64encode(bytes(out)).decode("ascii")
 
 
 def write_tokenizer_data(work: WorkDir, vocab: list[str], bos: str | None, docs: Path) -> bool:
