@@ -24,6 +24,16 @@ class UserError(Exception):
     """A mistake the user can fix: the message names the bad value and what to do."""
 
 
+def check_tf32(dtype: str, device: str) -> None:
+    """``--dtype tf32`` needs a CUDA ``--device``: checked by ``Config.validate`` before any stage runs and by
+    ``models.Placement.resolve`` for a model loaded without a Config."""
+    if dtype == "tf32" and not device.startswith("cuda"):
+        raise UserError(
+            f"--dtype tf32 is a CUDA matmul mode; with --device {device} use --dtype fp32 "
+            "(the same weights, full fp32 arithmetic)"
+        )
+
+
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_CORPUS = "wiki"
 # The demo: 4 neurons in each of 6 evenly spaced layers (see README "What the demo covers").
@@ -626,11 +636,7 @@ class Config:
                 f"--shard {self.shard} with --executor ray: Ray deals the shards itself; "
                 "pass --shards N instead (or drop --executor ray to run one shard here)"
             )
-        if self.dtype == "tf32" and not self.device.startswith("cuda"):
-            raise UserError(
-                f"--dtype tf32 is a CUDA matmul mode; with --device {self.device} use --dtype fp32 "
-                "(the same weights, full fp32 arithmetic)"
-            )
+        check_tf32(self.dtype, self.device)
         return self
 
     def fit_record(self) -> dict[str, Any]:
