@@ -44,6 +44,9 @@ POLARITIES = ("positive", "both")  # --polarity
 DTYPE_NAMES = ("fp32", "tf32", "bf16", "fp16")  # --dtype; what each means: models.DTYPES
 CPU_BATCH_TOKENS = 4096  # --fit-batch-tokens default with --device cpu: groups of 4 neurons (as before the option)
 GPU_BATCH_TOKENS = 262_144  # ... with cuda or mps: groups of 256 neurons, phases of ~100k-300k nodes
+# N2G's firing threshold: a token fires at half the neuron's max. --fire-threshold's default, and the fixed
+# threshold of the mined-data statistics (firing share, "always on", example tokens of the token search).
+FIRE_THRESHOLD = 0.5
 
 # Command-line groups, in --help and table order: each command takes the groups it reads (cli.COMMANDS).
 GROUPS: dict[str, str] = {
@@ -410,7 +413,7 @@ class EvaluateConfig:
     """How graphs and baselines are scored: ``[evaluate]`` in n2g.toml."""
 
     fire_threshold: float = option(
-        0.5,
+        FIRE_THRESHOLD,
         "A token fires when activation / max is at least this (scores, misses, "
         "the playground; fit's own held-out check too).",
         "evaluate",

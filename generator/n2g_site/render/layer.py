@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ..config import FIRE_THRESHOLD
 from ..publish import pages as site_pages
 from ..store import MinedLayer, WorkDir, atomic_write_bytes
 from . import export
@@ -27,7 +28,6 @@ from .writer import PLACEHOLDER, Writer, layer_md_path
 PAGE_BODY_BUDGET = 32_000
 GRAPH_FILE = "graph.svg"
 PATTERNS_FILE = "patterns.js"  # a huge graph's playground patterns (n2gDeliver data script), next to its page
-FIRING_THRESHOLD = 0.5  # "fires" = activation >= this share of the neuron's max (N2G's threshold)
 
 
 @dataclass
@@ -117,7 +117,7 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     layer = sh.layers[li]
     mined = MinedLayer.load(sh.work.require(sh.work.mined(layer), "mine"))
     sh.related.load_layer(layer)
-    firing = mined.stats.firing_share(FIRING_THRESHOLD)
+    firing = mined.stats.firing_share(FIRE_THRESHOLD)
     neurons = [NeuronData.gather(sh.work, mined, layer, n, float(firing[n])) for n in layer_neurons(sh, layer, mined)]
 
     dots: dict[Any, Any] = {d.neuron: graph_dot(d.graph) for d in neurons if d.graph is not None}
