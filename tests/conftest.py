@@ -27,6 +27,16 @@ def tiny_model():
     return load_model("random:tiny")
 
 
+@pytest.fixture(scope="session")
+def served_tiny_site(tmp_path_factory):
+    """The tiny model's browser site (sitebuild.served_browser_site), built once for the whole run and
+    served at its --site-url until the run ends: test_browser.py and test_playground.py share it."""
+    from sitebuild import served_browser_site
+
+    with served_browser_site(tmp_path_factory.mktemp("tiny-site")) as site:
+        yield site
+
+
 @pytest.fixture
 def text_corpus(tmp_path):
     """A small folder corpus: plain text files and a JSONL file."""

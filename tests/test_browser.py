@@ -3,15 +3,9 @@
 import json
 import os
 import shutil
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from n2g_site.cli import app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -29,62 +23,16 @@ CHROMIUM_ARGS = [
 ]
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+@pytest.fixture(scope="module")
+def www(served_tiny_site):
+    """The shared tiny site's folder (sitebuild.served_browser_site): corpus/, work/ and the site in sub/."""
+    return served_tiny_site.root
 
 
 @pytest.fixture(scope="module")
-def www(tmp_path_factory):
-    return tmp_path_factory.mktemp("www")
-
-
-@pytest.fixture(scope="module")
-def served_site(www):
-    """The tiny model's site built for https://example/sub/ and served at http://127.0.0.1:PORT/sub/."""
-    root = www
-    corpus = root / "corpus"
-    corpus.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
-    url = f"http://127.0.0.1:{server.server_address[1]}/sub/"
-    (corpus / "a.txt").write_text("In Paris the <script>alert(1)</script> museums open at nine. " * 8)
-    (corpus / "b.txt").write_text("Rivers flow into the sea & the sea is deep. " * 8)
-    for i, text in enumerate(
-        [
-            "The cat sat on the mat in Paris.",
-            "She moved to London in 1999.",
-            'He said "hello" & left.',
-            "Tabs\tand\nnewlines, 中文 and emoji 😀.",
-            "Numbers: 1, 2, 3 and 42.",
-            "Rome is in Italy; Paris is in France.",
-        ]
-    ):
-        (corpus / f"c{i}.txt").write_text((text + " ") * 6)
-    result = CliRunner().invoke(
-        app,
-        [
-            "build",
-            "--model",
-            "random:tiny",
-            "--corpus",
-            str(corpus),
-            "--neurons",
-            "0-1",
-            "--top-k",
-            "2",
-            "--site-url",
-            url,
-            "--work-dir",
-            str(root / "work"),
-            "--site-dir",
-            str(root / "sub"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield url
-    server.shutdown()
+def served_site(served_tiny_site):
+    """The tiny model's site built for and served at http://127.0.0.1:PORT/sub/ (its --site-url)."""
+    return served_tiny_site.url
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from n2g_site.cli import app
+from sitebuild import build_tiny, serve, write_corpus
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -58,9 +55,8 @@ class _Pages(SimpleHTTPRequestHandler):
 def built(tmp_path_factory):
     """(base URL, work dir, site dir): the tiny model, 2 layers x 3 neurons, no --site-url, served at /sub/."""
     root = tmp_path_factory.mktemp("www18")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for i, text in enumerate(
+    corpus = write_corpus(
+        root / "corpus",
         [
             "In Paris the museums open at nine and close at six.",
             "She moved to London in 1999 and then to Rome.",
@@ -68,35 +64,12 @@ def built(tmp_path_factory):
             "Numbers: 1, 2, 3 and 42 are small; 1000 is not.",
             "Rivers flow into the sea & the sea is deep.",
             "Rome is in Italy; Paris is in France; Bern is in Switzerland.",
-        ]
-    ):
-        (corpus / f"c{i}.txt").write_text((text + " ") * 8)
-    site = root / "sub"
-    result = CliRunner().invoke(
-        app,
-        [
-            "build",
-            "--model",
-            "random:tiny",
-            "--corpus",
-            str(corpus),
-            "--neurons",
-            "0-2",
-            "--top-k",
-            "3",
-            "--work-dir",
-            str(root / "work"),
-            "--site-dir",
-            str(site),
         ],
+        repeat=8,
     )
-    assert result.exit_code == 0, result.output
-    handler = type("Pages", (_Pages,), {"site": site})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/sub/", root / "work", site
-    server.shutdown()
+    work, site = build_tiny(root, corpus, "--neurons", "0-2", "--top-k", "3", site="sub")
+    with serve(root, type("Pages", (_Pages,), {"site": site})) as origin:
+        yield f"{origin}/sub/", work, site
 
 
 @pytest.fixture(scope="module")

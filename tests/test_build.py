@@ -4,14 +4,12 @@ import gzip
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from n2g_site.cli import app
 from n2g_site.schemas import validate
 from n2g_site.store import read_json
+from sitebuild import TINY, build_tiny, run_cli, serve
 
 
 class _Spans(HTMLParser):
@@ -30,17 +28,9 @@ class _Spans(HTMLParser):
             self.tokens += 1
 
 
-def build(tmp_path: Path, *args: str) -> tuple[Path, Path]:
-    work, site = tmp_path / "work", tmp_path / "site"
-    result = CliRunner().invoke(app, ["build", *args, "--work-dir", str(work), "--site-dir", str(site)])
-    assert result.exit_code == 0, result.output
-    return work, site
-
-
 def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
-    work, site = build(
-        tmp_path, "--model", "random:tiny", "--corpus", str(text_corpus), "--neurons", "0-2", "--top-k", "5"
-    )
+    options = ("--neurons", "0-2", "--top-k", "5")
+    work, site = build_tiny(tmp_path, text_corpus, *options)
     assert (site / "index.html").exists()
     for layer in (0, 1):
         assert (site / "layers" / f"L{layer}" / "index.html").exists()
@@ -92,33 +82,19 @@ def test_build_random_tiny_end_to_end_and_resume(tmp_path, text_corpus):
                 )
     # a second build does no compute (resume) and gives the same neuron JSON
     before = {p: p.read_bytes() for p in (work / "fit").rglob("*.json")}
-    result = CliRunner().invoke(
-        app,
-        [
-            "build",
-            "--model",
-            "random:tiny",
-            "--corpus",
-            str(text_corpus),
-            "--neurons",
-            "0-2",
-            "--top-k",
-            "5",
-            "--work-dir",
-            str(work),
-            "--site-dir",
-            str(site),
-        ],
+    again = run_cli(
+        "build", *TINY, "--corpus", str(text_corpus), *options, "--work-dir", str(work), "--site-dir", str(site)
     )
-    assert result.exit_code == 0
-    assert "nothing to do" in result.output
+    assert "nothing to do" in again
     assert before == {p: p.read_bytes() for p in (work / "fit").rglob("*.json")}
 
 
 @pytest.mark.slow
 def test_demo_build_on_the_embedded_model_and_corpus(tmp_path):
     """The demo path, shrunk: SmolLM2-135M on Wikipedia text, 2 layers x 2 neurons, 6k tokens."""
-    work, site = build(tmp_path, "--layers", "0,29", "--neurons", "0-1", "--max-tokens", "6000", "--top-k", "8")
+    work, site = tmp_path / "work", tmp_path / "site"
+    options = ("--layers", "0,29", "--neurons", "0-1", "--max-tokens", "6000", "--top-k", "8")
+    run_cli("build", *options, "--work-dir", str(work), "--site-dir", str(site))  # the default model and corpus
     manifest = read_json(work / "run.json")
     assert manifest["model_info"]["n_layers"] == 30 and manifest["model_info"]["d_mlp"] == 1536
     home = (site / "index.html").read_text()
@@ -140,27 +116,23 @@ def test_demo_build_on_the_embedded_model_and_corpus(tmp_path):
 def _playground_on_the_demo_site(tmp_path, site, work) -> None:
     """Issue 9 on the demo site: a real SmolLM2 neuron's trigger typed into its playground lights up."""
     from test_browser import CHROMIUM, CHROMIUM_ARGS
-    from test_playground import _serve, check_playground
+    from test_playground import check_playground
 
     if CHROMIUM is None:
         pytest.skip("needs Debian's chromium for the playground check")
     from playwright.sync_api import sync_playwright
 
-    server, origin = _serve(site.parent)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            tab = browser.new_page()
-            errors: list[str] = []
-            tab.on("pageerror", lambda exc: errors.append(str(exc)))
-            check_playground(
-                tab,
-                f"{origin}/{site.name}/",
-                tmp_path,
-                site.relative_to(tmp_path).as_posix(),
-                work.relative_to(tmp_path).as_posix(),
-            )
-            browser.close()
-            assert errors == []
-    finally:
-        server.shutdown()
+    with serve(site.parent) as origin, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page()
+        errors: list[str] = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        check_playground(
+            tab,
+            f"{origin}/{site.name}/",
+            tmp_path,
+            site.relative_to(tmp_path).as_posix(),
+            work.relative_to(tmp_path).as_posix(),
+        )
+        browser.close()
+        assert errors == []

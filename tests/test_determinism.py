@@ -7,36 +7,15 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from n2g_site.cli import app
+from sitebuild import build_tiny
 
 pytestmark = pytest.mark.slow
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?( UTC)?)?")
 
 
 def build(root: Path, corpus: Path) -> tuple[Path, Path]:
-    work, site = root / "work", root / "site"
-    result = CliRunner().invoke(
-        app,
-        [
-            "build",
-            "--model",
-            "random:tiny",
-            "--corpus",
-            str(corpus),
-            "--neurons",
-            "0-3",
-            "--top-k",
-            "4",
-            "--work-dir",
-            str(work),
-            "--site-dir",
-            str(site),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return work, site
+    return build_tiny(root, corpus, "--neurons", "0-3", "--top-k", "4")
 
 
 def test_two_builds_are_byte_identical(tmp_path, text_corpus, monkeypatch):

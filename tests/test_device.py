@@ -78,8 +78,10 @@ def test_bf16_weights_and_activations_close_to_fp32(tiny_model):
 
 def test_dtype_names_agree_and_tf32_needs_cuda():
     assert tuple(models.DTYPES) == DTYPE_NAMES
-    with pytest.raises(UserError, match="--dtype tf32 is a CUDA matmul mode"):
+    with pytest.raises(UserError, match="--dtype tf32 is a CUDA matmul mode; with --device cpu use --dtype fp32"):
         Config(dtype="tf32").validate()
+    with pytest.raises(UserError, match="--dtype tf32 is a CUDA matmul mode; with --device cpu use --dtype fp32"):
+        models.load_model("random:tiny", dtype="tf32")  # without a Config: the loader refuses it too
     with pytest.raises(UserError, match="--dtype 'fp8' is not one of"):
         Config(dtype="fp8").validate()
     Config(dtype="tf32", device="cuda:1").validate()

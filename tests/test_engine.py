@@ -277,6 +277,8 @@ def test_lockstep_groups_come_from_the_options_and_the_whole_selection():
     assert fit_options(gpu).fit_batch_tokens == 262_144 and group_size(fit_options(gpu)) == 256
     chosen = replace(gpu, fit=replace(gpu.fit, fit_batch_tokens=8192))
     assert fit_options(chosen).fit_batch_tokens == 8192 and group_size(fit_options(chosen)) == 8
+    with pytest.raises(ValueError, match="fit_options"):  # unresolved options fail, not a silent CPU default
+        group_size(gpu.fit)
     groups = plan(gpu, 2, 1000)
     assert [len(g) for _, g in groups] == [256, 256, 256, 232] * 2
     assert [n for layer, g in groups if layer == 1 for n in g] == list(range(1000))

@@ -217,3 +217,11 @@ def test_the_worked_example_beats_its_baselines_when_a_small_graph_does(tmp_path
     # without a graph that beats its baselines, the best score is taken and the source says so
     work.evaluated_layer(0).write_text(rows.replace("0,0,heldout,token_lookup,5,0.3", "0,0,heldout,token_lookup,5,0.6"))
     assert guide.pick_example(work, [0, 3], selected)[:4] == (0, 3, 0.8, "evaluate")
+
+
+@pytest.mark.parametrize(("options", "quoted"), [({"fire_threshold": 0.3}, "0.3"), ({}, "0.5")])
+def test_reading_page_quotes_the_builds_fire_threshold(tmp_path: Path, options: dict, quoted: str) -> None:
+    """The fit files' --fire-threshold, else its default (config.FIRE_THRESHOLD)."""
+    page = guide.ReadingPage(example=None, toy_svg=None, options=options)
+    out = make_env(Config(site_dir=tmp_path)).get_template("reading.md.j2").render(page=page, site=None, placeholder="")
+    assert f"where the activation reaches\n{quoted} of its maximum" in out

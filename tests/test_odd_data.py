@@ -4,15 +4,11 @@ scripts, emoji, markup, documents longer than the model's context. The build fin
 import html
 import json
 
-from click.testing import CliRunner
-
-from n2g_site.cli import app
 from n2g_site.store import read_json
+from sitebuild import build_tiny, write_corpus
 
 
 def test_odd_documents_build_and_render_as_text(tmp_path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
     docs = {
         "one-token.txt": "A",
         "whitespace.txt": " \t \n  ",  # only whitespace: not a document
@@ -22,8 +18,7 @@ def test_odd_documents_build_and_render_as_text(tmp_path):
         "markup.txt": "<script>alert(1)</script> & \"quotes\" 'single' <b>bold</b> &amp; " * 20,
         "long.txt": "A very long document about rivers and seas that goes on and on. " * 120,  # > n_ctx 256
     }
-    for name, text in docs.items():
-        (corpus / name).write_text(text, encoding="utf-8")
+    corpus = write_corpus(tmp_path / "corpus", docs)
     (corpus / "lines.jsonl").write_text(
         "\n".join(
             json.dumps({"id": f"j{i}", "title": f"<i>title {i}</i>", "text": f"Line {i}: Paris in spring."})
@@ -32,28 +27,7 @@ def test_odd_documents_build_and_render_as_text(tmp_path):
         + "\n",
         encoding="utf-8",
     )
-    work, site = tmp_path / "work", tmp_path / "site"
-    result = CliRunner().invoke(
-        app,
-        [
-            "build",
-            "--model",
-            "random:tiny",
-            "--corpus",
-            str(corpus),
-            "--neurons",
-            "0-3",
-            "--top-k",
-            "3",
-            "--seq-len",
-            "64",
-            "--work-dir",
-            str(work),
-            "--site-dir",
-            str(site),
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    work, site = build_tiny(tmp_path, corpus, "--neurons", "0-3", "--top-k", "3", "--seq-len", "64")
     index = read_json(work / "corpus.json")
     assert "whitespace.txt" not in {d["id"] for d in index} and "one-token.txt" in {d["id"] for d in index}
     pages = [p.read_text(encoding="utf-8") for p in (site / "neurons").rglob("index.html")]

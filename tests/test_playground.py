@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import zipfile
-from functools import partial
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from n2g_site.cli import app
 from n2g_site.n2g.graph import Graph, Node, normalise
 from n2g_site.n2g.predict import KeyIndex, Predictor
 from n2g_site.render.export import graph_from_record
@@ -24,9 +19,10 @@ from n2g_site.render.playground import key_ids, patterns
 from n2g_site.resources import builtin_path
 from n2g_site.store import WorkDir, read_json, write_json
 from render_fixtures import big_graph, make_workdir, small_graph
+from sitebuild import run_cli, serve
 from synthetic import VOCAB as TOY
 from synthetic import SyntheticSource, paris_after_in, paris_after_two, paris_anywhere, task_from_texts
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _Quiet
+from test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh --test installs it)"
@@ -148,55 +144,11 @@ def test_js_predictor_equals_python_on_1000_sequences(tab) -> None:
 # ------------------------------------------------------------------------------------ a built site
 
 
-def _serve(root: Path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 @pytest.fixture(scope="module")
-def tiny_site(tmp_path_factory):
-    """The tiny random model's site (with its tokenizer, hence a playground), built with --zip, served
-    from a sub-path."""
-    root = tmp_path_factory.mktemp("pg")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for i, text in enumerate(
-        [
-            "The cat sat on the mat in Paris.",
-            "She moved to London in 1999.",
-            "Rome is in Italy; Paris is in France.",
-            "Numbers: 1, 2, 3 and 42.",
-            "In Paris the <script>alert(1)</script> museums open at nine.",
-        ]
-    ):
-        (corpus / f"c{i}.txt").write_text((text + " ") * 8)
-    server, origin = _serve(root)
-    url = f"{origin}/sub/"
-    result = CliRunner().invoke(
-        app,
-        [
-            "build",
-            "--model",
-            "random:tiny",
-            "--corpus",
-            str(corpus),
-            "--neurons",
-            "0-2",
-            "--top-k",
-            "2",
-            "--site-url",
-            url,
-            "--work-dir",
-            str(root / "work"),
-            "--site-dir",
-            str(root / "sub"),
-            "--zip",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    yield root, url, origin
-    server.shutdown()
+def tiny_site(served_tiny_site):
+    """(root, url, origin): the tiny random model's site (with its tokenizer, hence a playground), built with
+    --zip, served from a sub-path; shared with test_browser.py (conftest.served_tiny_site)."""
+    return served_tiny_site.root, served_tiny_site.url, served_tiny_site.origin
 
 
 def _trigger_case(root: Path, site: str = "sub", work_dir: str = "work") -> tuple[int, int, str, list[str]]:
@@ -334,16 +286,11 @@ def rule_site(tmp_path_factory):
         fit = read_json(work.fitted(layer, neuron))
         fit["graph"] = fitted.graph.to_json()
         write_json(work.fitted(layer, neuron), fit)
-    server, origin = _serve(root)
-    url = f"{origin}/sub/"
-    result = CliRunner().invoke(app, ["render", "--work-dir", str(work.root)])
-    assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(
-        app, ["publish", "--work-dir", str(work.root), "--site-dir", str(root / "sub"), "--site-url", url]
-    )
-    assert result.exit_code == 0, result.output
-    yield url
-    server.shutdown()
+    with serve(root) as origin:
+        url = f"{origin}/sub/"
+        run_cli("render", "--work-dir", str(work.root))
+        run_cli("publish", "--work-dir", str(work.root), "--site-dir", str(root / "sub"), "--site-url", url)
+        yield url
 
 
 def _pattern_results(tab, url: str, query: str) -> set[tuple[int, int]]:

@@ -9,15 +9,11 @@ import json
 import os
 import re
 import shutil
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from n2g_site.cli import app
+from sitebuild import build_tiny, serve, write_corpus
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -26,60 +22,25 @@ pytestmark = pytest.mark.skipif(
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"]
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("www")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for i, text in enumerate(
+    corpus = write_corpus(
+        root / "corpus",
         [
             "The cat sat on the mat in Paris. It was a sunny day in the city.",
             "She moved to London in 1999 and worked as a teacher at a school.",
             "Rivers flow into the sea; the sea is salty and deep.",
             "Numbers: 1, 2, 3 and 42. Rome is in Italy; Paris is in France.",
-        ]
-    ):
-        (corpus / f"c{i}.txt").write_text((text + " ") * 5, encoding="utf-8")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
-    url = f"http://127.0.0.1:{server.server_address[1]}/sub/"
-    result = CliRunner().invoke(
-        app,
-        [
-            "build",
-            "--model",
-            "random:tiny",
-            "--corpus",
-            str(corpus),
-            "--layers",
-            "0",
-            "--neurons",
-            "0-1",
-            "--top-k",
-            "3",
-            "--augmenter",
-            "none",
-            "--polarity",
-            "both",
-            "--hook",
-            "blocks.{layer}.mlp.hook_pre",  # before the GELU: signed, as a gated MLP's neurons are
-            "--site-url",
-            url,
-            "--work-dir",
-            str(root / "work"),
-            "--site-dir",
-            str(root / "sub"),
         ],
+        repeat=5,
     )
-    assert result.exit_code == 0, result.output
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield url, root
-    server.shutdown()
+    with serve(root) as origin:
+        url = f"{origin}/sub/"
+        hook = "blocks.{layer}.mlp.hook_pre"  # before the GELU: signed, as a gated MLP's neurons are
+        options = ("--layers", "0", "--neurons", "0-1", "--top-k", "3", "--augmenter", "none", "--polarity", "both")
+        build_tiny(root, corpus, *options, "--hook", hook, "--site-url", url, site="sub")
+        yield url, root
 
 
 @pytest.fixture(scope="module")

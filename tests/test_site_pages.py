@@ -125,15 +125,9 @@ CHROMIUM = __import__("shutil").which("chromium") or __import__("shutil").which(
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh --test installs it)")
 def test_a_graph_from_its_file_is_visible_in_a_browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Served from a sub-path: the <object> shows graph.svg, with its nodes and their tooltips."""
-    import threading
-    from functools import partial
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
     from playwright.sync_api import sync_playwright
 
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+    from sitebuild import serve
 
     monkeypatch.setattr(layer_mod, "PAGE_BODY_BUDGET", 0)
     work = make_workdir(tmp_path / "work")
@@ -143,36 +137,31 @@ def test_a_graph_from_its_file_is_visible_in_a_browser(tmp_path: Path, monkeypat
     config = Config(site_dir=tmp_path / "www" / "sub", site_url="https://example.org/sub/")
     render.render_site(config, work)
     publish(config, work)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(tmp_path / "www")))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            tab = browser.new_page()
-            tab.goto(f"http://127.0.0.1:{server.server_address[1]}/sub/neurons/L0/N3/")
-            graph = tab.locator("object.n2g-graph").first
-            graph.wait_for(state="visible")
-            box = graph.bounding_box()
-            assert box and box["width"] > 20 and box["height"] > 20
-            tab.wait_for_function(
-                "() => document.querySelector('object.n2g-graph').contentDocument"
-                "?.querySelectorAll('g:not(.edges) > title').length > 0"
-            )
-            tips = tab.evaluate(
-                "() => [...document.querySelector('object.n2g-graph').contentDocument"
-                ".querySelectorAll('g:not(.edges) > text')].map(t => t.textContent)"
-            )
-            assert any("<script>alert(1)</script>" in t for t in tips)  # as text, in a label (hover: a tooltip)
-            errors: list[str] = []
-            tab.on("pageerror", lambda exc: errors.append(str(exc)))
-            tab.locator(".n2g-pg-input").fill("in Paris")  # the playground loads patterns.js on first use
-            tab.wait_for_function(
-                "() => /tokens? ·/.test(document.querySelector('.n2g-pg-status').textContent)", timeout=20000
-            )
-            assert tab.locator(".n2g-pg-out span").count() > 0 and errors == []
-            browser.close()
-    finally:
-        server.shutdown()
+    with serve(tmp_path / "www") as origin, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        tab = browser.new_page()
+        tab.goto(f"{origin}/sub/neurons/L0/N3/")
+        graph = tab.locator("object.n2g-graph").first
+        graph.wait_for(state="visible")
+        box = graph.bounding_box()
+        assert box and box["width"] > 20 and box["height"] > 20
+        tab.wait_for_function(
+            "() => document.querySelector('object.n2g-graph').contentDocument"
+            "?.querySelectorAll('g:not(.edges) > title').length > 0"
+        )
+        tips = tab.evaluate(
+            "() => [...document.querySelector('object.n2g-graph').contentDocument"
+            ".querySelectorAll('g:not(.edges) > text')].map(t => t.textContent)"
+        )
+        assert any("<script>alert(1)</script>" in t for t in tips)  # as text, in a label (hover: a tooltip)
+        errors: list[str] = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        tab.locator(".n2g-pg-input").fill("in Paris")  # the playground loads patterns.js on first use
+        tab.wait_for_function(
+            "() => /tokens? ·/.test(document.querySelector('.n2g-pg-status').textContent)", timeout=20000
+        )
+        assert tab.locator(".n2g-pg-out span").count() > 0 and errors == []
+        browser.close()
 
 
 def test_a_missing_or_stale_pack_is_a_clear_error(tmp_path: Path) -> None:

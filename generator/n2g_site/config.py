@@ -24,6 +24,16 @@ class UserError(Exception):
     """A mistake the user can fix: the message names the bad value and what to do."""
 
 
+def check_tf32(dtype: str, device: str) -> None:
+    """``--dtype tf32`` needs a CUDA ``--device``: checked by ``Config.validate`` before any stage runs and by
+    ``models.Placement.resolve`` for a model loaded without a Config."""
+    if dtype == "tf32" and not device.startswith("cuda"):
+        raise UserError(
+            f"--dtype tf32 is a CUDA matmul mode; with --device {device} use --dtype fp32 "
+            "(the same weights, full fp32 arithmetic)"
+        )
+
+
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_CORPUS = "wiki"
 # The demo: 4 neurons in each of 6 evenly spaced layers (see README "What the demo covers").
@@ -34,6 +44,9 @@ POLARITIES = ("positive", "both")  # --polarity
 DTYPE_NAMES = ("fp32", "tf32", "bf16", "fp16")  # --dtype; what each means: models.DTYPES
 CPU_BATCH_TOKENS = 4096  # --fit-batch-tokens default with --device cpu: groups of 4 neurons (as before the option)
 GPU_BATCH_TOKENS = 262_144  # ... with cuda or mps: groups of 256 neurons, phases of ~100k-300k nodes
+# N2G's firing threshold: a token fires at half the neuron's max. --fire-threshold's default, and the fixed
+# threshold of the mined-data statistics (firing share, "always on", example tokens of the token search).
+FIRE_THRESHOLD = 0.5
 
 # Command-line groups, in --help and table order: each command takes the groups it reads (cli.COMMANDS).
 GROUPS: dict[str, str] = {
@@ -400,7 +413,7 @@ class EvaluateConfig:
     """How graphs and baselines are scored: ``[evaluate]`` in n2g.toml."""
 
     fire_threshold: float = option(
-        0.5,
+        FIRE_THRESHOLD,
         "A token fires when activation / max is at least this (scores, misses, "
         "the playground; fit's own held-out check too).",
         "evaluate",
@@ -626,11 +639,7 @@ class Config:
                 f"--shard {self.shard} with --executor ray: Ray deals the shards itself; "
                 "pass --shards N instead (or drop --executor ray to run one shard here)"
             )
-        if self.dtype == "tf32" and not self.device.startswith("cuda"):
-            raise UserError(
-                f"--dtype tf32 is a CUDA matmul mode; with --device {self.device} use --dtype fp32 "
-                "(the same weights, full fp32 arithmetic)"
-            )
+        check_tf32(self.dtype, self.device)
         return self
 
     def fit_record(self) -> dict[str, Any]:

@@ -70,7 +70,7 @@ from typing import Any
 import numpy as np
 
 from .baselines import NGram, TokenLookup
-from .config import Config, UserError
+from .config import FIRE_THRESHOLD, Config, UserError
 from .intervals import bootstrap_mean_interval
 from .n2g.graph import Graph
 from .n2g.predict import KeyIndex, Sequences, TriePredictor
@@ -110,7 +110,7 @@ class Scores:
         return asdict(self)
 
 
-def score(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: float = 0.5) -> Scores:
+def score(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: float = FIRE_THRESHOLD) -> Scores:
     """``pairs`` of (true normalised activations, predicted) per sequence; NaN truth is not scored.
 
     >>> s = score([(np.array([1.0, 0.2, 0.7, 0.0]), np.array([0.9, 0.6, 0.0, 0.0]))])
@@ -125,7 +125,7 @@ def score(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: float = 0.5
     )[0]
 
 
-def score_flat(truth: np.ndarray, preds: Sequence[np.ndarray], threshold: float = 0.5) -> list[Scores]:
+def score_flat(truth: np.ndarray, preds: Sequence[np.ndarray], threshold: float = FIRE_THRESHOLD) -> list[Scores]:
     """:func:`score` of each prediction in ``preds`` against one ``truth``, every sequence's tokens laid end
     to end (the same counts and floats as ``score`` of the sequences one by one)."""
     keep = ~np.isnan(truth)
@@ -484,13 +484,13 @@ def _counts(mined: MinedLayer) -> dict[str, dict]:
     return {
         "positive": {
             "dead": int((stats.max <= 0).sum()),
-            "always_on": int((stats.firing_share(0.5) >= ALWAYS_ON_SHARE).sum()),
+            "always_on": int((stats.firing_share(FIRE_THRESHOLD) >= ALWAYS_ON_SHARE).sum()),
             "silent": silent,
             "layer_neurons": size,
         },
         "negative": {
             "dead": int((stats.min >= 0).sum()),
-            "always_on": int((np.nan_to_num(stats.negative_share(0.5)) >= ALWAYS_ON_SHARE).sum()),
+            "always_on": int((np.nan_to_num(stats.negative_share(FIRE_THRESHOLD)) >= ALWAYS_ON_SHARE).sum()),
             "silent": silent,
             "layer_neurons": size,
         },

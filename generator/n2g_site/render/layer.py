@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ..config import FIRE_THRESHOLD
 from ..publish import pages as site_pages
 from ..store import MinedLayer, WorkDir, atomic_write_bytes
 from . import export
@@ -116,7 +117,7 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     layer = sh.layers[li]
     mined = MinedLayer.load(sh.work.require(sh.work.mined(layer), "mine"))
     sh.related.load_layer(layer)
-    firing = mined.stats.firing_share(FIRING_THRESHOLD)
+    firing = mined.stats.firing_share(FIRE_THRESHOLD)
     neurons = [NeuronData.gather(sh.work, mined, layer, n, float(firing[n])) for n in layer_neurons(sh, layer, mined)]
 
     dots: dict[Any, Any] = {d.neuron: graph_dot(d.graph) for d in neurons if d.graph is not None}

@@ -28,8 +28,8 @@ bundle. The JSON text is the call's second argument, a string (:func:`read_scrip
   key is a context token. Each list is sorted by value, strongest first, and capped at
   :data:`MAX_PER_KEY`; ``na``/``nc`` give the uncapped counts. The browser ranks exact token matches first.
 - ``e`` holds ``[layer, neuron, activation, t-index]`` where the neuron fires on the key in its mined
-  examples (some token of its top training or held-out windows at ≥ :data:`EXAMPLE_FIRING` of the
-  neuron's max; the activation is that share, the best one) but its graph does not have the key as an
+  examples (some token of its top training or held-out windows at ≥ ``config.FIRE_THRESHOLD`` (0.5) of
+  the neuron's max; the activation is that share, the best one) but its graph does not have the key as an
   activating token: the triggers a graph missed (the box lists them apart, "fires on it in its examples").
 - ``neurons`` in ``tokens.js`` counts the neurons with at least one entry (graph or examples).
 - ``layers`` in ``tokens.js`` lists each layer's neurons of this build as runs of consecutive ids: the jump
@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import FIRE_THRESHOLD
 from ..n2g.graph import Graph, normalise
 from .tokens import display_token
 
@@ -67,7 +68,6 @@ TARGET_SHARD_BYTES = 32_000  # shards are sized to about this, so the largest st
 MAX_SHARDS = 4096
 MAX_CONTEXT_KEYS = 16  # context keys kept per activating-token row
 INFO_CHUNK = 512  # neurons per summary file (~100 bytes each: ~50 KB)
-EXAMPLE_FIRING = 0.5  # an example token is indexed when it reaches this share of the neuron's max (N2G's)
 
 
 @functools.lru_cache(maxsize=1 << 17)  # pure; a 50k-neuron build asks it ~2.4 million times for ~10^4 tokens
@@ -161,7 +161,7 @@ def example_entries(
     windows: Iterable[tuple[np.ndarray, np.ndarray]], a_max: float, vocab: list[str], graph: Iterable[Entry] = ()
 ) -> list[Entry]:
     """The ``e`` entries of one neuron: each key its mined windows (``(token ids, activations)`` pairs) fire
-    on, at ≥ :data:`EXAMPLE_FIRING` of ``a_max``, with the best share; keys its ``graph`` entries already
+    on, at ≥ ``FIRE_THRESHOLD`` of ``a_max``, with the best share; keys its ``graph`` entries already
     have as activating tokens are left out."""
     if not a_max > 0:
         return []
@@ -169,7 +169,7 @@ def example_entries(
     best: dict[str, tuple[str, float]] = {}
     for tokens, acts in windows:
         share = np.asarray(acts, dtype=np.float64) / a_max
-        for i in np.flatnonzero(share >= EXAMPLE_FIRING).tolist():
+        for i in np.flatnonzero(share >= FIRE_THRESHOLD).tolist():
             tid = int(tokens[i])
             if not 0 <= tid < len(vocab) or not vocab[tid]:
                 continue
