@@ -17,7 +17,7 @@ from . import export
 from .contexts import LayerPage, LayerSummary, Link, NeuronPage
 from .inputs import Shared
 from .jinja_env import render
-from .neuron import FIRING_THRESHOLD, NeuronData
+from .neuron import NeuronData
 from .search_index import example_entries, graph_entries, negative_entries, script
 from .svg import graph_dot, render_svgs, standalone_svg, svg_object
 from .writer import PLACEHOLDER, Writer, layer_md_path

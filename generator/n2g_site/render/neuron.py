@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup, escape
 
-from ..config import UserError
+from ..config import FIRE_THRESHOLD, UserError
 from ..n2g.graph import Graph, Node
 from ..store import HIST_EDGES, MinedLayer, Window, WorkDir
 from . import export, playground
@@ -42,9 +42,8 @@ MAX_HELDOUT_EXAMPLES = 5  # held-out windows in it
 # data. Highlighted examples are most of a neuron page, and a whole model's site pays for every byte 46,080 times.
 PAGE_TRAIN_EXAMPLES = 4
 PAGE_HELDOUT_EXAMPLES = 2
-FIRING_THRESHOLD = 0.5  # "fires" = activation >= this share of the neuron's max (N2G's threshold)
 PAGE_BOTTOM_EXAMPLES = 2  # bottom (most negative) training windows shown, for a neuron with a strong negative side
-PAGE_WEAK_BOTTOM_EXAMPLES = 1  # ... and for one that never goes below -FIRING_THRESHOLD x its max, unfitted there
+PAGE_WEAK_BOTTOM_EXAMPLES = 1  # ... and for one that never goes below -FIRE_THRESHOLD x its max, unfitted there
 PAGE_NEIGHBOURS = 4  # similar neurons per list
 PAGE_LOGITS = 4  # promoted and suppressed tokens each
 # Context kept around a window's peak token: in the export record (windows are mined wider), and the part of it
@@ -93,12 +92,12 @@ def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> 
 
 def bottom_limit(stats_min: float, stats_max: float, has_graph: bool) -> int:
     """How many bottom windows a page shows: two for a strong negative side (a negative graph, or a minimum at
-    or below -FIRING_THRESHOLD x the max: it "fires" negatively), one for a weak one (a GELU's dip to -0.17).
+    or below -FIRE_THRESHOLD x the max: it "fires" negatively), one for a weak one (a GELU's dip to -0.17).
 
     >>> bottom_limit(-0.2, 4.0, False), bottom_limit(-2.0, 4.0, False), bottom_limit(-0.2, 4.0, True)
     (1, 2, 2)
     """
-    strong = has_graph or not -stats_min < FIRING_THRESHOLD * max(stats_max, 0.0)
+    strong = has_graph or not -stats_min < FIRE_THRESHOLD * max(stats_max, 0.0)
     return PAGE_BOTTOM_EXAMPLES if strong else PAGE_WEAK_BOTTOM_EXAMPLES
 
 
@@ -160,7 +159,7 @@ class NegativeSide:
         cls, work: WorkDir, mined: MinedLayer, layer: int, neuron: int, stats_min: float, stats_max: float
     ) -> NegativeSide | None:
         """None when the neuron never goes below 0 and has no negative fit. A weak negative side (never below
-        -FIRING_THRESHOLD x the max, and no negative graph) shows one bottom window, a strong one two."""
+        -FIRE_THRESHOLD x the max, and no negative graph) shows one bottom window, a strong one two."""
         fit = work.read_fit(layer, neuron, "negative")
         if fit is None and not stats_min < 0:
             return None
