@@ -80,17 +80,17 @@ def patterns(
     scaled = [None if e is None else round(e * END_SCALE) for e in ends]
     # Thousandths when exact and never 0, so that 0 can stand for "no end" (one byte where null is four).
     exact = all(e is None or (s and s / END_SCALE == e) for e, s in zip(ends, scaled, strict=True))
-    scaled = [0 if s is None else s for s in scaled]
+    thousandths = [0 if s is None else s for s in scaled]
     data: dict[str, Any] = {
         "d": [i - index[n.parent] if n.parent != -1 else 0 for i, n in enumerate(graph.nodes)],
         "k": [n.key if n.key is None else ids.get(n.key, n.key) for n in graph.nodes],
-        "e": scaled if exact else ends,
+        "e": thousandths if exact else ends,
         "t": float(fire_threshold),
     }
     if exact:
         data["s"] = END_SCALE
-        if all(k is None or isinstance(k, int) for k in data["k"]) and all(e >= 0 for e in scaled):
-            return {"p": pack_trie(data["d"], data["k"], scaled), "t": data["t"]}
+        if all(k is None or isinstance(k, int) for k in data["k"]) and all(e >= 0 for e in thousandths):
+            return {"p": pack_trie(data["d"], data["k"], thousandths), "t": data["t"]}
     return data
 
 
