@@ -73,6 +73,11 @@ def accumulators(module: ModuleType, layers, picks, d_mlp: int, cfg: Config, set
             parts["tops"][layer, name] = module.TopK(
                 len(picks[layer]), m.top_k, m.context_before, m.context_after, **lowest
             )
+        if hasattr(module, "BandSample") and m.band_windows:  # band samples (mine format 3)
+            for name in module.BAND_SETS:
+                parts["tops"][layer, name] = module.BandSample(
+                    len(picks[layer]), m.band_windows, m.context_before, m.context_after
+                )
     return parts
 
 
@@ -166,7 +171,7 @@ def per_batch(old: ModuleType, model, cfg: Config, batches, layers, check: bool)
     now = accumulators(today, layers, picks, model.d_mlp, cfg, today.SETS)
     reference = {layer: Reference(model.d_mlp) for layer in layers}
     spent = {name: [0.0, 0.0] for name in ("forward", "previous", "today")}
-    parts = {"statistics (StatsAccumulator.update)": 0.0, "top-k and bottom-k merges (TopK.merge)": 0.0}
+    parts = {"statistics (StatsAccumulator.update)": 0.0, "top-k, bottom-k and band merges (TopK.merge)": 0.0}
     parts["ordinary-text sample (OrdinarySampler.add)"] = 0.0
     for (cls, method), label in zip(
         ((today.StatsAccumulator, "update"), (today.TopK, "merge"), (today.OrdinarySampler, "add")), parts
@@ -265,6 +270,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default=Config().model)
     parser.add_argument("--before", default="62e2e76", help="git revision of the previous mine.py")
+    parser.add_argument("--band-windows", type=int, default=None, help="today's band sample size (default: mine's)")
     parser.add_argument("--no-check", action="store_true", help="skip the numpy reference (saves memory)")
     parser.add_argument("--no-end-to-end", action="store_true")
     args = parser.parse_args()
@@ -272,7 +278,8 @@ def main() -> None:
     cfg = Config(
         model=args.model, layers=args.layers, all_neurons=args.all, **({} if args.all else {"neurons": args.neurons})
     )
-    cfg = replace(cfg, mine=replace(cfg.mine, max_tokens=args.tokens)).validate()
+    bands = cfg.mine.band_windows if args.band_windows is None else args.band_windows
+    cfg = replace(cfg, mine=replace(cfg.mine, max_tokens=args.tokens, band_windows=bands)).validate()
     old = previous(args.before)
     model = load_model(cfg.model)
     layers = sorted(cfg.select_layers(model.n_layers))
@@ -302,7 +309,11 @@ def main() -> None:
     print(f"| bare forward, stopped after layer {max(layers)}'s MLP | {fw:.2f} | {fc:.2f} | - |")
     for name, label in (
         ("previous", f"bookkeeping, previous ({args.before}): top windows, one-sided histogram"),
-        ("today", "bookkeeping, today: top and bottom windows, two-sided histogram"),
+        (
+            "today",
+            "bookkeeping, today: top and bottom windows, two-sided histogram"
+            + (f", band samples of {cfg.mine.band_windows}" if cfg.mine.band_windows else ""),
+        ),
     ):
         w, c = spent[name]
         print(f"| {label} | {w:.2f} | {c:.2f} | {w / fw:.0%} / {c / fc:.0%} |")

@@ -47,8 +47,11 @@ def example_set(texts: list[str], docs: list[int], width: int = 12) -> ExampleSe
 
 def layer(band: bool) -> MinedLayer:
     stats = LayerStats(
-        max=np.ones(8, np.float32), min=np.zeros(8, np.float32), mean=np.zeros(8, np.float32),
-        hist=np.zeros((8, 83), np.int64), tokens=100,
+        max=np.ones(8, np.float32),
+        min=np.zeros(8, np.float32),
+        mean=np.zeros(8, np.float32),
+        hist=np.zeros((8, 83), np.int64),
+        tokens=100,
     )
     top = example_set(STRONG, [0, 1, 2, 3])
     sample = example_set(STRONG[:1] + MODERATE + WEAK, [0, 11, 12, 13, 14])  # its strong window is a top one
@@ -78,7 +81,11 @@ def test_the_moderate_trigger_is_learnt_from_the_band_sample_and_paper_keeps_the
 
 def test_paper_graphs_are_the_same_bytes_with_or_without_a_band_sample(tiny_model, tmp_path):
     base = Config(
-        model="random:tiny", corpus="wiki", layers="0", neurons="0-3", checkpoint_seconds=1e9,
+        model="random:tiny",
+        corpus="wiki",
+        layers="0",
+        neurons="0-3",
+        checkpoint_seconds=1e9,
         mine=MineConfig(top_k=4, max_tokens=4000, batch_tokens=256, ordinary_tokens=256),
         fit=FitConfig(paper=True, augmenter="none", train_examples=3),
     )
@@ -95,5 +102,7 @@ def test_paper_graphs_are_the_same_bytes_with_or_without_a_band_sample(tiny_mode
     assert graphs[0] == graphs[1]
     default = replace(base, work_dir=tmp_path / "band16", fit=replace(base.fit, paper=False))
     fit(default, lambda: tiny_model, WorkDir(tmp_path / "band16"))  # the default mode takes band windows too
-    sets = [w["set"] for n in range(4) for w in read_json(WorkDir(tmp_path / "band16").fitted(0, n))["training_windows"]]
+    sets = [
+        w["set"] for n in range(4) for w in read_json(WorkDir(tmp_path / "band16").fitted(0, n))["training_windows"]
+    ]
     assert "band" in sets

@@ -27,7 +27,10 @@ def test_the_band_sample_keeps_the_highest_keys_of_each_rows_peak_window(device)
                     peak = 1 + int(np.argmax(text))
                     start = r.offset + peak - BEFORE
                     key = band_key(
-                        torch.tensor([float(text.max())]), torch.tensor([r.doc]), torch.tensor([start]), torch.tensor([neuron])
+                        torch.tensor([float(text.max())]),
+                        torch.tensor([r.doc]),
+                        torch.tensor([start]),
+                        torch.tensor([neuron]),
                     ).item()
                     pos = np.arange(peak - BEFORE, peak + AFTER + 1)
                     inside = (pos >= 0) & (pos < len(r.tokens))
@@ -64,7 +67,9 @@ def test_keys_weight_higher_peaks_but_every_positive_peak_can_be_drawn():
     n = 4000
     peaks = torch.linspace(1.0 / n, 1.0, n)
     key = band_key(peaks, torch.arange(n), torch.zeros(n, dtype=torch.long), torch.tensor(0))
-    assert torch.isneginf(band_key(torch.tensor([0.0, -1.0]), torch.tensor([1, 2]), torch.tensor([0, 0]), torch.tensor(0))).all()
+    assert torch.isneginf(
+        band_key(torch.tensor([0.0, -1.0]), torch.tensor([1, 2]), torch.tensor([0, 0]), torch.tensor(0))
+    ).all()
     sample = peaks[key.argsort(descending=True)[:64]].numpy()
     counts = np.bincount([band_of(float(p)) if band_of(float(p)) is not None else len(BAND_EDGES) for p in sample])
     assert (counts[: len(BAND_EDGES)] > 0).all(), counts  # every band drawn
@@ -73,5 +78,14 @@ def test_keys_weight_higher_peaks_but_every_positive_peak_can_be_drawn():
 
 def test_bands_are_shares_of_the_max():
     assert [band_of(x) for x in (0.0, 0.19, 0.2, 0.39, 0.4, 0.6, 0.8, 1.0, 1.5, float("nan"))] == [
-        None, None, 0, 0, 1, 2, 3, 3, 3, None
+        None,
+        None,
+        0,
+        0,
+        1,
+        2,
+        3,
+        3,
+        3,
+        None,
     ]

@@ -1,18 +1,17 @@
 """The mine stage: one streaming pass over the corpus for every selected neuron of every chosen layer.
 
-For each neuron it keeps, per split (train / held-out), the top-k windows: the token where the neuron
-peaked in a mined sequence, with ``context_before`` tokens before and ``context_after`` after, and the
-neuron's activation at each; and the bottom-k windows alike, cut around each sequence's lowest activation
-and ranked by the most negative peak first (a gated MLP's hook is signed: half a neuron can be below 0).
-Besides them, with ``--band-windows m`` > 0, a band sample per split: m windows drawn over the whole
-activation range, weighted towards higher peaks (``BandSample``; grouped into the activation bands of
-store.BAND_EDGES afterwards). Each sequence contributes at most one window per neuron and set. Equal peaks are ranked by document, then
-position (``TopK.order``), so the kept windows do not depend on the batch order. For *every* neuron of the
-chosen layers it also accumulates max, min, mean and a two-sided histogram of activations (store.HIST_EDGES),
-and it keeps the first ``ordinary_tokens`` of held-out text whole with the selected neurons' activations
-("ordinary text": scored by the evaluate stage, where a graph that fires everywhere is caught). Memory is
-bounded: O(neurons x k x window) for the examples and O(d_mlp x codes) for the stats, whatever the corpus
-size.
+For each neuron it keeps, per split (train / held-out), the top-k windows: the token where the neuron peaked
+in a mined sequence, with ``context_before`` tokens before and ``context_after`` after, and the neuron's
+activation at each; and the bottom-k windows alike, cut around each sequence's lowest activation and ranked by
+the most negative peak first (a gated MLP's hook is signed: half a neuron can be below 0). Besides them, with
+``--band-windows m`` > 0, a band sample per split: m windows drawn over the whole activation range, weighted
+towards higher peaks (``BandSample``; grouped into the activation bands of store.BAND_EDGES afterwards). Each
+sequence contributes at most one window per neuron and set. Equal peaks are ranked by document, then position
+(``TopK.order``), so the kept windows do not depend on the batch order. For *every* neuron of the chosen
+layers it also accumulates max, min, mean and a two-sided histogram of activations (store.HIST_EDGES), and it
+keeps the first ``ordinary_tokens`` of held-out text whole with the selected neurons' activations ("ordinary
+text": scored by the evaluate stage, where a graph that fires everywhere is caught). Memory is bounded:
+O(neurons x k x window) for the examples and O(d_mlp x codes) for the stats, whatever the corpus size.
 
 The running windows and statistics are tensors on the model's device (``TopK``, ``StatsAccumulator``).
 Each batch is merged into them with torch ops only: a sort over the kept windows and the batch's
@@ -741,8 +740,8 @@ def _accumulate(
     number: int = 0,
 ) -> None:
     """Fold batch ``number``'s activations into every layer's accumulators, on the activations' device;
-    ``tops`` holds each layer's four example sets (SETS) and its band samples (BAND_SETS) if any; ``ordinary_batches`` gets the batch number of each
-    ordinary-text row taken (merging shards orders by it)."""
+    ``tops`` holds each layer's four example sets (SETS) and its band samples (BAND_SETS) if any;
+    ``ordinary_batches`` gets the batch number of each ordinary-text row taken (merging shards orders by it)."""
     with torch.inference_mode(), host_threads(next(iter(stats.values())).device):  # in place: inference tensors
         for layer in layers:
             layer_acts = acts[layer].to(stats[layer].device).contiguous()
@@ -751,7 +750,11 @@ def _accumulate(
             every = columns.numel() == layer_acts.shape[2]  # --all: the picks are every column, in order
             for name, sel in rows.splits.items():
                 arrival = (number << ROW_BITS) + sel
-                for prefix, peak, arg in (("", seq_max, seq_arg), ("bottom_", seq_min, seq_argmin), ("band_", seq_max, seq_arg)):
+                for prefix, peak, arg in (
+                    ("", seq_max, seq_arg),
+                    ("bottom_", seq_min, seq_argmin),
+                    ("band_", seq_max, seq_arg),
+                ):
                     if (layer, prefix + name) not in tops:  # no band sample: --band-windows 0
                         continue
                     tops[(layer, prefix + name)].merge(

@@ -249,6 +249,7 @@ def band_of(share: float) -> int | None:
     hits = [i for i, edge in enumerate(BAND_EDGES) if share >= edge]
     return hits[-1] if hits else None
 
+
 # The two-sided histogram (format 2). Bins are by magnitude, two per octave from 2**-10 (~0.001) to
 # 2**10 (1024): HIST_MAGNITUDES = 2**-10, 1.5 * 2**-10, 2**-9, 1.5 * 2**-9, ..., 2**10 (41 edges, 40
 # bins). The positive side mirrors the negative one around a zero bin:
