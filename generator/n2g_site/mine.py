@@ -728,6 +728,11 @@ def example_sets(
     return sets
 
 
+def example_results(sets: dict[str, TopK]) -> dict[str, Any]:
+    """The example sets' final windows by MinedLayer field name (ExampleSet each), to build a MinedLayer."""
+    return {name: top.result() for name, top in sets.items()}
+
+
 def _accumulate(
     acts: dict[int, torch.Tensor],
     rows: BatchRows,
@@ -892,7 +897,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         MinedLayer(
             layer=layer,
             neurons=np.array(todo[layer], dtype=np.int64),
-            **{name: tops[(layer, name)].result() for name in names},
+            **example_results({name: tops[(layer, name)] for name in names}),
             stats=stats[layer].result(),
             ordinary=ordinary[layer].result(len(todo[layer])),
         ).save(work.mined(layer))

@@ -146,7 +146,7 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
     plan = {int(k): tuple(v) for k, v in json.loads(shards[0].key).items()}
     manifest = work.load_manifest()
     m = manifest["mine"]
-    from .mine import OrdinarySampler, StatsAccumulator, example_sets
+    from .mine import OrdinarySampler, StatsAccumulator, example_results, example_sets
 
     batches = [s.part("ordinary_batches")["number"] for s in shards]
     for layer, neurons in sorted(plan.items()):
@@ -175,7 +175,7 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
         MinedLayer(
             layer=layer,
             neurons=np.array(neurons, dtype=np.int64),
-            **{name: top.result() for name, top in tops.items()},
+            **example_results(tops),
             stats=stats.result(),
             ordinary=ordinary.result(len(neurons)),
         ).save(work.mined(layer))
