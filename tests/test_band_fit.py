@@ -106,3 +106,64 @@ def test_paper_graphs_are_the_same_bytes_with_or_without_a_band_sample(tiny_mode
         w["set"] for n in range(4) for w in read_json(WorkDir(tmp_path / "band16").fitted(0, n))["training_windows"]
     ]
     assert "band" in sets
+
+
+def test_pages_and_records_show_one_band_window_per_band(tiny_model, tmp_path):
+    """A default-mode fit of a band-mined layer, rendered: the page lists its bands (lowest first, no JavaScript
+    needed: the highlight is classes), and the export record's ``bands`` validate and match the page."""
+    import gzip
+    import json
+
+    from n2g_site.render import render_site
+    from n2g_site.render.neuron import PAGE_BANDS
+    from n2g_site.schemas import validate
+    from n2g_site.store import BAND_EDGES
+
+    root = tmp_path / "work"
+    cfg = Config(
+        model="random:tiny",
+        corpus="wiki",
+        layers="0",
+        neurons="0-3",
+        work_dir=root,
+        checkpoint_seconds=1e9,
+        mine=MineConfig(top_k=4, max_tokens=4000, batch_tokens=256, ordinary_tokens=256),
+        fit=FitConfig(augmenter="none", train_examples=3, calibration_tokens=0),
+    )
+    mine(cfg, lambda: tiny_model, WorkDir(root))
+    fit(cfg, lambda: tiny_model, WorkDir(root))
+    render_site(cfg, WorkDir(root))
+    with gzip.open(root / "docs" / "export" / "layer_00.jsonl.gz", "rt") as f:
+        records = [json.loads(line) for line in f]
+    pages = {
+        json.loads(line)["url"]: json.loads(line)["body"]
+        for line in (root / "fragments" / "neurons" / "L0.jsonl").open()
+    }
+    shown = 0
+    for record in records:
+        validate(record, "neuron")
+        assert record["schema"] == "n2g-site/neuron/4" and isinstance(record["bands"], list)
+        edges = [b["band"] for b in record["bands"]]
+        assert edges == sorted(set(edges)) and set(edges) <= set(BAND_EDGES)
+        for b in record["bands"]:
+            assert b["band"] <= b["value"] / record["max_activation"] + 1e-6
+        body = pages[record["page"]]
+        on_page = [e for e in edges if e < BAND_EDGES[PAGE_BANDS]]
+        assert body.count("<li><b>") == len(on_page) and (('id="bands"' in body) == bool(on_page))
+        shown += len(on_page)
+    assert shown > 0
+
+
+def test_format_2_files_load_without_a_band_sample_and_say_why(tmp_path):
+    layer(band=True).save(tmp_path / "new.npz")
+    new = MinedLayer.load(tmp_path / "new.npz")
+    assert new.version == 3 and new.band_note == "" and new.band_train is not None
+    np.testing.assert_array_equal(new.band_train.value, layer(band=True).band_train.value)
+    with np.load(tmp_path / "new.npz") as z:
+        old = {k: z[k] for k in z.files if not k.startswith("band_")}
+    np.savez(tmp_path / "none.npz", **old)  # format 3 mined with --band-windows 0
+    assert MinedLayer.load(tmp_path / "none.npz").band_note == "mined with --band-windows 0"
+    np.savez(tmp_path / "old.npz", **{**old, "format": np.array(2)})
+    two = MinedLayer.load(tmp_path / "old.npz")
+    assert two.band_train is None and two.band_heldout is None and "format 2, before band samples" in two.band_note
+    assert fitted_patterns(two, 0.5)[0] == fitted_patterns(layer(band=True), None)[0]  # the top windows only

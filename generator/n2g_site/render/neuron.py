@@ -52,8 +52,9 @@ DATA_BEFORE = 24  # tokens before the pivot in the record
 DATA_AFTER = 8  # tokens after it
 SHOW_BEFORE = 12  # tokens before the pivot on the page
 SHOW_AFTER = 4  # tokens after it
-BAND_BEFORE = 6  # ... of a band window on the page: one per band, narrower (issue 15's size budget)
-BAND_AFTER = 2
+BAND_BEFORE = 5  # ... of a band window on the page: one per band, narrower (issue 15's size budget)
+BAND_AFTER = 1
+PAGE_BANDS = 3  # the bands a page shows (the lowest three: its top examples stand for the last, 80%+)
 TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
 # Similar neurons below this cosine are noise, not kinship (two unrelated graphs or activation profiles of a
 # sparse neuron share a few common tokens by chance: the demo listed neighbours at 0.005): left out, counted.
@@ -424,6 +425,7 @@ class NeuronData:
                     band_label(b.rank), b.window.value, b.fitted, example_html(b, self.a_max, sh.shown, self.low_scale)
                 )
                 for b in self.bands or []
+                if b.rank < PAGE_BANDS
             ],
             bands_note=self.bands_note,
         )
