@@ -339,6 +339,7 @@ _PARTS = {  # a part of a neuron page's body -> its markup (render's templates),
         r'<svg class="n2g-graph".*?</svg>|<object class="n2g-graph.*?</object>', re.S
     ),
     "examples": re.compile(r'<div class="n2g-ex">.*?</div>\n</div>', re.S),
+    "activation bands": re.compile(r'<h2 id="bands">.*?</ul>', re.S),
     "playground data": re.compile(
         r'<div class="n2g-playground">.*?</div>|<h2 id="playground">.*?</script>\s*</div>', re.S
     ),
