@@ -89,3 +89,16 @@ def test_bands_are_shares_of_the_max():
         3,
         None,
     ]
+
+
+def test_the_band_sample_does_not_depend_on_the_batch_order():
+    """The same rows in another batch order keep the same windows (a window's key is fixed by what it is)."""
+    batches = stream(5, batches=9)
+    forward, backward = accumulators("cpu"), accumulators("cpu")
+    feed(forward, batches, "cpu")
+    feed(backward, batches[::-1], "cpu")
+    for name in ("band_train", "band_heldout"):
+        a, b = forward[name].result(), backward[name].result()
+        for field in ("doc", "start", "value", "tokens", "acts"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=f"{name}.{field}")
+        assert (a.doc >= 0).sum() > 0
