@@ -52,7 +52,7 @@ DATA_BEFORE = 24  # tokens before the pivot in the record
 DATA_AFTER = 8  # tokens after it
 SHOW_BEFORE = 12  # tokens before the pivot on the page
 SHOW_AFTER = 4  # tokens after it
-BAND_BEFORE = 5  # ... of a band window on the page: one per band, narrower (issue 15's size budget)
+BAND_BEFORE = 4  # ... of a band window on the page: one per band, narrower (issue 15's size budget)
 BAND_AFTER = 1
 PAGE_BANDS = 3  # the bands a page shows (the lowest three: its top examples stand for the last, 80%+)
 TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
@@ -130,7 +130,7 @@ def band_windows(
             found = by_band[band]
             if found:
                 w = found[len(found) // 2]  # highest first: the middle one stands for the band
-                lo, hi = max(0, w.pivot - DATA_BEFORE), min(len(w.tokens), w.pivot + DATA_AFTER + 1)
+                lo, hi = max(0, w.pivot - SHOW_BEFORE), min(len(w.tokens), w.pivot + SHOW_AFTER + 1)  # record
                 fit = split == "train" and (w.doc, w.start) in fitted
                 out.append(ShownWindow("band_" + split, band, w, lo, hi, fit, BAND_BEFORE, BAND_AFTER))
                 break
