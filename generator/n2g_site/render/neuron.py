@@ -422,7 +422,10 @@ class NeuronData:
             else None,
             bands=[
                 BandView(
-                    band_label(b.rank), b.window.value, b.fitted, example_html(b, self.a_max, sh.shown, self.low_scale)
+                    band_label(b.rank),
+                    b.window.value,
+                    b.fitted,
+                    example_html(b, self.a_max, sh.shown, self.low_scale, hover=False),
                 )
                 for b in self.bands or []
                 if b.rank < PAGE_BANDS
@@ -614,7 +617,7 @@ def _escaped_vocab(shown: list[str]) -> list[str]:
     return _ESCAPED[1]
 
 
-def example_html(sw: ShownWindow, a_max: float, shown: list[str], a_min: float = 0.0) -> Markup:
+def example_html(sw: ShownWindow, a_max: float, shown: list[str], a_min: float = 0.0, hover: bool = True) -> Markup:
     """The shown tokens of a window, highlighted: a ``<div class="n2g-tokens" data-v="...">``. ``shown`` is the
     vocabulary in inline display form.
 
@@ -622,7 +625,8 @@ def example_html(sw: ShownWindow, a_max: float, shown: list[str], a_min: float =
     scale of negative values, :attr:`NeuronData.low_scale`), a negative token's is
     ``round(10 * clamp(act / a_min, 0, 1))`` (class ``bN``, blue): a diverging scale. A token of level 0
     within 5% of its side's scale is plain text, else an ``<i>``, its value (3 significant digits) the next
-    number of the window's ``data-v``; the pivot is underlined (class ``pv``).
+    number of the window's ``data-v`` (no ``data-v`` without ``hover``: a band window, whose peak the page
+    prints, keeps its bytes); the pivot is underlined (class ``pv``).
     """
     window, (lo, hi) = sw.window, sw.shown
     n_shown = len(shown)
@@ -665,4 +669,6 @@ def example_html(sw: ShownWindow, a_max: float, shown: list[str], a_min: float =
         kept.append(title)
     if hi < len(window.tokens):
         parts.append(_CUT)
+    if not hover:
+        return Markup(f'<div class="n2g-tokens">{"".join(parts)}</div>')
     return Markup(f'<div class="n2g-tokens" data-v="{" ".join(kept)}">{"".join(parts)}</div>')
