@@ -215,8 +215,8 @@ class MineConfig:
     band_windows: int = option(
         16,
         "Windows sampled per neuron and split over its whole activation range (beyond the top-k), weighted "
-        "towards higher peaks (mine.BandSample): the fit also trains on those at the firing threshold or above "
-        "(not with --paper), and pages show one per activation band.",
+        "towards higher peaks (mine.BandSample): pages show one per activation band, and the default fit mode "
+        "also trains on those at the firing threshold or above (the paper's mode does not).",
         "mine",
         minimum=0,
         note="0 = none",

@@ -96,11 +96,11 @@ def _reuse(path, options: dict, dtype: str, mined: str | None, device: str) -> s
     config, file_dtype, file_device = fit_file_settings(data)
     if (file_dtype, file_device) != (dtype, device):
         return "fit"
-    if "band_share" in data:  # other training windows (files from before band samples: top windows, as --paper)
+    if "band_share" in data:  # another window rule (files from before band samples: top windows, as --paper)
         positive = data.get("polarity", "positive") == "positive"
         wanted = None if not positive or options.get("paper") else options.get("fire_threshold")
         if data["band_share"] != wanted:
-            return "fit"
+            return "windows"  # fit again unless the rule picks the same windows (fit._same_windows)
     if config == options:
         return "current"
     return "recalibrate" if data.get("status") == "fitted" and recalibratable(config, options) else "fit"
@@ -161,6 +161,33 @@ def training_windows(task: NeuronTask) -> list[dict]:
     ]
 
 
+def _same_windows(work: WorkDir, reuse: dict[tuple[int, int, str], str], options: dict, cfg: Config) -> None:
+    """Resolve ``reuse``'s "windows" entries (a fit file of another band rule, fit._reuse) in place: when the
+    options' rule picks the windows the file was fitted on (no band window joins, e.g. none reaches the
+    share, or the layer has no band sample), the file is reused as its config allows ("current" or
+    "recalibrate"); otherwise it is fitted again."""
+    layers = sorted({layer for (layer, _, _), how in reuse.items() if how == "windows"})
+    for layer in layers:
+        mined = MinedLayer.load(work.mined(layer))
+        for (lay, neuron, side), how in list(reuse.items()):
+            if lay != layer or how != "windows":
+                continue
+            data = read_json(work.fitted(layer, neuron, side))
+            [task] = _tasks(
+                mined, [neuron], cfg.fit.train_examples, side, band_rule(cfg) if side == "positive" else None
+            )
+            if training_windows(task) != data.get("training_windows"):
+                reuse[(lay, neuron, side)] = "fit"
+                continue
+            config, _, _ = fit_file_settings(data)
+            if config == options:
+                reuse[(lay, neuron, side)] = "current"
+            elif data.get("status") == "fitted" and recalibratable(config, options):
+                reuse[(lay, neuron, side)] = "recalibrate"
+            else:
+                reuse[(lay, neuron, side)] = "fit"
+
+
 def fit_options(cfg: Config) -> FitConfig:
     """``cfg.fit`` with ``fit_batch_tokens`` resolved from the options (``--device`` as given, not as found)."""
     if cfg.fit.fit_batch_tokens is not None:
@@ -208,6 +235,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         for side in sides
         for n in neurons
     }
+    _same_windows(work, reuse, options, cfg)
     todo = [
         (layer, neurons, side)
         for layer, neurons in groups
@@ -370,7 +398,12 @@ def _recalibrate(
         task = _tasks(mined, [neuron], cfg.fit.train_examples, side, band_rule(cfg))[0]
         graph, calibration = _calibrated(calibrator, task, graph, side)
         heldout = _heldout(mined, task, graph, keys, cfg.evaluate.fire_threshold, bos, side)
-        new = {"config": options, "graph": graph.to_json(), "heldout": heldout.as_dict() if heldout else None}
+        new = {
+            "config": options,
+            "graph": graph.to_json(),
+            "heldout": heldout.as_dict() if heldout else None,
+            "band_share": band_rule(cfg) if side == "positive" else None,
+        }
         out: dict = {}
         for key, value in data.items():  # the key order of a fresh fit file: calibration after graph
             if key != "calibration":
