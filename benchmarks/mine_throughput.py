@@ -20,7 +20,10 @@ own, with the histogram edges it had. Two measurements, one run:
 Usage (``--all`` is every neuron of the layers; otherwise ``--neurons``):
 
     .venv/bin/python benchmarks/mine_throughput.py [--tokens 12000] [--layers 0-5] [--all | --neurons 0-7]
-        [--threads 2] [--model smollm2-135m] [--before 62e2e76]
+        [--threads 2] [--model smollm2-135m] [--before 62e2e76] [--band-windows 16]
+
+Band samples on against off, in one run: ``--before`` a revision of today's accumulators without them (e.g.
+3b910b5) and today's with ``--band-windows`` (default: mine's, 16).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def previous(revision: str) -> ModuleType:
     """generator/n2g_site/mine.py at ``revision``, as the module ``n2g_site._mine_before``, with the histogram
-    edges of that time (store.LEGACY_HIST_EDGES)."""
+    edges of that time (store.LEGACY_HIST_EDGES for a revision before the two-sided histogram)."""
     source = subprocess.run(
         ["git", "show", f"{revision}:generator/n2g_site/mine.py"], cwd=REPO, check=True, capture_output=True, text=True
     ).stdout
@@ -58,7 +61,8 @@ def previous(revision: str) -> ModuleType:
     module.__package__ = "n2g_site"
     sys.modules[module.__name__] = module  # dataclasses look their module up there
     exec(compile(source, f"{revision}:mine.py", "exec"), module.__dict__)
-    module.__dict__["HIST_EDGES"] = LEGACY_HIST_EDGES
+    if "CODE_BINS" not in module.__dict__:  # a mine.py of the one-sided histogram (before mine format 2)
+        module.__dict__["HIST_EDGES"] = LEGACY_HIST_EDGES
     return module
 
 
@@ -73,6 +77,11 @@ def accumulators(module: ModuleType, layers, picks, d_mlp: int, cfg: Config, set
             parts["tops"][layer, name] = module.TopK(
                 len(picks[layer]), m.top_k, m.context_before, m.context_after, **lowest
             )
+        if hasattr(module, "BandSample") and m.band_windows:  # band samples (mine format 3)
+            for name in module.BAND_SETS:
+                parts["tops"][layer, name] = module.BandSample(
+                    len(picks[layer]), m.band_windows, m.context_before, m.context_after
+                )
     return parts
 
 
@@ -162,11 +171,11 @@ def per_batch(old: ModuleType, model, cfg: Config, batches, layers, check: bool)
     differs from the numpy reference (when ``check``), and the CPU seconds of today's bookkeeping by part."""
     neurons = cfg.select_neurons(model.d_mlp)
     picks = {layer: torch.tensor(neurons) for layer in layers}
-    before = accumulators(old, layers, picks, model.d_mlp, cfg, ("train", "heldout"))
+    before = accumulators(old, layers, picks, model.d_mlp, cfg, getattr(old, "SETS", ("train", "heldout")))
     now = accumulators(today, layers, picks, model.d_mlp, cfg, today.SETS)
     reference = {layer: Reference(model.d_mlp) for layer in layers}
     spent = {name: [0.0, 0.0] for name in ("forward", "previous", "today")}
-    parts = {"statistics (StatsAccumulator.update)": 0.0, "top-k and bottom-k merges (TopK.merge)": 0.0}
+    parts = {"statistics (StatsAccumulator.update)": 0.0, "top-k, bottom-k and band merges (TopK.merge)": 0.0}
     parts["ordinary-text sample (OrdinarySampler.add)"] = 0.0
     for (cls, method), label in zip(
         ((today.StatsAccumulator, "update"), (today.TopK, "merge"), (today.OrdinarySampler, "add")), parts
@@ -265,6 +274,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default=Config().model)
     parser.add_argument("--before", default="62e2e76", help="git revision of the previous mine.py")
+    parser.add_argument("--band-windows", type=int, default=None, help="today's band sample size (default: mine's)")
     parser.add_argument("--no-check", action="store_true", help="skip the numpy reference (saves memory)")
     parser.add_argument("--no-end-to-end", action="store_true")
     args = parser.parse_args()
@@ -272,7 +282,8 @@ def main() -> None:
     cfg = Config(
         model=args.model, layers=args.layers, all_neurons=args.all, **({} if args.all else {"neurons": args.neurons})
     )
-    cfg = replace(cfg, mine=replace(cfg.mine, max_tokens=args.tokens)).validate()
+    bands = cfg.mine.band_windows if args.band_windows is None else args.band_windows
+    cfg = replace(cfg, mine=replace(cfg.mine, max_tokens=args.tokens, band_windows=bands)).validate()
     old = previous(args.before)
     model = load_model(cfg.model)
     layers = sorted(cfg.select_layers(model.n_layers))
@@ -301,8 +312,12 @@ def main() -> None:
     fw, fc = spent["forward"]
     print(f"| bare forward, stopped after layer {max(layers)}'s MLP | {fw:.2f} | {fc:.2f} | - |")
     for name, label in (
-        ("previous", f"bookkeeping, previous ({args.before}): top windows, one-sided histogram"),
-        ("today", "bookkeeping, today: top and bottom windows, two-sided histogram"),
+        ("previous", f"bookkeeping, previous ({args.before})"),
+        (
+            "today",
+            "bookkeeping, today: top and bottom windows, two-sided histogram"
+            + (f", band samples of {cfg.mine.band_windows}" if cfg.mine.band_windows else ""),
+        ),
     ):
         w, c = spent[name]
         print(f"| {label} | {w:.2f} | {c:.2f} | {w / fw:.0%} / {c / fc:.0%} |")

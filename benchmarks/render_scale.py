@@ -142,24 +142,24 @@ def _graph(
     return nodes
 
 
-def _examples(rng: np.random.Generator, n: int, peak: np.ndarray, docs: int) -> ExampleSet:
-    ex = ExampleSet.empty(n, K, W)
-    ex.tokens[:] = _zipf(rng, n * K * W).reshape(n, K, W)
+def _examples(rng: np.random.Generator, n: int, peak: np.ndarray, docs: int, k: int = K) -> ExampleSet:
+    ex = ExampleSet.empty(n, k, W)
+    ex.tokens[:] = _zipf(rng, n * k * W).reshape(n, k, W)
     # Like the demo's SmolLM2 windows (measured: 12-31% of shown tokens at >= 5% of the max, ~40% negative):
     # 40% slightly negative, 40% near zero, 20% between 5% and 50% of the peak.
-    kind = rng.random((n, K, W))
+    kind = rng.random((n, k, W))
     acts = np.where(
         kind < 0.4,
-        rng.uniform(-0.1, 0, (n, K, W)),
-        np.where(kind < 0.8, rng.uniform(0, 0.04, (n, K, W)), rng.uniform(0.05, 0.5, (n, K, W))),
+        rng.uniform(-0.1, 0, (n, k, W)),
+        np.where(kind < 0.8, rng.uniform(0, 0.04, (n, k, W)), rng.uniform(0.05, 0.5, (n, k, W))),
     )
     ex.acts[:] = acts.astype(np.float32) * peak[:, None, None]
-    value = peak[:, None] * np.linspace(1.0, 0.4, K, dtype=np.float32)[None, :]
+    value = peak[:, None] * np.linspace(1.0, 0.4, k, dtype=np.float32)[None, :]
     ex.acts[:, :, BEFORE] = value
     ex.value[:] = value
     ex.pivot[:] = BEFORE
-    ex.doc[:] = rng.integers(0, docs, (n, K))
-    ex.start[:] = rng.integers(0, 200, (n, K))
+    ex.doc[:] = rng.integers(0, docs, (n, k))
+    ex.start[:] = rng.integers(0, 200, (n, k))
     return ex
 
 
@@ -168,6 +168,19 @@ def _bottom(rng: np.random.Generator, n: int, depth: np.ndarray, docs: int) -> E
     ex = _examples(rng, n, depth, docs)
     ex.acts[:] = -ex.acts
     ex.value[:] = -ex.value
+    return ex
+
+
+def _band(rng: np.random.Generator, n: int, peak: np.ndarray, docs: int, m: int = 16) -> ExampleSet:
+    """A band sample (mine.BandSample, --band-windows 16): the top windows' shape, peaks spread over the range
+    and leaning high, as the peak ** 2 weights draw them (shares u ** 0.6 of the peak, u uniform in
+    [0.02, 1]), highest first."""
+    ex = _examples(rng, n, peak, docs, m)
+    share = np.sort(rng.uniform(0.02, 1.0, (n, m)) ** 0.6, axis=1)[:, ::-1].astype(np.float32)
+    ex.acts[:] = ex.acts * np.minimum(share, 0.5)[:, :, None] * 2  # quieter context in a quieter window
+    value = peak[:, None] * share
+    ex.acts[:, :, BEFORE] = value
+    ex.value[:] = value
     return ex
 
 
@@ -204,6 +217,10 @@ def _make_layer(args: tuple[str, int, list[int], int]) -> int:
     if "bottom_train" in {f.name for f in dataclasses.fields(MinedLayer)}:  # bottom windows (mine format 2)
         extra["bottom_train"] = _bottom(rng, len(neurons), peak / 5, docs)
         extra["bottom_heldout"] = _bottom(rng, len(neurons), peak / 5, docs)
+    if "band_train" in {f.name for f in dataclasses.fields(MinedLayer)}:  # band samples (mine format 3)
+        band_rng = np.random.default_rng(1000 + layer)  # its own stream: the other windows stay as they were
+        extra["band_train"] = _band(band_rng, len(neurons), peak, docs)
+        extra["band_heldout"] = _band(band_rng, len(neurons), peak, docs)
     MinedLayer(
         layer=layer,
         neurons=np.array(neurons, np.int64),
@@ -322,6 +339,7 @@ _PARTS = {  # a part of a neuron page's body -> its markup (render's templates),
         r'<svg class="n2g-graph".*?</svg>|<object class="n2g-graph.*?</object>', re.S
     ),
     "examples": re.compile(r'<div class="n2g-ex"[^>]*>.*?</div>\n</div>', re.S),
+    "activation bands": re.compile(r'<h2 id="bands">.*?</ul>', re.S),
     "playground data": re.compile(
         r'<div class="n2g-playground">.*?</div>|<h2 id="playground">.*?</script>\s*</div>', re.S
     ),

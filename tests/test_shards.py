@@ -8,6 +8,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from n2g_site.config import MineConfig, UserError
@@ -49,6 +50,9 @@ def test_three_mining_shards_merged_equal_one_mine(reference, tiny_model, tmp_pa
         assert mined.bottom_train is not None and mined.bottom_heldout is not None
         assert (mined.bottom_train.value < 0).any() and (mined.bottom_heldout.doc >= 0).all()
         assert mined.stats.two_sided and mined.stats.hist[:, :HIST_ZERO_BIN].sum() > 0
+        for band in (mined.band_train, mined.band_heldout):  # and the band samples (mine.BandSample)
+            assert band is not None and band.doc.shape[1] == BASE.mine.band_windows and (band.doc >= 0).all()
+            assert (np.diff(band.value, axis=1) <= 0).all() and (band.value < mined.train.value[:, :1]).any()
     assert not list((dest / "mine").glob("shard_*"))  # combined, then removed
     digests = read_json(dest / "run.json")["mined"]
     assert set(digests) == {"0", "1"} and all(d.startswith("sha256:") for d in digests.values())
@@ -66,7 +70,6 @@ def test_a_mining_shard_is_not_mined_twice_and_an_incomplete_set_is_refused(tiny
 def test_a_mining_shard_of_an_older_format_is_mined_again_and_refused_by_merge(tiny_model, tmp_path):
     """A shard file written before the bottom windows (no "_format"): mine does not take it as done, and merge
     names it instead of merging a file without bottom windows."""
-    import numpy as np
 
     root = tmp_path / "work"
     cfg = replace(BASE, work_dir=root, layers="0", shard="0/2")
@@ -76,7 +79,7 @@ def test_a_mining_shard_of_an_older_format_is_mined_again_and_refused_by_merge(t
     with np.load(path) as z:
         old = {k: z[k] for k in z.files if k != "_format" and "/bottom_" not in k}
     np.savez(path, **old)
-    with pytest.raises(UserError, match=r"mining shards 0/2 .* are of mine format 1, not 2"):
+    with pytest.raises(UserError, match=r"mining shards 0/2 .* are of mine format 1, not 3"):
         merge(WorkDir(root), [])
     assert not mine(cfg, lambda: tiny_model, WorkDir(root)).skipped  # mined again, in this format
     merge(WorkDir(root), [])

@@ -225,6 +225,16 @@ class MineConfig:
         minimum=0,
         steps=("mine", "evaluate"),
     )
+    band_windows: int = option(
+        16,
+        "Windows sampled per neuron and split over its whole activation range (beyond the top-k), weighted "
+        "towards higher peaks (mine.BandSample): pages show one per activation band, and the default fit mode "
+        "also trains on those at the firing threshold or above (the paper's mode does not).",
+        "mine",
+        minimum=0,
+        note="0 = none",
+        steps=("mine",),
+    )
     batch_tokens: int = option(
         4096,
         "Tokens per forward batch while mining (a GPU wants ~65536). The fit has its own: --fit-batch-tokens.",

@@ -77,7 +77,7 @@ from .n2g.predict import KeyIndex, Sequences, TriePredictor
 from .ood import OodLayer
 from .polarity import SIDES, SIGN, side_windows
 from .progress import advance, bar, console, say
-from .store import ExampleSet, MinedLayer, WorkDir, atomic_write_text, neuron_file, read_json, write_json
+from .store import ExampleSet, MinedLayer, Window, WorkDir, atomic_write_text, neuron_file, read_json, write_json
 
 SCHEMA = "n2g-site/neuron-eval/1"
 METHODS = ("n2g", "token_lookup", "token_max", "ngram")
@@ -646,6 +646,17 @@ def _windows(examples: ExampleSet, row: int, limit: int | None = None) -> tuple[
     return Sequences.padded(tokens), examples.acts[row, slots][tokens >= 0].astype(np.float64)
 
 
+def _band_windows(mined: MinedLayer, row: int, fit: dict) -> list[Window]:
+    """The band-sample windows (MinedLayer.band_train) a positive graph was fitted on besides its top windows,
+    as its fit file lists them (``training_windows``, set "band"; none with --paper or in older files)."""
+    wanted = {
+        (int(w["doc"]), int(w["window_start"])) for w in fit.get("training_windows") or [] if w.get("set") == "band"
+    }
+    if not wanted or mined.band_train is None:
+        return []
+    return [w for w in mined.band_train.windows(row) if (w.doc, w.start) in wanted]
+
+
 def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, settings: _Settings) -> dict:
     threshold, n, bos = settings.threshold, settings.ngram, settings.bos
     side = fit.get("polarity", "positive")
@@ -667,6 +678,10 @@ def _evaluate_neuron(fit: dict, layer: _Layer, keys: KeyIndex, vocab_size: int, 
     sign = SIGN[side]  # the negative side is scored on -activation, so "fires" is activation <= 0.5 x A_min
     a_max = float(fit["max_activation"])
     train, train_acts = _windows(side_windows(mined, side, "train"), row, settings.train_examples)
+    band = _band_windows(mined, row, fit) if side == "positive" else []
+    if band:  # the baselines learn from the windows the graph was fitted on (fit.training_windows)
+        train = Sequences.join([train, Sequences.concat([w.tokens for w in band])])
+        train_acts = np.concatenate([train_acts, *[w.acts for w in band]])
     norm = sign * train_acts / a_max
     predictors: dict[str, Any] = {  # each has .on(Sequences) -> predictions
         "n2g": TriePredictor(Graph.from_json(fit["graph"]), keys),

@@ -9,7 +9,10 @@ neuron's held-out top windows (evaluate.py; the full evaluation against baseline
      "max_activation": A_max, "augmenter", "config": {fit options}, "dtype": --dtype, "mined": the mined
      layer's content digest (run.json), "device": device type, "bos", "mask",
      "graph": {graph.py schema}, "examples": [{rank, doc, window_start, pivot, prune_start, prune_end,
-     prune_passed, scale_factor, variants, positive_variants, lines}], "heldout": evaluate.Scores | null,
+     prune_passed, scale_factor, variants, positive_variants, lines}],
+     "band_share": fit.band_rule (null: top windows only), "training_windows": [{set: "top" | "band", rank,
+     doc, window_start, value}] (the windows fitted on),
+     "heldout": evaluate.Scores | null,
      "cost": {phase: {"requests", "tokens"}} for phase in prune, saliency, augment, augment_saliency
              (this neuron's activation requests before the engine dedupes them)}
 
@@ -19,6 +22,12 @@ nodes per forward batch): ``fit_batch_tokens // NODES_PER_NEURON`` neurons, abou
 Its default depends on ``--device`` as the user gave it (never on the memory or the device found), and the
 resolved number is recorded in every fit file's ``config``, so runs, resumes and shards that agree on the
 options cut the selection into the same groups and write the same bytes.
+
+Training windows. With ``--paper``, the first ``--train-examples`` top windows, as the paper. Otherwise
+those and the windows of the band sample (mine.BandSample) that peak at ``--fire-threshold`` x A_max or
+more (``band_rule``): the top windows all sit near the neuron's max, so the contexts where it fires
+moderately were never fitted and the graph missed them (low recall). The fit file lists the windows it was
+fitted on (``training_windows``).
 
 A neuron is *dead* when its best training window peaks at or below 0: it gets a file (and a page that
 says so) but no graph.
@@ -87,26 +96,96 @@ def _reuse(path, options: dict, dtype: str, mined: str | None, device: str) -> s
     config, file_dtype, file_device = fit_file_settings(data)
     if (file_dtype, file_device) != (dtype, device):
         return "fit"
+    if "band_share" in data:  # another window rule (files from before band samples: top windows, as --paper)
+        positive = data.get("polarity", "positive") == "positive"
+        wanted = None if not positive or options.get("paper") else options.get("fire_threshold")
+        if data["band_share"] != wanted:
+            return "windows"  # fit again unless the rule picks the same windows (fit._same_windows)
     if config == options:
         return "current"
     return "recalibrate" if data.get("status") == "fitted" and recalibratable(config, options) else "fit"
 
 
-def _tasks(mined: MinedLayer, neurons: list[int], limit: int, side: str = "positive") -> list[NeuronTask]:
+def _tasks(
+    mined: MinedLayer, neurons: list[int], limit: int, side: str = "positive", band_share: float | None = None
+) -> list[NeuronTask]:
     """One task per neuron: its first ``limit`` training windows of ``side``. A negative task's activations
-    are sign-flipped (its most negative tokens become peaks), and its A_max is the largest of them."""
+    are sign-flipped (its most negative tokens become peaks), and its A_max is the largest of them.
+
+    ``band_share`` (the positive side, not with --paper: ``band_rule``): also the windows of the training band
+    sample (MinedLayer.band_train) that peak at this share of A_max or more and are not among the top windows
+    taken, after them, highest first: moderately activating contexts that the top windows, all near the
+    neuron's max, leave out. Their ranks continue the top windows' (``training_windows`` names each one's set)."""
     sign = SIGN[side]
     windows_of = side_windows(mined, side, "train")
+    bands = mined.band_train if side == "positive" and band_share is not None else None
     tasks = []
     for neuron in neurons:
         windows = windows_of.windows(mined.row(neuron))[:limit]
-        examples = [Example(w.tokens, sign * w.acts, w.pivot, rank, w.doc, w.start) for rank, w in enumerate(windows)]
+        tops = len(windows)
         if side == "positive":
             top = windows[0].value if windows else 0.0
         else:
-            top = max((float(ex.acts[ex.pivot]) for ex in examples), default=0.0)
-        tasks.append(NeuronTask(mined.layer, neuron, examples, float(top)))
+            top = max((sign * w.value for w in windows), default=0.0)
+        if bands is not None and band_share is not None and top > 0:
+            taken = {(w.doc, w.start) for w in windows}
+            windows = windows + [
+                w
+                for w in bands.windows(mined.row(neuron))
+                if w.value >= band_share * top and (w.doc, w.start) not in taken
+            ]
+        examples = [Example(w.tokens, sign * w.acts, w.pivot, rank, w.doc, w.start) for rank, w in enumerate(windows)]
+        tasks.append(NeuronTask(mined.layer, neuron, examples, float(top), top_examples=tops))
     return tasks
+
+
+def band_rule(cfg: Config) -> float | None:
+    """The share of A_max at which a band-sample window joins the training windows: the firing threshold
+    (--fire-threshold, 0.5: what evaluate counts as firing, so every added window holds a token the graph is
+    scored on); None with --paper (the top windows only, as the paper)."""
+    return None if cfg.fit.paper else cfg.evaluate.fire_threshold
+
+
+def training_windows(task: NeuronTask) -> list[dict]:
+    """The fit file's record of the windows a graph was fitted on: each one's set ("top": the mined top
+    windows, "band": the band sample), rank among the training windows, document, start and peak."""
+    return [
+        {
+            "set": "top" if ex.rank < task.top_examples else "band",
+            "rank": ex.rank,
+            "doc": ex.doc,
+            "window_start": ex.start,
+            "value": round(float(ex.acts[ex.pivot]), 6),
+        }
+        for ex in task.examples
+    ]
+
+
+def _same_windows(work: WorkDir, reuse: dict[tuple[int, int, str], str], options: dict, cfg: Config) -> None:
+    """Resolve ``reuse``'s "windows" entries (a fit file of another band rule, fit._reuse) in place: when the
+    options' rule picks the windows the file was fitted on (no band window joins, e.g. none reaches the
+    share, or the layer has no band sample), the file is reused as its config allows ("current" or
+    "recalibrate"); otherwise it is fitted again."""
+    layers = sorted({layer for (layer, _, _), how in reuse.items() if how == "windows"})
+    for layer in layers:
+        mined = MinedLayer.load(work.mined(layer))
+        for (lay, neuron, side), how in list(reuse.items()):
+            if lay != layer or how != "windows":
+                continue
+            data = read_json(work.fitted(layer, neuron, side))
+            [task] = _tasks(
+                mined, [neuron], cfg.fit.train_examples, side, band_rule(cfg) if side == "positive" else None
+            )
+            if training_windows(task) != data.get("training_windows"):
+                reuse[(lay, neuron, side)] = "fit"
+                continue
+            config, _, _ = fit_file_settings(data)
+            if config == options:
+                reuse[(lay, neuron, side)] = "current"
+            elif data.get("status") == "fitted" and recalibratable(config, options):
+                reuse[(lay, neuron, side)] = "recalibrate"
+            else:
+                reuse[(lay, neuron, side)] = "fit"
 
 
 def fit_options(cfg: Config) -> FitConfig:
@@ -163,6 +242,7 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         for side in sides
         for n in neurons
     }
+    _same_windows(work, reuse, options, cfg)
     todo = [
         (layer, neurons, side)
         for layer, neurons in groups
@@ -216,11 +296,15 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
         f"augmenter {augmenter!r}, groups of {group_size(resolved)} neurons, {batch_tokens:,}-node batches"
     )
     mined: MinedLayer | None = None
+    noted: set[int] = set()  # layers whose missing band sample was said
     with bar("fit", total, what) as progress:
         for layer, neurons, side in todo:
             if mined is None or mined.layer != layer:
                 mined = MinedLayer.load(work.mined(layer))
-            group = _tasks(mined, list(neurons), cfg.fit.train_examples, side)
+            if side == "positive" and band_rule(cfg) is not None and mined.band_note and mined.layer not in noted:
+                say(f"[yellow]fit: layer {mined.layer} has no band sample ({mined.band_note}): top windows only")
+                noted.add(mined.layer)
+            group = _tasks(mined, list(neurons), cfg.fit.train_examples, side, band_rule(cfg))
             for result in fit_neurons(group, sources[side], cfg.fit, vocab, proposer):
                 task = result.task
                 graph, calibration = (
@@ -251,6 +335,8 @@ def fit(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> Fi
                         "graph": graph.to_json(),
                         "calibration": calibration,
                         "examples": result.examples,
+                        "band_share": band_rule(cfg) if side == "positive" else None,
+                        "training_windows": training_windows(task),
                         "heldout": heldout.as_dict() if heldout else None,
                         "cost": result.cost,
                     },
@@ -316,10 +402,15 @@ def _recalibrate(
         path = work.fitted(layer, neuron, side)
         data = read_json(path)
         graph = paper_graph(Graph.from_json(data["graph"]), data.get("calibration"))
-        task = _tasks(mined, [neuron], cfg.fit.train_examples, side)[0]
+        task = _tasks(mined, [neuron], cfg.fit.train_examples, side, band_rule(cfg))[0]
         graph, calibration = _calibrated(calibrator, task, graph, side)
         heldout = _heldout(mined, task, graph, keys, cfg.evaluate.fire_threshold, bos, side)
-        new = {"config": options, "graph": graph.to_json(), "heldout": heldout.as_dict() if heldout else None}
+        new = {
+            "config": options,
+            "graph": graph.to_json(),
+            "heldout": heldout.as_dict() if heldout else None,
+            "band_share": band_rule(cfg) if side == "positive" else None,
+        }
         out: dict = {}
         for key, value in data.items():  # the key order of a fresh fit file: calibration after graph
             if key != "calibration":

@@ -1,16 +1,17 @@
 """The mine stage: one streaming pass over the corpus for every selected neuron of every chosen layer.
 
-For each neuron it keeps, per split (train / held-out), the top-k windows: the token where the neuron
-peaked in a mined sequence, with ``context_before`` tokens before and ``context_after`` after, and the
-neuron's activation at each; and the bottom-k windows alike, cut around each sequence's lowest activation
-and ranked by the most negative peak first (a gated MLP's hook is signed: half a neuron can be below 0).
-Each sequence contributes at most one window per neuron and set. Equal peaks are ranked by document, then
-position (``TopK.order``), so the kept windows do not depend on the batch order. For *every* neuron of the
-chosen layers it also accumulates max, min, mean and a two-sided histogram of activations (store.HIST_EDGES),
-and it keeps the first ``ordinary_tokens`` of held-out text whole with the selected neurons' activations
-("ordinary text": scored by the evaluate stage, where a graph that fires everywhere is caught). Memory is
-bounded: O(neurons x k x window) for the examples and O(d_mlp x codes) for the stats, whatever the corpus
-size.
+For each neuron it keeps, per split (train / held-out), the top-k windows: the token where the neuron peaked
+in a mined sequence, with ``context_before`` tokens before and ``context_after`` after, and the neuron's
+activation at each; and the bottom-k windows alike, cut around each sequence's lowest activation and ranked by
+the most negative peak first (a gated MLP's hook is signed: half a neuron can be below 0). Besides them, with
+``--band-windows m`` > 0, a band sample per split: m windows drawn over the whole activation range, weighted
+towards higher peaks (``BandSample``; grouped into the activation bands of store.BAND_EDGES afterwards). Each
+sequence contributes at most one window per neuron and set. Equal peaks are ranked by document, then position
+(``TopK.order``), so the kept windows do not depend on the batch order. For *every* neuron of the chosen
+layers it also accumulates max, min, mean and a two-sided histogram of activations (store.HIST_EDGES), and it
+keeps the first ``ordinary_tokens`` of held-out text whole with the selected neurons' activations ("ordinary
+text": scored by the evaluate stage, where a graph that fires everywhere is caught). Memory is bounded:
+O(neurons x k x window) for the examples and O(d_mlp x codes) for the stats, whatever the corpus size.
 
 The running windows and statistics are tensors on the model's device (``TopK``, ``StatsAccumulator``).
 Each batch is merged into them with torch ops only: a sort over the kept windows and the batch's
@@ -311,6 +312,93 @@ class TopK:
             pivot=np.where(host["doc"] >= 0, self.before, 0).astype(np.int32),
             value=host["value"].astype(np.float32),
         )
+
+
+BAND_GAMMA = 2.0  # a band sample's weight is peak ** BAND_GAMMA (BandSample)
+_MASK32 = 0xFFFFFFFF
+_MIX = 0x45D9F3B  # the multiplier of a 32-bit integer hash (x ^= x >> 16; x *= _MIX, twice; x ^= x >> 16)
+_SALT = 0x9E3779B9
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash of int64 ``x`` in [0, 2**32): products stay below 2**59, so no op overflows and
+    every device computes the same bits."""
+    x = ((x >> 16) ^ x) * _MIX & _MASK32
+    x = ((x >> 16) ^ x) * _MIX & _MASK32
+    return (x >> 16) ^ x
+
+
+def band_uniform(doc: torch.Tensor, start: torch.Tensor, neuron: torch.Tensor) -> torch.Tensor:
+    """A fixed pseudo-random number in (0, 1), float32, for each window (document, window start, neuron; int
+    tensors that broadcast together): the same whichever batch, shard or run the window is seen in."""
+    h = _mix32((doc.long() ^ _SALT) & _MASK32)
+    h = _mix32(h ^ (start.long() & _MASK32))
+    h = _mix32(h ^ (neuron.long() & _MASK32))
+    return ((h >> 9).float() + 0.5) * 2.0**-23  # 23 bits and a half: exact in float32, never 0 or 1
+
+
+def band_key(peak: torch.Tensor, doc: torch.Tensor, start: torch.Tensor, neuron: torch.Tensor) -> torch.Tensor:
+    """Efraimidis-Spirakis keys of windows peaking at ``peak``: log(u) / peak ** BAND_GAMMA, with u =
+    band_uniform; -inf where the peak is not above 0 (never sampled)."""
+    weight = peak.clamp(min=0).pow(BAND_GAMMA)
+    key = torch.log(band_uniform(doc, start, neuron)) / weight
+    return torch.where(weight > 0, key, -torch.inf)
+
+
+class BandSample(TopK):
+    """A running weighted sample without replacement of m windows per neuron, spread over the activation range:
+    each sequence's peak window (as TopK cuts it) has the key ``band_key`` and the m highest keys are kept.
+
+    Why this design. Sampling by Efraimidis-Spirakis keys, log(u) / w with u uniform and weight w =
+    peak ** BAND_GAMMA, draws m windows without replacement with probability growing with the weight, so the
+    sample leans towards higher peaks (the moderately activating contexts the fit and pages want: most
+    sequences barely move a sparse neuron) and still covers the range. Keeping the top m keys is a top-k, so
+    the sample reuses TopK's device-side merge (one sort of [neurons, m + rows] keys a batch, only torch ops,
+    no host sync) and its order (equal keys by arrival), and merging shards is mine_shards._top_k on the keys:
+    the same windows one process keeps. u is a hash of (document, window start, neuron) computed with integer
+    ops, not a random stream, so a window's key does not depend on the batch order, the batch it came in or
+    the shard. The weights are the raw peaks: the ranking of log(u) / w does not change when every w is
+    scaled, so the neuron's final max (unknown until the end) is not needed; the bands (store.BAND_EDGES,
+    shares of that max) are formed from the sample afterwards.
+
+    The running state holds the keys where TopK holds peak values; ``result`` puts the peaks back (the
+    window's activation at its pivot, which is the peak exactly) and orders the windows by them, highest
+    first (equal peaks: by key rank).
+    """
+
+    def __init__(self, n: int, m: int, before: int, after: int, device: torch.device | str = "cpu") -> None:
+        super().__init__(n, m, before, after, device)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("a band sample is merged with merge(), which needs the neurons' columns")
+
+    def merge(
+        self,
+        seq_peak: torch.Tensor,
+        seq_arg: torch.Tensor,
+        rows: torch.Tensor,
+        arrival: torch.Tensor,
+        acts: torch.Tensor,
+        columns: torch.Tensor,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        docs: torch.Tensor,
+        offsets: torch.Tensor,
+    ) -> None:
+        """As TopK.merge, ``columns`` [n] being the neurons' ids (they seed the keys)."""
+        start = offsets[rows][:, None] + seq_arg - self.before  # [R, n], as TopK computes it
+        key = band_key(seq_peak, docs[rows][:, None], start, columns[None, :])
+        super().merge(key, seq_arg, rows, arrival, acts, columns, tokens, lengths, docs, offsets)
+
+    def result(self) -> ExampleSet:
+        ex = super().result()
+        filled = ex.doc >= 0
+        ex.value = np.where(filled, ex.acts[:, :, self.before], -np.inf).astype(np.float32)
+        order = np.argsort(-ex.value.astype(np.float64), axis=1, kind="stable")
+        for name in ("tokens", "acts", "doc", "start", "pivot", "value"):
+            array = getattr(ex, name)
+            setattr(ex, name, np.take_along_axis(array, order if array.ndim == 2 else order[:, :, None], axis=1))
+        return ex
 
 
 class OrdinarySampler:
@@ -625,12 +713,24 @@ def host_threads(device: torch.device) -> Iterator[None]:
 
 
 SPLITS = ("train", "heldout")
-SETS = MinedLayer.SETS  # the top sets of SPLITS, then their bottom sets ("bottom_" + split)
+SETS = MinedLayer.SETS[:4]  # the top sets of SPLITS, then their bottom sets ("bottom_" + split)
+BAND_SETS = MinedLayer.SETS[4:]  # their band samples ("band_" + split)
 
 
-def example_sets(n: int, k: int, before: int, after: int, device: torch.device | str = "cpu") -> dict[str, TopK]:
-    """A layer's running example sets, by MinedLayer's names: top-k and bottom-k windows of each split."""
-    return {name: TopK(n, k, before, after, device, lowest=name.startswith("bottom_")) for name in SETS}
+def example_sets(
+    n: int, k: int, before: int, after: int, device: torch.device | str = "cpu", band: int = 0
+) -> dict[str, TopK]:
+    """A layer's running example sets, by MinedLayer's names: top-k and bottom-k windows of each split, and
+    with ``band`` > 0 a band sample of that many windows per split (BandSample)."""
+    sets = {name: TopK(n, k, before, after, device, lowest=name.startswith("bottom_")) for name in SETS}
+    if band > 0:
+        sets.update({name: BandSample(n, band, before, after, device) for name in BAND_SETS})
+    return sets
+
+
+def example_results(sets: dict[str, TopK]) -> dict[str, Any]:
+    """The example sets' final windows by MinedLayer field name (ExampleSet each), to build a MinedLayer."""
+    return {name: top.result() for name, top in sets.items()}
 
 
 def _accumulate(
@@ -645,8 +745,8 @@ def _accumulate(
     number: int = 0,
 ) -> None:
     """Fold batch ``number``'s activations into every layer's accumulators, on the activations' device;
-    ``tops`` holds each layer's four example sets (SETS); ``ordinary_batches`` gets the batch number of each
-    ordinary-text row taken (merging shards orders by it)."""
+    ``tops`` holds each layer's four example sets (SETS) and its band samples (BAND_SETS) if any;
+    ``ordinary_batches`` gets the batch number of each ordinary-text row taken (merging shards orders by it)."""
     with torch.inference_mode(), host_threads(next(iter(stats.values())).device):  # in place: inference tensors
         for layer in layers:
             layer_acts = acts[layer].to(stats[layer].device).contiguous()
@@ -655,7 +755,13 @@ def _accumulate(
             every = columns.numel() == layer_acts.shape[2]  # --all: the picks are every column, in order
             for name, sel in rows.splits.items():
                 arrival = (number << ROW_BITS) + sel
-                for prefix, peak, arg in (("", seq_max, seq_arg), ("bottom_", seq_min, seq_argmin)):
+                for prefix, peak, arg in (
+                    ("", seq_max, seq_arg),
+                    ("bottom_", seq_min, seq_argmin),
+                    ("band_", seq_max, seq_arg),
+                ):
+                    if (layer, prefix + name) not in tops:  # no band sample: --band-windows 0
+                        continue
                     tops[(layer, prefix + name)].merge(
                         peak[sel] if every else peak[sel[:, None], columns],
                         arg[sel] if every else arg[sel[:, None], columns],
@@ -722,15 +828,18 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
     tops = {
         (layer, name): top
         for layer in layers
-        for name, top in example_sets(len(todo[layer]), m.top_k, m.context_before, m.context_after, device).items()
+        for name, top in example_sets(
+            len(todo[layer]), m.top_k, m.context_before, m.context_after, device, m.band_windows
+        ).items()
     }
+    names = [name for name in MinedLayer.SETS if (layers[0], name) in tops]
     stats = {layer: StatsAccumulator(model.d_mlp, device) for layer in layers}
     ordinary = {layer: OrdinarySampler(m.ordinary_tokens) for layer in layers}
     parts: dict[str, Any] = {}
     for layer in layers:
         parts.update(
             {
-                **{f"{layer}/{name}": tops[(layer, name)] for name in SETS},
+                **{f"{layer}/{name}": tops[(layer, name)] for name in names},
                 f"{layer}/stats": stats[layer],
                 f"{layer}/ordinary": ordinary[layer],
             }
@@ -788,7 +897,7 @@ def mine(cfg: Config, load_model: Callable[[], LoadedModel], work: WorkDir) -> M
         MinedLayer(
             layer=layer,
             neurons=np.array(todo[layer], dtype=np.int64),
-            **{name: tops[(layer, name)].result() for name in SETS},
+            **example_results({name: tops[(layer, name)] for name in names}),
             stats=stats[layer].result(),
             ordinary=ordinary[layer].result(len(todo[layer])),
         ).save(work.mined(layer))

@@ -13,7 +13,8 @@ batch number of each ordinary-text row).
 - top-k windows: the k highest of all shards' windows, by peak value, equal peaks (the same text in two
   sequences, a GELU's many windows at its minimum) by arrival (batch number, then row in the batch): the
   total order one process keeps too (mine.TopK), so the windows and their slots are the same; bottom-k
-  windows alike, the k lowest by peak value;
+  windows alike, the k lowest by peak value; band samples (mine.BandSample) alike, the m highest by key (a
+  window's key depends on its document, start, neuron and peak only, not on the shard);
 - max, min, histograms and token counts: exact;
 - the mean: the shards' float64 sums added, divided by the count, cast to float32. One process adds the
   same per-batch sums (float32, each exact in float64) in batch order, so the two differ only where float64
@@ -145,21 +146,21 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
     plan = {int(k): tuple(v) for k, v in json.loads(shards[0].key).items()}
     manifest = work.load_manifest()
     m = manifest["mine"]
-    from .mine import SETS, OrdinarySampler, StatsAccumulator, TopK
+    from .mine import OrdinarySampler, StatsAccumulator, example_results, example_sets
 
     batches = [s.part("ordinary_batches")["number"] for s in shards]
     for layer, neurons in sorted(plan.items()):
         # Folded one shard at a time (memory: two shards' parts): each rule is a total order or a sum, so
         # folding gives what combining all shards at once gives.
-        tops = {}
-        for name in SETS:
-            lowest = name.startswith("bottom_")
-            window = (m["top_k"], m["context_before"], m["context_after"])
+        tops = example_sets(
+            len(neurons), m["top_k"], m["context_before"], m["context_after"], band=m.get("band_windows", 0)
+        )
+        for name, top in tops.items():
+            window = (top.k, m["context_before"], m["context_after"])
             state = shards[0].part(f"{layer}/{name}")
             for shard in shards[1:]:
-                state = _top_k([state, shard.part(f"{layer}/{name}")], *window, lowest=lowest)
-            tops[name] = TopK(len(neurons), *window, lowest=lowest)
-            tops[name].restore(_top_k([state], *window, lowest=lowest))
+                state = _top_k([state, shard.part(f"{layer}/{name}")], *window, lowest=top.lowest)
+            top.restore(_top_k([state], *window, lowest=top.lowest))
         stats_state = shards[0].part(f"{layer}/stats")
         ordinary_state, ordinary_batches = shards[0].part(f"{layer}/ordinary"), batches[0]
         for shard, numbers in zip(shards[1:], batches[1:], strict=True):
@@ -174,7 +175,7 @@ def merge_shards(work: WorkDir, count: int) -> list[int]:
         MinedLayer(
             layer=layer,
             neurons=np.array(neurons, dtype=np.int64),
-            **{name: top.result() for name, top in tops.items()},
+            **example_results(tops),
             stats=stats.result(),
             ordinary=ordinary.result(len(neurons)),
         ).save(work.mined(layer))

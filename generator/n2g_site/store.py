@@ -7,7 +7,8 @@ Layout of a work dir (default ``.n2g/<run-name>/``)::
     tokenizer/               the model's tokenizer.json + tokenizer_config.json, when it has a fast
                              tokenizer (the site's in-browser playground tokenizes with it)
     corpus.json              the mined documents: id, title, split ("train" or "heldout")
-    mine/layer_{L:02d}.npz   MinedLayer: top-k and bottom-k windows of the selected neurons + stats of
+    mine/layer_{L:02d}.npz   MinedLayer: top-k and bottom-k windows of the selected neurons, a sample of
+                             windows over their activation range (the band sample) + stats of
                              every neuron (two-sided histogram) + the selected neurons' activations on a
                              sample of ordinary held-out text
     mine/shard_{i}of{n}.npz  one mining shard's running state (mine --shard i/n), until merge combines
@@ -231,7 +232,23 @@ class Window:
 #   1: top windows only; histogram over LEGACY_HIST_EDGES (one-sided).
 #   2: bottom windows too (bottom_train.*, bottom_heldout.*); two-sided histogram over HIST_EDGES, whose
 #      edges the file holds (stats.edges). The mining checkpoint and shard files carry it too ("_format").
-MINED_FORMAT = 2
+#   3: band samples too (band_train.*, band_heldout.*: mine.BandSample, windows sampled over the whole
+#      activation range), unless mined with --band-windows 0. Format-2 files load with none (band_* None).
+MINED_FORMAT = 3
+# The activation bands a band sample is grouped into: lower edges as shares of the neuron's max (A_max); a
+# band runs to the next edge, the last to 1 (and above: a held-out window may peak above the training max).
+BAND_EDGES = (0.2, 0.4, 0.6, 0.8)
+
+
+def band_of(share: float) -> int | None:
+    """The band (index into BAND_EDGES) of a peak at ``share`` x A_max; None below the lowest band (or NaN).
+
+    >>> band_of(0.45), band_of(1.3), band_of(0.1)
+    (1, 3, None)
+    """
+    hits = [i for i, edge in enumerate(BAND_EDGES) if share >= edge]
+    return hits[-1] if hits else None
+
 
 # The two-sided histogram (format 2). Bins are by magnitude, two per octave from 2**-10 (~0.001) to
 # 2**10 (1024): HIST_MAGNITUDES = 2**-10, 1.5 * 2**-10, 2**-9, 1.5 * 2**-9, ..., 2**10 (41 edges, 40
@@ -361,8 +378,22 @@ class MinedLayer:
     ordinary: OrdinaryText = field(default_factory=OrdinaryText.empty)  # empty: mined with --ordinary-tokens 0
     bottom_train: ExampleSet | None = None  # bottom windows per split; None: a format-1 file (mined before)
     bottom_heldout: ExampleSet | None = None
+    # Windows sampled over each split's activation range (mine.BandSample), highest peak first; None: a file of
+    # format 2 or older, or mined with --band-windows 0 (``version`` tells which).
+    band_train: ExampleSet | None = None
+    band_heldout: ExampleSet | None = None
+    version: int = MINED_FORMAT  # the file's mine format, as loaded (save writes MINED_FORMAT)
 
-    SETS = ("train", "heldout", "bottom_train", "bottom_heldout")
+    SETS = ("train", "heldout", "bottom_train", "bottom_heldout", "band_train", "band_heldout")
+
+    @property
+    def band_note(self) -> str:
+        """Why the layer has no band sample ("" when it has one)."""
+        if self.band_train is not None:
+            return ""
+        if self.version < 3:
+            return f"mined in format {self.version}, before band samples (mine it again in a fresh work dir for them)"
+        return "mined with --band-windows 0"
 
     def row(self, neuron: int) -> int:
         hits = np.flatnonzero(self.neurons == neuron)
@@ -378,7 +409,7 @@ class MinedLayer:
         }
         for name in self.SETS:
             ex = getattr(self, name)
-            if ex is None:  # only a layer built by hand (tests, benchmarks): mine always has both bottom sets
+            if ex is None:  # no band sample (--band-windows 0), or a layer built by hand (tests, benchmarks)
                 continue
             for f in fields(ExampleSet):
                 arrays[f"{name}.{f.name}"] = getattr(ex, f.name)
@@ -414,7 +445,9 @@ class MinedLayer:
                 if "ordinary.tokens" in z.files
                 else OrdinaryText.empty()
             )
-            return cls(layer=int(z["layer"]), neurons=z["neurons"], stats=stats, ordinary=ordinary, **sets)
+            return cls(
+                layer=int(z["layer"]), neurons=z["neurons"], stats=stats, ordinary=ordinary, version=version, **sets
+            )
 
 
 @dataclass(frozen=True)
@@ -516,6 +549,8 @@ class WorkDir:
         old = read_json(self.manifest) if self.manifest.exists() else {}
         if old:
             old.setdefault("dtype", LEGACY_DTYPE)
+            if isinstance(old.get("mine"), dict):  # mined before --band-windows: without a band sample
+                old["mine"] = {**old["mine"], "band_windows": old["mine"].get("band_windows", 0)}
         diffs = [
             f"{key}={old[key]!r} (now {value!r})" for key, value in identity.items() if key in old and old[key] != value
         ]

@@ -45,6 +45,11 @@ class NeuronTask:
     neuron: int
     examples: list[Example]
     max_activation: float  # A_max: normalised activation = activation / A_max
+    top_examples: int = -1  # how many of ``examples`` (the first ones) are top windows; -1: all of them
+
+    def __post_init__(self) -> None:
+        if self.top_examples < 0:
+            self.top_examples = len(self.examples)
 
 
 @dataclass

@@ -190,6 +190,18 @@ class NeuronPage:
     similar_hidden: int = 0  # neighbours below render/neuron.py SIMILAR_FLOOR left out of both lists
     similar_floor: float = 0.0
     negative: NegativeView | None = None  # the neuron's negative side; None when it never goes below 0
+    bands: list[BandView] = field(default_factory=list)  # one sampled window per activation band (issue 19)
+    bands_note: str = ""  # why there are none: the layer has no band sample ("" when it has one)
+
+
+@dataclass
+class BandView:
+    """One window of a neuron's band sample on its page: the activation band it stands for."""
+
+    label: str  # the band as shares of the page's max, e.g. "40–60%" ("80%+" for the last)
+    value: float  # its peak activation
+    fitted: bool  # the graph was fitted on this window
+    html: Markup  # its narrow slice, highlighted as the examples are (render/neuron.py example_html)
 
 
 @dataclass

@@ -44,9 +44,9 @@ from typing import Any
 
 import orjson
 
-from ..store import Window
+from ..store import BAND_EDGES, Window
 
-SCHEMA = "n2g-site/neuron/4"  # 4: the negative side ("negative"); 3: the graph in columns
+SCHEMA = "n2g-site/neuron/4"  # 4: the negative side ("negative") and band windows ("bands"); 3: graph in columns
 GRAPH_SCHEMA = "n2g-site/graph-columns/1"  # the record's graph: columns (:func:`graph_record`)
 EXPORT_DIR = "export"  # docs/export/
 INDEX_NAME = "index.json"
@@ -205,6 +205,26 @@ def example_record(
         "pivot": keep.index(window.pivot) if window.pivot in keep else None,
         "token_ids": ids,
         "activations": scaled(acts, a_max),
+    }
+
+
+def band_record(
+    window: Window, *, band: int, split: str, a_max: float, lo: int, hi: int, n_vocab: int, fitted: bool
+) -> dict[str, Any]:
+    """One window of the band sample standing for activation band ``band`` (store.BAND_EDGES): tokens
+    ``lo:hi`` as :func:`example_record` writes them, with the band's lower edge (a share of ``a_max``)."""
+    shown = window.tokens[lo:hi].tolist()
+    keep = [i for i, t in enumerate(shown, start=lo) if 0 <= t < n_vocab]
+    return {
+        "band": BAND_EDGES[band],
+        "split": split,
+        "doc": int(window.doc),
+        "window_start": int(window.start),
+        "fitted": fitted,
+        "value": number(window.value),
+        "pivot": keep.index(window.pivot) if window.pivot in keep else None,
+        "token_ids": [shown[i - lo] for i in keep],
+        "activations": scaled(window.acts[keep].tolist(), a_max),
     }
 
 

@@ -23,9 +23,9 @@ from markupsafe import Markup, escape
 
 from ..config import FIRE_THRESHOLD, UserError
 from ..n2g.graph import Graph, Node
-from ..store import HIST_EDGES, MinedLayer, Window, WorkDir
+from ..store import BAND_EDGES, HIST_EDGES, MinedLayer, Window, WorkDir, band_of
 from . import export, playground
-from .contexts import ExampleView, GraphView, HeldoutView, HistBar, LayerRow, Link, NegativeView, NeuronPage
+from .contexts import BandView, ExampleView, GraphView, HeldoutView, HistBar, LayerRow, Link, NegativeView, NeuronPage
 from .fidelity import neuron_fidelity
 from .inputs import Shared
 from .jinja_env import num
@@ -52,6 +52,9 @@ DATA_BEFORE = 24  # tokens before the pivot in the record
 DATA_AFTER = 8  # tokens after it
 SHOW_BEFORE = 12  # tokens before the pivot on the page
 SHOW_AFTER = 4  # tokens after it
+BAND_BEFORE = 4  # ... of a band window on the page: one per band, narrower (issue 15's size budget)
+BAND_AFTER = 1
+PAGE_BANDS = 3  # the bands a page shows (the lowest three: its top examples stand for the last, 80%+)
 TOP_TOKENS = 5  # activating tokens listed per neuron in a layer table
 # Similar neurons below this cosine are noise, not kinship (two unrelated graphs or activation profiles of a
 # sparse neuron share a few common tokens by chance: the demo listed neighbours at 0.005): left out, counted.
@@ -69,12 +72,14 @@ class ShownWindow:
     lo: int
     hi: int
     fitted: bool  # a training window the graph was fitted on
+    before: int = SHOW_BEFORE  # tokens the page shows before the pivot, and after it
+    after: int = SHOW_AFTER
 
     @property
     def shown(self) -> tuple[int, int]:
         """The tokens the page highlights, ``window.tokens[lo:hi]`` (within the record's slice)."""
         pivot = self.window.pivot
-        return max(self.lo, pivot - SHOW_BEFORE), min(self.hi, pivot + SHOW_AFTER + 1)
+        return max(self.lo, pivot - self.before), min(self.hi, pivot + self.after + 1)
 
 
 def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> list[ShownWindow]:
@@ -119,6 +124,44 @@ def bottom_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) ->
         lo, hi = max(0, w.pivot - DATA_BEFORE), min(len(w.tokens), w.pivot + DATA_AFTER + 1)
         out.append(ShownWindow("bottom", rank, w, lo, hi, (w.doc, w.start) in fitted))
     return out
+
+
+def band_windows(
+    mined: MinedLayer, row: int, a_max: float, fitted: set[tuple[int, int]], shown: set[tuple[int, int]]
+) -> list[ShownWindow]:
+    """One window per activation band (store.BAND_EDGES, shares of ``a_max``) from the neuron's band samples,
+    training first, then held-out for a band the training sample leaves empty: the middle one (by peak) of the
+    band's windows, leaving out the windows in ``shown`` (the page's top examples). ``rank`` is the band's
+    index; bands without a window are skipped. None in a layer without a band sample."""
+    pools: list[list[list[Window]]] = []
+    for sample in (mined.band_train, mined.band_heldout):
+        by_band: list[list[Window]] = [[] for _ in BAND_EDGES]
+        for w in sample.windows(row) if sample is not None and a_max > 0 else []:
+            band = band_of(w.value / a_max)
+            if band is not None and (w.doc, w.start) not in shown:
+                by_band[band].append(w)
+        pools.append(by_band)
+    out = []
+    for band in range(len(BAND_EDGES)):
+        for split, by_band in zip(("train", "heldout"), pools):
+            found = by_band[band]
+            if found:
+                w = found[len(found) // 2]  # highest first: the middle one stands for the band
+                lo, hi = max(0, w.pivot - SHOW_BEFORE), min(len(w.tokens), w.pivot + SHOW_AFTER + 1)  # record
+                fit = split == "train" and (w.doc, w.start) in fitted
+                out.append(ShownWindow("band_" + split, band, w, lo, hi, fit, BAND_BEFORE, BAND_AFTER))
+                break
+    return out
+
+
+def band_label(band: int) -> str:
+    """A band's label as shares of the max.
+
+    >>> band_label(1), band_label(3)
+    ('40–60%', '80%+')
+    """
+    lower = round(100 * BAND_EDGES[band])
+    return f"{lower}%+" if band == len(BAND_EDGES) - 1 else f"{lower}–{round(100 * BAND_EDGES[band + 1])}%"
 
 
 def fitted_graph(work: WorkDir, layer: int, neuron: int, fit: dict[str, Any], side: str = "positive") -> Graph | None:
@@ -286,6 +329,8 @@ class NeuronData:
     windows: list[ShownWindow]  # empty for a dead neuron
     shape: Shape | None  # the graph's one-line summary
     negative: NegativeSide | None = None  # None: never below 0, and no negative fit
+    bands: list[ShownWindow] | None = None  # one band-sample window per activation band; None: no band sample
+    bands_note: str = ""  # why there is no band sample (MinedLayer.band_note)
 
     @property
     def a_min(self) -> float:
@@ -315,6 +360,11 @@ class NeuronData:
         if not a_max > 0:
             a_max = stats_max if stats_max > 0 else 1.0
         fitted = fitted_windows(fit)
+        windows = shown_windows(mined, mined.row(neuron), fitted) if status != "dead" else []
+        bands = None
+        if mined.band_train is not None:
+            on_page = {(w.window.doc, w.window.start) for w in windows if w.rank < PAGE_TRAIN_EXAMPLES}
+            bands = band_windows(mined, mined.row(neuron), a_max, fitted, on_page) if status != "dead" else []
         return cls(
             layer=layer,
             neuron=neuron,
@@ -328,9 +378,11 @@ class NeuronData:
             stats_mean=float(mined.stats.mean[neuron]),
             firing=firing,
             hist=hist_view(mined.stats.hist[neuron], mined.stats.edges),
-            windows=shown_windows(mined, mined.row(neuron), fitted) if status != "dead" else [],
+            windows=windows,
             shape=describe(graph) if graph is not None else None,
             negative=NegativeSide.gather(work, mined, layer, neuron, float(mined.stats.min[neuron]), stats_max),
+            bands=bands,
+            bands_note=mined.band_note,
         )
 
     @property
@@ -423,6 +475,17 @@ class NeuronData:
             )
             if self.negative is not None
             else None,
+            bands=[
+                BandView(
+                    band_label(b.rank),
+                    b.window.value,
+                    b.fitted,
+                    example_html(b, self.a_max, sh.shown, self.low_scale, hover=False),
+                )
+                for b in self.bands or []
+                if b.rank < PAGE_BANDS
+            ],
+            bands_note=self.bands_note,
         )
 
     def _example_view(self, sh: Shared, sw: ShownWindow) -> ExampleView:
@@ -484,6 +547,21 @@ class NeuronData:
                     fitted=sw.fitted,
                 )
                 for sw in self.windows
+            ],
+            "bands": None
+            if self.bands is None
+            else [
+                export.band_record(
+                    b.window,
+                    band=b.rank,
+                    split=b.split.removeprefix("band_"),
+                    a_max=self.a_max,
+                    lo=b.lo,
+                    hi=b.hi,
+                    n_vocab=len(sh.vocab),
+                    fitted=b.fitted,
+                )
+                for b in self.bands
             ],
             "evaluation": export.evaluation_record(self.evaluated),
             "similar": export.similar_records(sh.related.similar_raw(layer, n)),
@@ -587,7 +665,7 @@ def _escaped_vocab(shown: list[str]) -> list[str]:
     return _ESCAPED[1]
 
 
-def example_html(sw: ShownWindow, a_max: float, shown: list[str], a_min: float = 0.0) -> Markup:
+def example_html(sw: ShownWindow, a_max: float, shown: list[str], a_min: float = 0.0, hover: bool = True) -> Markup:
     """The shown tokens of a window, highlighted: a ``<div class="n2g-tokens" data-v="...">``. ``shown`` is the
     vocabulary in inline display form.
 
@@ -595,7 +673,8 @@ def example_html(sw: ShownWindow, a_max: float, shown: list[str], a_min: float =
     scale of negative values, :attr:`NeuronData.low_scale`), a negative token's is
     ``round(10 * clamp(act / a_min, 0, 1))`` (class ``bN``, blue): a diverging scale. A token of level 0
     within 5% of its side's scale is plain text, else an ``<i>``, its value (3 significant digits) the next
-    number of the window's ``data-v``; the pivot is underlined (class ``pv``).
+    number of the window's ``data-v`` (no ``data-v`` without ``hover``: a band window, whose peak the page
+    prints, keeps its bytes); the pivot is underlined (class ``pv``).
     """
     window, (lo, hi) = sw.window, sw.shown
     n_shown = len(shown)
@@ -638,4 +717,6 @@ def example_html(sw: ShownWindow, a_max: float, shown: list[str], a_min: float =
         kept.append(title)
     if hi < len(window.tokens):
         parts.append(_CUT)
+    if not hover:
+        return Markup(f'<div class="n2g-tokens">{"".join(parts)}</div>')
     return Markup(f'<div class="n2g-tokens" data-v="{" ".join(kept)}">{"".join(parts)}</div>')
