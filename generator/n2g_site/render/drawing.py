@@ -30,12 +30,13 @@ from dataclasses import dataclass
 
 from ..n2g.graph import Graph, Node
 
-# 25 nodes: the drawing is the largest part of a neuron page, paid once per neuron of a whole-model site. At 60
+# 22 nodes: the drawing is the largest part of a neuron page, paid once per neuron of a whole-model site. At 60
 # nodes the demo's large graphs (79-1,712 trie nodes) showed 16-25 patterns in at most ~12 KB of SVG
 # (benchmarks/README.md, "Graph drawings"); 40 kept their strongest patterns in at most ~8 KB. With svg_compact's
 # lighter nodes the synthetic benchmark's graphs take 3.6 KB of drawing on average at 25 nodes (30: 4.1 KB;
-# benchmarks/README.md, "Site size, third pass"), and a median-sized graph is still drawn whole.
-MAX_NODES = 25
+# benchmarks/README.md, "Site size, third pass"); 22 (fourth pass) pays for the activation-band list that band
+# windows added to each page.
+MAX_NODES = 22
 # 20 rows (branch ends; a row is ~31 pt): a drawing at most ~620 pt (~830 px) tall, so the top of a neuron
 # page at 1400 x 900 shows most of it beside the summary. Without it the demo's capped drawings were up to
 # 31 rows (~1,300 px) tall.

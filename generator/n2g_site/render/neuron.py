@@ -40,7 +40,7 @@ MAX_TRAIN_EXAMPLES = 10  # training windows in a neuron's export record (the fit
 MAX_HELDOUT_EXAMPLES = 5  # held-out windows in it
 # What the page shows of them, and of its neighbour and logit lists: the strongest, all of them in the layer's
 # data. Highlighted examples are most of a neuron page, and a whole model's site pays for every byte 46,080 times.
-PAGE_TRAIN_EXAMPLES = 4
+PAGE_TRAIN_EXAMPLES = 3  # the band list below them shows the rest of the range
 PAGE_HELDOUT_EXAMPLES = 2
 PAGE_BOTTOM_EXAMPLES = 2  # bottom (most negative) training windows shown, for a neuron with a strong negative side
 PAGE_WEAK_BOTTOM_EXAMPLES = 1  # ... and for one that never goes below -FIRE_THRESHOLD x its max, unfitted there
