@@ -267,7 +267,7 @@ def test_home_layer_neuron_similar_neuron_then_its_json_validates(served_site, w
     page.wait_for_url(f"**/sub/layers/L{layer}/")
     page.locator(f"a[href$='neurons/L{layer}/N{neuron}/']").first.click()
     page.wait_for_url(f"**/sub/neurons/L{layer}/N{neuron}/")
-    page.locator("#similar + p + ol a").first.click()
+    page.locator("#similar ~ ol a").first.click()  # past any notes under the heading
     page.wait_for_url(f"**/sub/neurons/L{to_layer}/N{to_neuron}/")
     link = page.get_by_role("link", name=f"Download layer {to_layer}'s data")
     assert link.get_attribute("download") is not None

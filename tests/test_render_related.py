@@ -45,7 +45,8 @@ def test_similar_neurons_are_listed_with_their_similarity(site: Path) -> None:
     assert '<a href="../N3/">' not in block  # links go through the layer folder, from any layer
     assert re.search(r'<a href="\.\./\.\./L0/N3/">L0 N3</a> · 1\b', block)  # the same graph: cosine 1
     assert '<a href="../../L3/N3/">L3 N3</a>' in block
-    assert "&lt;script&gt;" in block  # neighbours' tokens, escaped
+    # each neighbour named with its strongest activating token, as escaped text
+    assert "<code> Paris</code>" in block and "<script>" not in block
 
 
 def test_logit_effects_are_escaped_text(site: Path) -> None:
