@@ -95,6 +95,26 @@ def shown_windows(mined: MinedLayer, row: int, fitted: set[tuple[int, int]]) -> 
     return out
 
 
+def example_records(sh: Shared, windows: list[ShownWindow], scale: float) -> list[dict[str, Any]]:
+    """The export record's form of shown windows, activations scaled by ``scale`` (A_max, or A_min for the
+    negative side: export.scaled)."""
+    return [
+        export.example_record(
+            sw.window,
+            split=sw.split,
+            rank=sw.rank,
+            a_max=scale,
+            lo=sw.lo,
+            hi=sw.hi,
+            n_vocab=len(sh.vocab),
+            doc_title=sh.corpus.title(sw.window.doc),
+            doc_url=sh.corpus.url(sw.window.doc),
+            fitted=sw.fitted,
+        )
+        for sw in windows
+    ]
+
+
 def bottom_limit(stats_min: float, stats_max: float, has_graph: bool) -> int:
     """How many bottom windows a page shows: two for a strong negative side (a negative graph, or a minimum at
     or below -FIRE_THRESHOLD x the max: it "fires" negatively), one for a weak one (a GELU's dip to -0.17).
@@ -251,21 +271,7 @@ class NegativeSide:
             "min_activation": export.number(self.a_min),
             "graph": export.graph_record(self.fit.get("graph"), export.token_ids(sh.vocab)) if fitted else None,
             "fit": export.fit_record(self.fit),
-            "examples": [
-                export.example_record(
-                    sw.window,
-                    split=sw.split,
-                    rank=sw.rank,
-                    a_max=self.a_min,
-                    lo=sw.lo,
-                    hi=sw.hi,
-                    n_vocab=len(sh.vocab),
-                    doc_title=sh.corpus.title(sw.window.doc),
-                    doc_url=sh.corpus.url(sw.window.doc),
-                    fitted=sw.fitted,
-                )
-                for sw in self.windows
-            ],
+            "examples": example_records(sh, self.windows, self.a_min),
             "evaluation": export.evaluation_record(self.evaluated, misses=False),
             "summary": negative_summary(self.shape.summary) if self.shape else None,
         }
@@ -533,21 +539,7 @@ class NeuronData:
             if self.graph is not None
             else None,
             "fit": export.fit_record(self.fit),
-            "examples": [
-                export.example_record(
-                    sw.window,
-                    split=sw.split,
-                    rank=sw.rank,
-                    a_max=self.a_max,
-                    lo=sw.lo,
-                    hi=sw.hi,
-                    n_vocab=len(sh.vocab),
-                    doc_title=sh.corpus.title(sw.window.doc),
-                    doc_url=sh.corpus.url(sw.window.doc),
-                    fitted=sw.fitted,
-                )
-                for sw in self.windows
-            ],
+            "examples": example_records(sh, self.windows, self.a_max),
             "bands": None
             if self.bands is None
             else [
