@@ -20,7 +20,7 @@ from n2g_site.render.neuron import PAGE_TRAIN_EXAMPLES
 from n2g_site.render.svg import MAX_NODES, draw
 from n2g_site.render.tokens import display_token
 from n2g_site.resources import builtin_path
-from render_fixtures import BIG, DEAD, HOSTILE, UNFITTED, big_graph, make_workdir, small_graph
+from render_fixtures import BIG, DEAD, HOSTILE, UNFITTED, big_graph, make_workdir
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 

@@ -486,7 +486,11 @@ def test_the_strongest_pattern_is_drawn_on_top() -> None:
 def test_a_big_fixture_is_capped_and_counted() -> None:
     graph = _graph(big_graph(60))
     drawing = draw(graph)
-    assert drawing.nodes == 3 + 2 * 3 * 60 and drawing.drawn <= MAX_NODES and drawing.hidden == drawing.nodes - drawing.drawn
+    assert (
+        drawing.nodes == 3 + 2 * 3 * 60
+        and drawing.drawn <= MAX_NODES
+        and drawing.hidden == drawing.nodes - drawing.drawn
+    )
     root = ET.fromstring(drawing.svg)
     assert sum(1 for g in root.iter(f"{NS}g") if g.get("class") != "edges") == drawing.drawn
 

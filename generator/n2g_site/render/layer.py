@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from ..config import FIRE_THRESHOLD
 from ..publish import pages as site_pages
 from ..store import MinedLayer
@@ -102,7 +103,9 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     neurons = [NeuronData.gather(sh.work, mined, layer, n, float(firing[n])) for n in layer_neurons(sh, layer, mined)]
 
     drawings: dict[Any, Drawing] = {
-        d.neuron: draw(d.graph, f"N2G graph of layer {layer}, neuron {d.neuron}") for d in neurons if d.graph is not None
+        d.neuron: draw(d.graph, f"N2G graph of layer {layer}, neuron {d.neuron}")
+        for d in neurons
+        if d.graph is not None
     }
     for d in neurons:  # negative graphs (fit --polarity both), keyed ("negative", neuron)
         if d.negative is not None and d.negative.graph is not None:

@@ -474,9 +474,7 @@ class NeuronData:
             triggers_named=self.shape.named if self.shape else 0,
             similar_hidden=hidden,
             similar_floor=SIMILAR_FLOOR,
-            negative=self.negative.view(
-                sh, lambda w: self._example_view(sh, w), negative_drawing, self.low_scale
-            )
+            negative=self.negative.view(sh, lambda w: self._example_view(sh, w), negative_drawing, self.low_scale)
             if self.negative is not None
             else None,
             bands=[

@@ -53,7 +53,8 @@ def _join(values: list[int]) -> str:
 
 def _marker(marker_id: str, arrow: float) -> str:
     """An arrowhead of size ``arrow`` (10 pt x ``arrow`` long, 0.35 of that each side of the line; the
-    shape Graphviz drew before issue 15) as a marker whose tip sits on each edge path's end, along the path's last direction."""
+    shape Graphviz drew before issue 15) as a marker whose tip sits on each edge path's end, along the
+    path's last direction."""
     length, half = 10 * arrow, 3.5 * arrow
     return _element(
         "marker",
@@ -98,7 +99,15 @@ def node(classes: str, tooltip: str, box: str, fill: str, x: int, y: int, label:
 
 
 def document(
-    title: str, width: int, height: int, edges: list[str], nodes: list[str], *, font: str, font_size: float, arrow: float
+    title: str,
+    width: int,
+    height: int,
+    edges: list[str],
+    nodes: list[str],
+    *,
+    font: str,
+    font_size: float,
+    arrow: float,
 ) -> str:
     """The whole drawing, titled ``title``: ``edges`` (:func:`edge_path` data), then ``nodes`` (:func:`node`),
     so boxes are painted over the edges' ends. ``font`` and ``font_size`` are what labels inherit from the root,
