@@ -152,8 +152,8 @@ def assert_drawing_tells_the_truth(graph: Graph, svg: str) -> list[tuple[str, ..
 def assert_tidy_layout(graph: Graph, svg: str, **limits: int) -> None:
     """The layout (layout.py), read back from the SVG: no two boxes overlap; every edge runs right to left
     from a child's box (its right side) to its parent's box (its left side), the parent one column to the
-    right; every label's estimated width fits its box; the viewBox holds every box; and the leaves are
-    stacked top to bottom in select's order."""
+    right; every label's estimated width fits its box; the viewBox holds every box; in every column the
+    boxes run top to bottom in select's order; and the drawing is at most one row per leaf tall."""
     root = ET.fromstring(svg)
     boxes = _boxes(root)
     for i, a in enumerate(boxes):
@@ -182,11 +182,20 @@ def assert_tidy_layout(graph: Graph, svg: str, **limits: int) -> None:
     chosen = select(graph, **limits)
     drawn = set(chosen.nodes)
     parents = {graph.nodes[i].parent for i in drawn}
-    leaves = [i for i in chosen.nodes if i not in parents]
-    labels = [ANY if graph.nodes[i].key is None else display_token(graph.nodes[i].token) for i in leaves]
-    leaf_boxes = sorted((b for b in boxes if id(b) not in has_child), key=lambda b: b.y0)
-    assert [b.label for b in leaf_boxes] == labels
     assert len(boxes) == len(drawn) and len(has_child) == len(parents & drawn)
+    leaves = sum(1 for i in drawn if i not in parents)
+    assert h <= 2 * layout.BORDER + (leaves - 1) * layout.ROW + layout.HEIGHT
+    columns: dict[float, list[Box]] = {}  # a column: the boxes centred on one x (to within rounding)
+    for b in sorted(boxes, key=lambda b: b.x0 + b.x1):
+        x = (b.x0 + b.x1) / 2
+        near = [c for c in columns if abs(c - x) <= 1]
+        columns.setdefault(near[0] if near else x, []).append(b)
+    depths = sorted({graph.nodes[i].depth for i in drawn})
+    assert len(columns) == len(depths)
+    for depth, x in zip(depths, sorted(columns, reverse=True), strict=True):  # depth 0 rightmost
+        ids = [i for i in chosen.nodes if graph.nodes[i].depth == depth]
+        labels = [ANY if graph.nodes[i].key is None else display_token(graph.nodes[i].token) for i in ids]
+        assert [b.label for b in sorted(columns[x], key=lambda b: b.y0)] == labels, depth
 
 
 # ------------------------------------------------------------------------------------------- graphs
@@ -430,10 +439,12 @@ def test_the_drawing_is_at_most_max_rows_tall(seed: int) -> None:
     budget = 2 * MAX_ROWS + 20  # more nodes than rows can hold
     chosen = select(graph, max_nodes=budget)
     assert chosen.drawn < budget  # the rows, not the nodes, stopped it
-    paths, boxes, parents = drawn_paths(_draw(graph, max_nodes=budget))
+    svg = _draw(graph, max_nodes=budget)
+    paths, boxes, parents = drawn_paths(svg)
     has_child = {p for ps in parents.values() for p in ps}
-    leaves = [b for i, b in enumerate(boxes) if i not in has_child]
-    assert len(leaves) == MAX_ROWS == len({round((b.y0 + b.y1) / 2) for b in leaves})  # one row each
+    assert sum(1 for i in range(len(boxes)) if i not in has_child) == MAX_ROWS  # leaves
+    height = int(ET.fromstring(svg).get("height").removesuffix("pt"))
+    assert height <= 2 * layout.BORDER + (MAX_ROWS - 1) * layout.ROW + layout.HEIGHT
 
 
 def test_the_strongest_pattern_is_drawn_even_beyond_the_budget() -> None:
@@ -620,13 +631,19 @@ def test_the_layout_is_a_tidy_tree(seed: int) -> None:
 
 
 def test_the_layout_matches_the_old_drawing() -> None:
-    """What dot drew for MERGED before issue 15: the same columns and box sizes, the same drawing width; rows
-    are evenly spaced here (dot packed a row next to the short "any token" box 4 pt tighter)."""
+    """What dot drew for MERGED before issue 15: the same boxes in the same places, the same drawing size."""
     root = ET.fromstring(_draw(_graph(MERGED)))
-    assert root.get("width") == "214pt" and 88 <= int(root.get("height").removesuffix("pt")) <= 92
-    boxes = {b.label: (b.x0, b.x1, b.y1 - b.y0) for b in _boxes(root)}
-    assert boxes[" France"] == boxes[" Paris"] == (156, 210, 22)
-    assert boxes[" in"] == (80, 134, 22) and boxes[ANY] == (80, 134, 14) and boxes[" born"] == (4, 58, 22)
+    assert (root.get("width"), root.get("height")) == ("214pt", "88pt")
+    boxes = sorted((b.label, b.x0, b.y0, b.x1, b.y1) for b in _boxes(root))
+    assert boxes == [
+        (" France", 156, 62, 210, 84),
+        (" Paris", 156, 18, 210, 40),
+        (" born", 4, 62, 58, 84),
+        (" in", 80, 4, 134, 26),
+        (" in", 80, 62, 134, 84),
+        (" of", 4, 31, 58, 53),
+        (ANY, 80, 35, 134, 49),
+    ]
 
 
 def test_label_widths_are_estimated_from_helvetica() -> None:

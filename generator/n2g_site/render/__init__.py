@@ -20,7 +20,7 @@ the heavy HTML. Neuron pages are written after the MkDocs build from the shell p
 (``publish/pages.py``).
 
 Modules: ``inputs`` (what every layer reads once), ``neuron`` (one neuron gathered once -> its page context,
-export record and layer row), ``layer`` (one layer, graphs drawn in batched ``dot`` runs), ``prose`` (home,
+export record and layer row), ``layer`` (one layer, its graphs drawn by ``svg``), ``prose`` (home,
 reading, method, ..., pattern search, fidelity), ``jinja_env``, ``writer`` (staging folders).
 """
 
