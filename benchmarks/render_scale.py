@@ -380,7 +380,7 @@ def main() -> None:
     parser.add_argument(
         "--rerender",
         action="store_true",
-        help="then time render again, with the graphs' drawings cached (not against targets)",
+        help="then time render again, on the same work dir (not against targets)",
     )
     args = parser.parse_args()
 
@@ -391,7 +391,7 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="n2g-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
-    cpu: dict[str, float] = {}  # CPU seconds of this process and its (finished) workers and dot runs
+    cpu: dict[str, float] = {}  # CPU seconds of this process and its (finished) workers
     try:
         work_root = root / "work"
         if not (work_root / "run.json").exists():
@@ -401,7 +401,7 @@ def main() -> None:
         work = WorkDir(work_root)
         cfg = Config(site_dir=root / "site", work_dir=work_root)
         shutil.rmtree(root / "site", ignore_errors=True)  # a fresh build (removing 50k old pages is not timed)
-        shutil.rmtree(work_root / "cache", ignore_errors=True)  # no drawings from an earlier run
+        shutil.rmtree(work_root / "cache", ignore_errors=True)  # no drawing cache from an older n2g-site
         load = [os.getloadavg()[0]]
         t, c = time.perf_counter(), _cpu()
         relate(cfg, lambda: sys.exit("the benchmark has logit files: no model may load"), work)
@@ -419,8 +419,8 @@ def main() -> None:
         if args.rerender:
             t, c = time.perf_counter(), _cpu()
             render_site(cfg, work)
-            times["render again, drawings cached (not timed against targets)"] = time.perf_counter() - t
-            cpu["render again, drawings cached (not timed against targets)"] = _cpu() - c
+            times["render again (not timed against targets)"] = time.perf_counter() - t
+            cpu["render again (not timed against targets)"] = _cpu() - c
 
         site = root / "site"
         pages = [p.stat().st_size for p in (site / "neurons").rglob("index.html")]

@@ -1,16 +1,15 @@
-"""Graph drawings before and after, side by side in one run: SVG bytes and ``dot`` time per graph.
+"""Graph drawings before and after, side by side in one run: SVG bytes and drawing time per graph.
 
     .venv/bin/python benchmarks/svg_size.py --work-dir .n2g/smollm2-135m__wiki      # every fitted graph there
     .venv/bin/python benchmarks/svg_size.py --synthetic 60                           # random tries, 10-1,700 nodes
 
-"Before" is ``render/svg.py`` as of ``--before`` (a git revision of this repository, default the commit before
-the compact drawing), loaded from git into its own module; "after" is the code on the path. Both draw the
-same graphs with the same ``dot``. Per graph: the inline SVG's bytes (what a page carries; gzip-9 bytes
-beside it), the drawn nodes, the seconds of one ``dot -Tsvg`` process drawing that graph alone (before
-and after interleaved, each the best of ``--repeat`` runs; mostly dot's start-up), the seconds svg.py spends
-turning dot's output into the page's SVG, and per graph the seconds of one ``render_svgs`` call drawing the
-whole set as render draws a layer (DOT text, dot in batches of 200 on one job, post-processing). Prints a
-Markdown table.
+"Before" is ``render/svg.py`` and ``render/svg_compact.py`` as of ``--before`` (a git revision of this
+repository, default the last commit that drew with Graphviz's ``dot``), loaded from git into modules of their
+own; it needs ``dot`` on PATH. "After" is the code on the path (svg.draw: in-process layout, no ``dot``).
+Both draw the same graphs. Per graph: the inline SVG's bytes (what a page carries; gzip-9 bytes beside it),
+the drawn nodes, and per graph the wall seconds of drawing the whole set as render draws a layer (before: DOT
+text, one ``render_svgs`` call with dot in batches of 200 on one job and the compaction; after: one
+``svg.draw`` per graph), the best of ``--repeat``, before and after interleaved. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -32,24 +31,38 @@ from n2g_site.n2g.graph import Element, Graph, Line, build_graph
 from n2g_site.render import svg as after
 
 REPO = Path(__file__).resolve().parents[1]
-BEFORE = "89af568"  # main before the compact drawing (render: trie drawing, svg_compact)
+BEFORE = "af1f22c"  # main before issue 15: DOT text, dot -Tsvg, svg_compact's parser
 
 
-def load_before(rev: str) -> types.ModuleType:
-    """``generator/n2g_site/render/svg.py`` at ``rev``, as the module ``n2g_site.render._svg_before``."""
+def _load(rev: str, path: str, name: str, replace: tuple[tuple[str, str], ...] = ()) -> types.ModuleType:
+    """``path`` at ``rev`` as the module ``n2g_site.render.<name>`` (``replace``: source edits, old -> new)."""
     source = subprocess.run(
-        ["git", "-C", str(REPO), "show", f"{rev}:generator/n2g_site/render/svg.py"],
-        capture_output=True,
-        check=True,
-        text=True,
+        ["git", "-C", str(REPO), "show", f"{rev}:{path}"], capture_output=True, check=True, text=True
     ).stdout
-    spec = importlib.util.spec_from_loader("n2g_site.render._svg_before", loader=None)
+    for old, new in replace:
+        source = source.replace(old, new)
+    spec = importlib.util.spec_from_loader(f"n2g_site.render.{name}", loader=None)
+    assert spec is not None
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "n2g_site.render"
-    module.__file__ = f"<{rev}:svg.py>"
+    module.__file__ = f"<{rev}:{path}>"
     sys.modules[spec.name] = module
     exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own file, from git
     return module
+
+
+def load_before(rev: str) -> types.ModuleType:
+    """``render/svg.py`` at ``rev``, reading the ``render/svg_compact.py`` of the same revision."""
+    _load(rev, "generator/n2g_site/render/svg_compact.py", "_svg_compact_before")
+    return _load(
+        rev,
+        "generator/n2g_site/render/svg.py",
+        "_svg_before",
+        (
+            ("from . import svg_compact", "from . import _svg_compact_before as svg_compact"),
+            ("from .svg_compact import", "from ._svg_compact_before import"),
+        ),
+    )
 
 
 def work_graphs(work: Path) -> list[tuple[str, Graph]]:
@@ -92,54 +105,47 @@ def synthetic_graphs(count: int, seed: int = 0) -> list[tuple[str, Graph]]:
     return out
 
 
-def dot_seconds(dot: str, source: str, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        subprocess.run([dot, "-Tsvg"], input=source.encode("utf-8"), capture_output=True, check=True)
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def measure(module: types.ModuleType, graph: Graph, title: str, dot: str, repeat: int) -> dict:
-    drawing = module.graph_dot(graph)
-    seconds = dot_seconds(dot, drawing.source, repeat)
-    raw = module._run(dot, drawing.source)[0]
-    t = time.perf_counter()
-    svg = module.clean_svg(raw, title)
-    clean = time.perf_counter() - t
+def size(svg: str, drawn: int) -> dict:
     data = svg.encode("utf-8")
-    return {
-        "bytes": len(data),
-        "gzip": len(gzip.compress(data, 9)),
-        "drawn": drawing.drawn,
-        "dot": seconds,
-        "clean": clean,
-    }
+    return {"bytes": len(data), "gzip": len(gzip.compress(data, 9)), "drawn": drawn}
 
 
-def batched(module: types.ModuleType, graphs: list[tuple[str, Graph]], repeat: int) -> float:
-    """Seconds of one ``render_svgs`` call drawing every graph (dot in batches, one job, no cache: as
-    render draws a layer), DOT sources included; the best of ``repeat``."""
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        sources = {key: module.graph_dot(graph).source for key, graph in graphs}
-        module.render_svgs(sources, {key: f"N2G graph of {key}" for key in sources}, jobs=1)
-        best = min(best, time.perf_counter() - t)
-    return best
+def measure_before(module: types.ModuleType, graph: Graph, title: str) -> dict:
+    drawing = module.graph_dot(graph)
+    svg = module.render_svgs({0: drawing.source}, {0: title}, jobs=1)[0]
+    return size(svg, drawing.drawn)
+
+
+def measure_after(graph: Graph, title: str) -> dict:
+    drawing = after.draw(graph, title)
+    return size(drawing.svg, drawing.drawn)
+
+
+def batched_before(module: types.ModuleType, graphs: list[tuple[str, Graph]]) -> float:
+    """Seconds of drawing every graph as render did before issue 15: DOT text, one ``render_svgs`` call (dot
+    in batches, one job, no cache), the compaction."""
+    t = time.perf_counter()
+    sources = {key: module.graph_dot(graph).source for key, graph in graphs}
+    module.render_svgs(sources, {key: f"N2G graph of {key}" for key in sources}, jobs=1)
+    return time.perf_counter() - t
+
+
+def batched_after(graphs: list[tuple[str, Graph]]) -> float:
+    t = time.perf_counter()
+    for key, graph in graphs:
+        after.draw(graph, f"N2G graph of {key}")
+    return time.perf_counter() - t
 
 
 def summary(name: str, rows: list[dict], batch: float) -> str:
     def col(key: str) -> list[float]:
         return [r[key] for r in rows]
 
-    b, g, n, d, c = col("bytes"), col("gzip"), col("drawn"), col("dot"), col("clean")
+    b, g, n = col("bytes"), col("gzip"), col("drawn")
     return (
         f"| {name} | {statistics.median(n):.0f} / {max(n):.0f} | {statistics.median(b) / 1e3:.1f} KB | "
         f"{max(b) / 1e3:.1f} KB | {sum(b) / 1e3:.0f} KB | {sum(b) / sum(n):.0f} B | {sum(g) / 1e3:.0f} KB | "
-        f"{statistics.median(d) * 1e3:.0f} ms | {max(d) * 1e3:.0f} ms | {sum(c) * 1e3 / len(c):.1f} ms | "
-        f"{batch * 1e3 / len(rows):.1f} ms |"
+        f"{batch * 1e3 / len(rows):.2f} ms |"
     )
 
 
@@ -147,11 +153,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", type=Path, help="a work dir with fit files: draw every fitted graph")
     parser.add_argument("--synthetic", type=int, default=0, help="also draw this many synthetic tries")
-    parser.add_argument("--before", default=BEFORE, help=f"git revision of the old svg.py (default {BEFORE})")
-    parser.add_argument("--repeat", type=int, default=3, help="dot runs per graph and version (best kept)")
+    parser.add_argument("--before", default=BEFORE, help=f"git revision of the old drawing code (default {BEFORE})")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per version (best kept)")
     args = parser.parse_args()
     before = load_before(args.before)
-    dot = after.dot_binary()
     sets: list[tuple[str, list[tuple[str, Graph]]]] = []
     if args.work_dir:
         sets.append((f"{args.work_dir.name} ({{n}} graphs)", work_graphs(args.work_dir)))
@@ -161,28 +166,27 @@ def main() -> None:
         parser.error("give --work-dir or --synthetic")
     print(
         "| graphs | drawn nodes (median / max) | SVG median | SVG max | SVG total | bytes per drawn node | "
-        "total gzip-9 | dot alone median | dot alone max | post-processing per graph | batched per graph |"
+        "total gzip-9 | drawing per graph (wall) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for label, graphs in sets:
-        rows: dict[str, list[dict]] = {"before": [], "after": []}
-        for key, graph in graphs:
-            title = f"N2G graph of {key}"
-            for name, module in (("before", before), ("after", after)):  # interleaved: same load for both
-                rows[name].append(measure(module, graph, title, dot, args.repeat))
-        batch = {"before": [], "after": []}
-        for _ in range(args.repeat):  # interleaved as well
-            for name, module in (("before", before), ("after", after)):
-                batch[name].append(batched(module, graphs, 1))
+        rows: dict[str, list[dict]] = {
+            "before": [measure_before(before, graph, f"N2G graph of {key}") for key, graph in graphs],
+            "after": [measure_after(graph, f"N2G graph of {key}") for key, graph in graphs],
+        }
+        batch: dict[str, list[float]] = {"before": [], "after": []}
+        for _ in range(args.repeat):  # interleaved: the same load for both
+            batch["before"].append(batched_before(before, graphs))
+            batch["after"].append(batched_after(graphs))
         sizes = sorted(len(g.nodes) for _, g in graphs)
         print(
             f"| **{label.format(n=len(graphs))}**, trie nodes median {statistics.median(sizes):.0f}, "
-            f"max {sizes[-1]} | | | | | | | | | | |"
+            f"max {sizes[-1]} | | | | | | | |"
         )
         for name in ("before", "after"):
             print(summary(name, rows[name], min(batch[name])))
         ratio = sum(r["bytes"] for r in rows["after"]) / sum(r["bytes"] for r in rows["before"])
-        print(f"| after / before | | | | {ratio:.2f} | | | | | | {min(batch['after']) / min(batch['before']):.2f} |")
+        print(f"| after / before | | | | {ratio:.2f} | | | {min(batch['after']) / min(batch['before']):.3f} |")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ done
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 packages=()
-command -v dot >/dev/null || packages+=(graphviz)
 if [[ $want_test -eq 1 ]] && ! command -v chromium >/dev/null; then packages+=(chromium); fi
 if [[ $want_test -eq 1 ]] && ! command -v make >/dev/null; then packages+=(make); fi  # make check
 if [[ ${#packages[@]} -gt 0 ]]; then

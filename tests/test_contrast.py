@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from n2g_site.render.svg import ACT_RGB, CTX_RGB, _mix, contrast, graph_dot, render_svgs, text_colour
+from n2g_site.render.svg import ACT_RGB, CTX_RGB, _mix, contrast, draw, text_colour
 from n2g_site.resources import builtin_path
 
 AA = 4.5  # WCAG 2 level AA, normal text
@@ -98,8 +98,7 @@ def test_graph_svg_has_a_title_and_an_aria_label() -> None:
     from render_fixtures import small_graph
 
     graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": small_graph()})
-    svg = render_svgs({0: graph_dot(graph).source}, {0: "N2G graph of layer 2, neuron 7"})[0]
-    assert svg is not None
+    svg = draw(graph, "N2G graph of layer 2, neuron 7").svg
     head = svg[: svg.index(">") + 1]
     assert 'role="img"' in head and 'aria-label="N2G graph of layer 2, neuron 7"' in head
     assert "<title>N2G graph of layer 2, neuron 7</title>" in svg

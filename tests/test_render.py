@@ -17,10 +17,10 @@ from n2g_site.n2g.graph import Graph
 from n2g_site.publish import derive_config, publish
 from n2g_site.render import render_site
 from n2g_site.render.neuron import PAGE_TRAIN_EXAMPLES
-from n2g_site.render.svg import MAX_NODES, graph_dot, render_svgs
+from n2g_site.render.svg import MAX_NODES, draw
 from n2g_site.render.tokens import display_token
 from n2g_site.resources import builtin_path
-from render_fixtures import BIG, DEAD, HOSTILE, UNFITTED, big_graph, make_workdir, small_graph
+from render_fixtures import BIG, DEAD, HOSTILE, UNFITTED, big_graph, make_workdir
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -81,7 +81,7 @@ def test_svg_labels_are_literal_text() -> None:
         for i, t in enumerate(tokens)
     ]
     graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
-    svg = render_svgs({"g": graph_dot(graph).source}, {"g": 'Title <with> "quotes"'})["g"]
+    svg = draw(graph, 'Title <with> "quotes"').svg
     assert svg.startswith("<svg") and "<?xml" not in svg and "<!DOCTYPE" not in svg
     assert sorted(_svg_texts(svg)) == sorted(display_token(t) for t in tokens)
     assert "<script>" not in svg and "&lt;script&gt;" in svg
@@ -93,37 +93,10 @@ def test_svg_labels_are_literal_text() -> None:
 def test_graph_cap_counts_hidden_nodes() -> None:
     # The trie is drawn unmerged, whole patterns up to the cap (tests/test_svg.py checks the paths).
     graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": big_graph(60)})
-    dot = graph_dot(graph)
-    assert 0 < dot.drawn <= MAX_NODES
-    assert dot.hidden == 3 + 2 * 3 * 60 - dot.drawn
-    svg = render_svgs({0: dot.source})[0]
-    assert svg is not None
-    assert sum(g.get("class") != "edges" for g in ET.fromstring(svg).iter(f"{SVG_NS}g")) == dot.drawn
-
-
-def test_many_graphs_are_drawn_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    import n2g_site.render.svg as svg_mod
-
-    calls = []
-    real = svg_mod._run
-
-    def counting(dot: str, source: str) -> list[str]:
-        calls.append(source.count("digraph"))
-        return real(dot, source)
-
-    monkeypatch.setattr(svg_mod, "_run", counting)
-    graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": small_graph()})
-    source = graph_dot(graph).source
-    out = render_svgs({i: source for i in range(45)}, chunk=20)
-    assert sorted(calls) == [5, 20, 20]
-    assert all(s and s.startswith("<svg") for s in out.values())
-
-
-def test_a_graph_dot_cannot_read_loses_only_itself() -> None:
-    graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": small_graph()})
-    good = graph_dot(graph).source
-    out = render_svgs({0: good, 1: "digraph {", 2: good})
-    assert out[0] and out[2] and out[1] is None
+    drawing = draw(graph)
+    assert 0 < drawing.drawn <= MAX_NODES
+    assert drawing.hidden == 3 + 2 * 3 * 60 - drawing.drawn
+    assert sum(g.get("class") != "edges" for g in ET.fromstring(drawing.svg).iter(f"{SVG_NS}g")) == drawing.drawn
 
 
 # ------------------------------------------------------------------------------------ whole site
@@ -217,7 +190,7 @@ def test_links_are_relative(site: Path) -> None:
 
 def test_big_graph_says_how_many_are_hidden(site: Path) -> None:
     html = _page(site, "neurons/L3/N17")
-    drawn = graph_dot(Graph.from_json({"schema": "n2g-site/graph/1", "nodes": big_graph()})).drawn
+    drawn = draw(Graph.from_json({"schema": "n2g-site/graph/1", "nodes": big_graph()})).drawn
     assert f"{drawn} nodes drawn" in html and "more hidden" in html
 
 
@@ -325,13 +298,12 @@ def test_a_damaged_stage_file_stops_render_naming_it(tmp_path: Path, stage, dama
 
 
 def test_caption_says_how_many_patterns_a_capped_drawing_shows(tmp_path: Path) -> None:
-    """svg.py may draw only the strongest patterns of a huge graph and say how many (DotGraph.drawn_patterns);
+    """svg.py may draw only the strongest patterns of a huge graph and say how many (Drawing.drawn_patterns);
     the caption then reads "showing the N strongest of M patterns"; when it drew them all it says so."""
-    from types import SimpleNamespace
-
     from n2g_site.render.inputs import load_shared
     from n2g_site.render.jinja_env import render
     from n2g_site.render.neuron import NeuronData
+    from n2g_site.render.svg import Drawing
     from n2g_site.store import MinedLayer
 
     work = make_workdir(tmp_path / "work")
@@ -340,7 +312,14 @@ def test_caption_says_how_many_patterns_a_capped_drawing_shows(tmp_path: Path) -
     data = NeuronData.gather(work, mined, 0, 3, 0.1)
     total = sum(1 for node in data.graph.nodes if node.end is not None)
     for drawn, expected in ((1, f"showing the 1 strongest of {total} patterns"), (total, f"{total} patterns, up to")):
-        dot = SimpleNamespace(nodes=len(data.graph.nodes), drawn=3, hidden=0, patterns=total, drawn_patterns=drawn)
-        page = data.page(sh, dot=dot, svg='<svg class="n2g-graph"></svg>', prev=None, next=None, hook="h", line=1)
+        drawing = Drawing(
+            svg='<svg class="n2g-graph"></svg>',
+            nodes=len(data.graph.nodes),
+            drawn=3,
+            hidden=0,
+            patterns=total,
+            drawn_patterns=drawn,
+        )
+        page = data.page(sh, drawing=drawing, prev=None, next=None, hook="h", line=1)
         body = render(sh.env, sh.tpl["neuron_body.html.j2"], page=page, site=sh.site)
         assert expected in body, body[body.index("<figcaption>") : body.index("</figcaption>")]

@@ -102,12 +102,12 @@ def test_parallel_render_writes_the_same_files(tmp_path: Path, monkeypatch: pyte
 
 
 def test_labels_and_tooltips_are_literal_text() -> None:
-    """svg.py writes DOT itself: every label and tooltip, of activating and context nodes, must reach the SVG
-    as the exact text, whatever the token holds (DOT escapes, entities, quotes, markup)."""
+    """svg.py writes the SVG itself: every label and tooltip, of activating and context nodes, must reach it
+    as the exact text, whatever the token holds (backslash escapes, entities, quotes, markup)."""
     import xml.etree.ElementTree as ET
 
     from n2g_site.n2g.graph import Graph
-    from n2g_site.render.svg import graph_dot, render_svgs
+    from n2g_site.render.svg import draw
     from n2g_site.render.tokens import display_token
     from render_fixtures import HOSTILE
 
@@ -172,8 +172,7 @@ def test_labels_and_tooltips_are_literal_text() -> None:
         for i, t in enumerate(tokens)
     ]
     graph = Graph.from_json({"schema": "n2g-site/graph/1", "nodes": nodes})
-    svg = render_svgs({0: graph_dot(graph, max_nodes=1000, max_rows=1000).source})[0]
-    assert svg is not None
+    svg = draw(graph, max_nodes=1000, max_rows=1000).svg
     root = ET.fromstring(svg)
     ns = "{http://www.w3.org/2000/svg}"
     titles = {el.text for el in root.iter(f"{ns}title")}
@@ -185,11 +184,10 @@ def test_labels_and_tooltips_are_literal_text() -> None:
         assert texts.count(shown) == 2, t  # drawn as an activating and as a context node
 
 
-def test_a_rerender_draws_only_new_graphs(tmp_path, monkeypatch) -> None:
-    """render keeps each layer's drawings by DOT text (cache/svg_LL.json): the second render of an unchanged
-    work dir draws no neuron's graph again and writes the same pages; a changed graph is drawn again; the
-    cache holds exactly the current drawings. (The reading guide's example graphs are drawn every time.)"""
-    import n2g_site.render.svg as svg
+def test_a_rerender_writes_the_same_pages_and_no_drawing_cache(tmp_path) -> None:
+    """Graphs are drawn in process on every render (svg.draw; the Graphviz drawings were cached in
+    cache/svg_LL.json until issue 15): a second render of an unchanged work dir writes the same pages, a
+    changed graph's page changes, no drawing cache is written and an old one is removed."""
     from n2g_site.config import Config
     from n2g_site.publish.pages import rendered_pages
     from n2g_site.render import render_site
@@ -198,25 +196,21 @@ def test_a_rerender_draws_only_new_graphs(tmp_path, monkeypatch) -> None:
 
     work = make_workdir(tmp_path / "work")
     cfg = Config(site_dir=tmp_path / "site")
-    drawn: list[int] = []
-    real = svg._draw_chunk
-    monkeypatch.setattr(svg, "_draw_chunk", lambda dot, sources: drawn.append(len(sources)) or real(dot, sources))
+    (work.root / "cache").mkdir()
+    (work.root / "cache" / "svg_00.json").write_text("{}", encoding="utf-8")  # an older render's drawings
     fits = [
         p
         for p in sorted((work.root / "fit").rglob("N*.json"))
         if read_json(p).get("status") == "fitted" and read_json(p)["graph"]["nodes"]
     ]
     render_site(cfg, work, jobs=1)
-    first, guide = list(rendered_pages(work.fragments)), sum(drawn) - len(fits)
-    assert guide >= 0 and len(fits) >= 3 and sorted(work.root.joinpath("cache").glob("svg_*.json"))
-    drawn.clear()
+    first = {url: (body, files) for url, body, files in rendered_pages(work.fragments)}
     render_site(cfg, work, jobs=1)
-    assert sum(drawn) == guide and list(rendered_pages(work.fragments)) == first
+    assert {url: (body, files) for url, body, files in rendered_pages(work.fragments)} == first
+    assert not (work.root / "cache").exists()  # the old cache was removed, no new one written
     fit = read_json(fits[0])
     fit["graph"]["nodes"][0]["activation"] = 0.123  # one graph changes
     write_json(fits[0], fit)
-    drawn.clear()
     render_site(cfg, work, jobs=1)
-    assert sum(drawn) == guide + 1
-    cache = read_json(work.root / "cache" / f"svg_{int(fits[0].parent.name[1:]):02d}.json")
-    assert len(cache) == sum(1 for p in fits if p.parent == fits[0].parent)  # the changed graph's old drawing is gone
+    changed = [url for url, body, files in rendered_pages(work.fragments) if first.get(url) != (body, files)]
+    assert changed == [f"neurons/L{int(fits[0].parent.name[1:])}/N{int(fits[0].stem[1:])}/"], changed

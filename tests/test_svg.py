@@ -1,5 +1,5 @@
-"""Graph drawings (render/drawing.py, svg.py, svg_compact.py): every drawn path is a pattern, the cap keeps the
-strongest patterns, and the SVG is compact, valid and deterministic.
+"""Graph drawings (render/drawing.py, layout.py, svg.py, svg_compact.py): every drawn path is a pattern, the cap keeps
+the strongest patterns, the layout is a tidy tree, and the SVG is compact, valid and deterministic.
 
 The paths are read back from the SVG alone (:func:`drawn_paths`): boxes and their labels from the node groups,
 edges from the edge paths' geometry (each edge's start touches the context token's box, its arrow tip the
@@ -12,6 +12,7 @@ import math
 import os
 import random
 import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from n2g_site.n2g.graph import Element, Graph, Line, build_graph
-from n2g_site.render import svg as svg_mod
+from n2g_site.render import layout, svg_compact
 from n2g_site.render.drawing import MAX_DEPTH, MAX_NODES, MAX_ROWS, pattern_rank, select
-from n2g_site.render.svg import GRAPH_CSS, graph_dot, render_svgs, standalone_svg
+from n2g_site.render.svg import GRAPH_CSS, draw, standalone_svg
 from n2g_site.render.svg_compact import marker_id
 from n2g_site.render.tokens import display_token
 from n2g_site.resources import builtin_path
@@ -148,6 +149,55 @@ def assert_drawing_tells_the_truth(graph: Graph, svg: str) -> list[tuple[str, ..
     return paths
 
 
+def assert_tidy_layout(graph: Graph, svg: str, **limits: int) -> None:
+    """The layout (layout.py), read back from the SVG: no two boxes overlap; every edge runs right to left
+    from a child's box (its right side) to its parent's box (its left side), the parent one column to the
+    right; every label's estimated width fits its box; the viewBox holds every box; in every column the
+    boxes run top to bottom in select's order; and the drawing is at most one row per leaf tall."""
+    root = ET.fromstring(svg)
+    boxes = _boxes(root)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            apart = a.x1 <= b.x0 or b.x1 <= a.x0 or a.y1 <= b.y0 or b.y1 <= a.y0
+            assert apart, ("overlapping boxes", a, b)
+    _, _, w, h = map(int, root.get("viewBox").split())
+    assert root.get("width") == f"{w}pt" and root.get("height") == f"{h}pt"
+    assert all(0 <= b.x0 < b.x1 <= w and 0 <= b.y0 < b.y1 <= h for b in boxes)
+    for g in root.iter(f"{NS}g"):
+        if g.get("class") != "edges":
+            size = float(g.find(f"{NS}text").get("font-size") or root.get("font-size"))
+            x0, _, width = _ints(g.find(f"{NS}path").get("d"))[:3]
+            label = "".join(g.find(f"{NS}text").itertext())
+            assert layout.text_width(label, size) + 2 * layout.MARGIN <= width, label
+            assert int(g.find(f"{NS}text").get("x")) == x0 + width // 2  # centred
+    edges = root.find(f"{NS}g[@class='edges']")
+    has_child = set()
+    for path in [] if edges is None else edges.findall(f"{NS}path"):
+        start, tip = _edge_ends(path.get("d"))
+        child = next(b for b in boxes if b.x1 == start[0] and b.y0 < start[1] < b.y1)
+        parent = next(b for b in boxes if b.x0 == tip[0] and b.y0 < tip[1] < b.y1)
+        assert child.x1 < parent.x0, "edges run right to left"
+        assert not [b for b in boxes if child.x1 <= b.x0 and b.x1 <= parent.x0], "the parent is the next column"
+        has_child.add(id(parent))
+    chosen = select(graph, **limits)
+    drawn = set(chosen.nodes)
+    parents = {graph.nodes[i].parent for i in drawn}
+    assert len(boxes) == len(drawn) and len(has_child) == len(parents & drawn)
+    leaves = sum(1 for i in drawn if i not in parents)
+    assert h <= 2 * layout.BORDER + (leaves - 1) * layout.ROW + layout.HEIGHT
+    columns: dict[float, list[Box]] = {}  # a column: the boxes centred on one x (to within rounding)
+    for b in sorted(boxes, key=lambda b: b.x0 + b.x1):
+        x = (b.x0 + b.x1) / 2
+        near = [c for c in columns if abs(c - x) <= 1]
+        columns.setdefault(near[0] if near else x, []).append(b)
+    depths = sorted({graph.nodes[i].depth for i in drawn})
+    assert len(columns) == len(depths)
+    for depth, x in zip(depths, sorted(columns, reverse=True), strict=True):  # depth 0 rightmost
+        ids = [i for i in chosen.nodes if graph.nodes[i].depth == depth]
+        labels = [ANY if graph.nodes[i].key is None else display_token(graph.nodes[i].token) for i in ids]
+        assert [b.label for b in sorted(columns[x], key=lambda b: b.y0)] == labels, depth
+
+
 # ------------------------------------------------------------------------------------------- graphs
 
 
@@ -156,9 +206,7 @@ def _graph(nodes: list[dict]) -> Graph:
 
 
 def _draw(graph: Graph, *, max_nodes: int = MAX_NODES, title: str = "N2G graph") -> str:
-    svg = render_svgs({0: graph_dot(graph, max_nodes=max_nodes).source}, {0: title})[0]
-    assert svg is not None
-    return svg
+    return draw(graph, title, max_nodes=max_nodes).svg
 
 
 def _lines(rng: random.Random, vocab: list[str], n: int, max_len: int) -> list[Line]:
@@ -274,10 +322,10 @@ MERGED = [  # two activating tokens with the same context " in": the old drawing
 
 def test_the_trie_is_drawn_unmerged() -> None:
     graph = _graph(MERGED)
-    dot = graph_dot(graph)
-    assert (dot.nodes, dot.drawn, dot.hidden, dot.patterns, dot.drawn_patterns) == (7, 7, 0, 4, 4)
-    assert dot.source.count("->") == 5 and "rankdir=RL" in dot.source and "dir=back" in dot.source
-    svg = _draw(graph)
+    drawing = draw(graph)
+    assert (drawing.nodes, drawing.drawn, drawing.hidden, drawing.patterns, drawing.drawn_patterns) == (7, 7, 0, 4, 4)
+    svg = drawing.svg
+    assert len(ET.fromstring(svg).find(f"{NS}g[@class='edges']")) == 5
     paths = assert_drawing_tells_the_truth(graph, svg)
     assert sorted(paths) == sorted(pattern_labels(graph))
     assert [b.label for b in drawn_paths(svg)[1]].count(" in") == 2  # one " in" per pattern prefix
@@ -286,9 +334,28 @@ def test_the_trie_is_drawn_unmerged() -> None:
 def test_the_path_reader_catches_a_merged_drawing() -> None:
     """The old drawing (equal token at equal depth drawn once) shows " France <- in <- of", not a pattern."""
     graph = _graph(MERGED)
-    source = graph_dot(graph).source
-    merged = re.sub(r"\tn3 \[[^\n]*\n", "", source).replace("n2 -> n3", "n2 -> n1").replace("n3 -> n6", "n1 -> n6")
-    svg = render_svgs({0: merged})[0]
+    chosen = select(graph)
+    labels = {i: ANY if graph.nodes[i].key is None else display_token(graph.nodes[i].token) for i in chosen.nodes}
+    placed = layout.place(graph, chosen, labels)
+    box = placed.boxes
+    # n3 (" in" after " France") drawn as n1 (" in" after " Paris"): France's and born's edges go to n1.
+    merge = {3: 1}
+    edges = [(merge.get(c, c), merge.get(p, p)) for c, p in placed.edges]
+    paths = [svg_compact.edge_path(box[c].right, box[c].cy, box[p].x, box[p].cy) for c, p in edges]
+    nodes = [
+        svg_compact.node(
+            "end" if graph.nodes[i].end is not None else "",
+            "",
+            svg_compact.box_path(box[i].x, box[i].y, box[i].width, box[i].height),
+            "none",
+            box[i].cx,
+            box[i].baseline,
+            labels[i],
+        )
+        for i in chosen.nodes
+        if i not in merge
+    ]
+    svg = svg_compact.document("t", placed.width, placed.height, paths, nodes, font="f", font_size=11, arrow=0.6)
     with pytest.raises(AssertionError, match="are not patterns"):
         assert_drawing_tells_the_truth(graph, svg)
 
@@ -306,21 +373,22 @@ def test_the_path_reader_catches_a_merged_drawing() -> None:
 )
 def test_every_drawn_path_is_a_pattern(seed: int, lines: int, budget: int, vocab: list[str]) -> None:
     graph = build_graph(_lines(random.Random(seed), vocab, lines, 5))
-    dot = graph_dot(graph, max_nodes=budget)
-    svg = _draw(graph, max_nodes=budget)
-    paths = assert_drawing_tells_the_truth(graph, svg)
-    assert len(paths) == dot.drawn_patterns and len(drawn_paths(svg)[1]) == dot.drawn
+    drawing = draw(graph, max_nodes=budget)
+    paths = assert_drawing_tells_the_truth(graph, drawing.svg)
+    assert len(paths) == drawing.drawn_patterns and len(drawn_paths(drawing.svg)[1]) == drawing.drawn
+    assert_tidy_layout(graph, drawing.svg, max_nodes=budget)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_large_graph_is_drawn_truthfully_up_to_the_budget(seed: int) -> None:
     graph = synthetic_graph(seed)
     assert len(graph.nodes) > 5 * MAX_NODES
-    dot = graph_dot(graph)
-    assert dot.drawn <= MAX_NODES and dot.hidden == len(graph.nodes) - dot.drawn
-    assert dot.patterns == len(graph.patterns()) and 0 < dot.drawn_patterns < dot.patterns
-    paths = assert_drawing_tells_the_truth(graph, _draw(graph))
-    assert len(paths) == dot.drawn_patterns
+    drawing = draw(graph)
+    assert drawing.drawn <= MAX_NODES and drawing.hidden == len(graph.nodes) - drawing.drawn
+    assert drawing.patterns == len(graph.patterns()) and 0 < drawing.drawn_patterns < drawing.patterns
+    paths = assert_drawing_tells_the_truth(graph, drawing.svg)
+    assert len(paths) == drawing.drawn_patterns
+    assert_tidy_layout(graph, drawing.svg)
 
 
 DEMO = os.environ.get("N2G_DEMO_WORK")  # a built work dir (e.g. a copy of .n2g/smollm2-135m__wiki)
@@ -338,7 +406,7 @@ def test_the_demo_largest_graphs_are_drawn_truthfully() -> None:
     assert graphs
     for path, graph in graphs:
         paths = assert_drawing_tells_the_truth(graph, _draw(graph))
-        assert len(paths) == graph_dot(graph).drawn_patterns, path
+        assert len(paths) == draw(graph).drawn_patterns, path
 
 
 # ---------------------------------------------------------------------------------------- the cap
@@ -371,10 +439,12 @@ def test_the_drawing_is_at_most_max_rows_tall(seed: int) -> None:
     budget = 2 * MAX_ROWS + 20  # more nodes than rows can hold
     chosen = select(graph, max_nodes=budget)
     assert chosen.drawn < budget  # the rows, not the nodes, stopped it
-    paths, boxes, parents = drawn_paths(_draw(graph, max_nodes=budget))
+    svg = _draw(graph, max_nodes=budget)
+    paths, boxes, parents = drawn_paths(svg)
     has_child = {p for ps in parents.values() for p in ps}
-    leaves = [b for i, b in enumerate(boxes) if i not in has_child]
-    assert len(leaves) == MAX_ROWS == len({round((b.y0 + b.y1) / 2) for b in leaves})  # one row each
+    assert sum(1 for i in range(len(boxes)) if i not in has_child) == MAX_ROWS  # leaves
+    height = int(ET.fromstring(svg).get("height").removesuffix("pt"))
+    assert height <= 2 * layout.BORDER + (MAX_ROWS - 1) * layout.ROW + layout.HEIGHT
 
 
 def test_the_strongest_pattern_is_drawn_even_beyond_the_budget() -> None:
@@ -426,10 +496,14 @@ def test_the_strongest_pattern_is_drawn_on_top() -> None:
 
 def test_a_big_fixture_is_capped_and_counted() -> None:
     graph = _graph(big_graph(60))
-    dot = graph_dot(graph)
-    assert dot.nodes == 3 + 2 * 3 * 60 and dot.drawn <= MAX_NODES and dot.hidden == dot.nodes - dot.drawn
-    root = ET.fromstring(_draw(graph))
-    assert sum(1 for g in root.iter(f"{NS}g") if g.get("class") != "edges") == dot.drawn
+    drawing = draw(graph)
+    assert (
+        drawing.nodes == 3 + 2 * 3 * 60
+        and drawing.drawn <= MAX_NODES
+        and drawing.hidden == drawing.nodes - drawing.drawn
+    )
+    root = ET.fromstring(drawing.svg)
+    assert sum(1 for g in root.iter(f"{NS}g") if g.get("class") != "edges") == drawing.drawn
 
 
 # ------------------------------------------------------------------------------------- compact SVG
@@ -545,21 +619,37 @@ def test_a_standalone_file_carries_the_styles() -> None:
     ET.fromstring(file.encode("utf-8"))
 
 
-def test_output_dot_cannot_be_read_from_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
-    weird = 'digraph g { a [shape=ellipse label="x"] }'  # not a drawing svg_compact knows
-    good = graph_dot(_graph(small_graph())).source
-    out = render_svgs({0: weird, 1: good})
-    assert out[0] is None and out[1] and "svg_compact only knows box nodes" in caplog.text
+# ------------------------------------------------------------------------------------------ layout
 
 
-def test_the_drawing_cache_key_covers_the_compaction_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    source = graph_dot(_graph(small_graph())).source
-    before = svg_mod.drawing_key(source, "t")
-    fake = tmp_path / "svg_compact.py"
-    fake.write_text("# another version\n", encoding="utf-8")
-    monkeypatch.setattr(svg_mod.svg_compact, "__file__", str(fake))
-    svg_mod._drawing_version.cache_clear()
-    try:
-        assert svg_mod.drawing_key(source, "t") != before
-    finally:
-        svg_mod._drawing_version.cache_clear()
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_the_layout_is_a_tidy_tree(seed: int) -> None:
+    graph = synthetic_graph(seed, lines=300 if seed < 2 else 1500, max_len=6 if seed < 2 else 2)
+    assert_tidy_layout(graph, draw(graph).svg)
+    merged = _graph(MERGED)
+    assert_tidy_layout(merged, draw(merged).svg)
+
+
+def test_the_layout_matches_the_old_drawing() -> None:
+    """What dot drew for MERGED before issue 15: the same boxes in the same places, the same drawing size."""
+    root = ET.fromstring(_draw(_graph(MERGED)))
+    assert (root.get("width"), root.get("height")) == ("214pt", "88pt")
+    boxes = sorted((b.label, b.x0, b.y0, b.x1, b.y1) for b in _boxes(root))
+    assert boxes == [
+        (" France", 156, 62, 210, 84),
+        (" Paris", 156, 18, 210, 40),
+        (" born", 4, 62, 58, 84),
+        (" in", 80, 4, 134, 26),
+        (" in", 80, 62, 134, 84),
+        (" of", 4, 31, 58, 53),
+        (ANY, 80, 35, 134, 49),
+    ]
+
+
+def test_label_widths_are_estimated_from_helvetica() -> None:
+    assert layout.text_width(" Paris") == pytest.approx((278 + 667 + 556 + 333 + 222 + 500) * 11 / 1000)
+    assert layout.text_width("中文") == 22 and unicodedata.east_asian_width("中") == "W"
+    assert layout.text_width("e\u0301") == layout.text_width("e")  # a combining accent adds nothing
+    assert layout.box_width("a") == layout.MIN_WIDTH
+    long = "<script>alert(1)</script>"  # dot drew it 128 pt wide
+    assert 126 <= layout.box_width(long) <= 130

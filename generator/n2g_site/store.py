@@ -21,8 +21,6 @@ Layout of a work dir (default ``.n2g/<run-name>/``)::
     evaluate/summary.json        per-layer means, dead and always-on counts
     relate/similar.json      nearest neurons by graph content (relate stage, see relate.py)
     relate/logit_{L:02d}.json  tokens each neuron's output weights promote / suppress (relate stage)
-    cache/svg_{L:02d}.json     the layer's drawn graphs by DOT source (render stage; svg.py): a rerun of
-                             render draws only graphs it has not drawn before; safe to delete
     docs/                    rendered Markdown + assets for MkDocs (render stage)
     fragments/               heavy HTML put into pages after Markdown (render stage)
     mkdocs.yml               the derived MkDocs config (publish stage)
@@ -516,9 +514,6 @@ class WorkDir:
     @property
     def evaluation_summary(self) -> Path:
         return self.root / "evaluate" / "summary.json"
-
-    def svg_cache(self, layer: int) -> Path:
-        return self.root / "cache" / f"svg_{layer:02d}.json"
 
     @property
     def docs(self) -> Path:

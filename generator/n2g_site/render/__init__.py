@@ -20,7 +20,7 @@ the heavy HTML. Neuron pages are written after the MkDocs build from the shell p
 (``publish/pages.py``).
 
 Modules: ``inputs`` (what every layer reads once), ``neuron`` (one neuron gathered once -> its page context,
-export record and layer row), ``layer`` (one layer, graphs drawn in batched ``dot`` runs), ``prose`` (home,
+export record and layer row), ``layer`` (one layer, its graphs drawn by ``svg``), ``prose`` (home,
 reading, method, ..., pattern search, fidelity), ``jinja_env``, ``writer`` (staging folders).
 """
 
@@ -112,7 +112,18 @@ def render_site(cfg: Config, work: WorkDir, *, jobs: int | None = None) -> Rende
         playground.write_tokenizer_data(work, sh.vocab, (sh.manifest.get("model_info") or {}).get("bos"), staged_docs)
         swap(staged_docs, work.docs)
         swap(staged_frag, work.fragments)
+        _remove_old_drawing_cache(work)
         return RenderSummary(pages=out.pages, neurons=neurons, seconds=time.perf_counter() - t0)
+
+
+def _remove_old_drawing_cache(work: WorkDir) -> None:
+    """Delete the Graphviz drawings that render kept in ``cache/svg_LL.json`` until issue 15 (~3-20 KB a
+    graph, never read again), and ``cache/`` if nothing else is in it."""
+    cache = work.root / "cache"
+    for path in cache.glob("svg_*.json"):
+        path.unlink(missing_ok=True)
+    if cache.is_dir() and not any(cache.iterdir()):
+        cache.rmdir()
 
 
 _WORKER: Shared | None = None

@@ -2,7 +2,7 @@
 
 Every template receives exactly one of these as ``page`` (plus ``site``, a :class:`SiteInfo`). All
 strings are plain text: Jinja's autoescape escapes them. The only pre-built HTML is
-:attr:`GraphView.svg`, made by Graphviz (which XML-escapes labels) and wrapped in ``Markup``.
+:attr:`GraphView.svg`, written by render/svg_compact.py (which XML-escapes labels) and wrapped in ``Markup``.
 
 URLs are relative to the page that shows them, so the site works under any sub-path; Markdown pages
 (``*.md.j2``) link to ``.md`` sources (MkDocs rewrites those), HTML fragments link to final directory URLs.
@@ -55,7 +55,7 @@ class ExampleView:
 class GraphView:
     """The drawn N2G graph of a neuron."""
 
-    svg: Markup | None  # inline <svg> (no XML prolog), None if Graphviz failed for this graph
+    svg: Markup | None  # inline <svg> (no XML prolog; render/svg.py), None where there is no drawing
     nodes: int  # nodes in the fitted trie
     drawn: int  # trie nodes drawn (the strongest patterns, up to render/drawing.py's budget)
     hidden: int  # trie nodes left out of the drawing

@@ -84,8 +84,8 @@ def select(
     ``max_nodes`` nodes and ``max_rows`` rows (branch ends) (module docstring).
 
     Nodes come back in drawing order: a depth-first walk where the activating tokens and every node's
-    children are ordered by the rank of the strongest chosen pattern through them, so dot, which keeps a
-    tree's input order, puts the strongest pattern on top.
+    children are ordered by the rank of the strongest chosen pattern through them, so layout.py, which stacks
+    the leaves in this order, puts the strongest pattern on top.
     """
     if min(max_nodes, max_depth, max_rows) < 1:
         raise ValueError(

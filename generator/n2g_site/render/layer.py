@@ -1,5 +1,5 @@
-"""One layer: every neuron gathered once (:class:`~.neuron.NeuronData`), its graphs drawn in batched ``dot``
-runs, its neuron pages packed for publish/pages.py, its export file, and its layer page."""
+"""One layer: every neuron gathered once (:class:`~.neuron.NeuronData`), its graphs drawn (svg.draw), its neuron
+pages packed for publish/pages.py, its export file, and its layer page."""
 
 from __future__ import annotations
 
@@ -8,18 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
 from ..config import FIRE_THRESHOLD
 from ..publish import pages as site_pages
-from ..store import MinedLayer, WorkDir, atomic_write_bytes
+from ..store import MinedLayer
 from . import export
 from .contexts import LayerPage, LayerSummary, Link, NeuronPage
 from .inputs import Shared
 from .jinja_env import render
 from .neuron import NeuronData
 from .search_index import example_entries, graph_entries, negative_entries, script
-from .svg import graph_dot, render_svgs, standalone_svg, svg_object
+from .svg import Drawing, draw, standalone_svg, svg_object
 from .writer import PLACEHOLDER, Writer, layer_md_path
 
 # A neuron page is the lean frame (~7 KB, templates/overrides/neuron.html) + its body. A body longer than this
@@ -44,23 +43,6 @@ class LayerResult:
     # (layer, neuron, summary, groups, F1, badge state) per fitted neuron
     summaries: list[tuple[int, int, str, int, float | None, str | None]]
     neuron_ids: list[int]  # the layer's neurons in this build
-
-
-def draw_layer(work: WorkDir, layer: int, sources: dict[Any, str], titles: dict[Any, str]) -> dict:
-    """Every graph of a layer as SVG (svg.render_svgs), reusing and then updating the layer's drawing cache:
-    the cache keeps exactly this render's drawings, so it never grows past the layer's graphs."""
-    path = work.svg_cache(layer)
-    try:
-        cache = orjson.loads(path.read_bytes()) if path.is_file() else {}
-    except orjson.JSONDecodeError:
-        cache = {}  # a damaged cache is only lost time: draw again
-    if not isinstance(cache, dict):
-        cache = {}
-    before = set(cache)
-    svgs = render_svgs(sources, titles, cache=cache)
-    if set(cache) != before or not path.is_file():
-        atomic_write_bytes(path, orjson.dumps(cache))
-    return svgs
 
 
 def _neuron_body(sh: Shared, page: NeuronPage, url: str) -> tuple[str, dict[str, str]]:
@@ -120,13 +102,15 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     firing = mined.stats.firing_share(FIRE_THRESHOLD)
     neurons = [NeuronData.gather(sh.work, mined, layer, n, float(firing[n])) for n in layer_neurons(sh, layer, mined)]
 
-    dots: dict[Any, Any] = {d.neuron: graph_dot(d.graph) for d in neurons if d.graph is not None}
-    titles: dict[Any, str] = {n: f"N2G graph of layer {layer}, neuron {n}" for n in dots}
-    for d in neurons:  # negative graphs (fit --polarity both), keyed ("negative", neuron), drawn in the same runs
+    drawings: dict[Any, Drawing] = {
+        d.neuron: draw(d.graph, f"N2G graph of layer {layer}, neuron {d.neuron}")
+        for d in neurons
+        if d.graph is not None
+    }
+    for d in neurons:  # negative graphs (fit --polarity both), keyed ("negative", neuron)
         if d.negative is not None and d.negative.graph is not None:
-            dots[("negative", d.neuron)] = graph_dot(d.negative.graph, name="n2gneg")
-            titles[("negative", d.neuron)] = f"N2G graph of the negative side of layer {layer}, neuron {d.neuron}"
-    svgs = draw_layer(sh.work, layer, {n: d.source for n, d in dots.items()}, titles)
+            title = f"N2G graph of the negative side of layer {layer}, neuron {d.neuron}"
+            drawings[("negative", d.neuron)] = draw(d.negative.graph, title)
 
     hook = sh.hook_pattern.replace("{layer}", str(layer))
     out = Writer(sh.staged_docs, sh.staged_frag)
@@ -138,14 +122,12 @@ def render_layer(sh: Shared, li: int) -> LayerResult:
     for i, data in enumerate(neurons):
         page = data.page(
             sh,
-            dot=dots.get(data.neuron),
-            svg=svgs.get(data.neuron),
+            drawing=drawings.get(data.neuron),
             hook=hook,
             line=i + 1,
             prev=(layer, neurons[i - 1].neuron) if i > 0 else before,
             next=(layer, neurons[i + 1].neuron) if i + 1 < len(neurons) else after,
-            negative_dot=dots.get(("negative", data.neuron)),
-            negative_svg=svgs.get(("negative", data.neuron)),
+            negative_drawing=drawings.get(("negative", data.neuron)),
         )
         exported.add(export.dumps(data.record(sh)) + "\n")
         if shell is None:  # the one neuron page MkDocs builds (publish/pages.py): this page's frame, a marker title

@@ -31,7 +31,7 @@ from .inputs import Shared
 from .jinja_env import num
 from .misses import fire_threshold, misses_view
 from .summary import Shape, describe
-from .svg import DotGraph
+from .svg import Drawing
 from .tokens import display_token, vocab_text
 from .verdict import Verdict
 from .verdict import verdict as neuron_verdict
@@ -248,8 +248,8 @@ class NegativeSide:
         """The negative graph's score badge (render/verdict.py, from its own evaluate file and fit)."""
         return neuron_verdict(self.status, self.evaluated, self.fit.get("heldout"))
 
-    def view(self, sh: Shared, example, dot: DotGraph | None, svg: str | None, low_scale: float) -> NegativeView:
-        graph_view = graph_view_of(self.graph, dot, svg)
+    def view(self, sh: Shared, example, drawing: Drawing | None, low_scale: float) -> NegativeView:
+        graph_view = graph_view_of(self.graph, drawing)
         return NegativeView(
             status=self.status,
             a_min=self.a_min,
@@ -286,17 +286,17 @@ def negative_summary(summary: str) -> str:
     return "goes negative on " + summary[len("fires on ") :] if summary.startswith("fires on ") else summary
 
 
-def graph_view_of(graph: Graph | None, dot: DotGraph | None, svg: str | None) -> GraphView | None:
+def graph_view_of(graph: Graph | None, drawing: Drawing | None) -> GraphView | None:
     """The drawn graph's page context (None without a graph or a drawing)."""
-    if graph is None or dot is None:
+    if graph is None or drawing is None:
         return None
     return GraphView(
-        svg=Markup(svg) if svg else None,
-        nodes=dot.nodes,
-        drawn=dot.drawn,
-        hidden=dot.hidden,
-        patterns=dot.patterns,
-        drawn_patterns=dot.drawn_patterns,
+        svg=Markup(drawing.svg) if drawing.svg else None,
+        nodes=drawing.nodes,
+        drawn=drawing.drawn,
+        hidden=drawing.hidden,
+        patterns=drawing.patterns,
+        drawn_patterns=drawing.drawn_patterns,
         depth=graph.depth,
         activating=activating_tokens(graph),
     )
@@ -409,19 +409,17 @@ class NeuronData:
         self,
         sh: Shared,
         *,
-        dot: DotGraph | None,
-        svg: str | None,
+        drawing: Drawing | None,
         prev: tuple[int, int] | None,
         next: tuple[int, int] | None,
         hook: str,
         line: int,
-        negative_dot: DotGraph | None = None,
-        negative_svg: str | None = None,
+        negative_drawing: Drawing | None = None,
     ) -> NeuronPage:
-        """The page context. ``dot``/``svg``: the graph's drawing (``negative_*``: the negative side's);
+        """The page context. ``drawing``: the graph's drawing (``negative_drawing``: the negative side's);
         ``prev``/``next``: the neighbouring neurons of the build as (layer, neuron), across layer boundaries;
         ``line``: this neuron's line (from 1) in its layer's export file."""
-        graph_view = graph_view_of(self.graph, dot, svg)
+        graph_view = graph_view_of(self.graph, drawing)
         shown = self.status != "dead"
         layer, n, related = self.layer, self.neuron, sh.related
         similar = related.similar_views(layer, n)
@@ -476,9 +474,7 @@ class NeuronData:
             triggers_named=self.shape.named if self.shape else 0,
             similar_hidden=hidden,
             similar_floor=SIMILAR_FLOOR,
-            negative=self.negative.view(
-                sh, lambda w: self._example_view(sh, w), negative_dot, negative_svg, self.low_scale
-            )
+            negative=self.negative.view(sh, lambda w: self._example_view(sh, w), negative_drawing, self.low_scale)
             if self.negative is not None
             else None,
             bands=[

@@ -15,7 +15,7 @@ from .fidelity import fidelity_page
 from .inputs import Shared
 from .jinja_env import render
 from .search_index import MAX_CONTEXT_KEYS, MAX_PER_KEY, SearchIndex
-from .svg import graph_dot, render_svgs
+from .svg import draw
 from .tokens import display_token
 from .writer import PLACEHOLDER, Writer
 
@@ -29,7 +29,7 @@ def _page(sh: Shared, out: Writer, md_path: str, page: Any, body: str | None) ->
     out.fragment(md_path, render(sh.env, sh.tpl[body], page=page, site=sh.site))
 
 
-def _reading_svg() -> Markup | None:
+def _reading_svg() -> Markup:
     """A toy graph for the reading page: ' Paris' after ' in' (one token apart) or right after ' to'."""
     nodes = [
         Node(0, -1, 0, "paris", " Paris", 1.0, 0.95, None, 3),
@@ -39,8 +39,7 @@ def _reading_svg() -> Markup | None:
         Node(4, -1, 0, "france", " France", 1.0, 0.62, None, 1),
         Node(5, 4, 1, "in", " in", 0.88, 0.04, 0.62, 1),
     ]
-    svg = render_svgs({0: graph_dot(Graph(nodes)).source}, {0: "Example N2G graph"}).get(0)
-    return Markup(svg) if svg else None
+    return Markup(draw(Graph(nodes), "Example N2G graph").svg)
 
 
 def prose_pages(
@@ -57,7 +56,7 @@ def prose_pages(
     example = None
     if picked is not None:
         layer, neuron, f1, source, graph, candidates = picked
-        svg = render_svgs({0: graph_dot(graph).source}, {0: f"N2G graph of layer {layer}, neuron {neuron}"}).get(0)
+        svg = draw(graph, f"N2G graph of layer {layer}, neuron {neuron}").svg
         example = guide.worked_example(layer, neuron, f1, source, graph, candidates, svg)
     reading = guide.ReadingPage(
         example=example,

@@ -1,7 +1,7 @@
 """Token strings made visible: whitespace and control characters get a printable stand-in.
 
 Used for example tokens and graph labels alike. No HTML escaping happens here: Jinja's autoescape
-(pages) and Graphviz's XML writer (SVG) do that.
+(pages) and svg_compact.py (SVG) do that.
 """
 
 from __future__ import annotations
