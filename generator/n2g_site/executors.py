@@ -19,8 +19,11 @@ The work dir then equals a one-process run's (tests/test_ray.py).
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -126,6 +129,24 @@ def _finish(stage: str, cfg: Config, shards: int) -> None:
         print_table(read_json(work.evaluation_summary)["layers"])
 
 
+@contextmanager
+def _sigint_flag() -> Iterator[list[bool]]:
+    """A list that Ctrl-C (SIGINT) appends to while the block runs, instead of a KeyboardInterrupt raised
+    wherever the signal lands. Ray's blocking calls run Python's signal handlers from inside their own loops;
+    once, under load, a Ctrl-C there did not stop the run (tests/test_ray.py's Ctrl-C case). The polling loop
+    reads the flag after each ``ray.wait``, so a Ctrl-C is acted on within POLL_SECONDS whatever Ray does with
+    the signal. Off the main thread no handler can be installed, and the list stays empty."""
+    hits: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield hits
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: hits.append(True))
+    try:
+        yield hits
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_on_ray(stage: str, cfg: Config, task: Callable[[str, Config], dict[str, Any]] = shard_task) -> list[dict]:
     """Run ``stage`` as ``cfg.shards`` Ray tasks of ``task`` (default :func:`shard_task`), then finish it
     (merge the mining shards, rebuild the evaluate tables); returns each task's result."""
@@ -160,10 +181,12 @@ def run_on_ray(stage: str, cfg: Config, task: Callable[[str, Config], dict[str, 
     results: list[dict] = []
     pending = list(refs)
     try:
-        with bar(f"{stage} on ray", shards, "shards") as progress:
+        with _sigint_flag() as interrupted, bar(f"{stage} on ray", shards, "shards") as progress:
             task_id = progress.task_ids[0]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+                if interrupted:
+                    raise KeyboardInterrupt
                 for ref in done:
                     try:
                         results.append(ray.get(ref))
