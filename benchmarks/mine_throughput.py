@@ -4,7 +4,8 @@ The previous mine.py (``--before``, a git revision; default 62e2e76: on-device a
 only, the one-sided 50-bin histogram by ``bucketize``, float64 sums) is loaded from git into a module of its
 own, with the histogram edges it had. Two measurements, one run:
 
-(a) per batch, interleaved so a change in load hits all three alike: the bare forward stopped after the
+(a) per batch (today's compiled CPU kernels, mine_kernels.py, are compiled first, untimed; the script prints
+    how long that took), interleaved so a change in load hits all three alike: the bare forward stopped after the
     deepest chosen layer's MLP (what mining must compute), then the previous code's per-batch bookkeeping
     (``_accumulate``: top-k windows of both splits, stats and histogram of every neuron, the ordinary-text
     sample) on those activations, then today's (the same plus the bottom-k windows of both splits and the
@@ -166,6 +167,19 @@ class Reference:
         return bad
 
 
+def warm_kernels() -> float:
+    """Compile (or load from numba's disk cache) today's CPU kernels (mine_kernels.py) on a tiny batch, so that
+    no timed batch pays for it; returns the seconds it took, once a process."""
+    start = time.perf_counter()
+    stats, top = today.StatsAccumulator(4), today.TopK(4, 2, 1, 1)
+    acts = torch.zeros((1, 3, 4))
+    with torch.inference_mode():
+        peak, arg, _, _ = stats.update(acts, torch.tensor([0]))
+        one = torch.zeros(1, dtype=torch.long)
+        top.merge(peak, arg, one, one, acts, torch.arange(4), torch.ones((1, 3), dtype=torch.long), one + 3, one, one)
+    return time.perf_counter() - start
+
+
 def per_batch(old: ModuleType, model, cfg: Config, batches, layers, check: bool) -> tuple[dict, list[str], dict]:
     """(wall, CPU) seconds of the bare forward and of each code's bookkeeping over the same batches, what
     differs from the numpy reference (when ``check``), and the CPU seconds of today's bookkeeping by part."""
@@ -297,6 +311,7 @@ def main() -> None:
         index=[],
     )
     batches = list(today._batches(today._budget(rows, args.tokens), cfg.mine.batch_tokens))
+    print(f"today's CPU kernels compiled or loaded from numba's cache in {warm_kernels():.1f} s (once a process)")
     tokens = sum(len(r.tokens) for b in batches for r in b)
     load_start = os.getloadavg()[0]
     spent, bad, parts = per_batch(old, model, cfg, batches, layers, not args.no_check)

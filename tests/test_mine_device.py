@@ -14,7 +14,8 @@ from n2g_site.store import HIST_EDGES, HIST_MAGNITUDES, MinedLayer
 
 BOS, K, BEFORE, AFTER = 1, 4, 2, 3
 NEURONS = np.array([0, 3, 4, 10])
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# "cpu-torch": the CPU with the torch ops a device runs, instead of the CPU's compiled statistics loop
+DEVICES = ["cpu", "cpu-torch"] + (["cuda"] if torch.cuda.is_available() else [])
 WIDTHS = (12, 11)  # d_mlp: even (paired codes) and odd
 SETS = MinedLayer.SETS  # with the band samples (BAND, tests/test_bands.py checks what they keep)
 BAND = 3
@@ -47,15 +48,21 @@ def stream(seed: int, batches: int = 7, d_mlp: int = 12) -> list[tuple[list[Toke
     return out
 
 
+def torch_device(device: str) -> str:
+    return device.removesuffix("-torch")
+
+
 def accumulators(device: str, d_mlp: int = 12) -> dict:
-    return {
-        "stats": StatsAccumulator(d_mlp, device),
-        **example_sets(len(NEURONS), K, BEFORE, AFTER, device, BAND),
-        "ordinary": OrdinarySampler(10),
-    }
+    stats = StatsAccumulator(d_mlp, torch_device(device))
+    sets = example_sets(len(NEURONS), K, BEFORE, AFTER, torch_device(device), BAND)
+    if device == "cpu-torch":
+        for part in (stats, *sets.values()):
+            part.compiled = False
+    return {"stats": stats, **sets, "ordinary": OrdinarySampler(10)}
 
 
 def feed(parts: dict, batches, device: str) -> None:
+    device = torch_device(device)
     picks = {0: torch.tensor(NEURONS, device=device)}
     for rows, acts in batches:
         batch = BatchRows.build(rows, BOS, torch.device(device))
@@ -176,16 +183,44 @@ def test_a_checkpoint_round_trip_resumes_exactly(device, d_mlp):
             np.testing.assert_array_equal(a[name], b[name], err_msg=f"{part}/{name}")
 
 
-def test_cutting_every_candidate_keeps_what_cutting_the_entering_ones_keeps():
-    """The CPU cuts only the entering windows (it reads their count back); a device cuts every candidate and
-    writes the others to the storage row no rank uses. Both keep the same windows."""
+def test_the_three_ways_of_merging_keep_the_same_windows():
+    """The CPU's compiled merge (mine_kernels.merge_windows), the torch ops cutting only the entering windows
+    (the CPU's way for a dtype other than float32: it reads their count back), and the torch ops cutting every
+    candidate into the storage row no rank uses (a device's way: no sync) keep the same windows."""
     batches = stream(3, batches=9)
-    compact, every = accumulators("cpu"), accumulators("cpu")
-    for name in SETS:
-        every[name].compact = False
-    feed(compact, batches, "cpu")
-    feed(every, batches, "cpu")
-    for name in SETS:
-        a, b = compact[name].state(), every[name].state()
-        for field in a:
-            np.testing.assert_array_equal(a[field], b[field], err_msg=f"{name}/{field}")
+    ways = {way: accumulators("cpu") for way in ("compiled", "compact", "every")}
+    for way, parts in ways.items():
+        for name in SETS:
+            parts[name].compiled = way == "compiled"
+            parts[name].compact = way == "compact"
+        feed(parts, batches, "cpu")
+    for way in ("compact", "every"):
+        for name in SETS:
+            a, b = ways["compiled"][name].state(), ways[way][name].state()
+            for field in a:
+                np.testing.assert_array_equal(a[field], b[field], err_msg=f"{way}: {name}/{field}")
+
+
+@pytest.mark.parametrize("d_mlp", WIDTHS)
+def test_the_compiled_statistics_equal_the_torch_ops(d_mlp):
+    """mine_kernels.row_stats against the torch ops a device runs, on one batch with ties, NaNs and rows without
+    text: the same peaks, positions (the first, NaN first) and bins; the float64 sum within float32 rounding."""
+    rng = np.random.default_rng(4)
+    acts = rng.choice([-1.0, 0.0, 0.5, 2.0, 2.0], size=(5, 9, d_mlp)).astype(np.float32)
+    acts[rng.random(acts.shape) < 0.05] = np.nan
+    acts[4] = np.nan  # a row of NaNs only
+    invalid = torch.tensor([0, 9, 27, 36, *range(18, 27)])  # each doc-start, and all of row 2
+    got = {}
+    for way in ("compiled", "torch"):
+        stats = StatsAccumulator(d_mlp, "cpu")
+        stats.compiled = way == "compiled"
+        with torch.inference_mode():
+            peaks = stats.update(torch.from_numpy(acts.copy()), invalid)
+        got[way] = ([p.numpy() for p in peaks], stats.state())
+    (peaks_a, state_a), (peaks_b, state_b) = got["compiled"], got["torch"]
+    for a, b in zip(peaks_a, peaks_b):
+        np.testing.assert_array_equal(a, b)
+    assert np.isinf(peaks_a[0][2]).all() and (peaks_a[1][2] == 0).all()  # row 2: no text
+    for name in ("max", "min", "hist", "count"):
+        np.testing.assert_array_equal(state_a[name], state_b[name], err_msg=name)
+    np.testing.assert_allclose(state_a["sum"], state_b["sum"], rtol=1e-6, atol=1e-6)

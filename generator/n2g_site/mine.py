@@ -48,6 +48,7 @@ import torch
 from . import __version__
 from .config import Config, UserError
 from .corpus import TokenRow, describe, load_documents, sequences
+from .mine_kernels import merge_windows, row_stats
 from .models import LoadedModel
 from .progress import advance, bar, say
 from .store import (
@@ -165,6 +166,7 @@ class TopK:
         self.width = before + 1 + after
         self.device = torch.device(device)
         self.compact = self.device.type == "cpu"  # cut only the entering windows (reads their count back)
+        self.compiled = self.device.type == "cpu"  # merge float32 batches with mine_kernels.merge_windows
         self.restore(self.empty_state())
 
     def empty_state(self) -> dict[str, np.ndarray]:
@@ -222,6 +224,9 @@ class TopK:
         the batch and ``arrival`` [R] their place in the pass (increasing over the pass); ``acts`` [B, T, D]
         a layer's activations (contiguous), ``columns`` [n] the neurons' columns in it; ``tokens`` [B, T],
         the rest [B]."""
+        if self.compiled and acts.dtype == torch.float32:
+            merge_windows(self, seq_peak, seq_arg, rows, arrival, acts, columns, tokens, lengths, docs, offsets)
+            return
         k = self.k
         value = seq_peak.T  # [n, R]
         finite = torch.isfinite(value)  # a row without text offers nothing: it ranks with the empty slots
@@ -468,7 +473,8 @@ FLUSH_TOKENS = 1 << 30  # the int32 code counts are added into the int64 histogr
 
 class StatsAccumulator:
     """Max, min, mean and the two-sided histogram of every neuron of a layer: tensors on one device, updated
-    with torch ops only.
+    with torch ops only, except on the CPU, where one compiled loop (mine_kernels.row_stats) computes the same
+    and counts into the bins directly (``compiled``; the tests run both ways).
 
     The histogram is counted by float32 code (``bits >> 22``, 1,024 codes, store.HIST_EDGES are code
     boundaries) in int32 tensors [1024, d_mlp] (bin-major: a batch adds to it with one scatter_add), and
@@ -489,6 +495,8 @@ class StatsAccumulator:
         self.codes = torch.zeros(shape, dtype=torch.int32, device=self.device)  # [parts, code, column]
         self.code_bins = torch.from_numpy(CODE_BINS).to(self.device)
         self.one = torch.ones((), dtype=torch.int32, device=self.device)
+        # On the CPU one compiled loop computes the statistics (mine_kernels.row_stats); elsewhere torch ops, no sync
+        self.compiled = self.device.type == "cpu"
         self.masked = 0  # no-text positions counted in the +inf code since the last flush (all set to +inf)
         self.pending = 0  # positions counted in ``codes`` since the last flush
         self.count = 0
@@ -499,11 +507,14 @@ class StatsAccumulator:
         over its text positions, [B, d_mlp] each: (max, its position, min, its position); a row without text
         has max -inf, min +inf (the top-k and bottom-k candidates).
 
-        The positions that are no text are set in place to -inf for the max, +inf for the min and the
-        histogram (the +inf code's count is corrected by how many there were), 0 for the sum, and restored
-        after; so call this under ``torch.inference_mode()`` when ``acts`` is an inference tensor. The sum
-        is each batch's float32 sum (torch's cascade summation) added into a float64 total."""
+        With torch ops (a device), the positions that are no text are set in place to -inf for the max, +inf
+        for the min and the histogram (the +inf code's count is corrected by how many there were), 0 for the
+        sum, and restored after; so call this under ``torch.inference_mode()`` when ``acts`` is an inference
+        tensor. The sum is then each batch's float32 sum (torch's cascade summation) added into a float64
+        total; the compiled loop (the CPU) skips those positions and adds every value in float64."""
         x = acts if acts.dtype == torch.float32 and acts.is_contiguous() else acts.float().contiguous()
+        if self.compiled:
+            return self._update_compiled(x, invalid)
         flat = x.view(-1, x.shape[-1])
         kept = flat[invalid]  # index_put_ touches only these rows (index_fill_ would walk the whole tensor)
         flat[invalid] = -torch.inf
@@ -521,6 +532,16 @@ class StatsAccumulator:
         self.count += flat.shape[0] - invalid.numel()
         if self.pending >= FLUSH_TOKENS:
             self.flush()
+        return seq_max, seq_arg, seq_min, seq_argmin
+
+    def _update_compiled(self, x: torch.Tensor, invalid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``update`` on the CPU: mine_kernels.row_stats adds into the float64 sum and the bins directly."""
+        valid = np.ones(x.shape[0] * x.shape[1], dtype=bool)
+        valid[invalid.numpy()] = False
+        seq_max, seq_arg, seq_min, seq_argmin = row_stats(x, valid.reshape(x.shape[:2]), CODE_BINS, self.sum, self.hist)
+        self.max = torch.maximum(self.max, seq_max.amax(dim=0))
+        self.min = torch.minimum(self.min, seq_min.amin(dim=0))
+        self.count += int(valid.sum())
         return seq_max, seq_arg, seq_min, seq_argmin
 
     def _count(self, flat: torch.Tensor) -> None:

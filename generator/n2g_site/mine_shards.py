@@ -17,9 +17,9 @@ batch number of each ordinary-text row).
   window's key depends on its document, start, neuron and peak only, not on the shard);
 - max, min, histograms and token counts: exact;
 - the mean: the shards' float64 sums added, divided by the count, cast to float32. One process adds the
-  same per-batch sums (float32, each exact in float64) in batch order, so the two differ only where float64
-  rounding of the reordered sum moves the float32 result: at most 1 float32 ulp, and identical bytes in
-  every run we made (tests/test_shards.py compares them byte for byte);
+  same values in batch order (on a device, per-batch float32 sums; on the CPU, every value in float64), so
+  the two differ only where float64 rounding of the reordered sum moves the float32 result: at most 1
+  float32 ulp, and identical bytes in every run we made (tests/test_shards.py compares them byte for byte);
 - the ordinary-text sample: the held-out rows of all shards in batch order, taken while the budget lasts,
   as one process takes them.
 
