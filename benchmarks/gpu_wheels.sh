@@ -3,7 +3,9 @@
 # image has torch, transformers, numpy, scipy, click, rich and jinja2 but not TransformerLens and a few small
 # libraries (Python 3.12, x86-64 Linux). They go to .whl/ (git-ignored); copy the tokenizer the random models
 # use next to them, then run benchmarks/gpu_check.sh there. TransformerLens also names wandb and
-# transformers-stream-generator, which it does not import for what n2g-site uses: they are left out.
+# transformers-stream-generator, which it does not import for what n2g-site uses: they are left out. numba is
+# left out too (llvmlite's wheel alone is 57 MB of the 64 MiB a run may carry): without it mine runs its
+# torch ops on the CPU as well (mine_kernels.AVAILABLE), which is what the GPU runs anyway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .whl

@@ -3,6 +3,10 @@ numpy reference, and across a checkpoint; on every device this machine has (the 
 present), for an even d_mlp (two columns' codes read from one int64 word) and an odd one."""
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +228,16 @@ def test_the_compiled_statistics_equal_the_torch_ops(d_mlp):
     for name in ("max", "min", "hist", "count"):
         np.testing.assert_array_equal(state_a[name], state_b[name], err_msg=name)
     np.testing.assert_allclose(state_a["sum"], state_b["sum"], rtol=1e-6, atol=1e-6)
+
+
+def test_without_numba_the_cpu_keeps_the_torch_ops():
+    """Where numba is missing (a source checkout on the GPU check's machine), mine imports and the CPU runs the
+    torch ops, which the tests above check as "cpu-torch"."""
+    probe = (
+        "import sys; sys.modules['numba'] = None\n"
+        "from n2g_site import mine, mine_kernels\n"
+        "assert not mine_kernels.AVAILABLE\n"
+        "assert not mine.StatsAccumulator(4).compiled and not mine.TopK(4, 2, 1, 1).compiled\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "generator")}
+    subprocess.run([sys.executable, "-c", probe], check=True, env=env)

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, mine_kernels
 from .config import Config, UserError
 from .corpus import TokenRow, describe, load_documents, sequences
 from .mine_kernels import merge_windows, row_stats
@@ -166,7 +166,7 @@ class TopK:
         self.width = before + 1 + after
         self.device = torch.device(device)
         self.compact = self.device.type == "cpu"  # cut only the entering windows (reads their count back)
-        self.compiled = self.device.type == "cpu"  # merge float32 batches with mine_kernels.merge_windows
+        self.compiled = self.device.type == "cpu" and mine_kernels.AVAILABLE  # float32 batches: merge_windows
         self.restore(self.empty_state())
 
     def empty_state(self) -> dict[str, np.ndarray]:
@@ -496,7 +496,7 @@ class StatsAccumulator:
         self.code_bins = torch.from_numpy(CODE_BINS).to(self.device)
         self.one = torch.ones((), dtype=torch.int32, device=self.device)
         # On the CPU one compiled loop computes the statistics (mine_kernels.row_stats); elsewhere torch ops, no sync
-        self.compiled = self.device.type == "cpu"
+        self.compiled = self.device.type == "cpu" and mine_kernels.AVAILABLE
         self.masked = 0  # no-text positions counted in the +inf code since the last flush (all set to +inf)
         self.pending = 0  # positions counted in ``codes`` since the last flush
         self.count = 0

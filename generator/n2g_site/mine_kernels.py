@@ -19,14 +19,26 @@ as torch's float32 batch sum. One difference: a candidate whose peak is NaN neve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
 import torch
 
+try:  # a dependency; missing only where a source checkout runs without it (e.g. the GPU check's machine,
+    # which cannot take llvmlite's 57 MB wheel): there mine keeps the torch ops on the CPU too (``AVAILABLE``)
+    import numba
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+    AVAILABLE = True
+except ImportError:  # tests/test_mine_device.py hides it
+    AVAILABLE = False
+
+
+def _compiled(function: Callable[..., None]) -> Callable[..., None]:
+    return numba.njit(cache=True, nogil=True, boundscheck=False)(function) if AVAILABLE else function
+
+
+@_compiled
 def _row_stats(x, valid, code_bins, seq_max, seq_arg, seq_min, seq_argmin, total, hist):
     rows, positions, columns = x.shape
     bits = x.view(np.uint32)
@@ -66,7 +78,7 @@ def row_stats(
     return seq_max, seq_arg, seq_min, seq_argmin
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_compiled
 def _merge_windows(
     lowest,
     before,
