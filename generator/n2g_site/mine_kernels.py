@@ -14,7 +14,7 @@ both ways on the CPU and compare them.
 The results equal the torch ops' exactly: ``max(dim=1)``'s rule (the first position of the peak; a NaN is
 the peak, its first position), the histogram's float32 codes (mine.CODE_BINS), TopK's order of the kept
 windows (by peak, equal peaks by arrival). The sum is accumulated in float64 per neuron, at least as exact
-as torch's float32 batch sum. One difference: a candidate whose peak is NaN never enters a kept set here.
+as torch's float32 batch sum. One difference: a candidate whose peak is NaN or infinite never enters a kept set here.
 """
 
 from __future__ import annotations
