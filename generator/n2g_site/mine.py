@@ -491,8 +491,8 @@ class StatsAccumulator:
         self.sum = torch.zeros(d_mlp, dtype=torch.float64, device=self.device)
         self.hist = torch.zeros((len(HIST_EDGES) + 1, d_mlp), dtype=torch.int64, device=self.device)
         self.paired = d_mlp % 2 == 0 and sys.byteorder == "little"
-        shape = (2, len(CODE_BINS), d_mlp // 2) if self.paired else (1, len(CODE_BINS), d_mlp)
-        self.codes = torch.zeros(shape, dtype=torch.int32, device=self.device)  # [parts, code, column]
+        self._code_shape = (2, len(CODE_BINS), d_mlp // 2) if self.paired else (1, len(CODE_BINS), d_mlp)
+        self._codes: torch.Tensor | None = None  # made by the torch ops' first count (the compiled loop needs none)
         self.code_bins = torch.from_numpy(CODE_BINS).to(self.device)
         self.one = torch.ones((), dtype=torch.int32, device=self.device)
         # On the CPU one compiled loop computes the statistics (mine_kernels.row_stats); elsewhere torch ops, no sync
@@ -543,6 +543,15 @@ class StatsAccumulator:
         self.min = torch.minimum(self.min, seq_min.amin(dim=0))
         self.count += int(valid.sum())
         return seq_max, seq_arg, seq_min, seq_argmin
+
+    @property
+    def codes(self) -> torch.Tensor:
+        """The int32 code counts [parts, code, column] of the torch ops (4 KiB per neuron: made when first
+        counted into, so the CPU's compiled loop, which counts into the bins directly, never holds them)."""
+        if self._codes is None:
+            with torch.inference_mode(False):  # a normal tensor: flushed and restored outside inference mode too
+                self._codes = torch.zeros(self._code_shape, dtype=torch.int32, device=self.device)
+        return self._codes
 
     def _count(self, flat: torch.Tensor) -> None:
         """Count each value of ``flat`` [N, d_mlp] (float32, contiguous) under its code. The codes go to a
@@ -596,7 +605,8 @@ class StatsAccumulator:
         self.hist = torch.from_numpy(np.array(state["hist"]).reshape(self.d_mlp, -1).T.copy()).to(self.device)
         if self.hist.shape[0] != len(HIST_EDGES) + 1:
             raise ValueError(f"a histogram of {self.hist.shape[0]} bins is not mine format {MINED_FORMAT}'s")
-        self.codes.zero_()
+        if self._codes is not None:
+            self._codes.zero_()
         self.masked = self.pending = 0
         self.count = int(state["count"])
 
