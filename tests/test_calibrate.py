@@ -1,6 +1,8 @@
 """Calibration (calibrate.py): pattern statistics on training-side text, per-neuron precision cut chosen on
 a validation half, and the fit stage's calibrated and --paper modes on the tiny model."""
 
+import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -14,6 +16,8 @@ from n2g_site.fit import fit
 from n2g_site.mine import mine
 from n2g_site.n2g.graph import Element, Graph, Line, build_graph, normalise
 from n2g_site.n2g.predict import KeyIndex, Predictor, Sequences
+from n2g_site.render import render_site
+from n2g_site.render.jinja_env import num
 from n2g_site.store import WorkDir, read_json
 from synthetic import ID, WORDS, encode, paris_after_in
 
@@ -194,3 +198,92 @@ def test_fit_calibrates_and_paper_mode_keeps_the_papers_graphs(tmp_path, tiny_mo
         calibrated[name].pop("cost")
         fresh_fits[name].pop("cost")
     assert fresh_fits == calibrated
+
+
+# Token patterns: the neuron fires on every ' Monday' (and on ' Paris' after ' in'), but the graph was
+# fitted on peaks that were all ' Paris', so it has no pattern for ' Monday'; the token lookup has.
+def monday_or_paris_after_in(tokens, t):
+    return 1.0 if tokens[t] == ID[" Monday"] else paris_after_in(tokens, t)
+
+
+MONDAY_WINDOWS = [" He lives in Paris on Monday.", " She was born in Paris and went to the city on Monday."]
+
+
+def test_token_patterns_add_the_tokens_that_fire_on_average():
+    graph = build_graph([line(PRECISE, 1.0)])  # ' Paris' is a root no line stops at
+    windows = text_of(MONDAY_WINDOWS, monday_or_paris_after_in)
+    out, record = calibrate.add_token_patterns(graph, KEYS, windows, 0.5, 1)
+    [monday] = [out.nodes[i] for i in record.added]
+    assert (monday.key, monday.token, monday.parent, monday.depth) == ("monday", " Monday", -1, 0)
+    assert monday.end == 1.0 and monday.count == 2  # its mean over its 2 occurrences
+    assert record.ended == [node_of(graph, PRECISE).parent]  # ' Paris' fired at every occurrence: now alone too
+    assert out.nodes[record.ended[0]].end == 1.0
+    assert node_of(out, PRECISE).end == 1.0  # existing patterns keep their values
+    assert all(n.key not in ("the", "city", "in") or n.parent >= 0 for n in out.nodes)  # quiet tokens: none
+    assert graph.to_json() == build_graph([line(PRECISE, 1.0)]).to_json()  # the input is not changed
+    # Each occurrence counts: with at least 3 wanted, the two ' Monday's and two ' Paris's are not enough.
+    _, few = calibrate.add_token_patterns(graph, KEYS, windows, 0.5, 3)
+    assert few.added == [] and few.ended == []
+    _, off = calibrate.add_token_patterns(graph, KEYS, windows, 0.5, 0)
+    assert off.added == [] and off.ended == []
+
+
+def test_token_patterns_are_judged_by_calibration_and_the_paper_graph_restores():
+    graph = build_graph([line(PRECISE, 1.0)])
+    windows = text_of(MONDAY_WINDOWS, monday_or_paris_after_in)
+    rows = [" She went to Paris on Monday.", " He lives in Paris.", " He went to Paris near the city."] * 4
+    text = text_of(rows, monday_or_paris_after_in)  # bare ' Paris' in both halves
+    out, record = calibrate_graph(graph, KEYS, text, windows, 0.5, min_count=1)
+    # ' Monday' fires on the calibration text too: kept, so the graph now finds it there; bare ' Paris'
+    # (0.2 without ' in' before it) over-fires there: dropped.
+    assert node_of(out, [" Monday"]).end == 1.0
+    assert node_of(out, [" Paris"]).end < 0.5
+    predicted = match(out, KEYS, text.seqs).predict(calibrate.ends_of(out), len(text.seqs)) >= 0.5
+    assert np.array_equal(predicted, text.truth >= 0.5)
+    data = record.as_dict()
+    assert data["token_patterns"] == {"min_count": 1, "added": record.token_patterns.added, "ended": [0]}
+    assert paper_graph(out, data).to_json() == graph.to_json()
+
+
+def test_a_token_pattern_that_fires_only_in_the_windows_is_dropped():
+    # In the training windows ' city' happened to fire; on ordinary text it never does.
+    rows = [np.array([BOS] + encode(s), dtype=np.int64) for s in WINDOWS]
+    acts = [np.where(r == ID[" city"], 0.9, [paris_after_in(r, t) for t in range(len(r))]) for r in rows]
+    windows = Text.of(Sequences.concat(rows), np.concatenate(acts), 1.0, BOS)
+    graph = build_graph([line(PRECISE, 1.0)])
+    ordinary = [s for s in ORDINARY[:4] if "went to Paris" not in s] * 4  # ' Paris' only after ' in'
+    out, record = calibrate_graph(graph, KEYS, text_of(ordinary), windows, 0.5, min_count=1)
+    city = node_of(out, [" city"])
+    assert city.id in record.token_patterns.added
+    assert city.end < 0.5  # judged on the calibration text: precision 0, re-weighted to its mean there
+    assert node_of(out, PRECISE).end == 1.0
+
+
+def _bodies(cfg, work):
+    render_site(cfg, work)
+    lines = (work.root / "fragments" / "neurons" / "L0.jsonl").read_text(encoding="utf-8").splitlines()
+    return {json.loads(line)["url"]: json.loads(line)["body"] for line in lines}
+
+
+def test_neuron_pages_say_what_calibration_did(tmp_path, tiny_model):
+    cfg, work = _tiny_workdir(tmp_path, tiny_model)
+    fit(cfg, lambda: tiny_model, work)
+    bodies = _bodies(cfg, work)
+    seen = 0
+    for neuron in range(4):
+        data = read_json(work.fitted(0, neuron))
+        body = next(b for url, b in bodies.items() if url.rstrip("/").endswith(f"L0/N{neuron}"))
+        if data["status"] != "fitted":
+            assert "<th>Calibration</th>" not in body
+            continue
+        record = data["calibration"]
+        tokens = {*record["token_patterns"]["added"], *record["token_patterns"]["ended"]}
+        changed = {c[0] for c in record["changed"]}
+        row = re.search(r"<th>Calibration</th><td>(.*?)</td>", body).group(1)
+        assert f"precision cut {num(record['precision'], 2)} · {len(changed - tokens)} pattern" in row
+        assert (f"{len(tokens)} one-token pattern" in row) == bool(tokens)
+        seen += 1
+    assert seen
+    paper = replace(cfg, fit=replace(cfg.fit, paper=True)).validate()
+    fit(paper, lambda: tiny_model, work)
+    assert all("<th>Calibration</th>" not in b for b in _bodies(paper, work).values())  # --paper: none

@@ -143,7 +143,8 @@ def test_fit_record_keeps_existing_fit_files_current(tmp_path):
     record = Config().fit_record()
     assert record.pop("fit_batch_tokens") is None  # fit resolves it (4096 on the CPU) and records the number
     # The calibration options: a file without them is not fitted again, only calibrated (calibrate.recalibratable).
-    assert (record.pop("paper"), record.pop("calibration_tokens")) == (False, 16384)
+    calibration = (record.pop("paper"), record.pop("calibration_tokens"), record.pop("token_patterns"))
+    assert calibration == (False, 16384, 1)
     assert record == FIT_RECORD_BEFORE_THE_MOVE
     # A file from before --fit-batch-tokens was fitted in groups of 4, which is what 4096 means: still current.
     from dataclasses import replace
@@ -156,7 +157,8 @@ def test_fit_record_keeps_existing_fit_files_current(tmp_path):
     cfg = Config()
     # Its graph is reused: only calibrated (or, with --paper, its config rewritten), never fitted again.
     assert _reuse(old, replace(cfg, fit=fit_options(cfg)).fit_record(), "fp32", None, "cpu") == "recalibrate"
-    new = {**FIT_RECORD_BEFORE_THE_MOVE, "paper": False, "calibration_tokens": 16384, "fit_batch_tokens": 4096}
+    new = {**FIT_RECORD_BEFORE_THE_MOVE, "paper": False, "calibration_tokens": 16384, "token_patterns": 1}
+    new["fit_batch_tokens"] = 4096
     write_json(old, {"schema": SCHEMA, "status": "fitted", "config": new})
     assert _is_current(old, replace(cfg, fit=fit_options(cfg)).fit_record(), "fp32")
     gpu = Config(device="cuda")
@@ -204,5 +206,7 @@ def test_a_fit_option_declared_not_recorded_leaves_fits_current():
     record = cfg.fit_record()
     assert "budget" not in record and record["strict"] is False
     assert {
-        k: v for k, v in record.items() if k not in ("strict", "fit_batch_tokens", "paper", "calibration_tokens")
+        k: v
+        for k, v in record.items()
+        if k not in ("strict", "fit_batch_tokens", "paper", "calibration_tokens", "token_patterns")
     } == FIT_RECORD_BEFORE_THE_MOVE

@@ -25,6 +25,17 @@ scored by the mean of the F1 on the validation half and the F1 on the training w
 the top windows the graph explains); the best wins, ties go to the smaller ``p`` (the least change; 0
 keeps the paper's graph). The final statistics then use all calibration rows and the windows.
 
+Token patterns (``--token-patterns``, before the judging above). A graph's patterns come from each training
+window's peak and the context pruning kept for it; a token that fires wherever it appears in the windows but
+was never a peak has no pattern, while the token lookup (baselines.py), which learns from every position of
+the same windows, predicts it. So each normalised token key whose mean normalised activation over its
+occurrences in the training windows (doc-start tokens left out) reaches the firing threshold, over at least
+``--token-patterns`` occurrences, gets a one-token pattern predicting that mean: a new activating token
+(appended to the trie as a root) or, where the key is already an activating token that no line stops at (it
+fires only in the contexts pruning kept), an ``end`` on that root. Patterns the graph already has keep their
+value. The added patterns are then judged like the others, so one that over-fires on the calibration text is
+dropped. The record lists them, so :func:`paper_graph` removes them again.
+
 Torch-free: the model pass is ood.py's; this module works on token ids and activations.
 """
 
@@ -37,12 +48,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .n2g.graph import Graph
+from .n2g.graph import Graph, Node
 from .n2g.predict import ABSENT, KeyIndex, Sequences
 
 PRECISION_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # candidate per-neuron thresholds p
 MIN_WINS = 2  # a pattern needs this many wins on the calibration text to be judged at all
-OPTIONS = ("paper", "calibration_tokens")  # fit options that change only this step (fit reuses the fit)
+# fit options that change only this step (fit reuses the fit)
+OPTIONS = ("paper", "calibration_tokens", "token_patterns")
 
 
 @dataclass(frozen=True)
@@ -181,15 +193,66 @@ def f1_score(truth: np.ndarray, pred: np.ndarray, threshold: float) -> float:
 
 
 @dataclass(frozen=True)
+class TokenPatterns:
+    """The one-token patterns added to a graph (module docstring, "Token patterns"): node ids appended as
+    new activating tokens (``added``, in id order, at the end of the trie) and activating tokens that got an
+    ``end`` (``ended``)."""
+
+    min_count: int
+    added: list[int]
+    ended: list[int]
+
+    def as_dict(self) -> dict:
+        return {"min_count": self.min_count, "added": self.added, "ended": self.ended}
+
+
+def add_token_patterns(
+    graph: Graph, keys: KeyIndex, windows: Text, threshold: float, min_count: int
+) -> tuple[Graph, TokenPatterns]:
+    """A copy of ``graph`` with a one-token pattern for every key whose mean normalised activation over at
+    least ``min_count`` occurrences in ``windows`` reaches ``threshold`` (module docstring); keys in order of
+    that mean, highest first (ties: key id). ``min_count`` 0 adds none."""
+    out = copy.deepcopy(graph)
+    record = TokenPatterns(min_count, [], [])
+    valid = ~np.isnan(windows.truth)
+    tokens, truth = windows.seqs.tokens[valid], windows.truth[valid]
+    codes = keys.of(tokens)
+    inside = codes != ABSENT
+    if min_count <= 0 or not inside.any():
+        return out, record
+    tokens, truth, codes = tokens[inside], truth[inside], codes[inside]
+    seen, first, where, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
+    mean = np.bincount(where, weights=truth, minlength=len(seen)) / counts
+    peak = np.full(len(seen), -np.inf)
+    np.maximum.at(peak, where, truth)
+    chosen = np.flatnonzero((counts >= min_count) & (mean >= threshold))
+    roots = {n.key: n.id for n in out.activating_tokens}
+    for i in sorted(chosen.tolist(), key=lambda i: (-mean[i], int(seen[i]))):
+        key, value = keys.names[int(seen[i])], round(float(mean[i]), 6)
+        if key in roots:
+            node = out.nodes[roots[key]]
+            if node.end is None:  # fires only in the contexts pruning kept: now on its own too
+                node.end = value
+                record.ended.append(node.id)
+            continue
+        node_id = len(out.nodes)
+        token = keys.text[int(tokens[first[i]])]
+        out.nodes.append(Node(node_id, -1, 0, key, token, 1.0, round(float(peak[i]), 6), value, int(counts[i])))
+        record.added.append(node_id)
+    return out, record
+
+
+@dataclass(frozen=True)
 class Calibration:
     """What calibration did to one graph: the chosen ``p``, each candidate's validation score, and the
-    re-weighted patterns as ``[node, paper end, new end, wins, fires]`` (enough to restore the paper's
-    graph, :func:`paper_graph`)."""
+    re-weighted patterns as ``[node, paper end, new end, wins, fires]``, and the token patterns added first
+    (enough to restore the paper's graph, :func:`paper_graph`)."""
 
     precision: float
     validation: dict[str, float]
     changed: list[list[float]]
     tokens: int  # calibration tokens scored (without the windows)
+    token_patterns: TokenPatterns
 
     def as_dict(self) -> dict:
         return {
@@ -198,12 +261,17 @@ class Calibration:
             "changed": self.changed,
             "tokens": self.tokens,
             "min_wins": MIN_WINS,
+            "token_patterns": self.token_patterns.as_dict(),
         }
 
 
-def calibrate(graph: Graph, keys: KeyIndex, text: Text, windows: Text, threshold: float) -> tuple[Graph, Calibration]:
+def calibrate(
+    graph: Graph, keys: KeyIndex, text: Text, windows: Text, threshold: float, min_count: int = 0
+) -> tuple[Graph, Calibration]:
     """The calibrated copy of ``graph`` and what changed. ``text``: the training-split calibration rows (even
-    rows: statistics, odd rows: validation); ``windows``: the neuron's training windows."""
+    rows: statistics, odd rows: validation); ``windows``: the neuron's training windows; ``min_count``:
+    ``--token-patterns`` (0: none added)."""
+    graph, added = add_token_patterns(graph, keys, windows, threshold, min_count)
     size = len(graph.nodes)
     ends = ends_of(graph)
     half = [text.rows(range(start, text.seqs.count, 2)) for start in (0, 1)]
@@ -233,25 +301,34 @@ def calibrate(graph: Graph, keys: KeyIndex, text: Text, windows: Text, threshold
         out.nodes[i].end = value
         changed.append([i, float(ends[i]), value, int(final.wins[i]), int(final.fires[i])])
     scored = int((~np.isnan(text.truth)).sum())
-    return out, Calibration(best_p, scores, changed, scored)
+    return out, Calibration(best_p, scores, changed, scored, added)
 
 
 def paper_graph(graph: Graph, calibration: dict | None) -> Graph:
-    """The graph before calibration, from a fit file's calibrated ``graph`` and its ``calibration`` record."""
+    """The graph before calibration, from a fit file's calibrated ``graph`` and its ``calibration`` record:
+    re-weighted patterns get their values back, token patterns go (records from before token patterns
+    have none)."""
     out = copy.deepcopy(graph)
-    for node, paper_end, *_ in (calibration or {}).get("changed", []):
+    record = calibration or {}
+    for node, paper_end, *_ in record.get("changed", []):
         out.nodes[int(node)].end = float(paper_end)
+    tokens = record.get("token_patterns") or {}
+    for node in tokens.get("ended", []):
+        out.nodes[int(node)].end = None
+    if tokens.get("added"):
+        del out.nodes[min(int(i) for i in tokens["added"]) :]
     return out
 
 
 class Calibrator:
     """The fit stage's calibration: the calibration pass's activations of every neuron to fit, by layer."""
 
-    def __init__(self, passes: dict, keys: KeyIndex, threshold: float, bos: int | None) -> None:
+    def __init__(self, passes: dict, keys: KeyIndex, threshold: float, bos: int | None, min_count: int = 0) -> None:
         self.passes = passes  # layer -> ood.OodLayer of the "calibrate" pass
         self.keys = keys
         self.threshold = threshold
         self.bos = bos
+        self.min_count = min_count  # --token-patterns
 
     @classmethod
     def prepare(
@@ -273,7 +350,8 @@ class Calibrator:
             float(mined.get("held_out", cfg.mine.held_out)),
             int(manifest.get("seed", cfg.seed)),
         )
-        return cls(ood.prepare(cfg, work, wanted, load_model, text), keys, cfg.evaluate.fire_threshold, bos)
+        passes = ood.prepare(cfg, work, wanted, load_model, text)
+        return cls(passes, keys, cfg.evaluate.fire_threshold, bos, cfg.fit.token_patterns)
 
     def __call__(
         self, layer: int, neuron: int, graph: Graph, windows: Sequence[tuple[np.ndarray, np.ndarray]], a_max: float
@@ -287,7 +365,7 @@ class Calibrator:
             a_max,
             self.bos,
         )
-        out, record = calibrate(graph, self.keys, text, train, self.threshold)
+        out, record = calibrate(graph, self.keys, text, train, self.threshold, self.min_count)
         return out, record.as_dict()
 
 

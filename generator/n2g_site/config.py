@@ -374,8 +374,9 @@ class FitConfig:
     )
     paper: bool = option(
         False,
-        "The paper's N2G as published, no step beyond it: no calibration pass. Without it, graphs are "
-        "calibrated (--calibration-tokens). Each fit file's config and the Method page say which mode built them.",
+        "The paper's N2G as published, no step beyond it: no band windows, token patterns or calibration pass. "
+        "Without it, graphs get token patterns (--token-patterns) and are calibrated (--calibration-tokens). Each "
+        "fit file's config and the Method page say which mode built them.",
         "fit",
         steps=("predict",),
         main=True,
@@ -389,6 +390,18 @@ class FitConfig:
         "fit",
         minimum=0,
         note="0 = no calibration",
+        steps=("predict",),
+    )
+    token_patterns: int = option(
+        1,
+        "Each token whose mean activation over at least this many of its occurrences in the training windows "
+        "reaches the firing threshold gets a one-token pattern predicting that mean, as the token lookup "
+        "predicts it (a graph's patterns come from window peaks only); added before calibration judges the "
+        "patterns, so one that over-fires is dropped. Ignored with --paper or --calibration-tokens 0 "
+        "(docs/algorithm.md, 'Token patterns').",
+        "fit",
+        minimum=0,
+        note="0 = none",
         steps=("predict",),
     )
     polarity: str = option(

@@ -39,8 +39,10 @@ class KeyIndex:
 
     def __init__(self, token_text: Sequence[str]) -> None:
         keys = [normalise(t) for t in token_text]
+        self.text = token_text  # token id -> raw token string
         self.key_id: dict[str, int] = {}
         self.of_token = np.array([self.key_id.setdefault(k, len(self.key_id)) for k in keys], dtype=np.int64)
+        self.names = list(self.key_id)  # key id -> key (the dict keeps insertion order)
 
     def codes(self, graph_keys: dict[str, int]) -> np.ndarray:
         """Token id -> the graph's code for its key (ABSENT if the graph has no such key)."""

@@ -80,6 +80,16 @@ class HeldoutView:
 
 
 @dataclass
+class CalibrationView:
+    """What the calibration step (beyond the paper, calibrate.py) did to this neuron's graph."""
+
+    precision: float  # the precision cut p chosen on the validation half (0: no pattern judged imprecise)
+    reweighted: int  # patterns that predicted firing and now predict their measured mean, under the threshold
+    token_patterns: int  # one-token patterns added from the training windows' token statistics
+    token_patterns_reweighted: int  # of those, how many calibration then re-weighted
+
+
+@dataclass
 class HistBar:
     """One bar of a neuron's activation histogram (raw activation, the bins of LayerStats.edges)."""
 
@@ -192,6 +202,7 @@ class NeuronPage:
     negative: NegativeView | None = None  # the neuron's negative side; None when it never goes below 0
     bands: list[BandView] = field(default_factory=list)  # one sampled window per activation band (issue 19)
     bands_note: str = ""  # why there are none: the layer has no band sample ("" when it has one)
+    calibration: CalibrationView | None = None  # None: --paper (or a fit from before calibration)
 
 
 @dataclass

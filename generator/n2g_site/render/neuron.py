@@ -25,7 +25,18 @@ from ..config import FIRE_THRESHOLD, UserError
 from ..n2g.graph import Graph, Node
 from ..store import BAND_EDGES, HIST_EDGES, MinedLayer, Window, WorkDir, band_of
 from . import export, playground
-from .contexts import BandView, ExampleView, GraphView, HeldoutView, HistBar, LayerRow, Link, NegativeView, NeuronPage
+from .contexts import (
+    BandView,
+    CalibrationView,
+    ExampleView,
+    GraphView,
+    HeldoutView,
+    HistBar,
+    LayerRow,
+    Link,
+    NegativeView,
+    NeuronPage,
+)
 from .fidelity import neuron_fidelity
 from .inputs import Shared
 from .jinja_env import num
@@ -302,6 +313,21 @@ def graph_view_of(graph: Graph | None, drawing: Drawing | None) -> GraphView | N
     )
 
 
+def calibration_view(record: Any) -> CalibrationView | None:
+    """A fit file's ``calibration`` record (calibrate.Calibration.as_dict) for the page; None without one."""
+    if not isinstance(record, dict):
+        return None
+    tokens = record.get("token_patterns") or {}
+    added = {int(i) for i in [*tokens.get("added", []), *tokens.get("ended", [])]}
+    changed = {int(c[0]) for c in record.get("changed", [])}
+    return CalibrationView(
+        precision=_float(record.get("precision"), 0.0),
+        reweighted=len(changed - added),
+        token_patterns=len(added),
+        token_patterns_reweighted=len(changed & added),
+    )
+
+
 def heldout_view(ho: Any) -> HeldoutView | None:
     """A fit file's first held-out score."""
     if not isinstance(ho, dict):
@@ -439,6 +465,7 @@ class NeuronData:
             hist=self.hist,
             heldout=self.heldout,
             augmenter=self.fit.get("augmenter"),
+            calibration=calibration_view(self.fit.get("calibration")),
             graph=graph_view,
             train_examples=[
                 self._example_view(sh, w) for w in self.windows if w.split == "train" and w.rank < PAGE_TRAIN_EXAMPLES
