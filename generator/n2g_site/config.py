@@ -261,8 +261,8 @@ class FitConfig:
     train_examples: int = option(
         10,
         "Top training windows a graph is fitted on (the paper: 10 of the 20 mined). All 20 (--top-k) give higher "
-        "F1, for 1.6-1.9x the fit's model tokens, but the baselines gain from them too (benchmarks/README.md, "
-        "'The default mode with token patterns').",
+        "F1, for 1.6-1.9x the fit's model tokens, but the baselines gain from them too "
+        "(benchmarks/README.md, 'The default mode with token patterns').",
         "fit",
         also=("evaluate",),
         minimum=1,
