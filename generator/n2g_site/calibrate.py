@@ -214,11 +214,13 @@ def add_token_patterns(
     that mean, highest first (ties: key id). ``min_count`` 0 adds none."""
     out = copy.deepcopy(graph)
     record = TokenPatterns(min_count, [], [])
+    if min_count <= 0:
+        return out, record
     valid = ~np.isnan(windows.truth)
     tokens, truth = windows.seqs.tokens[valid], windows.truth[valid]
     codes = keys.of(tokens)
     inside = codes != ABSENT
-    if min_count <= 0 or not inside.any():
+    if not inside.any():
         return out, record
     tokens, truth, codes = tokens[inside], truth[inside], codes[inside]
     seen, first, where, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
@@ -271,7 +273,7 @@ def calibrate(
     """The calibrated copy of ``graph`` and what changed. ``text``: the training-split calibration rows (even
     rows: statistics, odd rows: validation); ``windows``: the neuron's training windows; ``min_count``:
     ``--token-patterns`` (0: none added)."""
-    graph, added = add_token_patterns(graph, keys, windows, threshold, min_count)
+    graph, added = add_token_patterns(graph, keys, windows, threshold, min_count)  # a copy: ours to change
     size = len(graph.nodes)
     ends = ends_of(graph)
     half = [text.rows(range(start, text.seqs.count, 2)) for start in (0, 1)]
@@ -294,7 +296,7 @@ def calibrate(
     everything = Text.join([text, windows])
     final = PatternStats.of(match(graph, keys, everything.seqs), everything.truth, size, threshold)
     new = calibrated_ends(ends, final, best_p, threshold)
-    out = copy.deepcopy(graph)
+    out = graph  # add_token_patterns' copy, not the caller's graph
     changed: list[list[float]] = []
     for i in np.flatnonzero(~np.isnan(ends) & (new != ends)).tolist():
         value = math.floor(float(new[i]) * 1e6) / 1e6  # rounded down: stays under the threshold
